@@ -1,0 +1,49 @@
+/// The one seam every layer of the stack meets (DESIGN.md §1).
+///
+/// Raw files, qcow2 images with their backing chain, partitions, LVs and in-memory overlays all
+/// conform. Reads must be safe from several threads at once: the FUSE server reads file data in
+/// parallel. Offsets and lengths are in bytes; a read or write must lie within `size`.
+public protocol BlockDevice: AnyObject, Sendable {
+    /// Size in bytes.
+    var size: UInt64 { get }
+    /// Whether `write` and `flush` may be called.
+    var isWritable: Bool { get }
+    /// A name for messages: the image path, or `/dev/sda1` for a partition.
+    var displayName: String { get }
+    /// Fills the whole buffer from `offset`, or throws.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws
+    /// Writes the whole buffer at `offset`, or throws.
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws
+    /// Makes earlier writes durable.
+    func flush() throws
+}
+
+extension BlockDevice {
+    /// Checks that `[offset, offset+length)` lies within the device; throws naming `structure` if not.
+    public func checkRange(offset: UInt64, length: Int, structure: String = "read") throws {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
+        if overflow || end > size {
+            throw ImageError(path: displayName, offset: offset, structure: structure,
+                             reason: "range of \(length) bytes runs past the end of the device (size \(size))",
+                             errno: .ioError)
+        }
+    }
+
+    /// Reads `length` bytes at `offset` into a new array.
+    public func readBytes(at offset: UInt64, count length: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: length)
+        try bytes.withUnsafeMutableBytes { try read(into: $0, at: offset) }
+        return bytes
+    }
+
+    /// Writes an array of bytes at `offset`.
+    public func writeBytes(_ bytes: [UInt8], at offset: UInt64) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    /// The error a read-only device gives to a write.
+    public func readOnlyError(offset: UInt64) -> ImageError {
+        ImageError(path: displayName, offset: offset, structure: "write",
+                   reason: "device is opened read-only", errno: .readOnlyFileSystem)
+    }
+}

@@ -1,0 +1,39 @@
+import CExt2fs
+import SystemPackage
+
+/// A libext2fs `errcode_t`, converted in this one place (STYLE.md §3).
+///
+/// Small values are plain errno; larger ones come from the com_err table `ext2_err.et`, whose
+/// message we keep. The FUSE edge needs an `Errno`, so each code maps to one.
+public struct Ext2Error: Error, CustomStringConvertible, Sendable {
+    public let code: Int
+    public let message: String
+
+    init(code: errcode_t) {
+        self.code = Int(code)
+        self.message = String(cString: cext2fs_error_message(code))
+    }
+
+    /// The errno a caller should see for this code.
+    public var errno: Errno {
+        if code > 0 && code < 4096 { return Errno(rawValue: Int32(code)) }
+        switch message {
+        case _ where message.contains("not found"): return .noSuchFileOrDirectory
+        case _ where message.contains("read-only"): return .readOnlyFileSystem
+        case _ where message.contains("No free space") || message.contains("Could not allocate"): return .noSpace
+        case _ where message.contains("unimplemented") || message.contains("Unimplemented"): return .notSupported
+        default: return .ioError
+        }
+    }
+
+    public var description: String { message }
+}
+
+/// Calls a libext2fs function and throws if it returns a non-zero `errcode_t`.
+@inline(__always)
+func ext2Check(_ code: errcode_t, structure: String, device: any BlockDevice, offset: UInt64? = nil) throws {
+    guard code != 0 else { return }
+    let error = Ext2Error(code: code)
+    throw ImageError(path: device.displayName, offset: offset, structure: structure,
+                     reason: error.message, errno: error.errno, underlying: error)
+}

@@ -1,0 +1,2 @@
+import GuestFS
+print("imagemount")

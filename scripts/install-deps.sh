@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages imagemount builds against and the tools its tests use as oracles.
+set -euo pipefail
+packages=(
+  # build: system libraries found through pkg-config
+  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev
+  # runtime
+  fuse3 perl
+  # test oracles and image builders
+  e2fsprogs fdisk gdisk qemu-utils attr util-linux lvm2 cryptsetup-bin
+  # benchmarks
+  hyperfine time
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
