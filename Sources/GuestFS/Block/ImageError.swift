@@ -55,10 +55,8 @@ public struct ImageError: Error, CustomStringConvertible, Sendable {
 
 /// Holds a wrapped error of any type while keeping `ImageError` a value type.
 public struct ImageErrorBox: Sendable, CustomStringConvertible {
-    public let error: any Error & Sendable
-    init(_ error: any Error) {
-        self.error = (error as? any Error & Sendable) ?? ImageError(reason: "\(error)")
-    }
+    public let error: any Error
+    init(_ error: any Error) { self.error = error }
     public var description: String {
         if let e = error as? ImageError { return e.description }
         if let e = error as? Errno { return e.description }

@@ -92,5 +92,7 @@ enum IOManagerBridge {
             }
         }
         cext2fs_set_callbacks(&callbacks)
+        // Register the ext2 com_err table so error_message() gives text, not "Unknown code".
+        initialize_ext2_error_table()
     }()
 }

@@ -1,0 +1,91 @@
+import CExt2fs
+
+/// One directory entry. Names are bytes: ext4 names need not be UTF-8.
+public struct DirEntry: Sendable, Hashable {
+    public let name: [UInt8]
+    public let inode: UInt32
+    /// EXT2_FT_* from the entry (0 when the filesystem has no filetype feature).
+    public let fileType: UInt8
+
+    public var nameString: String { String(decoding: name, as: UTF8.self) }
+
+    // Directory entry file types (ext4 disk layout, "Linear (Classic) Directories").
+    public static let typeUnknown: UInt8 = 0
+    public static let typeRegular: UInt8 = 1
+    public static let typeDirectory: UInt8 = 2
+    public static let typeCharDevice: UInt8 = 3
+    public static let typeBlockDevice: UInt8 = 4
+    public static let typeFIFO: UInt8 = 5
+    public static let typeSocket: UInt8 = 6
+    public static let typeSymlink: UInt8 = 7
+}
+
+extension Ext2Filesystem {
+    /// The entries of directory `dir`, without `.` and `..`, in on-disk order.
+    ///
+    /// Served from the directory cache when present; otherwise read with ext2fs_dir_iterate2,
+    /// which walks linear, htree (as linear leaves) and inline-data directories alike.
+    /// (DIRENT_FLAG_INCLUDE_INLINE_DATA is internal to libext2fs 1.47: it means "the buffer
+    /// already holds inline data" and must not be passed here.)
+    public func directoryEntries(_ dir: UInt32) throws -> [DirEntry] {
+        if let cached = directoryCache.entries(of: dir) { return cached.list }
+        let list = try withHandle { fs in try readDirectory(dir, fs: fs) }
+        directoryCache.insert(dir, list)
+        return list
+    }
+
+    /// The inode `name` names in directory `dir`, or nil when there is no such entry.
+    public func lookup(_ dir: UInt32, _ name: [UInt8]) throws -> DirEntry? {
+        if let cached = directoryCache.entries(of: dir) { return cached.byName[name] }
+        let list = try withHandle { fs in try readDirectory(dir, fs: fs) }
+        let index = directoryCache.insert(dir, list)
+        return index.byName[name]
+    }
+
+    /// Reads a whole directory under the lock. Bounded: a directory whose entries would exceed
+    /// `maxDirectoryEntries` is reported as damaged rather than filling memory.
+    func readDirectory(_ dir: UInt32, fs: ext2_filsys) throws -> [DirEntry] {
+        let (_, inode) = try readInode(dir, fs: fs)
+        guard inode.isDirectory else {
+            throw ImageError(path: device.displayName, structure: "inode \(dir)",
+                             reason: "not a directory", errno: .notDirectory)
+        }
+        final class Collector {
+            var entries: [DirEntry] = []
+            var overflow = false
+        }
+        let collector = Collector()
+        let rc = withExtendedLifetime(collector) {
+            ext2fs_dir_iterate2(fs, dir, 0, nil, { _, kind, dirent, _, _, _, priv in
+                guard let dirent, let priv else { return DIRENT_ABORT }
+                let collector = Unmanaged<Collector>.fromOpaque(priv).takeUnretainedValue()
+                if kind == DIRENT_DOT_FILE || kind == DIRENT_DOT_DOT_FILE { return 0 }
+                let length = Int(ext2fs_dirent_name_len(dirent))
+                guard dirent.pointee.inode != 0, length > 0 else { return 0 }
+                if collector.entries.count >= Ext2Filesystem.maxDirectoryEntries {
+                    collector.overflow = true
+                    return DIRENT_ABORT
+                }
+                let name = withUnsafeBytes(of: &dirent.pointee.name) { raw in
+                    Array(raw.prefix(min(length, raw.count)))
+                }
+                // "." and ".." found outside their usual slots are still not real children.
+                if name == [0x2E] || name == [0x2E, 0x2E] { return 0 }
+                collector.entries.append(DirEntry(name: name, inode: dirent.pointee.inode,
+                                                  fileType: UInt8(ext2fs_dirent_file_type(dirent))))
+                return 0
+            }, Unmanaged.passUnretained(collector).toOpaque())
+        }
+        try check(rc, "directory", inode: dir)
+        if collector.overflow {
+            throw ImageError(path: device.displayName, structure: "directory inode \(dir)",
+                             reason: "more than \(Ext2Filesystem.maxDirectoryEntries) entries; directory looks damaged",
+                             errno: .ioError)
+        }
+        return collector.entries
+    }
+
+    /// A hard cap on entries in one directory: ext4's own limit with large_dir is far above any
+    /// real guest, and a damaged directory must not make us allocate without bound.
+    static let maxDirectoryEntries = 10_000_000
+}

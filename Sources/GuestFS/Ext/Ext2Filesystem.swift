@@ -1,0 +1,93 @@
+import CExt2fs
+import Synchronization
+
+/// An ext2/3/4 filesystem opened through libext2fs over one of our block devices.
+///
+/// libext2fs is not thread-safe, so every call into it runs under `lock` (DESIGN.md §1).
+/// File *data* is not read under the lock: `Ext2File` maps a file's blocks under the lock and
+/// then reads them from `device` directly, which is what lets several FUSE reads run at once.
+public final class Ext2Filesystem: @unchecked Sendable {
+    /// The device the filesystem lives on (a partition, an LV, a whole disk).
+    public let device: any BlockDevice
+    public let isWritable: Bool
+    /// Facts from the superblock, read once at open.
+    public let superblock: Ext2Superblock
+    public let blockSize: Int
+
+    /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
+    let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
+
+    // Guarded by `lock`: libext2fs's handle and the token our io_manager resolves.
+    private let fs: ext2_filsys
+    private let lock = Mutex<Void>(())
+    private var closed = false
+
+    /// The root directory's inode number (EXT2_ROOT_INO, ext4 disk layout "Special inodes").
+    public static let rootInode: UInt32 = 2
+
+    /// Opens the filesystem on `device`. Fails with a clear error when there is none.
+    public init(device: any BlockDevice, writable: Bool = false) throws {
+        guard Ext2Superblock.probe(device) else {
+            throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
+                             reason: "no ext2/ext3/ext4 filesystem found (bad magic)", errno: .invalidArgument)
+        }
+        let token = IOManagerBridge.register(device)
+        defer { IOManagerBridge.unregister(token) }
+        var flags = Int32(EXT2_FLAG_64BITS)
+        if writable { flags |= Int32(EXT2_FLAG_RW) } else { flags |= Int32(EXT2_FLAG_SKIP_MMP) }
+        var handle: ext2_filsys?
+        let rc = ext2fs_open2(token, nil, flags, 0, 0, cext2fs_io_manager(), &handle)
+        guard rc == 0, let handle else {
+            throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
+                             reason: "cannot open filesystem: \(Ext2Error(code: rc).message)",
+                             errno: Ext2Error(code: rc).errno)
+        }
+        self.fs = handle
+        self.device = device
+        self.isWritable = writable
+        self.blockSize = Int(cext2fs_blocksize(handle))
+        self.superblock = Ext2Superblock(cext2fs_super(handle).pointee)
+    }
+
+    deinit { try? close() }
+
+    /// Flushes (when writable) and closes the libext2fs handle. Later calls fail.
+    public func close() throws {
+        try lock.withLock { _ throws -> Void in
+            guard !closed else { return }
+            closed = true
+            let rc = isWritable ? ext2fs_close2(fs, 0) : ext2fs_free_then_zero(fs)
+            try ext2Check(rc, structure: "close", device: device)
+        }
+    }
+
+    /// Runs `body` with the libext2fs handle under the filesystem lock.
+    /// The only way any other file reaches libext2fs.
+    func withHandle<R>(_ body: (ext2_filsys) throws -> R) throws -> R {
+        try lock.withLock { _ throws -> R in
+            guard !closed else {
+                throw ImageError(path: device.displayName, reason: "filesystem is closed", errno: .badFileDescriptor)
+            }
+            return try body(fs)
+        }
+    }
+
+    /// Turns a libext2fs return code into a thrown `ImageError`, preferring the rich I/O
+    /// error the io_manager callback kept over the bare EIO libext2fs saw.
+    func check(_ code: errcode_t, _ structure: String, inode: UInt32? = nil) throws {
+        guard code != 0 else { return }
+        let what = inode.map { "\(structure) of inode \($0)" } ?? structure
+        if code == errcode_t(EIO), let io = IOManagerBridge.context(of: fs.pointee.io), let inner = io.lastError {
+            io.lastError = nil
+            throw ImageError(path: device.displayName, offset: inner.offset, structure: what,
+                             reason: inner.reason, errno: inner.errno, underlying: inner)
+        }
+        try ext2Check(code, structure: what, device: device)
+    }
+}
+
+/// libext2fs frees a read-only handle without writing anything back.
+private func ext2fs_free_then_zero(_ fs: ext2_filsys) -> errcode_t {
+    ext2fs_free(fs)
+    return 0
+}

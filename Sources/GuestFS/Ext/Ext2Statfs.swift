@@ -1,0 +1,60 @@
+/// Space and inode figures as the Linux kernel's ext4 `statfs` reports them, so that `df`,
+/// FUSE `statfs` and the kernel's own mount agree (fs/ext4/super.c, ext4_statfs).
+public struct FilesystemUsage: Sendable, Equatable {
+    public let blockSize: UInt64
+    /// f_blocks: all blocks less the metadata overhead.
+    public let totalBlocks: UInt64
+    /// f_bfree.
+    public let freeBlocks: UInt64
+    /// f_bavail: free blocks less the root reserve and ext4's delayed-allocation reserve.
+    public let availableBlocks: UInt64
+    public let totalInodes: UInt64
+    public let freeInodes: UInt64
+    public let maxNameLength: UInt64 = 255
+}
+
+extension Ext2Filesystem {
+    /// The statfs figures of this filesystem.
+    public func usage() -> FilesystemUsage {
+        let sb = superblock
+        let overhead = sb.overheadClusters != 0 ? sb.overheadClusters : computedOverhead()
+        let total = sb.blocksCount > overhead ? sb.blocksCount - overhead : 0
+        // ext4_calculate_resv_clusters: 2% of the blocks, at most 4096, only with extents.
+        let extents = sb.incompatFeatures & 0x40 != 0
+        let delallocReserve = extents ? min(sb.blocksCount / 50, 4096) : 0
+        let reserve = sb.reservedBlocks + delallocReserve
+        return FilesystemUsage(blockSize: sb.blockSize, totalBlocks: total, freeBlocks: sb.freeBlocks,
+                               availableBlocks: sb.freeBlocks > reserve ? sb.freeBlocks - reserve : 0,
+                               totalInodes: sb.inodesCount, freeInodes: sb.freeInodes)
+    }
+
+    /// The metadata overhead when the superblock does not record it (s_overhead_clusters = 0),
+    /// computed as ext4_calculate_overhead does: the blocks before the first group, each
+    /// group's superblock backup, descriptors, reserved descriptors, bitmaps and inode table,
+    /// and the journal's blocks.
+    func computedOverhead() -> UInt64 {
+        let sb = superblock
+        let descriptorsPerBlock = max(sb.blockSize / UInt64(sb.descriptorSize), 1)
+        let gdtBlocks = (sb.groupCount + descriptorsPerBlock - 1) / descriptorsPerBlock
+        let inodeTableBlocks = (sb.inodesPerGroup * UInt64(sb.inodeSize) + sb.blockSize - 1) / sb.blockSize
+        let sparse = sb.roCompatFeatures & Ext2Superblock.roCompatSparseSuper != 0
+        func hasBackup(_ group: UInt64) -> Bool {
+            if !sparse || group <= 1 { return true }
+            for base: UInt64 in [3, 5, 7] {
+                var power = base
+                while power < group { power *= base }
+                if power == group { return true }
+            }
+            return false
+        }
+        var overhead = sb.firstDataBlock
+        for group in 0..<sb.groupCount {
+            if hasBackup(group) { overhead += 1 + gdtBlocks + sb.reservedGDTBlocks }
+            overhead += 2 + inodeTableBlocks
+        }
+        if sb.hasJournal, sb.journalInode != 0, let journal = try? inode(sb.journalInode) {
+            overhead += journal.blocks512 * 512 / sb.blockSize
+        }
+        return overhead
+    }
+}

@@ -1,0 +1,105 @@
+import CExt2fs
+
+/// The superblock facts the rest of imagemount needs, copied out once at open.
+///
+/// Field meanings: the ext4 disk layout, "The Super Block" (Linux
+/// Documentation/filesystems/ext4/super.rst).
+public struct Ext2Superblock: Sendable {
+    public let uuid: String
+    public let label: String
+    public let lastMounted: String
+    public let blockSize: UInt64
+    public let blocksCount: UInt64
+    public let freeBlocks: UInt64
+    public let reservedBlocks: UInt64
+    public let firstDataBlock: UInt64
+    public let inodesCount: UInt64
+    public let freeInodes: UInt64
+    public let overheadClusters: UInt64
+    public let compatFeatures: UInt32
+    public let incompatFeatures: UInt32
+    public let roCompatFeatures: UInt32
+    public let journalInode: UInt32
+    public let state: UInt16
+    public let blocksPerGroup: UInt64
+    public let groupCount: UInt64
+    public let inodeSize: UInt32
+    public let inodesPerGroup: UInt64
+    public let descriptorSize: UInt32
+    public let reservedGDTBlocks: UInt64
+    public let logGroupsPerFlex: UInt32
+
+    // Feature bits, ext4 super.rst "s_feature_compat" / "incompat" / "ro_compat".
+    static let compatHasJournal: UInt32 = 0x4
+    static let compatSparseSuper2: UInt32 = 0x200
+    static let incompatRecover: UInt32 = 0x4
+    static let incompatMetaBG: UInt32 = 0x10
+    static let incompatFileType: UInt32 = 0x2
+    static let incompatJournalDev: UInt32 = 0x8
+    static let roCompatSparseSuper: UInt32 = 0x1
+    static let roCompatLargeFile: UInt32 = 0x2
+    static let roCompatBtreeDir: UInt32 = 0x4
+
+    init(_ s: ext2_super_block) {
+        var copy = s
+        uuid = withUnsafeBytes(of: &copy.s_uuid) { Self.formatUUID(Array($0)) }
+        label = withUnsafeBytes(of: &copy.s_volume_name) { Self.cString(Array($0)) }
+        lastMounted = withUnsafeBytes(of: &copy.s_last_mounted) { Self.cString(Array($0)) }
+        blockSize = UInt64(1024) << UInt64(min(s.s_log_block_size, 6))
+        blocksCount = ext2fs_blocks_count(&copy)
+        freeBlocks = ext2fs_free_blocks_count(&copy)
+        reservedBlocks = ext2fs_r_blocks_count(&copy)
+        firstDataBlock = UInt64(s.s_first_data_block)
+        inodesCount = UInt64(s.s_inodes_count)
+        freeInodes = UInt64(s.s_free_inodes_count)
+        overheadClusters = UInt64(s.s_overhead_clusters)
+        compatFeatures = s.s_feature_compat
+        incompatFeatures = s.s_feature_incompat
+        roCompatFeatures = s.s_feature_ro_compat
+        journalInode = s.s_journal_inum
+        state = s.s_state
+        blocksPerGroup = UInt64(max(s.s_blocks_per_group, 1))
+        let dataBlocks = blocksCount > firstDataBlock ? blocksCount - firstDataBlock : 0
+        groupCount = (dataBlocks + blocksPerGroup - 1) / blocksPerGroup
+        inodeSize = s.s_rev_level == 0 ? 128 : UInt32(s.s_inode_size)
+        inodesPerGroup = UInt64(s.s_inodes_per_group)
+        descriptorSize = (s.s_feature_incompat & 0x80) != 0 && s.s_desc_size >= 64 ? UInt32(s.s_desc_size) : 32
+        reservedGDTBlocks = UInt64(s.s_reserved_gdt_blocks)
+        logGroupsPerFlex = UInt32(s.s_log_groups_per_flex)
+    }
+
+    /// Has a journal (ext3/ext4).
+    public var hasJournal: Bool { compatFeatures & Self.compatHasJournal != 0 }
+    /// The journal holds transactions not yet written to their home locations.
+    public var needsRecovery: Bool { incompatFeatures & Self.incompatRecover != 0 }
+
+    /// "ext2", "ext3" or "ext4", decided as blkid decides it (libblkid superblocks/ext.c):
+    /// ext4 when a feature beyond ext3's set is present, ext3 when there is a journal.
+    public var typeName: String {
+        let ext3Incompat = Self.incompatFileType | Self.incompatRecover | Self.incompatMetaBG
+        let ext3RoCompat = Self.roCompatSparseSuper | Self.roCompatLargeFile | Self.roCompatBtreeDir
+        if incompatFeatures & ~ext3Incompat != 0 || roCompatFeatures & ~ext3RoCompat != 0 { return "ext4" }
+        return hasJournal ? "ext3" : "ext2"
+    }
+
+    /// Whether `device` carries an ext2/3/4 superblock magic (0xEF53 at byte 1024+56).
+    public static func probe(_ device: any BlockDevice) -> Bool {
+        guard device.size >= 2048, let magic = try? device.readBytes(at: 1024 + 56, count: 2) else { return false }
+        return magic[0] == 0x53 && magic[1] == 0xEF
+    }
+
+    static func formatUUID(_ b: [UInt8]) -> String {
+        let hex = b.map { String($0, radix: 16).leftPadded(to: 2) }
+        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+    }
+
+    static func cString(_ b: [UInt8]) -> String {
+        String(decoding: b.prefix(while: { $0 != 0 }), as: UTF8.self)
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}

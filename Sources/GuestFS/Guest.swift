@@ -1,0 +1,110 @@
+/// A drive given with `-a IMAGE` (and `--format` before it).
+public struct DriveSpec: Sendable, Equatable {
+    public var path: String
+    public var format: ImageFormat?
+    public init(path: String, format: ImageFormat? = nil) { self.path = path; self.format = format }
+}
+
+/// A block device the guest would see: a whole disk, a partition, or (later) an LV.
+public struct GuestDevice: Sendable {
+    public enum Kind: String, Sendable { case disk, partition }
+    /// The canonical name: `/dev/sda`, `/dev/sda1`.
+    public let name: String
+    public let kind: Kind
+    public let device: any BlockDevice
+    /// For a partition, the disk it is on (`/dev/sda`).
+    public let parent: String?
+    public let partition: Partition?
+    /// What the device holds, probed once.
+    public let content: VolumeContent
+}
+
+/// The session handle: the drives added, the devices found on them, and what each holds.
+///
+/// Names follow libguestfs: the first drive is `/dev/sda`, its partitions `/dev/sda1`…
+/// (MBR logical partitions from 5), the second drive `/dev/sdb` (DESIGN.md §2).
+public final class Guest: Sendable {
+    public let drives: [GuestDevice]
+    public let partitionTables: [String: PartitionTable]
+    /// Every device in order: each disk followed by its partitions.
+    public let devices: [GuestDevice]
+    /// Lines to show the user (damaged GPT fell back to backup, skipped partitions…).
+    public let warnings: [String]
+    public let isWritable: Bool
+
+    /// Opens every drive and reads its partition table. Images are opened read-only unless
+    /// `writable`.
+    public init(drives specs: [DriveSpec], writable: Bool = false, snapshot: String? = nil) throws {
+        var drives: [GuestDevice] = [], devices: [GuestDevice] = [], tables: [String: PartitionTable] = [:]
+        var warnings: [String] = []
+        for (index, spec) in specs.enumerated() {
+            let image = try ImageOpener.open(path: spec.path, format: spec.format, writable: writable)
+            let name = diskName(index: index)
+            let table: PartitionTable?
+            do {
+                table = try PartitionTable.read(from: image, diskName: name)
+            } catch {
+                throw ImageError.wrap(error, path: spec.path)
+            }
+            let disk = GuestDevice(name: name, kind: .disk, device: image, parent: nil, partition: nil,
+                                   content: table == nil ? VolumeProbe.probe(image) : VolumeContent(type: nil, label: nil, uuid: nil))
+            drives.append(disk)
+            devices.append(disk)
+            if let table {
+                tables[name] = table
+                warnings += table.warnings
+                for p in table.partitions {
+                    let content = p.isExtendedContainer ? VolumeContent(type: nil, label: nil, uuid: nil) : VolumeProbe.probe(p.device)
+                    devices.append(GuestDevice(name: p.name, kind: .partition, device: p.device, parent: name,
+                                               partition: p, content: content))
+                }
+            }
+        }
+        self.drives = drives
+        self.devices = devices
+        self.partitionTables = tables
+        self.warnings = warnings
+        self.isWritable = writable
+    }
+
+    /// Devices holding a filesystem we can open (ext2/3/4).
+    public var extFilesystems: [GuestDevice] { devices.filter { $0.content.isExt } }
+
+    /// Finds a device by any name a user or /etc/fstab may use for it: `/dev/sda1`,
+    /// `/dev/vda1`, `/dev/hda1`, `/dev/xvda1`, `UUID=`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`,
+    /// and the `/dev/disk/by-uuid|by-label|by-partuuid|by-partlabel/` links.
+    public func device(named spec: String) throws -> GuestDevice {
+        if let found = findDevice(spec) { return found }
+        let known = devices.map(\.name).joined(separator: ", ")
+        throw ImageError(structure: "device \(spec)", reason: "no such device (devices: \(known.isEmpty ? "none" : known))",
+                         errno: .noSuchFileOrDirectory)
+    }
+
+    func findDevice(_ spec: String) -> GuestDevice? {
+        let tagged: [(prefix: String, key: KeyPath<GuestDevice, String?>)] = [
+            ("UUID=", \.content.uuid), ("LABEL=", \.content.label),
+            ("PARTUUID=", \.partition?.partUUID), ("PARTLABEL=", \.partition?.partLabel),
+            ("/dev/disk/by-uuid/", \.content.uuid), ("/dev/disk/by-label/", \.content.label),
+            ("/dev/disk/by-partuuid/", \.partition?.partUUID), ("/dev/disk/by-partlabel/", \.partition?.partLabel),
+        ]
+        for (prefix, key) in tagged where spec.hasPrefix(prefix) {
+            var value = String(spec.dropFirst(prefix.count))
+            if value.count >= 2, value.first == "\"", value.last == "\"" { value = String(value.dropFirst().dropLast()) }
+            return devices.first { ($0[keyPath: key] ?? "").caseInsensitiveEquals(value) }
+        }
+        let canonical = Self.canonicalName(spec)
+        return devices.first { $0.name == canonical }
+    }
+
+    /// `/dev/vda1`, `/dev/hda1`, `/dev/xvda1` → `/dev/sda1` (libguestfs device name translation).
+    static func canonicalName(_ name: String) -> String {
+        for prefix in ["/dev/xvd", "/dev/vd", "/dev/hd", "/dev/sd"] where name.hasPrefix(prefix) {
+            return "/dev/sd" + name.dropFirst(prefix.count)
+        }
+        return name
+    }
+}
+
+extension String {
+    func caseInsensitiveEquals(_ other: String) -> Bool { lowercased() == other.lowercased() }
+}

@@ -1,0 +1,160 @@
+/// A node of the guest's tree: an inode of one of the mounted filesystems.
+public struct GuestNode: Sendable, Hashable {
+    /// Index into `MountTree.mounts`.
+    public let mount: Int
+    public let inode: UInt32
+}
+
+/// Several filesystems arranged as the guest would see them: `/` from one device, `/boot`
+/// from another, and so on. Mounts are applied shortest mountpoint first; a mountpoint must be
+/// a directory in the tree built so far, as for the kernel.
+public final class MountTree: Sendable {
+    public struct Mount: Sendable {
+        public let mountpoint: String
+        public let deviceName: String
+        public let filesystem: Ext2Filesystem
+        /// Where the mount is attached: the covered directory (nil for `/`).
+        public let covers: GuestNode?
+        public let coveredName: [UInt8]?
+    }
+
+    public let mounts: [Mount]
+    /// (covered directory's parent, name) → mount index: a lookup of `name` in that directory lands on the mount.
+    private let coverIndex: [CoverKey: Int]
+    /// Mount index → the node that holds its mountpoint, for `..` out of a mount's root.
+    private let parentOfRoot: [Int: GuestNode]
+
+    private struct CoverKey: Hashable { let parent: GuestNode; let name: [UInt8] }
+
+    /// Builds the tree. `entries` pairs devices and mountpoints; one must be `/`.
+    public init(entries: [(device: GuestDevice, mountpoint: String)], writable: Bool) throws {
+        let sorted = entries.map { ($0.device, Self.normalize($0.mountpoint)) }
+            .sorted { $0.1.split(separator: "/").count < $1.1.split(separator: "/").count }
+        guard let first = sorted.first, first.1 == "/" else {
+            throw ImageError(structure: "mount", reason: "no filesystem is mounted on / (use -m DEVICE or -m DEVICE:/)",
+                             errno: .invalidArgument)
+        }
+        var mounts: [Mount] = [], covers: [CoverKey: Int] = [:], parents: [Int: GuestNode] = [:]
+        for (device, mountpoint) in sorted {
+            if mounts.contains(where: { $0.mountpoint == mountpoint }) {
+                throw ImageError(structure: "mount \(mountpoint)", reason: "two filesystems mounted on the same mountpoint",
+                                 errno: .invalidArgument)
+            }
+            let fs: Ext2Filesystem
+            do {
+                fs = try Ext2Filesystem(device: device.device, writable: writable)
+            } catch let e as ImageError {
+                throw e.withPath(device.name)
+            }
+            var covered: GuestNode? = nil, name: [UInt8]? = nil
+            if mountpoint != "/" {
+                let partial = MountTree(mounts: mounts, covers: covers, parents: parents)
+                let components = mountpoint.split(separator: "/").map { Array($0.utf8) }
+                let parentPath = "/" + mountpoint.split(separator: "/").dropLast().joined(separator: "/")
+                let parent: GuestNode
+                let target: GuestNode
+                do {
+                    parent = try partial.resolve(parentPath)
+                    guard let t = try partial.lookup(parent, components.last ?? []) else {
+                        throw ImageError(structure: "mountpoint \(mountpoint)", reason: "does not exist in the guest",
+                                         errno: .noSuchFileOrDirectory)
+                    }
+                    target = t
+                } catch let e as ImageError {
+                    throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: e.reason, errno: e.errno)
+                }
+                guard try partial.inode(target).isDirectory else {
+                    throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: "mountpoint is not a directory",
+                                     errno: .notDirectory)
+                }
+                covered = target
+                name = components.last
+                covers[CoverKey(parent: parent, name: components.last ?? [])] = mounts.count
+                parents[mounts.count] = parent
+            }
+            mounts.append(Mount(mountpoint: mountpoint, deviceName: device.name, filesystem: fs, covers: covered,
+                                coveredName: name))
+        }
+        self.mounts = mounts
+        self.coverIndex = covers
+        self.parentOfRoot = parents
+    }
+
+    private init(mounts: [Mount], covers: [CoverKey: Int], parents: [Int: GuestNode]) {
+        self.mounts = mounts
+        self.coverIndex = covers
+        self.parentOfRoot = parents
+    }
+
+    public var root: GuestNode { GuestNode(mount: 0, inode: Ext2Filesystem.rootInode) }
+
+    public func filesystem(of node: GuestNode) -> Ext2Filesystem { mounts[node.mount].filesystem }
+
+    public func inode(_ node: GuestNode) throws -> Ext2Inode { try filesystem(of: node).inode(node.inode) }
+
+    /// Looks `name` up in directory `dir`, crossing onto a mounted filesystem where one covers it.
+    public func lookup(_ dir: GuestNode, _ name: [UInt8]) throws -> GuestNode? {
+        if let mount = coverIndex[CoverKey(parent: dir, name: name)] {
+            return GuestNode(mount: mount, inode: Ext2Filesystem.rootInode)
+        }
+        guard let entry = try filesystem(of: dir).lookup(dir.inode, name) else { return nil }
+        return GuestNode(mount: dir.mount, inode: entry.inode)
+    }
+
+    /// The directory entries of `dir` as the guest sees them: an entry covered by a mount
+    /// points at the mounted filesystem's root.
+    public func entries(_ dir: GuestNode) throws -> [(name: [UInt8], node: GuestNode, fileType: UInt8)] {
+        try filesystem(of: dir).directoryEntries(dir.inode).map { entry in
+            if let mount = coverIndex[CoverKey(parent: dir, name: entry.name)] {
+                return (entry.name, GuestNode(mount: mount, inode: Ext2Filesystem.rootInode), DirEntry.typeDirectory)
+            }
+            return (entry.name, GuestNode(mount: dir.mount, inode: entry.inode), entry.fileType)
+        }
+    }
+
+    /// The parent of a mount's root directory, for `..`.
+    public func parentOfMountRoot(_ mount: Int) -> GuestNode? { parentOfRoot[mount] }
+
+    /// Resolves an absolute guest path. Symlinks in the middle are always followed (absolute
+    /// ones from the guest's `/`, never the host's); the last one only when `followFinal`.
+    /// At most 40 symlinks are followed, as Linux allows (ELOOP beyond).
+    public func resolve(_ path: String, followFinal: Bool = true) throws -> GuestNode {
+        var stack: [GuestNode] = [root]
+        var pending: [[UInt8]] = Self.components(path)
+        var symlinks = 0
+        while !pending.isEmpty {
+            let name = pending.removeFirst()
+            if name == [0x2E] { continue }
+            if name == [0x2E, 0x2E] { if stack.count > 1 { stack.removeLast() }; continue }
+            guard let dir = stack.last else { break }
+            guard try inode(dir).isDirectory else {
+                throw ImageError(structure: path, reason: "not a directory", errno: .notDirectory)
+            }
+            guard let child = try lookup(dir, name) else {
+                throw ImageError(structure: path, reason: "no such file or directory in the guest", errno: .noSuchFileOrDirectory)
+            }
+            let info = try inode(child)
+            if info.isSymlink && (followFinal || !pending.isEmpty) {
+                symlinks += 1
+                guard symlinks <= 40 else {
+                    throw ImageError(structure: path, reason: "too many levels of symbolic links", errno: .tooManySymbolicLinkLevels)
+                }
+                let target = try filesystem(of: child).readlink(child.inode)
+                if target.first == 0x2F { stack = [root] }
+                pending = Self.components(String(decoding: target, as: UTF8.self)) + pending
+                continue
+            }
+            stack.append(child)
+        }
+        return stack.last ?? root
+    }
+
+    static func components(_ path: String) -> [[UInt8]] {
+        path.split(separator: "/", omittingEmptySubsequences: true).map { Array($0.utf8) }
+    }
+
+    static func normalize(_ mountpoint: String) -> String {
+        let parts = mountpoint.split(separator: "/", omittingEmptySubsequences: true)
+        return "/" + parts.joined(separator: "/")
+    }
+}

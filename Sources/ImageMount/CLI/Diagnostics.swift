@@ -1,0 +1,29 @@
+import GuestFS
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error the command line reports as one line, with its own exit status.
+struct CLIError: Error {
+    let message: String
+    var exitCode: Int32 = 1
+}
+
+/// Messages to the user on stderr, always prefixed `imagemount: `. Written straight to fd 2
+/// (no stdio buffering, no shared `FILE *` state).
+enum Diagnostics {
+    static func warn(_ message: String) {
+        line("imagemount: warning: \(message)\n")
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        line("imagemount: \(message)\n")
+        exit(code)
+    }
+
+    static func line(_ text: String) {
+        var copy = text
+        copy.withUTF8 { _ = try? FileDescriptor.standardError.writeAll(UnsafeRawBufferPointer($0)) }
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import GuestFS
+
+/// The drives to open, spelled as in guestmount: `-a IMAGE` (repeatable) and `--format`.
+struct ImageOptions: ParsableArguments {
+    @Option(name: [.customShort("a"), .customLong("add")],
+            help: ArgumentHelp("Add a disk image (raw or qcow2). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
+                               valueName: "image"))
+    var images: [String] = []
+
+    @Option(name: .customLong("format"),
+            help: ArgumentHelp("Format of the -a images that follow: raw or qcow2. Without it the format is probed. --format=auto goes back to probing.",
+                               valueName: "raw|qcow2|auto"))
+    var formats: [String] = []
+
+    func validate() throws {
+        if images.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE") }
+        for f in formats where f != "auto" && ImageFormat(rawValue: f) == nil {
+            throw ValidationError("unknown --format '\(f)': use raw, qcow2 or auto")
+        }
+    }
+
+    /// The drives in command-line order, each with the `--format` in force where it appears.
+    ///
+    /// guestmount's `--format` applies to the `-a` options *after* it. ArgumentParser keeps no
+    /// order between different options, so the order is recovered from the raw arguments; the
+    /// parsed arrays are the check that both readings agree.
+    func drives(arguments: [String] = CommandLine.arguments) -> [DriveSpec] {
+        var format: ImageFormat? = nil
+        var drives: [DriveSpec] = []
+        var i = 1
+        func value(_ arg: String, long: String) -> String? {
+            if arg.hasPrefix(long + "=") { return String(arg.dropFirst(long.count + 1)) }
+            if arg == long, i + 1 < arguments.count { i += 1; return arguments[i] }
+            return nil
+        }
+        while i < arguments.count {
+            let arg = arguments[i]
+            if arg == "--" { break }
+            if let f = value(arg, long: "--format") {
+                format = ImageFormat(rawValue: f)
+            } else if let path = value(arg, long: "--add") ?? value(arg, long: "-a") {
+                drives.append(DriveSpec(path: path, format: format))
+            } else if arg.hasPrefix("-a"), arg.count > 2, !arg.hasPrefix("--") {
+                drives.append(DriveSpec(path: String(arg.dropFirst(2)), format: format))
+            }
+            i += 1
+        }
+        // Fall back to the parsed list (formats probed) if argv could not be read back the same way.
+        guard drives.map(\.path) == images else { return images.map { DriveSpec(path: $0) } }
+        return drives
+    }
+}

@@ -1,2 +1,0 @@
-import GuestFS
-print("imagemount")
