@@ -69,6 +69,7 @@ extension DiskTests {
 }
 }
 
+extension DiskTests {
 /// A device whose every read fails, as a dying disk or a broken qcow2 would.
 final class FailingDevice: BlockDevice {
     let size: UInt64
@@ -80,4 +81,5 @@ final class FailingDevice: BlockDevice {
     }
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
     func flush() throws {}
+}
 }
