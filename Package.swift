@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "SystemZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "SystemZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "SystemCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
+        .systemLibrary(name: "SystemHostIO"),
 
         // Thin C shims: only what Swift cannot express (see each header's opening comment).
         .target(name: "CFuse", dependencies: ["SystemFuse3"]),
@@ -39,7 +41,7 @@ let package = Package(
         .executableTarget(
             name: "ImageMount",
             dependencies: [
-                "GuestFS", "CFuse",
+                "GuestFS", "CFuse", "SystemHostIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

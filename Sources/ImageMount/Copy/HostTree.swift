@@ -1,5 +1,6 @@
 import GuestFS
 import SystemPackage
+import SystemHostIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -50,7 +51,7 @@ struct HostPath {
 
     /// `mknod(2)` for device nodes, FIFOs.
     func makeNode(mode: UInt32, major: UInt32, minor: UInt32) throws {
-        let dev = makedev(major, minor)
+        let dev = gnu_dev_makedev(major, minor)
         try call("mknod") { mknod($0, mode_t(mode), dev_t(dev)) }
     }
 
