@@ -96,8 +96,13 @@ public enum Fixtures {
     }()
 
     /// A scratch directory for the whole run.
+    /// Removed when the test process exits (static values are never deinitialised).
     public static let scratch: TempDir = {
-        do { return try TempDir("imagemount-fixtures") } catch { fatalError("no scratch directory: \(error)") }
+        do {
+            let dir = try TempDir("imagemount-fixtures")
+            atexit { try? FileManager.default.removeItem(atPath: Fixtures.scratch.path) }
+            return dir
+        } catch { fatalError("no scratch directory: \(error)") }
     }()
 
     private static let built = Locked<[String: String]>([:])

@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `imagemount copy-out` reproduces the source tree: contents (diff -r), metadata, hardlinks, holes.
+@Suite struct CopyOutCommandTests {
+    @Test(arguments: ["ext4", "ext2-1k", "ext4-inline"])
+    func wholeTreeMatchesTheSource(variant: String) throws {
+        let v = try #require(Fixtures.extVariants.first { $0.name == variant })
+        let image = try Fixtures.image(v.name, type: v.type, options: v.options)
+        let out = try TempDir()
+        let result = try ImageMountBinary.run(["copy-out", "-a", image, "/", out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let copied = out.path + "/root"
+        // Contents and names: diff -r, with lost+found (made by mke2fs) taken away first.
+        try Shell.check("rmdir \(Shell.quote(copied))/lost+found")
+        // diff reports special files as differences whatever they are; their metadata is compared below.
+        let diff = try Shell.run("diff -r --no-dereference \(Shell.quote(Fixtures.tree.root)) \(Shell.quote(copied)) | " +
+                                 "grep -v -E 'is a (fifo|character special file|block special file) while file'")
+        #expect(diff.text.isEmpty, "\(diff.text)\(diff.stderr)")
+        // Metadata: every entry's mode, owner, size, link count, mtime and symlink target.
+        let host = HostTree.walk(Fixtures.tree.root), ours = HostTree.walk(copied)
+        #expect(Set(host.keys) == Set(ours.keys))
+        for (path, facts) in host where !path.isEmpty {
+            var theirs = ours[path]
+            if facts.mode & 0o170000 == 0o040000 { theirs?.size = 0 }
+            #expect(theirs == facts, "\(String(decoding: path, as: UTF8.self))")
+        }
+        // Hard links are one inode on the host too.
+        #expect(inode(copied + "/data/one") == inode(copied + "/data/one-hardlink"))
+        #expect(inode(copied + "/data/one") == inode(copied + "/modes/one-third-link"))
+        // Holes: 12 100 bytes of data in a 5 MiB file must not become 5 MiB on the host.
+        let blocks = try Shell.check("stat -c %b \(Shell.quote(copied + "/" + Fixtures.tree.sparseFile))")
+        #expect((Int(blocks.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .max) * 512 < 256 * 1024)
+        // Extended attributes.
+        let xattr = try Shell.check("getfattr --absolute-names -h -n user.comment --only-values \(Shell.quote(copied + "/etc/hostname"))")
+        #expect(xattr == "hello xattr")
+    }
+
+    @Test func nanosecondTimesSurvive() throws {
+        let dir = try TempDir()
+        let image = dir.file("ns.img")
+        try Shell.check("cp --sparse=always \(Shell.quote(try Fixtures.image("ext4", type: "ext4"))) \(Shell.quote(image))")
+        try Shell.check("debugfs -w -R 'sif /etc/hostname mtime_extra 0x1d6f3454' \(Shell.quote(image)) 2>&1")
+        try Shell.check("debugfs -w -R 'sif /etc/hostname atime_extra 0x00000400' \(Shell.quote(image)) 2>&1")
+        try Shell.check("mkdir \(Shell.quote(dir.file("out")))")
+        let result = try ImageMountBinary.run(["copy-out", "-a", image, "/etc/hostname", dir.file("out")])
+        #expect(result.status == 0, "\(result.stderr)")
+        let times = try Shell.check("stat -c '%.9Y %.9X' \(Shell.quote(dir.file("out/hostname")))")
+        let parts = times.split(separator: " ").map { String($0.split(separator: ".").last ?? "") }
+        #expect(parts.first == String(format: "%09d", 0x1d6f3454 >> 2))
+        #expect(parts.last?.trimmingCharacters(in: .whitespacesAndNewlines) == String(format: "%09d", 0x400 >> 2))
+    }
+
+    @Test func symlinkPathIsCopiedAsALink() throws {
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let out = try TempDir()
+        let result = try ImageMountBinary.run(["copy-out", "-a", image, "/abs-link", "/dangling", out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try Shell.check("readlink \(Shell.quote(out.file("abs-link")))") == "/etc/hostname\n")
+        #expect(try Shell.check("readlink \(Shell.quote(out.file("dangling")))") == "nowhere\n")
+    }
+
+    @Test func refusesToOverwriteOrWriteIntoAMissingDirectory() throws {
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let out = try TempDir()
+        let missing = try ImageMountBinary.run(["copy-out", "-a", image, "/etc", out.file("nope")])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("nope") && missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        #expect(try ImageMountBinary.run(["copy-out", "-a", image, "/etc", out.path]).status == 0)
+        let again = try ImageMountBinary.run(["copy-out", "-a", image, "/etc", out.path])
+        #expect(again.status == 1 && again.stderr.contains("already exists"), "\(again.stderr)")
+    }
+
+    func inode(_ path: String) -> UInt64 {
+        var st = stat()
+        return lstat(path, &st) == 0 ? UInt64(st.st_ino) : 0
+    }
+}
