@@ -35,7 +35,14 @@ final class CopyOut {
                 try copy(entry.node, to: target.appending(entry.name))
             }
         case Ext2Inode.typeRegular:
-            try copyData(fs.openFile(node.inode), to: target)
+            // Regular files get their metadata through the open descriptor, then are done.
+            let fd = try target.createFile()
+            defer { try? fd.close() }
+            let file = HostFile(fd: fd, display: target.display)
+            try copyData(fs.openFile(node.inode), to: file)
+            if info.links > 1 { linked[node] = target }
+            try applyMetadata(info, node: node, to: file)
+            return
         case Ext2Inode.typeSymlink:
             try target.makeSymlink(to: fs.readlink(node.inode))
         case Ext2Inode.typeFIFO:
@@ -55,9 +62,9 @@ final class CopyOut {
     }
 
     /// Writes only the parts of the file that hold data, then sets the length: holes stay holes.
-    private func copyData(_ file: Ext2File, to target: HostPath) throws {
-        let fd = try target.createFile()
-        defer { try? fd.close() }
+    private func copyData(_ file: Ext2File, to target: HostFile) throws {
+        let fd = target.fd
+        var written: UInt64 = 0
         do {
             for range in try file.dataRanges() {
                 var offset = range.offset
@@ -69,8 +76,10 @@ final class CopyOut {
                     _ = try fd.writeAll(toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(rebasing: buffer[..<n]))
                     offset += UInt64(n)
                 }
+                written = offset
             }
-            _ = try Syscall.valueOrErrno { ftruncate(fd.rawValue, off_t(file.size)) }.get()
+            // A trailing hole (or an empty file) needs the length set; otherwise writing already did it.
+            if written != file.size { try target.setLength(file.size) }
         } catch let e as Errno {
             throw CLIError(message: "\(target.display): write: \(e.description)")
         }
@@ -79,16 +88,29 @@ final class CopyOut {
     /// Owner first (chown clears set-id bits), then xattrs, mode, and times last.
     private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: HostPath) throws {
         if asRoot { try target.changeOwner(uid: info.uid, gid: info.gid) }
+        try copyXattrs(node, set: target.setXattr)
+        if !info.isSymlink { try target.changeMode(info.permissions) }
+        try target.setTimes(access: info.atime, modification: info.mtime)
+    }
+
+    /// The same order for a regular file, through its open descriptor.
+    private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: HostFile) throws {
+        if asRoot { try target.changeOwner(uid: info.uid, gid: info.gid) }
+        try copyXattrs(node, set: target.setXattr)
+        try target.changeMode(info.permissions)
+        try target.setTimes(access: info.atime, modification: info.mtime)
+    }
+
+    /// Copies every xattr; one the host refuses (e.g. trusted.* without root) is warned about once per namespace.
+    private func copyXattrs(_ node: GuestNode, set: (Xattr) throws -> Void) throws {
         for attribute in try tree.filesystem(of: node).xattrs(node.inode) {
             do {
-                try target.setXattr(attribute)
+                try set(attribute)
             } catch let e as CLIError {
                 let kind = String(attribute.name.prefix(while: { $0 != "." }))
                 warnOnce("xattr-\(kind)", "\(e.message) (further \(kind).* attributes that fail are not reported)")
             }
         }
-        if !info.isSymlink { try target.changeMode(info.permissions) }
-        try target.setTimes(access: info.atime, modification: info.mtime)
     }
 
     private func warnOnce(_ key: String, _ message: String) {
