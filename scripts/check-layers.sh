@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# STYLE.md rule 2: a layer uses only the layers below it. The C shims are imported in one place each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+check() { # pattern, allowed-directory, message
+  bad=$(grep -rlE "$1" Sources --include='*.swift' | grep -vE "^$2" || true)
+  if [ -n "$bad" ]; then echo "layering: $3: $bad"; fail=1; fi
+}
+check '^import (CFuse|SystemFuse3)$' 'Sources/ImageMount/FUSE/' 'libfuse is imported outside ImageMount/FUSE'
+check '^import (CExt2fs|SystemExt2fs)$' 'Sources/GuestFS/Ext/' 'libext2fs is imported outside GuestFS/Ext'
+check '^import (SystemZlib|SystemZstd|SystemCrypto)$' 'Sources/GuestFS/(Block|Disk)/' 'zlib/zstd/libcrypto imported outside Block/Disk'
+check '^import (ArgumentParser|ImageMount|CFuse)$' 'Sources/ImageMount/' 'GuestFS reaches up into the command line'
+bad=$(grep -rlE 'fatalError\(|try!' Sources --include='*.swift' || true)
+if [ -n "$bad" ]; then echo "style: fatalError/try! in product code: $bad"; fail=1; fi
+exit $fail
