@@ -27,7 +27,10 @@ public final class MountTree: Sendable {
     private struct CoverKey: Hashable { let parent: GuestNode; let name: [UInt8] }
 
     /// Builds the tree. `entries` pairs devices and mountpoints; one must be `/`.
-    public init(entries: [(device: GuestDevice, mountpoint: String)], writable: Bool) throws {
+    /// With `skipFailed`, a mount other than `/` that fails is reported to it and left out
+    /// (inspection: only a failing `/` is fatal); without it every failure throws.
+    public init(entries: [(device: GuestDevice, mountpoint: String)], writable: Bool,
+                skipFailed: ((ImageError) -> Void)? = nil) throws {
         let sorted = entries.map { ($0.device, Self.normalize($0.mountpoint)) }
             .sorted { $0.1.split(separator: "/").count < $1.1.split(separator: "/").count }
         guard let first = sorted.first, first.1 == "/" else {
@@ -40,44 +43,54 @@ public final class MountTree: Sendable {
                 throw ImageError(structure: "mount \(mountpoint)", reason: "two filesystems mounted on the same mountpoint",
                                  errno: .invalidArgument)
             }
-            let fs: Ext2Filesystem
             do {
-                fs = try Ext2Filesystem(device: device.device, writable: writable)
-            } catch let e as ImageError {
-                throw e.withPath(device.name)
+                try Self.mount(device, on: mountpoint, writable: writable, into: &mounts, covers: &covers, parents: &parents)
+            } catch let error as ImageError where mountpoint != "/" && skipFailed != nil {
+                skipFailed?(error)
             }
-            var covered: GuestNode? = nil, name: [UInt8]? = nil
-            if mountpoint != "/" {
-                let partial = MountTree(mounts: mounts, covers: covers, parents: parents)
-                let components = mountpoint.split(separator: "/").map { Array($0.utf8) }
-                let parentPath = "/" + mountpoint.split(separator: "/").dropLast().joined(separator: "/")
-                let parent: GuestNode
-                let target: GuestNode
-                do {
-                    parent = try partial.resolve(parentPath)
-                    guard let t = try partial.lookup(parent, components.last ?? []) else {
-                        throw ImageError(structure: "mountpoint \(mountpoint)", reason: "does not exist in the guest",
-                                         errno: .noSuchFileOrDirectory)
-                    }
-                    target = t
-                } catch let e as ImageError {
-                    throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: e.reason, errno: e.errno)
-                }
-                guard try partial.inode(target).isDirectory else {
-                    throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: "mountpoint is not a directory",
-                                     errno: .notDirectory)
-                }
-                covered = target
-                name = components.last
-                covers[CoverKey(parent: parent, name: components.last ?? [])] = mounts.count
-                parents[mounts.count] = parent
-            }
-            mounts.append(Mount(mountpoint: mountpoint, deviceName: device.name, filesystem: fs, covers: covered,
-                                coveredName: name))
         }
         self.mounts = mounts
         self.coverIndex = covers
         self.parentOfRoot = parents
+    }
+
+    /// Opens `device`'s filesystem and attaches it at `mountpoint` of the tree built so far.
+    private static func mount(_ device: GuestDevice, on mountpoint: String, writable: Bool, into mounts: inout [Mount],
+                              covers: inout [CoverKey: Int], parents: inout [Int: GuestNode]) throws {
+        let fs: Ext2Filesystem
+        do {
+            fs = try Ext2Filesystem(device: device.device, writable: writable)
+        } catch let e as ImageError {
+            throw e.withPath(device.name)
+        }
+        var covered: GuestNode? = nil, name: [UInt8]? = nil
+        if mountpoint != "/" {
+            let partial = MountTree(mounts: mounts, covers: covers, parents: parents)
+            let components = mountpoint.split(separator: "/").map { Array($0.utf8) }
+            let parentPath = "/" + mountpoint.split(separator: "/").dropLast().joined(separator: "/")
+            let parent: GuestNode
+            let target: GuestNode
+            do {
+                parent = try partial.resolve(parentPath)
+                guard let t = try partial.lookup(parent, components.last ?? []) else {
+                    throw ImageError(structure: "mountpoint \(mountpoint)", reason: "does not exist in the guest",
+                                     errno: .noSuchFileOrDirectory)
+                }
+                target = t
+            } catch let e as ImageError {
+                throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: e.reason, errno: e.errno)
+            }
+            guard try partial.inode(target).isDirectory else {
+                throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: "mountpoint is not a directory",
+                                 errno: .notDirectory)
+            }
+            covered = target
+            name = components.last
+            covers[CoverKey(parent: parent, name: components.last ?? [])] = mounts.count
+            parents[mounts.count] = parent
+        }
+        mounts.append(Mount(mountpoint: mountpoint, deviceName: device.name, filesystem: fs, covers: covered,
+                            coveredName: name))
     }
 
     private init(mounts: [Mount], covers: [CoverKey: Int], parents: [Int: GuestNode]) {

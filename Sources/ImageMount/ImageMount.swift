@@ -20,6 +20,7 @@ struct ImageMount: ParsableCommand {
         version: ImageMountVersion.string,
         subcommands: [
             CatCommand.self, LsCommand.self, CopyOutCommand.self, DfCommand.self, FilesystemsCommand.self,
+            InspectCommand.self,
         ]
     )
 }

@@ -18,15 +18,23 @@ struct Session {
         return guest
     }
 
+    /// `-m` mounts what it names; `-i` mounts the inspected OS; with neither, the OS is
+    /// inspected as virt-cat does, and a disk with no OS but a single filesystem uses that.
     static func mountTree(_ guest: Guest, _ fs: FilesystemOptions, writable: Bool) throws -> MountTree {
         var entries: [(device: GuestDevice, mountpoint: String)] = []
         if fs.mounts.isEmpty {
+            if let os = try chooseOperatingSystem(guest, root: fs.root, required: fs.inspect) {
+                for warning in os.warnings { Diagnostics.warn(warning) }
+                return try MountTree(entries: Inspector.mountEntries(for: os, in: guest), writable: writable) { error in
+                    Diagnostics.warn("\(error.description); left unmounted")
+                }
+            }
             let candidates = guest.extFilesystems
             guard candidates.count == 1, let only = candidates.first else {
                 let names = candidates.map(\.name).joined(separator: ", ")
                 throw CLIError(message: candidates.isEmpty
                     ? "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no ext2/ext3/ext4 filesystem found"
-                    : "several filesystems found (\(names)): choose one with -m DEVICE")
+                    : "no operating system found and several filesystems (\(names)): choose one with -m DEVICE")
             }
             entries = [(only, "/")]
         } else {
@@ -39,5 +47,27 @@ struct Session {
             }
         }
         return try MountTree(entries: entries, writable: writable)
+    }
+
+    /// The operating system to mount: the one found, or the one `--root` names. Several roots
+    /// without `--root` is an error listing them; none is an error only when `required` (-i).
+    static func chooseOperatingSystem(_ guest: Guest, root: String?, required: Bool) throws -> OperatingSystem? {
+        let systems = Inspector.inspect(guest)
+        if let root {
+            let device = try guest.device(named: root)
+            guard let os = systems.first(where: { $0.root == device.name }) else {
+                throw CLIError(message: "--root \(root): no operating system root on \(device.name) (roots: \(systems.map(\.root).joined(separator: ", ")))")
+            }
+            return os
+        }
+        switch systems.count {
+        case 0:
+            if required { throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found (inspection found no root filesystem)") }
+            return nil
+        case 1:
+            return systems[0]
+        default:
+            throw CLIError(message: "several operating systems found (roots: \(systems.map(\.root).joined(separator: ", "))): choose one with --root DEVICE")
+        }
     }
 }

@@ -1,0 +1,111 @@
+/// Finds the operating systems installed on a guest's disks, following libguestfs's rules
+/// (daemon/inspect_fs.ml): a Linux root has `/etc`, `/bin` (a directory, or the usr-merge
+/// symlink to `usr/bin`), and `/etc/fstab` or `/etc/hosts`.
+public enum Inspector {
+    /// Files read during inspection are small text files; anything larger is not what we want.
+    static let maxFileSize: UInt64 = 1 << 20
+
+    /// Every root found, in device order. Filesystems that cannot be opened are passed over.
+    public static func inspect(_ guest: Guest) -> [OperatingSystem] {
+        guest.extFilesystems.compactMap { device in
+            guard let tree = try? MountTree(entries: [(device, "/")], writable: false), isLinuxRoot(tree) else { return nil }
+            return facts(root: device, tree: tree, guest: guest)
+        }
+    }
+
+    /// The (device, mountpoint) pairs to mount for `os`, root first, shortest mountpoint first.
+    public static func mountEntries(for os: OperatingSystem, in guest: Guest) throws -> [(device: GuestDevice, mountpoint: String)] {
+        var entries: [(device: GuestDevice, mountpoint: String)] = [(try guest.device(named: os.root), "/")]
+        for (mountpoint, device) in os.mountpoints where mountpoint != "/" {
+            entries.append((try guest.device(named: device), mountpoint))
+        }
+        return entries
+    }
+
+    static func isLinuxRoot(_ tree: MountTree) -> Bool {
+        func node(_ path: String, follow: Bool = true) -> Ext2Inode? {
+            guard let n = try? tree.resolve(path, followFinal: follow) else { return nil }
+            return try? tree.inode(n)
+        }
+        guard node("/etc")?.isDirectory == true else { return false }
+        let bin = node("/bin", follow: false)
+        var binOK = bin?.isDirectory == true
+        if bin?.isSymlink == true, let n = try? tree.resolve("/bin", followFinal: false),
+           let target = try? tree.filesystem(of: n).readlink(n.inode) {
+            binOK = ["usr/bin", "/usr/bin", "usr/bin/", "/usr/bin/"].contains(String(decoding: target, as: UTF8.self))
+        }
+        guard binOK else { return false }
+        return node("/etc/fstab")?.isRegular == true || node("/etc/hosts")?.isRegular == true
+    }
+
+    /// Reads a small regular file of the guest, or nil.
+    static func readText(_ tree: MountTree, _ path: String) -> String? {
+        guard let n = try? tree.resolve(path), let file = try? tree.filesystem(of: n).openFile(n.inode),
+              file.inode.isRegular, file.size <= maxFileSize else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(file.size))
+        guard let count = try? bytes.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) }) else { return nil }
+        return String(decoding: bytes.prefix(count), as: UTF8.self)
+    }
+
+    static func facts(root device: GuestDevice, tree: MountTree, guest: Guest) -> OperatingSystem {
+        var os = OperatingSystem(root: device.name)
+        let release = readText(tree, "/etc/os-release").map(OSRelease.parse) ?? [:]
+        if let id = release["ID"] { os.distro = OSRelease.distro(forID: id) }
+        os.productName = release["PRETTY_NAME"] ?? release["NAME"]
+        if let version = release["VERSION_ID"] { (os.majorVersion, os.minorVersion) = OSRelease.version(version) }
+        if os.distro == nil || os.majorVersion == 0 { OSRelease.legacy(tree: tree, into: &os) }
+        os.hostname = hostname(tree)
+        os.architecture = architecture(tree)
+        (os.packageFormat, os.packageManagement) = OSRelease.packaging(distro: os.distro, major: os.majorVersion)
+        os.osinfo = OSRelease.osinfo(distro: os.distro, major: os.majorVersion, minor: os.minorVersion)
+        resolveFstab(tree: tree, guest: guest, into: &os)
+        return os
+    }
+
+    static func hostname(_ tree: MountTree) -> String? {
+        for path in ["/etc/hostname", "/etc/HOSTNAME"] {
+            if let text = readText(tree, path), let line = text.split(separator: "\n").first {
+                let name = String(line).trimmingCharacters(in: " ").trimmingCharacters(in: "\t")
+                if !name.isEmpty && !name.hasPrefix("#") { return name }
+            }
+        }
+        if let network = readText(tree, "/etc/sysconfig/network") {
+            for line in network.split(separator: "\n") where line.hasPrefix("HOSTNAME=") {
+                return OSRelease.unquote(String(line.dropFirst("HOSTNAME=".count)))
+            }
+        }
+        return nil
+    }
+
+    /// The architecture of the first system binary found (the binaries libguestfs looks at).
+    static func architecture(_ tree: MountTree) -> String? {
+        for path in ["/bin/bash", "/bin/ls", "/bin/echo", "/bin/rm", "/bin/sh", "/usr/bin/bash", "/usr/bin/ls"] {
+            guard let n = try? tree.resolve(path), let file = try? tree.filesystem(of: n).openFile(n.inode),
+                  file.inode.isRegular else { continue }
+            var header = [UInt8](repeating: 0, count: 64)
+            guard let count = try? header.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) }) else { continue }
+            if let arch = ElfHeader.architecture(Array(header.prefix(count))) { return arch }
+        }
+        return nil
+    }
+
+    static func resolveFstab(tree: MountTree, guest: Guest, into os: inout OperatingSystem) {
+        var mountpoints: [(String, String)] = [("/", os.root)]
+        for entry in Fstab.parse(readText(tree, "/etc/fstab") ?? "") where Fstab.isMountable(entry) {
+            let mountpoint = MountTree.normalize(entry.mountpoint)
+            if mountpoint == "/" || mountpoints.contains(where: { $0.0 == mountpoint }) { continue }
+            guard let device = guest.findDevice(entry.spec) else {
+                os.warnings.append("fstab: \(entry.spec) for \(mountpoint): no such device in this guest; not mounted")
+                continue
+            }
+            guard device.content.isExt else {
+                os.warnings.append("fstab: \(entry.spec) for \(mountpoint) holds \(device.content.type ?? "no known filesystem"); not mounted")
+                continue
+            }
+            mountpoints.append((mountpoint, device.name))
+        }
+        os.mountpoints = mountpoints.sorted { depth($0.0) < depth($1.0) || (depth($0.0) == depth($1.0) && $0.0 < $1.0) }
+    }
+
+    static func depth(_ path: String) -> Int { path == "/" ? 0 : path.split(separator: "/").count }
+}

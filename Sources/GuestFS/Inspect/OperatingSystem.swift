@@ -1,0 +1,22 @@
+/// What inspection found out about one installed operating system, named as libguestfs names
+/// it (guestfs_inspect_get_* / virt-inspector's XML elements).
+public struct OperatingSystem: Sendable {
+    /// The root filesystem's device, e.g. `/dev/sda2` or `/dev/centos/root`.
+    public let root: String
+    public var type = "linux"
+    public var distro: String?
+    public var productName: String?
+    public var majorVersion = 0
+    public var minorVersion = 0
+    public var hostname: String?
+    public var architecture: String?
+    public var packageFormat: String?
+    public var packageManagement: String?
+    public var osinfo: String?
+    /// Mountpoints from /etc/fstab that resolve to devices of this guest, `/` first.
+    public var mountpoints: [(mountpoint: String, device: String)] = []
+    /// Entries that could not be used, one line each (device missing, unsupported type…).
+    public var warnings: [String] = []
+
+    public init(root: String) { self.root = root }
+}

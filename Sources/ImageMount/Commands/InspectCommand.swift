@@ -1,0 +1,98 @@
+import ArgumentParser
+import GuestFS
+
+/// `imagemount inspect`: like virt-inspector, what operating systems the disks hold.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Report the operating systems installed on disk images.",
+        discussion: """
+            Like virt-inspector: finds each Linux root filesystem (one with /etc, /bin and \
+            /etc/fstab or /etc/hosts) and reports its distribution, version, product name, \
+            hostname, architecture (from the ELF header of a system binary), package format and \
+            manager, and the mountpoints its /etc/fstab gives. The default output is XML shaped \
+            like virt-inspector's <operatingsystems> document; --json gives the same content as \
+            JSON. Example: imagemount inspect -a vm.qcow2 --json
+            """
+    )
+
+    @OptionGroup var image: ImageOptions
+
+    @Flag(name: .customLong("xml"), help: "Print XML like virt-inspector (the default).")
+    var xml = false
+
+    @Flag(name: .customLong("json"), help: "Print JSON with the same content as the XML.")
+    var json = false
+
+    func validate() throws {
+        if xml && json { throw ValidationError("--xml and --json cannot be used together") }
+    }
+
+    func run() throws {
+        let guest = try Session.openGuest(image)
+        let systems = Inspector.inspect(guest)
+        for os in systems { for warning in os.warnings { Diagnostics.warn(warning) } }
+        if systems.isEmpty {
+            Diagnostics.warn("\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found")
+        }
+        try StandardOutput.write(json ? Self.json(systems, guest: guest) : Self.xml(systems, guest: guest))
+    }
+
+    /// Filesystems on the same disks, as virt-inspector lists them under each OS.
+    static func filesystems(_ guest: Guest) -> [GuestDevice] {
+        guest.devices.filter { $0.content.type != nil && $0.content.type != "LVM2_member" && $0.content.type != "crypto_LUKS" }
+    }
+
+    static func xml(_ systems: [OperatingSystem], guest: Guest) -> String {
+        var out = "<?xml version=\"1.0\"?>\n<operatingsystems>\n"
+        for os in systems {
+            out += "  <operatingsystem>\n"
+            func element(_ name: String, _ value: String?) {
+                if let value { out += "    <\(name)>\(Markup.xml(value))</\(name)>\n" }
+            }
+            element("root", os.root)
+            element("name", os.type)
+            element("arch", os.architecture)
+            element("distro", os.distro)
+            element("product_name", os.productName)
+            element("major_version", String(os.majorVersion))
+            element("minor_version", String(os.minorVersion))
+            element("package_format", os.packageFormat)
+            element("package_management", os.packageManagement)
+            element("hostname", os.hostname)
+            element("osinfo", os.osinfo)
+            out += "    <mountpoints>\n"
+            for m in os.mountpoints {
+                out += "      <mountpoint dev=\"\(Markup.xml(m.device))\">\(Markup.xml(m.mountpoint))</mountpoint>\n"
+            }
+            out += "    </mountpoints>\n    <filesystems>\n"
+            for fs in filesystems(guest) {
+                out += "      <filesystem dev=\"\(Markup.xml(fs.name))\">\n"
+                out += "        <type>\(Markup.xml(fs.content.type ?? "unknown"))</type>\n"
+                if let label = fs.content.label { out += "        <label>\(Markup.xml(label))</label>\n" }
+                if let uuid = fs.content.uuid { out += "        <uuid>\(Markup.xml(uuid))</uuid>\n" }
+                out += "      </filesystem>\n"
+            }
+            out += "    </filesystems>\n  </operatingsystem>\n"
+        }
+        return out + "</operatingsystems>\n"
+    }
+
+    static func json(_ systems: [OperatingSystem], guest: Guest) -> String {
+        let items = systems.map { os -> String in
+            let mounts = os.mountpoints.map { "{\"mountpoint\": \(Markup.json($0.mountpoint)), \"device\": \(Markup.json($0.device))}" }
+            let fss = filesystems(guest).map {
+                "{\"device\": \(Markup.json($0.name)), \"type\": \(Markup.json($0.content.type)), \"label\": \(Markup.json($0.content.label)), \"uuid\": \(Markup.json($0.content.uuid))}"
+            }
+            return """
+                {"root": \(Markup.json(os.root)), "name": \(Markup.json(os.type)), "arch": \(Markup.json(os.architecture)), \
+                "distro": \(Markup.json(os.distro)), "product_name": \(Markup.json(os.productName)), \
+                "major_version": \(os.majorVersion), "minor_version": \(os.minorVersion), \
+                "package_format": \(Markup.json(os.packageFormat)), "package_management": \(Markup.json(os.packageManagement)), \
+                "hostname": \(Markup.json(os.hostname)), "osinfo": \(Markup.json(os.osinfo)), \
+                "mountpoints": [\(mounts.joined(separator: ", "))], "filesystems": [\(fss.joined(separator: ", "))]}
+                """
+        }
+        return "{\"operatingsystems\": [" + items.joined(separator: ",\n") + "]}\n"
+    }
+}
