@@ -71,7 +71,7 @@ struct DfCommand: ParsableCommand {
         let columns = inodes ? ["Inodes", "IUsed", "IFree", "IUse%"]
                              : [human ? "Size" : "1K-blocks", "Used", "Available", "Use%"]
         if csv { return CSV.line(["VirtualMachine", "Filesystem"] + columns) }
-        return Self.pad("Filesystem", left: 36) + Self.row(columns)
+        return "Filesystem".leftAligned(36) + Self.row(columns)
     }
 
     func line(name: String, device: String, usage u: FilesystemUsage) -> String {
@@ -96,14 +96,14 @@ struct DfCommand: ParsableCommand {
         }
         cells.append(Self.formatInteger(Double(percent).rounded(.up)) + "%")
         let label = name + ":" + device
-        let lead = label.utf8.count <= 36 ? Self.pad(label, left: 36) : label + "\n" + String(repeating: " ", count: 36)
+        let lead = label.utf8.count <= 36 ? label.leftAligned(36) : label + "\n" + String(repeating: " ", count: 36)
         return lead + Self.row(cells)
     }
 
     /// `%10s %10s %10s %5s\n`.
     static func row(_ cells: [String]) -> String {
-        pad(cells[0], right: 10) + " " + pad(cells[1], right: 10) + " " + pad(cells[2], right: 10) + " "
-            + pad(cells[3], right: 5) + "\n"
+        cells[0].rightAligned(10) + " " + cells[1].rightAligned(10) + " " + cells[2].rightAligned(10) + " "
+            + cells[3].rightAligned(5) + "\n"
     }
 
     /// Blocks of `blockSize` bytes as 1024-byte blocks (virt-df `scale`).
@@ -111,18 +111,12 @@ struct DfCommand: ParsableCommand {
         blockSize >= 1024 ? blocks &* (blockSize / 1024) : blocks / (1024 / max(blockSize, 1))
     }
 
-    static func pad(_ s: String, left width: Int) -> String {
-        s + String(repeating: " ", count: max(0, width - s.utf8.count))
-    }
 
-    static func pad(_ s: String, right width: Int) -> String {
-        String(repeating: " ", count: max(0, width - s.utf8.count)) + s
-    }
 
     /// `%3.0f` of a whole number (`ceil` already applied); `-0` as printf writes it.
     static func formatInteger(_ value: Double) -> String {
         let text = value == 0 && value.sign == .minus ? "-0" : String(Int64(value))
-        return pad(text, right: 3)
+        return text.rightAligned(3)
     }
 
     /// `%.1f`, through the C library so the rounding is printf's.
