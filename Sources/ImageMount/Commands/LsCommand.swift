@@ -193,12 +193,15 @@ struct Lister {
     }
 
     /// virt-ls -lR: the directory's own record, then each entry's, descending into each
-    /// subdirectory right after its record (guestfs-tools `visit`).
+    /// subdirectory right after its record (guestfs-tools `visit`). A path that is not a
+    /// directory gets its one record.
     func records(_ path: String, into out: inout OutputBuffer) throws {
         let top = try tree.resolve(path, followFinal: false)
-        let dir = try directory(path)
         let pathBytes = Array(path.utf8)
-        try record(pathBytes, top, into: &out)
+        let topInode = try record(pathBytes, top, into: &out)
+        if !topInode.isDirectory && !topInode.isSymlink { return }
+        let dir = try tree.resolve(path)
+        guard try tree.inode(dir).isDirectory else { return }
         func walk(_ dir: GuestNode, _ dirPath: [UInt8], depth: Int) throws {
             guard depth < Self.maxDepth else {
                 throw ImageError(structure: path, reason: "directories nested too deep (a loop in the filesystem?)", errno: .tooManySymbolicLinkLevels)
