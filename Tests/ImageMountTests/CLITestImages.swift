@@ -99,7 +99,7 @@ enum CLITestImages {
         try Shell.check("""
             set -e
             truncate -s 48M \(image)
-            sgdisk -q -n 1:2048:+20M -t 1:8300 -c 1:root -n 2:0:+4M -t 2:0C01 -n 3:0:+8M -t 3:8300 \(image) >/dev/null
+            sgdisk -o -n 1:2048:+20M -t 1:8300 -c 1:root -n 2:0:+4M -t 2:0C01 -n 3:0:+8M -t 3:8300 \(image) >/dev/null
             """)
         guard let one = try partitionOffsets(image).first(where: { $0.number == 1 }) else {
             throw FixtureError(description: "sgdisk made no partition 1")

@@ -129,6 +129,20 @@ struct DfCommandTests {
         }
     }
 
+    @Test("a filesystem that cannot be opened is skipped with a warning, as virt-df skips what it cannot mount")
+    func damagedFilesystemSkipped() throws {
+        let image = Images.path("damaged.img")
+        // The ext magic is intact (so the device is taken for ext4) but s_log_block_size is absurd.
+        try Shell.check("""
+            truncate -s 8M \(image) && mke2fs -q -F -t ext4 -b 1024 \(image) && \
+            printf '\\040' | dd of=\(image) bs=1 seek=\(1024 + 24) conv=notrunc status=none
+            """)
+        let result = try ImageMountBinary.run(["df", "-a", image])
+        #expect(result.status == 0)
+        #expect(Images.lines(result.text).count == 1)
+        #expect(result.stderr.hasPrefix("imagemount: warning: /dev/sda"))
+    }
+
     // NEEDS PARTITIONS: passes once the MBR/GPT reader replaces PartitionTableStub.
     @Test("MBR: a row for each ext partition (not swap, not the extended container), equal to the kernel's statfs")
     func partitions() throws {

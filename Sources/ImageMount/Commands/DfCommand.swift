@@ -52,7 +52,14 @@ struct DfCommand: ParsableCommand {
                 Diagnostics.warn("\(device.name): \(type) filesystem skipped (only ext2/ext3/ext4 can be read)")
                 continue
             }
-            let fs = try Ext2Filesystem(device: device.device, writable: false)
+            // As virt-df: a filesystem that cannot be opened is reported and skipped, not fatal.
+            let fs: Ext2Filesystem
+            do {
+                fs = try Ext2Filesystem(device: device.device, writable: false)
+            } catch {
+                Diagnostics.warn("\(device.name): skipped: \(LsCommand.describe(error))")
+                continue
+            }
             defer { try? fs.close() }
             out += line(name: name, device: device.name, usage: fs.usage())
         }
