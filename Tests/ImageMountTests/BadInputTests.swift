@@ -85,7 +85,7 @@ import TestSupport
         let secondEBR = (169_984 - 2048) * 512
         try Shell.check("printf '\\x00\\x00\\x00\\x00\\x05\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x08\\x00\\x00' | " +
                         "dd of=\(Shell.quote(image)) bs=1 seek=\(secondEBR + 446 + 16) conv=notrunc 2>/dev/null")
-        let result = try Shell.run("timeout 20 \(Shell.quote(ImageMountBinary.path)) cat -a \(Shell.quote(image)) -m /dev/sda5 /etc/hostname")
+        let result = try Shell.run("timeout 20 \(Shell.quote((try ImageMountBinary.path()))) cat -a \(Shell.quote(image)) -m /dev/sda5 /etc/hostname")
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.text == "boot-on-sda5\n")
         #expect(result.stderr.contains("EBR"), "\(result.stderr)")
@@ -108,7 +108,7 @@ import TestSupport
             try Shell.check("mkdir \(Shell.quote(out))")
             for command in ["cat -a \(Shell.quote(image)) /etc/hostname /data/r1048579 /data/slow-link",
                             "copy-out -a \(Shell.quote(image)) / \(Shell.quote(out))"] {
-                let result = try Shell.run("timeout 30 \(Shell.quote(ImageMountBinary.path)) \(command) > /dev/null")
+                let result = try Shell.run("timeout 30 \(Shell.quote((try ImageMountBinary.path()))) \(command) > /dev/null")
                 #expect(result.status == 0 || result.status == 1, "round \(round): \(command) → status \(result.status): \(result.stderr.suffix(300))")
             }
         }

@@ -1,22 +1,59 @@
 import Foundation
 
-/// Runs the `imagemount` executable built next to the test bundle (any --scratch-path).
+/// The built `imagemount` executable, for end-to-end tests.
+///
+/// SwiftPM puts the test runner (`imagemountPackageTests.xctest`) and the products in the same
+/// directory, `<scratch-path>/<triple>/debug` (or `release`), whatever `--scratch-path` was
+/// given, so the binary is found next to the running test process. `IMAGEMOUNT_BINARY`
+/// overrides that, for running the suite against an installed binary.
 public enum ImageMountBinary {
-    /// `<scratch>/debug/imagemount`, found from the running test executable's own path.
-    public static let path: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("imagemount").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
+    /// The absolute path of the binary; throws when it has not been built.
+    public static func path() throws -> String {
+        if let explicit = ProcessInfo.processInfo.environment["IMAGEMOUNT_BINARY"], !explicit.isEmpty {
+            return explicit
         }
-        return "imagemount"
+        if let found = located { return found }
+        throw Shell.Failure(command: "locate imagemount", status: -1,
+                            stderr: "no imagemount next to the test runner (\(runnerDirectory ?? "?")); build it first or set IMAGEMOUNT_BINARY")
+    }
+
+    /// Runs `imagemount` with `arguments` (no shell involved in the arguments: each is passed
+    /// as is) and returns its exit status, stdout bytes and stderr text.
+    @discardableResult
+    public static func run(_ arguments: [String], environment: [String: String]? = nil,
+                           stdin: Data? = nil) throws -> Shell.Output {
+        let command = ([try path()] + arguments).map(Shell.quote).joined(separator: " ")
+        return try Shell.run(command, stdin: stdin, environment: environment)
+    }
+
+    /// Runs `imagemount` and requires exit status 0; returns stdout as text.
+    @discardableResult
+    public static func check(_ arguments: [String], environment: [String: String]? = nil) throws -> String {
+        let result = try run(arguments, environment: environment)
+        guard result.status == 0 else {
+            throw Shell.Failure(command: "imagemount " + arguments.joined(separator: " "),
+                                status: result.status, stderr: result.stderr)
+        }
+        return result.text
+    }
+
+    /// The directory of the running test process (the `.xctest` executable on Linux, inside
+    /// the `.xctest` bundle on macOS).
+    private static let runnerDirectory: String? = {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            ?? Bundle.main.executablePath ?? CommandLine.arguments.first
+        guard let executable else { return nil }
+        return URL(fileURLWithPath: executable).deletingLastPathComponent().path
     }()
 
-    /// Runs `imagemount ARGS...` and returns its status, stdout bytes and stderr text.
-    @discardableResult
-    public static func run(_ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> Shell.Output {
-        try Shell.run(([path] + arguments).map(Shell.quote).joined(separator: " "), stdin: stdin, environment: environment)
-    }
+    private static let located: String? = {
+        guard var directory = runnerDirectory.map({ URL(fileURLWithPath: $0) }) else { return nil }
+        // Walk up a few levels: on macOS the runner sits in <bundle>.xctest/Contents/MacOS.
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("imagemount").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory.deleteLastPathComponent()
+        }
+        return nil
+    }()
 }

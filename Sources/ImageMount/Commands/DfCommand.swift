@@ -1,8 +1,135 @@
 import ArgumentParser
 import GuestFS
+#if canImport(Glibc)
+import Glibc
+#endif
 
+/// `imagemount df`: like virt-df, the space (or inodes) used on each filesystem of the images.
+///
+/// Layout follows guestfs-tools `df/output.c` (`print_title`, `print_stat`) and the display
+/// name `df/main.c` (`make_display_name`); the figures are the kernel's statfs ones
+/// (`Ext2Filesystem.usage()`), which is what virt-df gets from its appliance.
 struct DfCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "df", abstract: "(being written)")
+    static let configuration = CommandConfiguration(
+        commandName: "df",
+        abstract: "Show free and used space on the filesystems in disk images.",
+        discussion: """
+            Like virt-df: one line per ext2/3/4 filesystem, named IMAGE:DEVICE where IMAGE is the \
+            file name of the first -a image (with a "+" for each further image). Sizes are in \
+            1024-byte blocks, or rounded with -h; Use% is rounded up as df does. The figures are \
+            those the Linux kernel's statfs gives for the mounted filesystem: the size leaves out \
+            the filesystem's own metadata, and Available leaves out the blocks reserved for root. \
+            Filesystems of other types are skipped with a warning. \
+            Example: imagemount df -a vm.qcow2 -h
+            """,
+        helpNames: [.long]
+    )
+
     @OptionGroup var image: ImageOptions
-    func run() throws { throw CLIError(message: "df: not written yet") }
+
+    @Flag(name: [.customShort("h"), .customLong("human-readable")], help: "Show sizes rounded with a K, M, G... suffix instead of in 1K blocks.")
+    var human = false
+
+    @Flag(name: [.customShort("i"), .customLong("inodes")], help: "Show inodes (total, used, free) instead of blocks.")
+    var inodes = false
+
+    @Flag(name: .customLong("csv"), help: "Write comma-separated values, with the image name and the device in separate columns and Use% to one decimal.")
+    var csv = false
+
+    @Flag(name: .customLong("uuid"), help: "Show the guest's UUID instead of its name. Accepted for virt-df compatibility: disk images given with -a carry no libvirt UUID, so the name is shown.")
+    var uuid = false
+
+    func validate() throws {
+        if human && csv { throw ValidationError("you cannot use -h and --csv options together") }
+    }
+
+    func run() throws {
+        let guest = try Session.openGuest(image)
+        let name = Self.displayName(image.drives().map(\.path))
+        var out = title()
+        for (device, type) in FilesystemsCommand.filesystems(of: guest) where type != "swap" && type != "unknown" {
+            guard device.content.isExt else {
+                Diagnostics.warn("\(device.name): \(type) filesystem skipped (only ext2/ext3/ext4 can be read)")
+                continue
+            }
+            // As virt-df: a filesystem that cannot be opened is reported and skipped, not fatal.
+            let fs: Ext2Filesystem
+            do {
+                fs = try Ext2Filesystem(device: device.device, writable: false)
+            } catch {
+                Diagnostics.warn("\(device.name): skipped: \(LsCommand.describe(error))")
+                continue
+            }
+            defer { try? fs.close() }
+            out += line(name: name, device: device.name, usage: fs.usage())
+        }
+        try StandardOutput.write(out)
+    }
+
+    /// virt-df's name for a single guest given as disks: the base name of the first image, plus
+    /// one "+" for each further image.
+    static func displayName(_ paths: [String]) -> String {
+        guard let first = paths.first else { return "" }
+        let base = first.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? first
+        return base + String(repeating: "+", count: paths.count - 1)
+    }
+
+    func title() -> String {
+        let columns = inodes ? ["Inodes", "IUsed", "IFree", "IUse%"]
+                             : [human ? "Size" : "1K-blocks", "Used", "Available", "Use%"]
+        if csv { return CSV.line(["VirtualMachine", "Filesystem"] + columns) }
+        return "Filesystem".leftAligned(36) + Self.row(columns)
+    }
+
+    func line(name: String, device: String, usage u: FilesystemUsage) -> String {
+        var cells: [String]
+        let percent: Float
+        if inodes {
+            cells = [String(u.totalInodes), String(u.totalInodes &- u.freeInodes), String(u.freeInodes)]
+            percent = u.totalInodes == 0 ? 0 : Float(100.0 - 100.0 * Double(u.freeInodes) / Double(u.totalInodes))
+        } else {
+            let used = u.totalBlocks &- u.freeBlocks
+            if human {
+                cells = [u.totalBlocks, used, u.availableBlocks].map { HumanSize.format($0 &* u.blockSize) }
+            } else {
+                cells = [u.totalBlocks, used, u.availableBlocks].map { String(Self.kibibytes($0, blockSize: u.blockSize)) }
+            }
+            percent = u.totalBlocks == 0 ? 0 : Float(100.0 - 100.0 * Double(u.freeBlocks) / Double(u.totalBlocks))
+        }
+        // virt-df keeps the percentage in a float; text rounds it up as df does, CSV gives one decimal.
+        if csv {
+            cells.append(Self.oneDecimal(Double(percent)))
+            return CSV.line([name, device] + cells)
+        }
+        cells.append(Self.formatInteger(Double(percent).rounded(.up)) + "%")
+        let label = name + ":" + device
+        let lead = label.utf8.count <= 36 ? label.leftAligned(36) : label + "\n" + String(repeating: " ", count: 36)
+        return lead + Self.row(cells)
+    }
+
+    /// `%10s %10s %10s %5s\n`.
+    static func row(_ cells: [String]) -> String {
+        cells[0].rightAligned(10) + " " + cells[1].rightAligned(10) + " " + cells[2].rightAligned(10) + " "
+            + cells[3].rightAligned(5) + "\n"
+    }
+
+    /// Blocks of `blockSize` bytes as 1024-byte blocks (virt-df `scale`).
+    static func kibibytes(_ blocks: UInt64, blockSize: UInt64) -> UInt64 {
+        blockSize >= 1024 ? blocks &* (blockSize / 1024) : blocks / (1024 / max(blockSize, 1))
+    }
+
+
+
+    /// `%3.0f` of a whole number (`ceil` already applied); `-0` as printf writes it.
+    static func formatInteger(_ value: Double) -> String {
+        let text = value == 0 && value.sign == .minus ? "-0" : String(Int64(value))
+        return text.rightAligned(3)
+    }
+
+    /// `%.1f`, through the C library so the rounding is printf's.
+    static func oneDecimal(_ value: Double) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let length = withVaList([value]) { vsnprintf(&buffer, buffer.count, "%.1f", $0) }
+        return String(decoding: buffer.prefix(max(0, Int(length))).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
