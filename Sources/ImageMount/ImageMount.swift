@@ -41,7 +41,12 @@ enum Main {
         } catch let error as CLIError {
             Diagnostics.fail(error.message, code: error.exitCode)
         } catch {
-            ImageMount.exit(withError: error)
+            // --help and --version arrive as "errors" with a success code: let ArgumentParser print them.
+            // Usage mistakes become one line, like every other failure.
+            let code = ImageMount.exitCode(for: error)
+            if code == .success { ImageMount.exit(withError: error) }
+            let message = ImageMount.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            Diagnostics.fail(message + " (see imagemount --help)", code: code.rawValue)
         }
     }
 }
