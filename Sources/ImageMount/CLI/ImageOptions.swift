@@ -8,13 +8,22 @@ struct ImageOptions: ParsableArguments {
                                valueName: "image"))
     var images: [String] = []
 
+    @Option(name: [.customShort("d"), .customLong("domain")],
+            help: ArgumentHelp("Add the disks of a libvirt domain, in order, with their formats (from `virsh dumpxml`, or /etc/libvirt/qemu/DOMAIN.xml without virsh). Opened read-only; --rw is refused while the domain runs.",
+                               valueName: "domain"))
+    var domains: [String] = []
+
+    @Option(name: [.customShort("c"), .customLong("connect")],
+            help: ArgumentHelp("libvirt URI for -d, passed to virsh.", valueName: "uri"))
+    var connect: String?
+
     @Option(name: .customLong("format"),
             help: ArgumentHelp("Format of the -a images that follow: raw or qcow2. Without it the format is probed. --format=auto goes back to probing.",
                                valueName: "raw|qcow2|auto"))
     var formats: [String] = []
 
     func validate() throws {
-        if images.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE") }
+        if images.isEmpty && domains.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN") }
         for f in formats where f != "auto" && ImageFormat(rawValue: f) == nil {
             throw ValidationError("unknown --format '\(f)': use raw, qcow2 or auto")
         }
@@ -25,7 +34,31 @@ struct ImageOptions: ParsableArguments {
     /// guestmount's `--format` applies to the `-a` options *after* it. ArgumentParser keeps no
     /// order between different options, so the order is recovered from the raw arguments; the
     /// parsed arrays are the check that both readings agree.
-    func drives(arguments: [String] = CommandLine.arguments) -> [DriveSpec] {
+    func drives(arguments: [String] = CommandLine.arguments) throws -> [DriveSpec] {
+        var drives = orderedImages(arguments: arguments)
+        for name in domains {
+            let domain = try Self.loadDomain(name, connect: connect)
+            if domain.disks.isEmpty { throw CLIError(message: "domain \(name): has no disks") }
+            drives += domain.disks.map { DriveSpec(path: $0.path, format: $0.format) }
+        }
+        return drives
+    }
+
+    /// Whether a domain given with -d is running now (a running guest's disks must not be written).
+    func runningDomain() throws -> String? {
+        try domains.first { try Self.loadDomain($0, connect: connect).isRunning }
+    }
+
+    /// The domain's XML from virsh when it is installed, else from libvirt's config folder.
+    static func loadDomain(_ name: String, connect: String?) throws -> LibvirtDomain {
+        guard Subprocess.exists("virsh") else { return try LibvirtDomain.load(name: name) }
+        let result = try Subprocess.run(["virsh"] + (connect.map { ["-c", $0] } ?? []) + ["dumpxml", name])
+        guard result.status == 0 else { throw CLIError(message: "domain \(name): virsh dumpxml failed (exit \(result.status))") }
+        return try LibvirtDomain.load(name: name, xml: result.stdout)
+    }
+
+    /// The -a images in command-line order, each with the --format in force where it appears.
+    private func orderedImages(arguments: [String]) -> [DriveSpec] {
         var format: ImageFormat? = nil
         var drives: [DriveSpec] = []
         var i = 1

@@ -13,6 +13,9 @@ struct Session {
     }
 
     static func openGuest(_ image: ImageOptions, writable: Bool = false) throws -> Guest {
+        if writable, let running = try image.runningDomain() {
+            throw CLIError(message: "domain \(running) is running: its disks cannot be opened for writing")
+        }
         let guest = try Guest(drives: image.drives(), writable: writable)
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest

@@ -45,7 +45,8 @@ struct DfCommand: ParsableCommand {
 
     func run() throws {
         let guest = try Session.openGuest(image)
-        let name = Self.displayName(image.drives().map(\.path))
+        // virt-df names rows after the domain with -d, after the image(s) with -a.
+        let name = try image.domains.first ?? Self.displayName(image.drives().map(\.path))
         var out = title()
         for (device, type) in FilesystemsCommand.filesystems(of: guest) where type != "swap" && type != "unknown" {
             guard device.content.isExt else {

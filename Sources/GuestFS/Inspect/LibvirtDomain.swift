@@ -1,0 +1,120 @@
+import SystemPackage
+import SystemXML2
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A libvirt domain's disks, for `-d DOMAIN` (libvirt "Domain XML format", <devices>/<disk>).
+///
+/// The XML comes from `virsh dumpxml` when virsh exists, otherwise from the file libvirt keeps
+/// for a persistent QEMU domain, `/etc/libvirt/qemu/DOMAIN.xml` (the folder can be changed with
+/// `IMAGEMOUNT_LIBVIRT_DIR`, which the tests use).
+public struct LibvirtDomain: Sendable {
+    public struct Disk: Sendable, Equatable {
+        public let path: String
+        public let format: ImageFormat?
+        public let readOnly: Bool
+    }
+
+    public let name: String
+    /// Hard disks in the order the XML lists them (cdroms and floppies left out).
+    public let disks: [Disk]
+    /// Whether the domain is running now (its QEMU pid file names a live process).
+    public let isRunning: Bool
+
+    /// The folder holding persistent domain definitions.
+    public static var configDirectory: String {
+        getenv("IMAGEMOUNT_LIBVIRT_DIR").map { String(cString: $0) } ?? "/etc/libvirt/qemu"
+    }
+
+    /// The folder where libvirt's QEMU driver keeps running domains' pid files.
+    public static var runDirectory: String {
+        getenv("IMAGEMOUNT_LIBVIRT_RUN_DIR").map { String(cString: $0) } ?? "/run/libvirt/qemu"
+    }
+
+    /// Finds `name` and reads its disks. `xml` overrides the lookup (virsh's output).
+    public static func load(name: String, xml: [UInt8]? = nil) throws -> LibvirtDomain {
+        let file = configDirectory + "/" + name + ".xml"
+        let bytes: [UInt8]
+        if let xml {
+            bytes = xml
+        } else {
+            guard !name.contains("/"), let data = try? readFile(file) else {
+                throw ImageError(path: file, structure: "libvirt domain \(name)",
+                                 reason: "no such domain (no \(file); is libvirt's virsh installed?)", errno: .noSuchFileOrDirectory)
+            }
+            bytes = data
+        }
+        let disks = try parseDisks(bytes, source: xml == nil ? file : "virsh dumpxml \(name)")
+        return LibvirtDomain(name: name, disks: disks, isRunning: running(name))
+    }
+
+    /// `<disk type='file|block' device='disk'>` with `<source file|dev=…>` and `<driver type=…>`.
+    static func parseDisks(_ xml: [UInt8], source: String) throws -> [Disk] {
+        guard xml.count < 16 << 20 else {
+            throw ImageError(path: source, structure: "domain XML", reason: "larger than 16 MiB", errno: .fileTooLarge)
+        }
+        // XML_PARSE_NONET: never fetch anything; XML_PARSE_NOENT off: no entity expansion.
+        let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
+        guard let doc = xml.withUnsafeBufferPointer({ buffer in
+            buffer.withMemoryRebound(to: CChar.self) { xmlReadMemory($0.baseAddress, Int32($0.count), source, nil, options) }
+        }) else {
+            throw ImageError(path: source, structure: "domain XML", reason: "not well-formed XML", errno: .invalidArgument)
+        }
+        defer { xmlFreeDoc(doc) }
+        guard let root = xmlDocGetRootElement(doc), name(of: root) == "domain" else {
+            throw ImageError(path: source, structure: "domain XML", reason: "the root element is not <domain>", errno: .invalidArgument)
+        }
+        var disks: [Disk] = []
+        for devices in children(of: root, named: "devices") {
+            for disk in children(of: devices, named: "disk") {
+                let device = attribute(disk, "device") ?? "disk"
+                guard device == "disk" || device == "lun" else { continue }
+                guard let sourceNode = children(of: disk, named: "source").first,
+                      let path = attribute(sourceNode, "file") ?? attribute(sourceNode, "dev") else { continue }
+                let driver = children(of: disk, named: "driver").first.flatMap { attribute($0, "type") }
+                let readOnly = !children(of: disk, named: "readonly").isEmpty
+                disks.append(Disk(path: path, format: driver.flatMap(ImageFormat.init(rawValue:)), readOnly: readOnly))
+            }
+        }
+        return disks
+    }
+
+    /// A running QEMU domain has `<run dir>/NAME.pid` naming a live process.
+    static func running(_ name: String) -> Bool {
+        guard let bytes = try? readFile(runDirectory + "/" + name + ".pid"),
+              let pid = Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: "\n")) else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
+        defer { try? fd.close() }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while out.count < 16 << 20 {
+            let n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
+            if n == 0 { break }
+            out += chunk.prefix(n)
+        }
+        return out
+    }
+
+    static func name(of node: xmlNodePtr) -> String { node.pointee.name.map { String(cString: $0) } ?? "" }
+
+    static func children(of node: xmlNodePtr, named wanted: String) -> [xmlNodePtr] {
+        var result: [xmlNodePtr] = []
+        var child = node.pointee.children
+        while let c = child {
+            if c.pointee.type == XML_ELEMENT_NODE, name(of: c) == wanted { result.append(c) }
+            child = c.pointee.next
+        }
+        return result
+    }
+
+    static func attribute(_ node: xmlNodePtr, _ name: String) -> String? {
+        guard let value = xmlGetProp(node, name) else { return nil }
+        defer { systemxml2_free(value) }
+        return String(cString: value)
+    }
+}
