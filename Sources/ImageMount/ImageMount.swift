@@ -19,8 +19,10 @@ struct ImageMount: ParsableCommand {
             """,
         version: ImageMountVersion.string,
         subcommands: [
+            MountCommand.self, UnmountCommand.self,
             CatCommand.self, LsCommand.self, CopyOutCommand.self, DfCommand.self, FilesystemsCommand.self,
-        ]
+        ],
+        defaultSubcommand: MountCommand.self
     )
 }
 
