@@ -45,7 +45,7 @@ enum Daemon {
         let report = readLine(readEnd)
         close(readEnd)
         if report == "R" {
-            if let readyFD { MountCommand.signal(readyFD, "R"); close(readyFD) }
+            if let readyFD { MountCommand.signalUser(readyFD); close(readyFD) }
             return
         }
         // The server failed (or died): reap it so no zombie is left, then say why.

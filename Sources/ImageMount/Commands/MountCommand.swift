@@ -38,6 +38,10 @@ struct MountCommand: ParsableCommand {
     @Option(name: .customLong("fd"), help: ArgumentHelp("Write one byte to file descriptor FD when the mount is ready.", valueName: "fd"))
     var readyFD: Int32?
 
+    @Flag(name: .customLong("no-auto-unmount"),
+          help: "Leave the mount in place if the server dies (by default a helper removes it).")
+    var noAutoUnmount = false
+
     @Flag(name: .customLong("debug"), help: "Log every FUSE request and reply on stderr (use with --no-fork).")
     var debug = false
 
@@ -63,7 +67,7 @@ struct MountCommand: ParsableCommand {
         if noFork {
             DebugLog.enabled = debug
             let fd = readyFD
-            try serve(on: mountpoint) { if let fd { Self.signal(fd, "R") } }
+            try serve(on: mountpoint) { if let fd { Self.signalUser(fd) } }
         } else {
             try Daemon.start(mountpoint: mountpoint, readyFD: readyFD)
         }
@@ -73,6 +77,7 @@ struct MountCommand: ParsableCommand {
     /// INIT has been answered.
     func serve(on mountpoint: String, ready: @escaping @Sendable () -> Void) throws {
         let session = try Session.open(image, filesystems)
+        try Self.checkSizes(session.tree)
         let pid = getpid()
         if let pidFile { PidFile.write(pid, to: pidFile) }
         defer { if let pidFile { unlink(pidFile) } }
@@ -83,6 +88,19 @@ struct MountCommand: ParsableCommand {
         })
         try withExtendedLifetime(session) { try server.run(mountpoint: mountpoint) }
         for mount in session.tree.mounts { try mount.filesystem.close() }
+    }
+
+    /// Refuses a filesystem that claims more blocks than its device holds (a truncated image or
+    /// a wrong partition), as the kernel's ext4 does ("block count exceeds size of device"):
+    /// better no mount than one whose reads fail at random later.
+    static func checkSizes(_ tree: MountTree) throws {
+        for mount in tree.mounts {
+            let fs = mount.filesystem
+            let needed = fs.superblock.blocksCount * UInt64(fs.blockSize)
+            if needed > fs.device.size {
+                throw CLIError(message: "\(mount.deviceName): filesystem (\(needed) bytes) is larger than its device (\(fs.device.size) bytes); truncated or damaged image?")
+            }
+        }
     }
 
     /// The background server: detached from the caller's session and stdio, it reports on the
@@ -106,8 +124,13 @@ struct MountCommand: ParsableCommand {
         }
     }
 
-    /// Writes one line to a readiness descriptor (and, for "R", only the byte guestmount's
-    /// --fd promises when it is the user's descriptor).
+    /// guestmount's --fd: a single byte when the mount is ready.
+    static func signalUser(_ fd: Int32) {
+        var byte: UInt8 = 0x0A
+        _ = Glibc.write(fd, &byte, 1)
+    }
+
+    /// Writes one line to the daemon's readiness pipe: "R", or "E message".
     static func signal(_ fd: Int32, _ line: String) {
         let text = line + "\n"
         _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
@@ -117,6 +140,7 @@ struct MountCommand: ParsableCommand {
     func serverOptions() throws -> FuseServerOptions {
         var options = FuseServerOptions()
         options.readOnly = true
+        options.autoUnmount = !noAutoUnmount
         options.fsname = image.images.first.map { "imagemount:" + $0.replacingCommas() } ?? "imagemount"
         for group in fuseOptions {
             for option in group.split(separator: ",").map(String.init) where !option.isEmpty {
