@@ -34,9 +34,11 @@ enum ServerRegistry {
         unlink(file(for: mountpoint))
     }
 
-    /// The pid of the server for `mountpoint`, if one is recorded and still alive.
+    /// The pid of the server for `mountpoint`, if one is recorded, still alive, and running
+    /// this same executable (a file left by a killed server may name a reused pid).
     static func server(for mountpoint: String) -> pid_t? {
-        guard let pid = PidFile.read(file(for: mountpoint)), HostProcess.isAlive(pid) else { return nil }
+        guard let pid = PidFile.read(file(for: mountpoint)), HostProcess.isAlive(pid),
+              HostProcess.executable(pid) == HostProcess.executable(getpid()) else { return nil }
         return pid
     }
 }
@@ -66,6 +68,14 @@ enum HostProcess {
               let close = stat.lastIndex(of: ")") else { return false }
         let state = stat[stat.index(after: close)...].trimmingCharacters(in: " ").first
         return state != "Z" && state != "X"
+    }
+
+    /// The executable `pid` runs (the /proc/PID/exe link), or nil.
+    static func executable(_ pid: pid_t) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Waits until `pid` has exited, up to `timeout` seconds. Returns whether it did.
