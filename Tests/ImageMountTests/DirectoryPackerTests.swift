@@ -1,4 +1,3 @@
-import CFuse
 import Foundation
 @testable import GuestFS
 import Testing
