@@ -50,7 +50,7 @@ let package = Package(
 
         .target(name: "TestSupport", dependencies: ["GuestFS"], path: "Tests/TestSupport"),
         .testTarget(name: "GuestFSTests", dependencies: ["GuestFS", "TestSupport"]),
-        .testTarget(name: "ImageMountTests", dependencies: ["GuestFS", "TestSupport"]),
+        .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFS", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,7 +9,7 @@ packages=(
   # test oracles and image builders
   e2fsprogs fdisk gdisk qemu-utils attr util-linux lvm2 cryptsetup-bin
   # benchmarks
-  hyperfine time
+  hyperfine time fuse2fs bc
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -19,9 +19,11 @@ struct ImageMount: ParsableCommand {
             """,
         version: ImageMountVersion.string,
         subcommands: [
+            MountCommand.self, UnmountCommand.self,
             CatCommand.self, LsCommand.self, CopyOutCommand.self, DfCommand.self, FilesystemsCommand.self,
             InspectCommand.self,
-        ]
+        ],
+        defaultSubcommand: MountCommand.self
     )
 }
 

@@ -1,0 +1,162 @@
+import CFuse
+import GuestFS
+import SystemPackage
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How the mount behaves, decided by the command line.
+struct FuseServerOptions: Sendable {
+    var readOnly = true
+    /// `-o uid=N` / `-o gid=N`: shown as the owner of every file instead of the guest's.
+    var uid: UInt32? = nil
+    var gid: UInt32? = nil
+    /// Options handed to libfuse's mount as they are (`allow_other`, `max_read=`, …).
+    var mountOptions: [String] = []
+    /// The mount's source name in /proc/mounts and df.
+    var fsname = "imagemount"
+    /// Worker threads of the session loop.
+    var maxThreads: UInt32 = 16
+    /// Remove the mount when the server dies (libfuse's auto_unmount, through fusermount3).
+    var autoUnmount = true
+
+    /// Attribute and entry validity. A read-only image cannot change under us, so the kernel may
+    /// keep what it learnt for as long as it likes; the same holds for "no such entry".
+    var cacheTimeout: Double { readOnly ? 86_400 : 1 }
+}
+
+/// The FUSE server: libfuse3's low-level API over a `MountTree` (the model is libfuse's
+/// passthrough_ll.c; STYLE.md §2). Handlers live in `FuseServer+*.swift`-style files named
+/// `Handlers+Concern.swift`; this file holds the state, start-up and teardown.
+final class FuseServer: FuseOperations, @unchecked Sendable {
+    let tree: MountTree
+    let options: FuseServerOptions
+    let inodes: InodeTable
+    let handles = HandleTable()
+
+    /// Called once, from `init`, when the kernel and the server have agreed and requests flow.
+    private let onReady: @Sendable () -> Void
+    private let readyOnce = Mutex(false)
+    /// The mount's device number "maj:min", found after mounting (for readahead tuning).
+    private let mountDevice = Mutex<String?>(nil)
+    private let tuned = Atomic<Bool>(false)
+
+    init(tree: MountTree, options: FuseServerOptions, onReady: @escaping @Sendable () -> Void) {
+        self.tree = tree
+        self.options = options
+        self.inodes = InodeTable(root: tree.root)
+        self.onReady = onReady
+    }
+
+    /// Mounts on `mountpoint`, serves until unmounted or signalled (SIGTERM, SIGINT, SIGHUP),
+    /// then unmounts. Resources are acquired session → signal handlers → mount and released
+    /// in reverse order, on every path.
+    func run(mountpoint: String) throws {
+        var mountOptions = ["nosuid", "nodev", "default_permissions", "fsname=\(options.fsname)", "subtype=imagemount"]
+        if options.readOnly { mountOptions.append("ro") }
+        if options.autoUnmount { mountOptions.append("auto_unmount") }
+        mountOptions += options.mountOptions
+        let argv = ["imagemount", "-o", mountOptions.joined(separator: ",")]
+        var cStrings: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        var ops = OperationsTable.make()
+        let session: OpaquePointer = try cStrings.withUnsafeMutableBufferPointer { buffer in
+            var args = fuse_args(argc: Int32(argv.count), argv: buffer.baseAddress, allocated: 0)
+            defer { fuse_opt_free_args(&args) }
+            guard let se = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size,
+                                            Unmanaged.passUnretained(self).toOpaque()) else {
+                throw CLIError(message: "invalid FUSE option in -o \(options.mountOptions.joined(separator: ","))")
+            }
+            return se
+        }
+        defer { fuse_session_destroy(session) }
+
+        guard fuse_set_signal_handlers(session) == 0 else {
+            throw CLIError(message: "cannot install signal handlers")
+        }
+        defer { fuse_remove_signal_handlers(session) }
+
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw CLIError(message: "\(mountpoint): cannot mount the FUSE filesystem (is fuse3 installed and /dev/fuse usable?)")
+        }
+        defer { fuse_session_unmount(session) }
+        mountDevice.withLock { $0 = MountInfo.find(mountpoint: mountpoint)?.device }
+
+        let rc = cfuse_session_loop_mt(session, options.maxThreads, 0)
+        if rc < 0 && rc != -EINTR {
+            DebugLog.always("session loop ended with error \(-rc)")
+        }
+    }
+
+    // MARK: init
+
+    /// FUSE_INIT: asks for large requests, the page cache and symlink caching, then reports
+    /// readiness. Kernel limits apply after this returns; `tuneReadahead` raises the one the
+    /// kernel sets from the bdi default.
+    func initialize(_ conn: UnsafeMutablePointer<fuse_conn_info>) {
+        let c = conn.pointee
+        // max_write decides the max_pages libfuse asks for (256 pages = 1 MiB on Linux ≥ 4.20).
+        conn.pointee.max_write = Self.maxRequestBytes
+        conn.pointee.max_readahead = Self.maxRequestBytes
+        conn.pointee.max_background = 64
+        conn.pointee.congestion_threshold = 48
+        conn.pointee.time_gran = 1
+        let wanted: UInt32 = UInt32(FUSE_CAP_CACHE_SYMLINKS) | UInt32(FUSE_CAP_ASYNC_READ) |
+            UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_READDIRPLUS_AUTO) |
+            UInt32(FUSE_CAP_POSIX_ACL)
+        conn.pointee.want |= wanted & c.capable
+        // An unchanging image needs no revalidation of cached data on every open.
+        conn.pointee.want &= ~UInt32(FUSE_CAP_AUTO_INVAL_DATA)
+        let first = readyOnce.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if first { onReady() }
+    }
+
+    /// 1 MiB: the largest request (FUSE_MAX_MAX_PAGES = 256 pages) libfuse 3.14 and Linux agree on.
+    static let maxRequestBytes: UInt32 = 1 << 20
+
+    /// The kernel caps FUSE readahead at the bdi's default (128 KiB) when it processes the
+    /// INIT reply; as root we may raise the bdi's read_ahead_kb afterwards so that buffered
+    /// reads arrive as 1 MiB requests. Runs once, on the first request after INIT.
+    func tuneReadaheadOnce() {
+        guard !tuned.load(ordering: .relaxed) else { return }
+        guard tuned.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        guard let device = mountDevice.withLock({ $0 }) else { return }
+        let path = "/sys/class/bdi/\(device)/read_ahead_kb"
+        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let value = "\(Self.maxRequestBytes / 1024)\n"
+        _ = value.withCString { Glibc.write(fd, $0, strlen($0)) }
+    }
+
+    // MARK: Shared helpers for handlers
+
+    /// The guest node for a FUSE inode the kernel names, or ESTALE.
+    func node(_ inode: UInt64) throws(FuseError) -> GuestNode {
+        guard let node = inodes.node(inode) else { throw FuseError(Errno(rawValue: ESTALE)) }
+        return node
+    }
+
+    /// `struct stat` for a guest node, as the kernel's ext4 would fill it.
+    func attributes(_ node: GuestNode) throws(FuseError) -> stat {
+        let inode: Ext2Inode
+        do { inode = try tree.inode(node) } catch { throw FuseError(wrapping: error) }
+        return Attributes.stat(inode, node: node, blockSize: tree.filesystem(of: node).blockSize,
+                               uid: options.uid, gid: options.gid)
+    }
+
+    /// A lookup reply for `node`, taking one lookup reference on it.
+    func entry(for node: GuestNode) throws(FuseError) -> fuse_entry_param {
+        let attr = try attributes(node)
+        var e = fuse_entry_param()
+        e.ino = inodes.lookup(node)
+        e.attr = attr
+        e.attr_timeout = options.cacheTimeout
+        e.entry_timeout = options.cacheTimeout
+        return e
+    }
+}

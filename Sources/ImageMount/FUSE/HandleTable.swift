@@ -1,0 +1,49 @@
+import GuestFS
+import Synchronization
+
+/// What an open file or directory handle (`fi->fh`) stands for.
+enum OpenHandle: Sendable {
+    /// A regular file with its block map resolved at open; reads go to the device unlocked.
+    case file(Ext2File)
+    /// A directory listing taken at opendir, so offsets stay stable across readdir calls.
+    case directory(DirectoryListing)
+}
+
+/// A directory's entries as opendir saw them, with `.` and `..` first.
+struct DirectoryListing: Sendable {
+    struct Item: Sendable {
+        let name: [UInt8]
+        let node: GuestNode
+        /// EXT2_FT_* type, for d_type.
+        let fileType: UInt8
+        /// `.` and `..` are listed but never looked up (passthrough_ll.c does the same).
+        let isDot: Bool
+    }
+    let items: [Item]
+}
+
+/// Open files and directories, by the `fh` number handed to the kernel. opendir/open insert,
+/// releasedir/release remove; everything left is dropped when the session ends.
+final class HandleTable: Sendable {
+    private struct State {
+        var handles: [UInt64: OpenHandle] = [:]
+        var next: UInt64 = 1
+    }
+    private let state = Mutex(State())
+
+    func insert(_ handle: OpenHandle) -> UInt64 {
+        state.withLock { s in
+            let fh = s.next
+            s.next += 1
+            s.handles[fh] = handle
+            return fh
+        }
+    }
+
+    func get(_ fh: UInt64) -> OpenHandle? { state.withLock { $0.handles[fh] } }
+
+    @discardableResult
+    func remove(_ fh: UInt64) -> OpenHandle? { state.withLock { $0.handles.removeValue(forKey: fh) } }
+
+    var count: Int { state.withLock { $0.handles.count } }
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+/// The built `imagemount` executable, next to the test bundle in the scratch directory.
+public enum ImageMountExecutable {
+    public static var path: String {
+        // /proc/self/exe is <scratch>/<config>/imagemountPackageTests.xctest (Linux).
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent("imagemount").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return "imagemount"
+    }
+
+    /// Runs `imagemount ARGS` and returns its status and output.
+    @discardableResult
+    public static func run(_ arguments: [String]) throws -> Shell.Output {
+        try Shell.run(([path] + arguments).map(Shell.quote).joined(separator: " "))
+    }
+}
+
+/// A FUSE mount made by `imagemount` for one test. `close()` (call it in a `defer`) unmounts
+/// and makes sure the server is gone, on every path: `imagemount unmount`, then
+/// `fusermount3 -u -z`, then SIGKILL of the recorded pid. The server is started in the
+/// background mode, whose stdio is /dev/null, so it never holds the test runner's pipes.
+public final class FuseMount: @unchecked Sendable {
+    public let directory: TempDir
+    public var path: String { directory.file("mnt") }
+    public let pidFile: String
+    public let output: Shell.Output
+    private var closed = false
+
+    /// Mounts `images` with `arguments` (e.g. ["-m", "/dev/sda"]) and throws when imagemount fails.
+    public init(images: [String], arguments: [String] = []) throws {
+        directory = try TempDir("imagemount-mnt")
+        try FileManager.default.createDirectory(atPath: directory.file("mnt"), withIntermediateDirectories: false)
+        pidFile = directory.file("server.pid")
+        var args: [String] = []
+        for image in images { args += ["-a", image] }
+        args += arguments + ["--pid-file", pidFile, directory.file("mnt")]
+        output = try ImageMountExecutable.run(args)
+        guard output.status == 0 else {
+            close()
+            throw Shell.Failure(command: "imagemount " + args.joined(separator: " "), status: output.status, stderr: output.stderr)
+        }
+    }
+
+    /// The server's pid, from --pid-file.
+    public var serverPID: Int32? {
+        (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        let pid = serverPID
+        _ = try? ImageMountExecutable.run(["unmount", "-q", "--timeout", "20", path])
+        if FuseMount.isMounted(path) { _ = try? Shell.run("fusermount3 -u -z \(Shell.quote(path)) </dev/null >/dev/null 2>&1") }
+        if let pid, kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+    }
+
+    deinit { close() }
+
+    /// Whether `path` is a mountpoint now (from /proc/self/mountinfo).
+    public static func isMounted(_ path: String) -> Bool {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }
+        let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
+        return text.split(separator: "\n").contains { line in
+            let fields = line.split(separator: " ")
+            return fields.count > 4 && fields[4].replacingOccurrences(of: "\\040", with: " ") == target
+        }
+    }
+}
+
+/// The kernel's own ext4 over a loop device, read-only: the oracle for stat and statfs.
+public final class KernelMount: @unchecked Sendable {
+    public let directory: TempDir
+    public var path: String { directory.file("mnt") }
+    private var closed = false
+
+    public init(image: String, offset: UInt64 = 0) throws {
+        directory = try TempDir("imagemount-kernel")
+        try FileManager.default.createDirectory(atPath: directory.file("mnt"), withIntermediateDirectories: false)
+        try Shell.check("mount -t ext4 -o ro,loop,noload,offset=\(offset) \(Shell.quote(image)) \(Shell.quote(path))")
+    }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        _ = try? Shell.run("umount \(Shell.quote(path)) || umount -l \(Shell.quote(path))")
+    }
+
+    deinit { close() }
+}
