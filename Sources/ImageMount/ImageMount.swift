@@ -42,6 +42,9 @@ enum Main {
             Diagnostics.fail(error.description, code: 1)
         } catch let error as CLIError {
             Diagnostics.fail(error.message, code: error.exitCode)
+        } catch let code as ExitCode {
+            // The command already said what went wrong; only the status is left to give.
+            exit(code.rawValue)
         } catch {
             // --help and --version arrive as "errors" with a success code: let ArgumentParser print them.
             // Usage mistakes become one line, like every other failure.
