@@ -30,13 +30,13 @@ struct MountProcessTests {
         #expect(FuseMount.isMounted(m.path))
         // The command returned only once the mount answers.
         #expect(try Shell.check("cat \(Shell.quote(m.path + "/a.txt"))") == "hello\n")
-        let r = try ImageMountExecutable.run(["unmount", m.path])
+        let r = try ImageMountBinary.run(["unmount", m.path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(Self.exited(pid), "server still running right after unmount returned")
         #expect(!FuseMount.isMounted(m.path))
-        let again = try ImageMountExecutable.run(["unmount", m.path])
+        let again = try ImageMountBinary.run(["unmount", m.path])
         #expect(again.status == 2 && again.stderr.contains("not mounted"))
-        #expect(try ImageMountExecutable.run(["unmount", "-q", m.path]).stderr.isEmpty)
+        #expect(try ImageMountBinary.run(["unmount", "-q", m.path]).stderr.isEmpty)
     }
 
     @Test func sigtermUnmountsCleanly() throws {
@@ -68,7 +68,7 @@ struct MountProcessTests {
         kill(pid, SIGKILL)
         _ = Self.waitUntil { Self.exited(pid) }
         #expect(FuseMount.isMounted(m.path))
-        let r = try ImageMountExecutable.run(["unmount", m.path])
+        let r = try ImageMountBinary.run(["unmount", m.path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(!FuseMount.isMounted(m.path))
     }
@@ -77,8 +77,8 @@ struct MountProcessTests {
         let f = try MountFixture.get()
         let dir = try TempDir("imagemount-fd")
         try FileManager.default.createDirectory(atPath: dir.file("mnt"), withIntermediateDirectories: false)
-        defer { _ = try? ImageMountExecutable.run(["unmount", "-q", dir.file("mnt")]) }
-        let command = "\(Shell.quote(ImageMountExecutable.path)) -a \(Shell.quote(f.rootImage)) --fd 7 \(Shell.quote(dir.file("mnt"))) 7>\(Shell.quote(dir.file("ready")))"
+        defer { _ = try? ImageMountBinary.run(["unmount", "-q", dir.file("mnt")]) }
+        let command = "\(Shell.quote((try ImageMountBinary.path()))) -a \(Shell.quote(f.rootImage)) --fd 7 \(Shell.quote(dir.file("mnt"))) 7>\(Shell.quote(dir.file("ready")))"
         try Shell.check(command)
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir.file("ready"))).count == 1)
         #expect(FuseMount.isMounted(dir.file("mnt")))
@@ -90,7 +90,7 @@ struct MountProcessTests {
         let mnt = dir.file("mnt")
         try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: false)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: ImageMountExecutable.path)
+        process.executableURL = URL(fileURLWithPath: (try ImageMountBinary.path()))
         process.arguments = ["mount", "-a", f.rootImage, "--no-fork", mnt]
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
@@ -103,7 +103,7 @@ struct MountProcessTests {
         }
         #expect(Self.waitUntil(seconds: 20) { FuseMount.isMounted(mnt) })
         #expect(try Shell.check("cat \(Shell.quote(mnt + "/a.txt"))") == "hello\n")
-        let r = try ImageMountExecutable.run(["unmount", mnt])
+        let r = try ImageMountBinary.run(["unmount", mnt])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(Self.waitUntil { !process.isRunning })
         process.waitUntilExit()
@@ -115,7 +115,7 @@ struct MountProcessTests {
 @Suite(.serialized)
 struct MountFailureTests {
     func expectFailure(_ arguments: [String], mountdir: String, message: String) throws {
-        let r = try ImageMountExecutable.run(arguments + [mountdir])
+        let r = try ImageMountBinary.run(arguments + [mountdir])
         defer { if FuseMount.isMounted(mountdir) { _ = try? Shell.run("fusermount3 -u -z \(Shell.quote(mountdir))") } }
         #expect(r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
@@ -160,7 +160,7 @@ struct MountFailureTests {
         let f = try MountFixture.get()
         let m = try FuseMount(images: [f.rootImage])
         defer { m.close() }
-        let r = try ImageMountExecutable.run(["-a", f.rootImage, m.path])
+        let r = try ImageMountBinary.run(["-a", f.rootImage, m.path])
         #expect(r.status != 0 && r.stderr.contains("already mounted"))
         #expect(try Shell.check("cat \(Shell.quote(m.path + "/a.txt"))") == "hello\n", "the first mount still works")
     }

@@ -1,26 +1,5 @@
 import Foundation
 
-/// The built `imagemount` executable, next to the test bundle in the scratch directory.
-public enum ImageMountExecutable {
-    public static var path: String {
-        // /proc/self/exe is <scratch>/<config>/imagemountPackageTests.xctest (Linux).
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        while dir.path != "/" {
-            let candidate = dir.appendingPathComponent("imagemount").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return "imagemount"
-    }
-
-    /// Runs `imagemount ARGS` and returns its status and output.
-    @discardableResult
-    public static func run(_ arguments: [String]) throws -> Shell.Output {
-        try Shell.run(([path] + arguments).map(Shell.quote).joined(separator: " "))
-    }
-}
-
 /// A FUSE mount made by `imagemount` for one test. `close()` (call it in a `defer`) unmounts
 /// and makes sure the server is gone, on every path: `imagemount unmount`, then
 /// `fusermount3 -u -z`, then SIGKILL of the recorded pid. The server is started in the
@@ -40,7 +19,7 @@ public final class FuseMount: @unchecked Sendable {
         var args: [String] = []
         for image in images { args += ["-a", image] }
         args += arguments + ["--pid-file", pidFile, directory.file("mnt")]
-        output = try ImageMountExecutable.run(args)
+        output = try ImageMountBinary.run(args)
         guard output.status == 0 else {
             close()
             throw Shell.Failure(command: "imagemount " + args.joined(separator: " "), status: output.status, stderr: output.stderr)
@@ -56,7 +35,7 @@ public final class FuseMount: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         let pid = serverPID
-        _ = try? ImageMountExecutable.run(["unmount", "-q", "--timeout", "20", path])
+        _ = try? ImageMountBinary.run(["unmount", "-q", "--timeout", "20", path])
         if FuseMount.isMounted(path) { _ = try? Shell.run("fusermount3 -u -z \(Shell.quote(path)) </dev/null >/dev/null 2>&1") }
         if let pid, kill(pid, 0) == 0 { kill(pid, SIGKILL) }
     }
