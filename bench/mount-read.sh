@@ -11,8 +11,8 @@ mkdir -p "$WORK"
 RUNS=${RUNS:-3}
 
 command -v fuse2fs >/dev/null || { echo "fuse2fs missing: apt-get install fuse2fs" >&2; exit 1; }
-swift build -c release --scratch-path .build-fuse --product imagemount >/dev/null
-BIN=$(swift build -c release --scratch-path .build-fuse --show-bin-path)/imagemount
+swift build -c release --product imagemount >/dev/null
+BIN=$(swift build -c release --show-bin-path)/imagemount
 
 IMG=$WORK/bench.img
 if [ ! -f "$IMG" ]; then

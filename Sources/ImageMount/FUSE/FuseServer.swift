@@ -34,6 +34,8 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     let options: FuseServerOptions
     let inodes: InodeTable
     let handles = HandleTable()
+    /// One buffer per concurrently running read at most, kept between reads.
+    let readBuffers = ReadBufferPool(keep: 8)
 
     /// Called once, from `init`, when the kernel and the server have agreed and requests flow.
     private let onReady: @Sendable () -> Void

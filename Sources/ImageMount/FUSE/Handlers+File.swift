@@ -34,11 +34,11 @@ extension FuseServer {
             return
         }
         guard offset >= 0 else { request.reply(error: .invalidArgument); return }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
-        defer { buffer.deallocate() }
+        let lease = readBuffers.take(size: max(size, 1))
+        defer { readBuffers.give(lease) }
         do {
-            let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<size]), at: UInt64(offset))
-            request.reply(buffer: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+            let n = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: lease.buffer[..<size]), at: UInt64(offset))
+            request.reply(buffer: UnsafeRawBufferPointer(rebasing: lease.buffer[..<n]))
         } catch {
             request.reply(FuseError(wrapping: error))
         }
