@@ -38,20 +38,16 @@ extension Qcow2Image {
     /// Uncompressed guest data, from the external data file when there is one. A cluster that
     /// ends past the end of the file reads as zeros there, as QEMU's file driver does.
     private func readData(into part: UnsafeMutableRawBufferPointer, at host: UInt64) throws {
-        try (dataFile ?? file).readZeroPadded(into: part, at: host)
+        try (dataFile ?? file).readPaddingPastEnd(into: part, at: host)
     }
 
     /// Unallocated guest data: the backing image, zeros past its end or without one.
     private func readBacking(into part: UnsafeMutableRawBufferPointer, at guest: UInt64) throws {
-        guard let backing, guest < backing.size else {
+        guard let backing else {
             part.initializeMemory(as: UInt8.self, repeating: 0)
             return
         }
-        let inside = Int(min(UInt64(part.count), backing.size - guest))
-        try backing.read(into: UnsafeMutableRawBufferPointer(rebasing: part[..<inside]), at: guest)
-        if inside < part.count {
-            UnsafeMutableRawBufferPointer(rebasing: part[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
-        }
+        try backing.readPaddingPastEnd(into: part, at: guest)
     }
 
     /// Decompresses the compressed parts of one read, on the pool when there are enough of them.
@@ -122,6 +118,19 @@ extension Qcow2Image {
         try decompressed.withTable(at: r.descriptor.hostOffset, load: { _, cluster in try inflate(cluster) }) { cluster in
             r.destination.copyMemory(from: UnsafeRawBufferPointer(
                 rebasing: cluster[r.offsetInCluster..<(r.offsetInCluster + r.destination.count)]))
+        }
+    }
+}
+
+extension BlockDevice {
+    /// Reads like `read(into:at:)`, but the part of the range past `size` reads as zeros
+    /// (qcow2 spec, "Cluster mapping": a backing file smaller than the image reads as zeros past its end).
+    func readPaddingPastEnd(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        guard offset < size else { buffer.initializeMemory(as: UInt8.self, repeating: 0); return }
+        let inside = Int(min(UInt64(buffer.count), size - offset))
+        try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset)
+        if inside < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 }

@@ -16,17 +16,17 @@ public struct Qcow2Metadata: Sendable {
     /// Reads and checks everything the first cluster and the snapshot table say (QEMU's
     /// qcow2_do_open up to the point where tables are loaded). Unknown incompatible features are
     /// refused here, named from the image's feature name table when it has one.
-    public static func read(from file: RawImage) throws -> Qcow2Metadata {
+    public static func read(from file: any BlockDevice) throws -> Qcow2Metadata {
         do {
             return try readUnwrapped(file)
         } catch {
-            throw ImageError.wrap(error, path: file.path)
+            throw ImageError.wrap(error, path: file.displayName)
         }
     }
 
-    private static func readUnwrapped(_ file: RawImage) throws -> Qcow2Metadata {
+    private static func readUnwrapped(_ file: any BlockDevice) throws -> Qcow2Metadata {
         func bad(_ reason: String, offset: UInt64 = 0, errno: Errno = .ioError) -> ImageError {
-            ImageError(path: file.path, offset: offset, structure: "qcow2 header", reason: reason, errno: errno)
+            ImageError(path: file.displayName, offset: offset, structure: "qcow2 header", reason: reason, errno: errno)
         }
         let fileSize = file.size
         // cluster_bits first (qcow2 spec, "Header", bytes 20-23): the header may fill the whole first cluster.
@@ -51,7 +51,7 @@ public struct Qcow2Metadata: Sendable {
         var extensions = Qcow2Extensions()
         if areaEnd > headerEnd {
             do { extensions = try Qcow2Extensions.decode(first[headerEnd..<areaEnd]) } catch {
-                throw ImageError(path: file.path, offset: UInt64(headerEnd), structure: "header extension", reason: error.reason)
+                throw ImageError(path: file.displayName, offset: UInt64(headerEnd), structure: "header extension", reason: error.reason)
             }
         }
 
@@ -115,7 +115,7 @@ public struct Qcow2Metadata: Sendable {
                 count: header.nbSnapshots, offset: header.snapshotsOffset, clusterSize: clusterSize,
                 fileSize: fileSize, read: { try file.readBytes(at: $0, count: $1) })
         } catch {
-            throw ImageError.wrap(error, path: file.path)
+            throw ImageError.wrap(error, path: file.displayName)
         }
         return Qcow2Metadata(header: header, extensions: extensions, backingFile: backingFile, snapshots: snapshots,
                              geometry: geometry, compressionType: compression, fileSize: fileSize)
@@ -141,9 +141,10 @@ public final class Qcow2Image: BlockDevice {
     /// Resolved path of the backing image, as it was opened.
     public let backingPath: String?
     /// The opened external data file, if any (read-only).
-    public let dataFile: RawImage?
+    public let dataFile: (any BlockDevice)?
 
-    let file: RawImage
+    /// The qcow2 file itself (metadata, and data without an external data file).
+    let file: any BlockDevice
     let map: Qcow2ClusterMap
     let refcounts: Qcow2Refcount
     let corruption: Qcow2CorruptionReporter
@@ -161,12 +162,12 @@ public final class Qcow2Image: BlockDevice {
     /// Opens `file` (already opened read-only) as qcow2.
     /// - Parameter openBacking: opens a backing file given its resolved path and format (nil: probe);
     ///   `ImageOpener` passes a closure that enforces the depth limit and refuses cycles.
-    init(file: RawImage, options: ImageOpenOptions,
+    init(file: any BlockDevice, options: ImageOpenOptions,
          openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
         let meta = try Qcow2Metadata.read(from: file)
         let h = meta.header, g = meta.geometry
         func bad(_ structure: String, _ offset: UInt64?, _ reason: String, errno: Errno = .ioError) -> ImageError {
-            ImageError(path: file.path, offset: offset, structure: structure, reason: reason, errno: errno)
+            ImageError(path: file.displayName, offset: offset, structure: structure, reason: reason, errno: errno)
         }
         if h.cryptMethod != Qcow2CryptMethod.none.rawValue {
             let method = h.cryptMethod == Qcow2CryptMethod.aes.rawValue ? "AES" : "LUKS"
@@ -207,9 +208,9 @@ public final class Qcow2Image: BlockDevice {
         let raw = try file.readBytes(at: l1Offset, count: Int(l1Bytes))
         let l1 = raw.withUnsafeBytes { b in (0..<Int(l1Size)).map { Qcow2Bytes.u64(b, $0 * 8) } }
 
-        let corruption = Qcow2CorruptionReporter(path: file.path, log: options.corruptionLog)
+        let corruption = Qcow2CorruptionReporter(path: file.displayName, log: options.corruptionLog)
         let readMetadata: @Sendable (UInt64, UnsafeMutableRawBufferPointer) throws -> Void = { offset, buffer in
-            try file.readZeroPadded(into: buffer, at: offset)
+            try file.readPaddingPastEnd(into: buffer, at: offset)
         }
         self.refcounts = try Qcow2Refcount(header: h, geometry: g, fileSize: meta.fileSize, corruption: corruption,
                                            readMetadata: readMetadata)
@@ -220,17 +221,17 @@ public final class Qcow2Image: BlockDevice {
                                             loader: { _, _ in preconditionFailure("decompressed clusters are loaded by the read path") })
         self.corruption = corruption
         self.file = file
-        self.path = file.path
+        self.path = file.displayName
         self.metadata = meta
         self.size = virtualSize
         self.openedSnapshot = snapshot
 
         if externalData, let name = meta.extensions.externalDataFile {
-            let resolved = ImageOpener.resolve(name, relativeTo: file.path)
+            let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
             do {
                 dataFile = try RawImage(path: resolved, writable: false)
             } catch {
-                throw ImageError(path: file.path, structure: "external data file", reason: "cannot open '\(resolved)'",
+                throw ImageError(path: file.displayName, structure: "external data file", reason: "cannot open '\(resolved)'",
                                  errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
             }
         } else {
@@ -238,7 +239,7 @@ public final class Qcow2Image: BlockDevice {
         }
 
         if let name = meta.backingFile {
-            let resolved = ImageOpener.resolve(name, relativeTo: file.path)
+            let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
             var format: ImageFormat?
             if let fmt = meta.extensions.backingFormat {
                 guard let known = ImageFormat(rawValue: fmt) else {
@@ -249,13 +250,26 @@ public final class Qcow2Image: BlockDevice {
             do {
                 backing = try openBacking(resolved, format)
             } catch {
-                throw ImageError(path: file.path, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
+                throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
                                  errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
             }
             backingPath = resolved
         } else {
             backing = nil
             backingPath = nil
+        }
+    }
+
+    /// Opens `device` as a qcow2 image; its backing chain and external data file are opened from
+    /// disk by the names the image holds, resolved against `device.displayName`.
+    public convenience init(device: any BlockDevice, options: ImageOpenOptions = ImageOpenOptions()) throws {
+        var walk = ImageOpener.BackingChainWalk()
+        var backingOptions = options
+        backingOptions.writable = false
+        backingOptions.snapshot = nil
+        try self.init(file: device, options: options) { backingPath, backingFormat in
+            backingOptions.format = backingFormat
+            return try ImageOpener.open(path: backingPath, options: backingOptions, chain: &walk)
         }
     }
 
