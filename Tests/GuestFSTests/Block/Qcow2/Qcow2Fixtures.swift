@@ -1,6 +1,9 @@
 import Foundation
 import TestSupport
 
+/// The fixture folder, removed when the test process exits (a static is never deinitialized).
+private let fixtureFolder = Locked<String?>(nil)
+
 /// The qcow2 test matrix, built once per test run with qemu-img and qemu-io, with the raw image
 /// `qemu-img convert -O raw` makes of each (the oracle).
 final class Qcow2Fixtures: Sendable {
@@ -50,17 +53,23 @@ final class Qcow2Fixtures: Sendable {
 
     private init() throws {
         dir = try TempDir("imagemount-qcow2")
+        fixtureFolder.value = dir.path
+        atexit {
+            if let folder = fixtureFolder.value { try? FileManager.default.removeItem(atPath: folder) }
+        }
         let size = Self.virtualSize
         try Data(Self.sourceBytes(count: size)).write(to: URL(fileURLWithPath: dir.file("src.raw")))
         // Backing file for the extended-L2 overlay: a different pattern, full size.
         try Data(Self.sourceBytes(count: size, salt: 0x5C)).write(to: URL(fileURLWithPath: dir.file("back.raw")))
         let writes = Self.commonWrites.map { "-c " + Shell.quote($0) }.joined(separator: " ")
         var script = ["set -e", "cd \(Shell.quote(dir.path))"]
-        func convert(_ name: String, _ options: String, from source: String = "src.raw", compress: Bool = false, extraWrites: [String] = []) {
+        func convert(_ name: String, _ options: String, from source: String = "src.raw", compress: Bool = false, extraWrites: [String] = [], commonWrites: Bool = true) {
             let c = compress ? "-c " : ""
             script.append("qemu-img convert \(c)-O qcow2 -o \(options) \(source) \(name)")
             let more = extraWrites.map { "-c " + Shell.quote($0) }.joined(separator: " ")
-            script.append("qemu-io -f qcow2 \(writes) \(more) \(name) >/dev/null")
+            if commonWrites || !more.isEmpty {
+                script.append("qemu-io -f qcow2 \(commonWrites ? writes : "") \(more) \(name) >/dev/null")
+            }
         }
         convert("v2-64k.qcow2", "compat=0.10,cluster_size=65536")
         convert("v3-512.qcow2", "cluster_size=512")
@@ -73,10 +82,13 @@ final class Qcow2Fixtures: Sendable {
         script.append("qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=32768 -b back.raw -F raw extl2-backed.qcow2 \(size)")
         script.append("qemu-io -f qcow2 -c 'write -P 0x71 2k 2k' -c 'write -z 8k 4k' -c 'write -P 0x72 65537 300' -c 'write -P 0x73 100k 33k' -c 'write -z 5000k 40k' -c 'discard 1M 32k' extl2-backed.qcow2 >/dev/null")
         convert("zlib-64k.qcow2", "cluster_size=65536", from: "v3-64k.qcow2", compress: true, extraWrites: ["write -P 0x77 100k 10k"])
-        convert("zlib-4k.qcow2", "cluster_size=4096", from: "v3-64k.qcow2", compress: true)
+        convert("zlib-4k.qcow2", "cluster_size=4096", compress: true)
         convert("zstd-64k.qcow2", "compression_type=zstd,cluster_size=65536", from: "v3-64k.qcow2", compress: true,
                 extraWrites: ["write -P 0x78 300k 70k"])
-        convert("zstd-2m.qcow2", "compression_type=zstd,cluster_size=2097152", from: "v3-64k.qcow2", compress: true)
+        // From the raw source (convert stores a cluster uncompressed when the source splits it), and
+        // with one small write only: a write to a compressed cluster rewrites it uncompressed.
+        convert("zstd-2m.qcow2", "compression_type=zstd,cluster_size=2097152", compress: true,
+                extraWrites: ["write -P 0x79 4200000 3000"], commonWrites: false)
         convert("extdata.qcow2", "data_file=extdata.bin,cluster_size=65536")
         convert("extdata-raw.qcow2", "data_file=extdata-raw.bin,data_file_raw=on,cluster_size=4096")
         // A 3-deep chain: short raw base (3 MiB + 512), qcow2 over it by a relative name,
