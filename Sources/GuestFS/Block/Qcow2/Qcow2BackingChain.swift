@@ -34,6 +34,8 @@ public struct ImageOpenOptions: Sendable {
 extension ImageOpener {
     /// Most images in one chain, the opened image included; deeper chains are refused.
     public static let maxBackingChainDepth = 64
+    /// The `structure` of errors about the chain as a whole (loops, depth).
+    static let backingChainStructure = "backing chain"
 
     /// Opens `path` with `options`; a qcow2 image's backing chain is opened read-only below it.
     public static func open(path: String, options: ImageOpenOptions) throws -> any BlockDevice {
@@ -61,7 +63,7 @@ extension ImageOpener {
 
     static func open(path: String, options: ImageOpenOptions, chain: inout BackingChainWalk) throws -> any BlockDevice {
         if chain.seen.count >= maxBackingChainDepth {
-            throw ImageError(path: path, structure: "backing chain",
+            throw ImageError(path: path, structure: backingChainStructure,
                              reason: "backing chain is deeper than \(maxBackingChainDepth) images", errno: .tooManySymbolicLinkLevels)
         }
         if path.contains("://") || path.hasPrefix("json:") {
@@ -75,7 +77,7 @@ extension ImageOpener {
             throw ImageError(path: path, reason: "cannot stat: \(error.description)", errno: error)
         }
         if let loop = chain.seen.first(where: { $0.dev == UInt64(st.st_dev) && $0.ino == UInt64(st.st_ino) }) {
-            throw ImageError(path: path, structure: "backing chain",
+            throw ImageError(path: path, structure: backingChainStructure,
                              reason: "backing chain loops back to '\(loop.path)'", errno: .tooManySymbolicLinkLevels)
         }
         chain.seen.append((UInt64(st.st_dev), UInt64(st.st_ino), path))

@@ -249,6 +249,8 @@ public final class Qcow2Image: BlockDevice {
             }
             do {
                 backing = try openBacking(resolved, format)
+            } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
+                throw e     // a loop or a too-deep chain: one message, not one wrapper per level
             } catch {
                 throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
                                  errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
