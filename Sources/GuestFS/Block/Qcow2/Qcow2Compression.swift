@@ -11,17 +11,13 @@ import Glibc
 /// The only file that imports zlib and zstd. The rest of the engine asks for `decompress` and
 /// `forEachInParallel`, nothing else.
 enum Qcow2Compression {
-    /// Most threads decompressing for one read: QEMU's QCOW2_MAX_THREADS, capped by the CPUs online.
-    static let maxThreads = 4
+    /// Threads decompressing for one read: QEMU's QCOW2_MAX_THREADS. Not capped by the CPU count,
+    /// as QEMU's is not: on a busy machine a few more threads than cores keep our share of the CPU.
+    static let poolWidth = 4
     /// deflate window bits for "zlib" clusters: negative means raw deflate without the zlib header,
     /// and 12 is the window QEMU compresses with (qcow2 spec, "Compressed Clusters Descriptor";
     /// QEMU's qcow2_zlib_decompress).
     static let deflateWindowBits: Int32 = -12
-
-    static let poolWidth: Int = {
-        let online = sysconf(Int32(_SC_NPROCESSORS_ONLN))
-        return max(1, min(maxThreads, online > 0 ? online : 1))
-    }()
 
     /// Decompresses one cluster: `output` is filled entirely or this throws.
     ///
@@ -74,7 +70,7 @@ enum Qcow2Compression {
         var healthy = true
         defer {
             if healthy, ZSTD_isError(ZSTD_DCtx_reset(context.pointer, ZSTD_reset_session_only)) == 0 {
-                idleContexts.withLock { if $0.count < maxThreads { $0.append(context) } else { ZSTD_freeDCtx(context.pointer) } }
+                idleContexts.withLock { if $0.count < poolWidth { $0.append(context) } else { ZSTD_freeDCtx(context.pointer) } }
             } else {
                 ZSTD_freeDCtx(context.pointer)
             }
