@@ -8,6 +8,7 @@ private let fixtureFolder = Locked<String?>(nil)
 /// `qemu-img convert -O raw` makes of each (the oracle).
 final class Qcow2Fixtures: Sendable {
     let dir: TempDir
+    private let oracleLock = NSLock()
     /// Virtual size of every image: not a multiple of any cluster size, so last clusters are partial.
     static let virtualSize = 5 * 1024 * 1024 + 1536
 
@@ -42,6 +43,9 @@ final class Qcow2Fixtures: Sendable {
     /// The oracle bytes of `image` (or of one of its snapshots).
     func oracle(_ image: String, snapshot: String? = nil) throws -> [UInt8] {
         let out = dir.file("\(image).\(snapshot ?? "active").raw")
+        // One conversion at a time: tests running in parallel may ask for the same oracle.
+        oracleLock.lock()
+        defer { oracleLock.unlock() }
         if !FileManager.default.fileExists(atPath: out) {
             let l = snapshot.map { "-l snapshot.name=\(Shell.quote($0)) " } ?? ""
             // From the image's folder: QEMU 7.2 resolves external data file names against the
