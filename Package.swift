@@ -48,6 +48,13 @@ let package = Package(
             ]
         ),
 
+        // Measuring tool for bench/qcow2-read.sh: reads an image end to end through ImageOpener.
+        .executableTarget(
+            name: "qcow2-bench",
+            dependencies: ["GuestFS", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/Qcow2Bench"
+        ),
+
         .target(name: "TestSupport", dependencies: ["GuestFS"], path: "Tests/TestSupport"),
         .testTarget(name: "GuestFSTests", dependencies: ["GuestFS", "TestSupport"]),
         .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFS", "TestSupport"]),

@@ -47,7 +47,8 @@ public struct ImageError: Error, CustomStringConvertible, Sendable {
         case (nil, nil): break
         }
         var text = reason
-        if let underlying, !reason.contains(underlying.description) { text += " (\(underlying.description))" }
+        // Computed once: each level of a wrapped chain would otherwise render its inner error twice.
+        if let inner = underlying?.description, !reason.contains(inner) { text += " (\(inner))" }
         parts.append(text)
         return parts.joined(separator: ": ")
     }

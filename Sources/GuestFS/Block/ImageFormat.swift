@@ -16,21 +16,9 @@ public enum ImageFormat: String, CaseIterable, Sendable {
 /// Opens image files as block devices, probing or forcing their format.
 public enum ImageOpener {
     /// Opens `path` as `format`, or as the probed format when `format` is nil.
-    /// Backing files of a qcow2 image are opened read-only whatever `writable` says.
+    /// Backing files of a qcow2 image are opened read-only whatever `writable` says, and qcow2
+    /// images themselves are read-only until the writer lands.
     public static func open(path: String, format: ImageFormat?, writable: Bool) throws -> any BlockDevice {
-        let raw = try RawImage(path: path, writable: writable)
-        let chosen: ImageFormat
-        if let format {
-            chosen = format
-        } else {
-            let head = try raw.readBytes(at: 0, count: Int(min(raw.size, 512)))
-            chosen = ImageFormat.probe(header: head)
-        }
-        switch chosen {
-        case .raw:
-            return raw
-        case .qcow2:
-            return try openQcow2(file: raw, writable: writable)
-        }
+        try open(path: path, options: ImageOpenOptions(format: format, writable: writable))
     }
 }

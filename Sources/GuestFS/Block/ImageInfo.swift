@@ -1,0 +1,271 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `imagemount info` shows about one image: the fields of `qemu-img info`, so the two can be
+/// compared line by line (text) or key by key (JSON, `qemu-img info --output=json`).
+public struct ImageInfo: Sendable {
+    /// qcow2-only facts (qemu-img's "Format specific information").
+    public struct Qcow2Details: Sendable {
+        public var compat: String
+        public var compressionType: String
+        public var lazyRefcounts: Bool
+        public var refcountBits: Int
+        public var corrupt: Bool
+        public var extendedL2: Bool
+        public var dataFile: String?
+        public var dataFileRaw: Bool
+        /// "aes" or "luks" when encrypted.
+        public var encryptionFormat: String?
+        /// Bits of the three feature fields, as stored.
+        public var incompatibleFeatures: UInt64
+        public var compatibleFeatures: UInt64
+        public var autoclearFeatures: UInt64
+        public var bitmaps: Int
+    }
+
+    public var filename: String
+    public var format: ImageFormat
+    public var virtualSize: UInt64
+    /// Bytes the file occupies on the host (st_blocks * 512).
+    public var actualSize: UInt64
+    public var clusterSize: Int?
+    public var encrypted: Bool
+    public var dirty: Bool
+    public var backingFilename: String?
+    /// The backing file name resolved against the image's folder.
+    public var fullBackingFilename: String?
+    public var backingFormat: String?
+    public var snapshots: [Qcow2Snapshot]
+    public var qcow2: Qcow2Details?
+
+    /// Facts about `path` and, with `backingChain`, every image below it (top first).
+    /// Only metadata is read, so this works for images the read engine refuses (encrypted ones).
+    public static func gather(path: String, format: ImageFormat? = nil, backingChain: Bool = false) throws -> [ImageInfo] {
+        var infos: [ImageInfo] = []
+        var seen: [(UInt64, UInt64)] = []
+        var next: (String, ImageFormat?)? = (path, format)
+        while let (current, forced) = next {
+            guard infos.count < ImageOpener.maxBackingChainDepth else {
+                throw ImageError(path: current, structure: "backing chain",
+                                 reason: "backing chain is deeper than \(ImageOpener.maxBackingChainDepth) images",
+                                 errno: .tooManySymbolicLinkLevels)
+            }
+            let file = try RawImage(path: current, writable: false)
+            let st: stat
+            do { st = try Syscall.fileStatus(file.fd) } catch {
+                throw ImageError(path: current, reason: "cannot stat: \(error.description)", errno: error)
+            }
+            guard !seen.contains(where: { $0 == (UInt64(st.st_dev), UInt64(st.st_ino)) }) else {
+                throw ImageError(path: current, structure: "backing chain", reason: "backing chain loops back to '\(current)'",
+                                 errno: .tooManySymbolicLinkLevels)
+            }
+            seen.append((UInt64(st.st_dev), UInt64(st.st_ino)))
+            let info = try ImageInfo(file: file, format: forced, actualSize: UInt64(st.st_blocks) * 512)
+            infos.append(info)
+            guard backingChain, let full = info.fullBackingFilename else { break }
+            let backingFormat = try info.backingFormat.map { name in
+                guard let f = ImageFormat(rawValue: name) else {
+                    throw ImageError(path: current, structure: "backing file", reason: "backing file format '\(name)' is not supported",
+                                     errno: .notSupported)
+                }
+                return f
+            }
+            next = (full, backingFormat)
+        }
+        return infos
+    }
+
+    init(file: RawImage, format forced: ImageFormat?, actualSize: UInt64) throws {
+        filename = file.path
+        self.actualSize = actualSize
+        format = try forced ?? ImageFormat.probe(header: file.readBytes(at: 0, count: Int(min(file.size, 512))))
+        virtualSize = file.size
+        clusterSize = nil
+        encrypted = false
+        dirty = false
+        snapshots = []
+        guard format == .qcow2 else { return }
+        let m = try Qcow2Metadata.read(from: file)
+        let h = m.header
+        virtualSize = h.size
+        clusterSize = m.geometry.clusterSize
+        encrypted = h.cryptMethod != 0
+        dirty = h.incompatible.contains(.dirty)
+        snapshots = m.snapshots
+        if let name = m.backingFile {
+            backingFilename = name
+            fullBackingFilename = ImageOpener.resolve(name, relativeTo: file.path)
+            backingFormat = m.extensions.backingFormat
+        }
+        qcow2 = Qcow2Details(
+            compat: h.compat, compressionType: m.compressionType.name,
+            lazyRefcounts: h.compatible.contains(.lazyRefcounts), refcountBits: 1 << Int(h.refcountOrder),
+            corrupt: h.incompatible.contains(.corrupt), extendedL2: h.incompatible.contains(.extendedL2),
+            dataFile: h.incompatible.contains(.externalDataFile) ? m.extensions.externalDataFile : nil,
+            dataFileRaw: h.autoclear.contains(.rawExternalData),
+            encryptionFormat: h.cryptMethod == 1 ? "aes" : h.cryptMethod == 2 ? "luks" : nil,
+            incompatibleFeatures: h.incompatibleFeatures, compatibleFeatures: h.compatibleFeatures,
+            autoclearFeatures: h.autoclearFeatures, bitmaps: Int(m.extensions.bitmaps?.nbBitmaps ?? 0))
+    }
+}
+
+// MARK: - qemu-img info text
+
+extension ImageInfo {
+    /// The lines `qemu-img info` prints for this image (QEMU 7.2's layout).
+    public var text: String {
+        var lines = ["image: \(filename)", "file format: \(format.rawValue)",
+                     "virtual size: \(Self.humanSize(virtualSize)) (\(virtualSize) bytes)",
+                     "disk size: \(Self.humanSize(actualSize))"]
+        if encrypted { lines.append("encrypted: yes") }
+        if let clusterSize { lines.append("cluster_size: \(clusterSize)") }
+        if let backingFilename {
+            var line = "backing file: \(backingFilename)"
+            if let full = fullBackingFilename, full != backingFilename { line += " (actual path: \(full))" }
+            lines.append(line)
+        }
+        if let backingFormat { lines.append("backing file format: \(backingFormat)") }
+        if dirty { lines.append("dirty flag: yes") }
+        if !snapshots.isEmpty {
+            lines.append("Snapshot list:")
+            lines.append(Self.snapshotRow("ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT"))
+            for s in snapshots {
+                lines.append(Self.snapshotRow(s.id, s.name, Self.humanSize(s.vmStateSize), Self.date(s.dateSeconds),
+                                              Self.clock(s.vmClockNanoseconds), s.icount.map { "\($0)" } ?? ""))
+            }
+        }
+        if let q = qcow2 {
+            lines.append("Format specific information:")
+            lines.append("    compat: \(q.compat)")
+            lines.append("    compression type: \(q.compressionType)")
+            if q.compat != "0.10" { lines.append("    lazy refcounts: \(q.lazyRefcounts)") }
+            lines.append("    refcount bits: \(q.refcountBits)")
+            if let e = q.encryptionFormat { lines.append("    encrypt:"); lines.append("        format: \(e)") }
+            if let d = q.dataFile { lines.append("    data file: \(d)"); lines.append("    data file raw: \(q.dataFileRaw)") }
+            if q.compat != "0.10" {
+                lines.append("    corrupt: \(q.corrupt)")
+                lines.append("    extended l2: \(q.extendedL2)")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Several images as `qemu-img info --backing-chain` prints them: blank lines between.
+    public static func text(_ infos: [ImageInfo]) -> String {
+        infos.map(\.text).joined(separator: "\n")
+    }
+
+    /// Sizes as QEMU's size_to_str prints them: three significant digits, binary units, switching
+    /// unit at 1000 of the smaller one ("196 KiB", "2.19 MiB", "0.977 MiB").
+    public static func humanSize(_ bytes: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+        var index = 0
+        while index < units.count - 1, Double(bytes) >= 1000 * Double(UInt64(1) << UInt64(10 * index)) { index += 1 }
+        return "\(cFormat("%0.3g", Double(bytes) / Double(UInt64(1) << UInt64(10 * index)))) \(units[index])"
+    }
+
+    private static func snapshotRow(_ id: String, _ tag: String, _ size: String, _ date: String, _ clock: String,
+                                     _ icount: String) -> String {
+        pad(id, 9) + " " + pad(tag, 17) + " " + pad(size, 7, left: true) + pad(date, 20, left: true)
+            + pad(clock, 13, left: true) + pad(icount, 11, left: true)
+    }
+
+    private static func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - s.count))
+        return left ? fill + s : s + fill
+    }
+
+    /// Local time, as qemu-img prints snapshot dates.
+    private static func date(_ seconds: UInt32) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        localtime_r(&t, &parts)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S", &parts)
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private static func clock(_ nanoseconds: UInt64) -> String {
+        let ms = nanoseconds / 1_000_000
+        func two(_ v: UInt64) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let millis = ms % 1000
+        return "\(two(ms / 3_600_000)):\(two(ms / 60_000 % 60)):\(two(ms / 1000 % 60))." + (millis < 10 ? "00" : millis < 100 ? "0" : "") + "\(millis)"
+    }
+
+    private static func cFormat(_ format: String, _ value: Double) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, format, $0) }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+// MARK: - qemu-img info --output=json
+
+extension ImageInfo {
+    /// The object `qemu-img info --output=json` prints, keys in its order, 4-space indentation.
+    public func json(indent: Int = 0) -> String {
+        var fields: [(String, String)] = []
+        if let backingFormat { fields.append(("backing-filename-format", Self.quote(backingFormat))) }
+        if !snapshots.isEmpty {
+            let items = snapshots.map { s -> String in
+                var f: [(String, String)] = []
+                if let icount = s.icount { f.append(("icount", "\(icount)")) }
+                f += [("vm-clock-nsec", "\(s.vmClockNanoseconds % 1_000_000_000)"), ("name", Self.quote(s.name)),
+                      ("date-sec", "\(s.dateSeconds)"), ("date-nsec", "\(s.dateNanoseconds)"),
+                      ("vm-clock-sec", "\(s.vmClockNanoseconds / 1_000_000_000)"), ("id", Self.quote(s.id)),
+                      ("vm-state-size", "\(s.vmStateSize)")]
+                return Self.object(f, indent: indent + 8)
+            }
+            fields.append(("snapshots", "[\n" + items.map { String(repeating: " ", count: indent + 8) + $0 }.joined(separator: ",\n")
+                           + "\n" + String(repeating: " ", count: indent + 4) + "]"))
+        }
+        fields.append(("virtual-size", "\(virtualSize)"))
+        fields.append(("filename", Self.quote(filename)))
+        if let clusterSize { fields.append(("cluster-size", "\(clusterSize)")) }
+        fields.append(("format", Self.quote(format.rawValue)))
+        fields.append(("actual-size", "\(actualSize)"))
+        if encrypted { fields.append(("encrypted", "true")) }
+        if let q = qcow2 {
+            var data: [(String, String)] = [("compat", Self.quote(q.compat)), ("compression-type", Self.quote(q.compressionType))]
+            if q.compat != "0.10" { data.append(("lazy-refcounts", "\(q.lazyRefcounts)")) }
+            data.append(("refcount-bits", "\(q.refcountBits)"))
+            if let e = q.encryptionFormat { data.append(("encrypt", Self.object([("format", Self.quote(e))], indent: indent + 12))) }
+            if let d = q.dataFile { data += [("data-file", Self.quote(d)), ("data-file-raw", "\(q.dataFileRaw)")] }
+            if q.compat != "0.10" { data += [("corrupt", "\(q.corrupt)"), ("extended-l2", "\(q.extendedL2)")] }
+            fields.append(("format-specific", Self.object([("type", "\"qcow2\""), ("data", Self.object(data, indent: indent + 8))],
+                                                          indent: indent + 4)))
+        }
+        if let full = fullBackingFilename { fields.append(("full-backing-filename", Self.quote(full))) }
+        if let backingFilename { fields.append(("backing-filename", Self.quote(backingFilename))) }
+        fields.append(("dirty-flag", "\(dirty)"))
+        return Self.object(fields, indent: indent)
+    }
+
+    /// One image as an object, or a chain as an array (what `--backing-chain` prints).
+    public static func json(_ infos: [ImageInfo], chain: Bool) -> String {
+        guard chain else { return (infos.first?.json() ?? "{}") + "\n" }
+        return "[\n" + infos.map { "    " + $0.json(indent: 4) }.joined(separator: ",\n") + "\n]\n"
+    }
+
+    private static func object(_ fields: [(String, String)], indent: Int) -> String {
+        let pad = String(repeating: " ", count: indent + 4)
+        return "{\n" + fields.map { "\(pad)\"\($0.0)\": \($0.1)" }.joined(separator: ",\n") + "\n"
+            + String(repeating: " ", count: indent) + "}"
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

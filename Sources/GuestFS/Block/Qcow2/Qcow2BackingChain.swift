@@ -1,0 +1,108 @@
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How to open an image: format, access, snapshot, cache sizes.
+public struct ImageOpenOptions: Sendable {
+    /// Forced format, or nil to probe.
+    public var format: ImageFormat?
+    /// Open for writing (raw only for now; qcow2 opens read-only). Backing files are always read-only.
+    public var writable: Bool
+    /// Internal snapshot to show, by ID or name (qcow2 only); the device is then read-only.
+    public var snapshot: String?
+    /// Budget of each qcow2 image's L2 cache, in bytes.
+    public var l2CacheBytes: Int
+    /// Default L2 cache budget: 4 MiB maps 32 GiB of guest with 64 KiB clusters.
+    public static let defaultL2CacheBytes = 4 << 20
+    /// Where the first corruption report of each image goes; nil for standard error.
+    public var corruptionLog: (@Sendable (String) -> Void)?
+
+    public init(format: ImageFormat? = nil, writable: Bool = false, snapshot: String? = nil,
+                l2CacheBytes: Int = ImageOpenOptions.defaultL2CacheBytes,
+                corruptionLog: (@Sendable (String) -> Void)? = nil) {
+        self.format = format
+        self.writable = writable
+        self.snapshot = snapshot
+        self.l2CacheBytes = l2CacheBytes
+        self.corruptionLog = corruptionLog
+    }
+}
+
+/// Backing chains (qcow2 spec, "Header", backing_file_offset): resolution of backing names, the
+/// depth limit and cycle detection.
+extension ImageOpener {
+    /// Most images in one chain, the opened image included; deeper chains are refused.
+    public static let maxBackingChainDepth = 64
+    /// The `structure` of errors about the chain as a whole (loops, depth).
+    static let backingChainStructure = "backing chain"
+
+    /// Opens `path` with `options`; a qcow2 image's backing chain is opened read-only below it.
+    public static func open(path: String, options: ImageOpenOptions) throws -> any BlockDevice {
+        var chain = BackingChainWalk()
+        return try open(path: path, options: options, chain: &chain)
+    }
+
+    /// Opens `path` as `format` (nil: probe), showing internal snapshot `snapshot` when given.
+    public static func open(path: String, format: ImageFormat?, writable: Bool, snapshot: String?) throws -> any BlockDevice {
+        try open(path: path, options: ImageOpenOptions(format: format, writable: writable, snapshot: snapshot))
+    }
+
+    /// A backing name as QEMU resolves it: absolute names as they are, relative ones against the
+    /// folder of the image that names them (not the current directory).
+    public static func resolve(_ name: String, relativeTo imagePath: String) -> String {
+        if name.hasPrefix("/") { return name }
+        guard let slash = imagePath.lastIndex(of: "/") else { return name }
+        return String(imagePath[...slash]) + name
+    }
+
+    /// The files opened so far along one chain, by device and inode.
+    struct BackingChainWalk {
+        var seen: [(dev: UInt64, ino: UInt64, path: String)] = []
+    }
+
+    static func open(path: String, options: ImageOpenOptions, chain: inout BackingChainWalk) throws -> any BlockDevice {
+        if chain.seen.count >= maxBackingChainDepth {
+            throw ImageError(path: path, structure: backingChainStructure,
+                             reason: "backing chain is deeper than \(maxBackingChainDepth) images", errno: .tooManySymbolicLinkLevels)
+        }
+        if path.contains("://") || path.hasPrefix("json:") {
+            throw ImageError(path: path, structure: "backing file", reason: "network and json: backing files are not supported",
+                             errno: .notSupported)
+        }
+        // Probe on a read-only descriptor; only a raw image opened for writing is reopened so.
+        let file = try RawImage(path: path, writable: false)
+        let st: stat
+        do { st = try Syscall.fileStatus(file.fd) } catch {
+            throw ImageError(path: path, reason: "cannot stat: \(error.description)", errno: error)
+        }
+        if let loop = chain.seen.first(where: { $0.dev == UInt64(st.st_dev) && $0.ino == UInt64(st.st_ino) }) {
+            throw ImageError(path: path, structure: backingChainStructure,
+                             reason: "backing chain loops back to '\(loop.path)'", errno: .tooManySymbolicLinkLevels)
+        }
+        chain.seen.append((UInt64(st.st_dev), UInt64(st.st_ino), path))
+
+        let format: ImageFormat
+        if let forced = options.format {
+            format = forced
+        } else {
+            format = ImageFormat.probe(header: try file.readBytes(at: 0, count: Int(min(file.size, 512))))
+        }
+        switch format {
+        case .raw:
+            if options.snapshot != nil {
+                throw ImageError(path: path, structure: "snapshot", reason: "raw images have no snapshots", errno: .invalidArgument)
+            }
+            return options.writable ? try RawImage(path: path, writable: true) : file
+        case .qcow2:
+            var walk = chain
+            var backingOptions = options
+            backingOptions.writable = false
+            backingOptions.snapshot = nil
+            return try Qcow2Image(file: file, options: options) { backingPath, backingFormat in
+                backingOptions.format = backingFormat
+                return try open(path: backingPath, options: backingOptions, chain: &walk)
+            }
+        }
+    }
+}

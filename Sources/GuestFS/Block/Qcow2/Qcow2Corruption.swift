@@ -1,0 +1,50 @@
+import Synchronization
+import SystemPackage
+
+/// One report of bad metadata: what, where in the image file, and how large the bad area is.
+public struct Qcow2CorruptionEvent: Sendable, Equatable {
+    public var structure: String
+    public var offset: UInt64?
+    public var size: UInt64?
+    public var reason: String
+}
+
+/// The one path for "the metadata is wrong" (QEMU's qcow2_signal_corruption).
+///
+/// The first event is logged and kept; later ones are counted but not logged again. The request
+/// that found the problem fails with EIO and every other range stays readable. This engine opens
+/// images read-only, so it never sets the header's corrupt bit; a writer will do that here, and
+/// only for images opened with `--rw`.
+final class Qcow2CorruptionReporter: Sendable {
+    let path: String
+    private let log: (@Sendable (String) -> Void)?
+    private let state = Mutex<(first: Qcow2CorruptionEvent?, count: Int)>((nil, 0))
+
+    /// - Parameter log: where the first report goes; nil for standard error.
+    init(path: String, log: (@Sendable (String) -> Void)? = nil) {
+        self.path = path
+        self.log = log
+    }
+
+    /// Records the event and returns the EIO error the caller throws.
+    func signalCorruption(_ reason: String, structure: String, offset: UInt64?, size: UInt64? = nil) -> ImageError {
+        let event = Qcow2CorruptionEvent(structure: structure, offset: offset, size: size, reason: reason)
+        let isFirst = state.withLock { s -> Bool in
+            s.count += 1
+            if s.first == nil { s.first = event; return true }
+            return false
+        }
+        let error = ImageError(path: path, offset: offset, structure: structure,
+                               reason: "image is corrupt: \(reason)", errno: .ioError)
+        if isFirst {
+            let line = "imagemount: \(error.description); further corruption reports for this image are suppressed\n"
+            if let log { log(line) } else { _ = try? FileDescriptor.standardError.writeAll(line.utf8) }
+        }
+        return error
+    }
+
+    /// The first event reported, if any.
+    var firstEvent: Qcow2CorruptionEvent? { state.withLock { $0.first } }
+    /// How many events were reported, including suppressed ones.
+    var eventCount: Int { state.withLock { $0.count } }
+}

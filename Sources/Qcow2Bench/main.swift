@@ -1,0 +1,54 @@
+// qcow2-bench: reads a disk image end to end through GuestFS's ImageOpener, as bench/qcow2-read.sh
+// times it against `qemu-img convert -O raw`. Not installed; a measuring tool only.
+//
+// usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES]
+import GuestFS
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+var arguments = Array(CommandLine.arguments.dropFirst())
+var snapshot: String?
+var chunk = 4 << 20
+var path: String?
+while !arguments.isEmpty {
+    let a = arguments.removeFirst()
+    switch a {
+    case "--snapshot": snapshot = arguments.isEmpty ? nil : arguments.removeFirst()
+    case "--chunk": chunk = arguments.isEmpty ? chunk : Int(arguments.removeFirst()) ?? chunk
+    default: path = a
+    }
+}
+guard let path else {
+    _ = try? FileDescriptor.standardError.writeAll("usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES]\n".utf8)
+    exit(2)
+}
+
+func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
+do {
+    let start = now()
+    let device = try ImageOpener.open(path: path, format: nil, writable: false, snapshot: snapshot)
+    let sink = try FileDescriptor.open("/dev/null", .writeOnly)
+    defer { try? sink.close() }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+    defer { buffer.deallocate() }
+    var offset: UInt64 = 0
+    while offset < device.size {
+        let n = Int(min(UInt64(chunk), device.size - offset))
+        let part = UnsafeMutableRawBufferPointer(rebasing: buffer[..<n])
+        try device.read(into: part, at: offset)
+        _ = try sink.writeAll(UnsafeRawBufferPointer(part))
+        offset += UInt64(n)
+    }
+    let seconds = now() - start
+    print("read \(offset) bytes in \(String(Int(seconds * 1000))) ms (\(Int(Double(offset) / seconds / 1_048_576)) MiB/s)")
+} catch {
+    _ = try? FileDescriptor.standardError.writeAll("qcow2-bench: \(error)\n".utf8)
+    exit(1)
+}
