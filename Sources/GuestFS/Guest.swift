@@ -33,12 +33,13 @@ public final class Guest: Sendable {
     public let isWritable: Bool
 
     /// Opens every drive and reads its partition table. Images are opened read-only unless
-    /// `writable`.
+    /// `writable`; `snapshot` (a qcow2 internal snapshot's name or ID) opens that state, read-only.
     public init(drives specs: [DriveSpec], writable: Bool = false, snapshot: String? = nil) throws {
         var drives: [GuestDevice] = [], devices: [GuestDevice] = [], tables: [String: PartitionTable] = [:]
         var warnings: [String] = []
         for (index, spec) in specs.enumerated() {
-            let image = try ImageOpener.open(path: spec.path, format: spec.format, writable: writable)
+            let image = try ImageOpener.open(path: spec.path, format: spec.format, writable: writable && snapshot == nil,
+                                             snapshot: snapshot)
             let name = diskName(index: index)
             let table: PartitionTable?
             do {

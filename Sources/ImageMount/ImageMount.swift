@@ -21,7 +21,7 @@ struct ImageMount: ParsableCommand {
         subcommands: [
             MountCommand.self, UnmountCommand.self,
             CatCommand.self, LsCommand.self, CopyOutCommand.self, DfCommand.self, FilesystemsCommand.self,
-            InspectCommand.self,
+            InspectCommand.self, InfoCommand.self,
         ],
         defaultSubcommand: MountCommand.self
     )

@@ -19,6 +19,21 @@ import TestSupport
         }
     }
 
+    @Test(arguments: Fixtures.qcow2Variants.map(\.name))
+    func everyFileIsByteIdenticalOnQcow2(variant: String) throws {
+        let v = try #require(Fixtures.qcow2Variants.first { $0.name == variant })
+        let image = try Fixtures.qcow2(Fixtures.image("ext4", type: "ext4"), options: v.options)
+        for relative in Fixtures.tree.regularFiles where !relative.hasPrefix("many/") {
+            let result = try ImageMountBinary.run(["cat", "-a", image, "/" + relative])
+            #expect(result.status == 0, "\(relative): \(result.stderr)")
+            #expect(result.stdout == (try expected(relative)), "\(relative)")
+        }
+        // Partitions inside qcow2: an MBR logical partition.
+        let disk = try Fixtures.qcow2(DiskFixtures.mbr().path, options: v.options)
+        let logical = try ImageMountBinary.run(["cat", "-a", disk, "-m", "/dev/sda5", "/etc/hostname"])
+        #expect(logical.text == "boot-on-sda5\n", "\(logical.stderr)")
+    }
+
     @Test func severalPathsAreConcatenatedAndSymlinksFollowedInTheGuest() throws {
         let image = try Fixtures.image("ext4", type: "ext4")
         let result = try ImageMountBinary.run(["cat", "-a", image, "/etc/hostname", "/abs-link", "/etc/fast-link", "/data/slow-link"])

@@ -7,10 +7,12 @@ import Glibc
 
 /// `imagemount copy-out` reproduces the source tree: contents (diff -r), metadata, hardlinks, holes.
 @Suite struct CopyOutCommandTests {
-    @Test(arguments: ["ext4", "ext2-1k", "ext4-inline"])
+    @Test(arguments: ["ext4", "ext2-1k", "ext4-inline", "ext4@qcow2", "ext2-1k@qcow2-zlib"])
     func wholeTreeMatchesTheSource(variant: String) throws {
-        let v = try #require(Fixtures.extVariants.first { $0.name == variant })
-        let image = try Fixtures.image(v.name, type: v.type, options: v.options)
+        let parts = variant.split(separator: "@").map(String.init)
+        let v = try #require(Fixtures.extVariants.first { $0.name == parts[0] })
+        var image = try Fixtures.image(v.name, type: v.type, options: v.options)
+        if parts.count > 1 { image = try Fixtures.qcow2(image, options: parts[1] == "qcow2-zlib" ? "-c" : "") }
         let out = try TempDir()
         let result = try ImageMountBinary.run(["copy-out", "-a", image, "/", out.path])
         #expect(result.status == 0, "\(result.stderr)")

@@ -18,6 +18,21 @@ final class MountFixture: @unchecked Sendable {
 
     static let bigDirectoryCount = 20_000
 
+    /// The image at `path` in `format`: itself for "raw"; for "qcow2" a compressed qcow2
+    /// conversion made once with qemu-img (so mounts are tested on both, as on raw).
+    func image(_ path: String, format: String) throws -> String {
+        guard format == "qcow2" else { return path }
+        return try Self.converted.withValue { cache in
+            if let done = cache[path] { return done }
+            let target = path + ".qcow2"
+            try Shell.check("qemu-img convert -c -O qcow2 -o cluster_size=65536 \(Shell.quote(path)) \(Shell.quote(target))")
+            cache[path] = target
+            return target
+        }
+    }
+
+    private static let converted = Locked<[String: String]>([:])
+
     static let shared: Result<MountFixture, any Error> = Result { try MountFixture() }
     static func get() throws -> MountFixture { try shared.get() }
 

@@ -13,9 +13,10 @@ struct MountTests {
             .split(separator: "\n").map(String.init)
     }
 
-    @Test func treeMatchesSource() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func treeMatchesSource(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.rootImage])
+        let m = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m.close() }
         try Shell.check("diff -r --no-dereference -x special -x lost+found \(Shell.quote(f.rootSource)) \(Shell.quote(m.path))")
         // Owners, modes, sizes, link counts, mtimes to the nanosecond and symlink targets of
@@ -41,9 +42,10 @@ struct MountTests {
         #expect(try Shell.check("stat -c %y \(Shell.quote(m.path + "/dir/sub"))").hasPrefix("1999-12-31 23:59:59.999999999"))
     }
 
-    @Test func statMatchesKernel() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func statMatchesKernel(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.rootImage])
+        let m = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m.close() }
         let k = try KernelMount(image: f.rootImage)
         defer { k.close() }
@@ -60,9 +62,10 @@ struct MountTests {
         #expect(try Shell.check("readlink \(Shell.quote(m.path))/dir/link") == "../a.txt\n")
     }
 
-    @Test func statfsMatchesKernel() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func statfsMatchesKernel(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.rootImage])
+        let m = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m.close() }
         let k = try KernelMount(image: f.rootImage)
         defer { k.close() }
@@ -70,9 +73,10 @@ struct MountTests {
         #expect(try Shell.check(format + Shell.quote(m.path)) == (try Shell.check(format + Shell.quote(k.path))))
     }
 
-    @Test func extendedAttributes() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func extendedAttributes(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.rootImage])
+        let m = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m.close() }
         let k = try KernelMount(image: f.rootImage)
         defer { k.close() }
@@ -87,15 +91,16 @@ struct MountTests {
         #expect(missing.status != 0 && missing.stderr.contains("No such attribute"))
     }
 
-    @Test func largeDirectory() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func largeDirectory(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.rootImage])
+        let m = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m.close() }
         let big = Shell.quote(m.path + "/big")
         #expect(try Shell.check("ls -f \(big) | wc -l") == "\(MountFixture.bigDirectoryCount + 2)\n")
         #expect(try Shell.check("ls \(big) | md5sum") == (try Shell.check("ls \(Shell.quote(f.rootSource + "/big")) | md5sum")))
         // Lookups by name, in a fresh mount so nothing is cached yet.
-        let m2 = try FuseMount(images: [f.rootImage])
+        let m2 = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m2.close() }
         let names = stride(from: 0, to: MountFixture.bigDirectoryCount, by: 97).map { String(format: "f%05d", $0) }
         let out = try Shell.check("cd \(Shell.quote(m2.path + "/big")) && stat -c %s \(names.joined(separator: " ")) | sort -u")
@@ -104,9 +109,10 @@ struct MountTests {
         #expect(missing.status != 0)
     }
 
-    @Test func sparseFile() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func sparseFile(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.rootImage])
+        let m = try FuseMount(images: [try f.image(f.rootImage, format: format)])
         defer { m.close() }
         let k = try KernelMount(image: f.rootImage)
         defer { k.close() }
@@ -129,9 +135,10 @@ struct MountTests {
         try checkTwoFilesystems(f, m, bootImage: f.bootImage, bootOffset: 0)
     }
 
-    @Test func partitionedImage() throws {
+    @Test(arguments: ["raw", "qcow2"])
+    func partitionedImage(format: String) throws {
         let f = try MountFixture.get()
-        let m = try FuseMount(images: [f.partitionedImage], arguments: ["-m", "/dev/sda2", "-m", "/dev/sda1:/boot"])
+        let m = try FuseMount(images: [try f.image(f.partitionedImage, format: format)], arguments: ["-m", "/dev/sda2", "-m", "/dev/sda1:/boot"])
         defer { m.close() }
         try checkTwoFilesystems(f, m, bootImage: f.partitionedImage, bootOffset: 1 << 20)
         let k = try KernelMount(image: f.partitionedImage, offset: f.rootPartitionOffset)

@@ -118,6 +118,27 @@ public enum Fixtures {
         }
     }
 
+    /// A qcow2 conversion of image `raw` made once with `qemu-img convert -O qcow2 OPTIONS`
+    /// (e.g. "-c -o cluster_size=4096"), so the same checks run on qcow2 as on raw.
+    public static func qcow2(_ raw: String, options: String = "") throws -> String {
+        let key = raw + "|" + options
+        return try built.withValue { cache in
+            if let path = cache[key] { return path }
+            let path = scratch.file("conv-\(cache.count).qcow2")
+            try Shell.check("qemu-img convert -O qcow2 \(options) \(Shell.quote(raw)) \(Shell.quote(path))")
+            cache[key] = path
+            return path
+        }
+    }
+
+    /// qcow2 shapes the foundation tests also run on: (label, qemu-img convert options).
+    public static let qcow2Variants: [(name: String, options: String)] = [
+        ("plain-64k", ""),
+        ("zlib-4k", "-c -o cluster_size=4096"),
+        ("zstd-2M", "-c -o compression_type=zstd,cluster_size=2097152"),
+        ("v2-512", "-o compat=0.10,cluster_size=512"),
+    ]
+
     /// The filesystem variants the foundation issue asks for: (name, type, mke2fs options).
     public static let extVariants: [(name: String, type: String, options: String)] = [
         ("ext2", "ext2", ""),

@@ -17,6 +17,11 @@ struct ImageOptions: ParsableArguments {
             help: ArgumentHelp("libvirt URI for -d, passed to virsh.", valueName: "uri"))
     var connect: String?
 
+    @Option(name: .customLong("snapshot"),
+            help: ArgumentHelp("Open the state saved in this qcow2 internal snapshot (name or ID) instead of the current one; read-only.",
+                               valueName: "name|id"))
+    var snapshot: String?
+
     @Option(name: .customLong("format"),
             help: ArgumentHelp("Format of the -a images that follow: raw or qcow2. Without it the format is probed. --format=auto goes back to probing.",
                                valueName: "raw|qcow2|auto"))

@@ -16,7 +16,10 @@ struct Session {
         if writable, let running = try image.runningDomain() {
             throw CLIError(message: "domain \(running) is running: its disks cannot be opened for writing")
         }
-        let guest = try Guest(drives: image.drives(), writable: writable)
+        if writable && image.snapshot != nil {
+            throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
+        }
+        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot)
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest
     }

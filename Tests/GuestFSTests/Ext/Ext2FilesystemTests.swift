@@ -34,6 +34,21 @@ import TestSupport
         #expect(Set(hostInodes) == Set(guestInodes))
     }
 
+    @Test(arguments: Fixtures.qcow2Variants.map(\.name))
+    func treeAndContentsOnQcow2(variant: String) throws {
+        let v = try #require(Fixtures.qcow2Variants.first { $0.name == variant })
+        let (_, tree) = try GuestWalk.open(Fixtures.qcow2(image("ext4-1k"), options: v.options))
+        let guest = try GuestWalk.walk(tree)
+        let host = HostTree.walk(Fixtures.tree.root)
+        #expect(Set(guest.keys) == Set(host.keys))
+        for (path, facts) in host where !path.isEmpty { #expect(guest[path]?.facts == facts) }
+        for relative in Fixtures.tree.regularFiles {
+            let node = try tree.resolve("/" + relative)
+            let data = try GuestWalk.readAll(tree.filesystem(of: node).openFile(node.inode))
+            #expect(data == (try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tree.root + "/" + relative)))), "\(relative)")
+        }
+    }
+
     @Test(arguments: variants)
     func fileContentsAreByteIdentical(variant: String) throws {
         let (_, tree) = try GuestWalk.open(image(variant))

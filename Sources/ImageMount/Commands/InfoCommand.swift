@@ -1,0 +1,45 @@
+import ArgumentParser
+import GuestFS
+
+/// `imagemount info`: what `qemu-img info` shows about image files.
+struct InfoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "info",
+        abstract: "Show the format, size, features, snapshots and backing chain of disk images.",
+        discussion: """
+            Prints, for each -a image, the fields qemu-img info shows, in the same shape so the \
+            two can be compared: format, virtual size, disk size, cluster size, compat level, \
+            compression type, encryption, feature bits (lazy refcounts, extended L2, corrupt), \
+            internal snapshots and backing file. With --backing-chain every image of the chain \
+            is shown, the overlay first; --json prints what qemu-img info --output=json prints. \
+            Example: imagemount info -a vm.qcow2 --backing-chain
+            """
+    )
+
+    @Option(name: [.customShort("a"), .customLong("add")],
+            help: ArgumentHelp("An image file to describe. Repeat for several.", valueName: "image"))
+    var images: [String] = []
+
+    @Option(name: .customLong("format"),
+            help: ArgumentHelp("Read the images as this format (raw or qcow2) instead of probing.", valueName: "raw|qcow2"))
+    var format: String?
+
+    @Flag(name: .customLong("backing-chain"), help: "Also describe every backing file, down to the base image.")
+    var backingChain = false
+
+    @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img info --output=json does.")
+    var json = false
+
+    func validate() throws {
+        if images.isEmpty { throw ValidationError("no image given: add one with -a IMAGE") }
+        if let format, ImageFormat(rawValue: format) == nil { throw ValidationError("unknown --format '\(format)': use raw or qcow2") }
+    }
+
+    func run() throws {
+        for (index, path) in images.enumerated() {
+            let infos = try ImageInfo.gather(path: path, format: format.flatMap(ImageFormat.init(rawValue:)), backingChain: backingChain)
+            if index > 0 && !json { try StandardOutput.write("\n") }
+            try StandardOutput.write(json ? ImageInfo.json(infos, chain: backingChain) : ImageInfo.text(infos))
+        }
+    }
+}
