@@ -168,10 +168,11 @@ public struct LVMMetadataParser {
         case .word(let w):
             if let first = w.utf8.first, first == UInt8(ascii: "-") || first == UInt8(ascii: "+") || (0x30...0x39).contains(first) {
                 if let i = Int64(w) { return .integer(i) }
-                if let r = Double(w), r.isFinite { return .real(r) }
-                if w.utf8.dropFirst(first == UInt8(ascii: "-") || first == UInt8(ascii: "+") ? 1 : 0).allSatisfy({ (0x30...0x39).contains($0) }) {
+                let digits = w.utf8.dropFirst(first == UInt8(ascii: "-") || first == UInt8(ascii: "+") ? 1 : 0)
+                if !digits.isEmpty, digits.allSatisfy({ (0x30...0x39).contains($0) }) {
                     throw error("integer \(w) does not fit 64 bits")
                 }
+                if let r = Double(w), r.isFinite { return .real(r) }
             }
             return .string(w)
         default:
