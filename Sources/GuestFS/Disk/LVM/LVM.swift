@@ -13,6 +13,14 @@ public enum LVM {
     /// A PV handed to `scan`: its guest name (`/dev/sda2`) and its device.
     public typealias PhysicalVolumeInput = (name: String, device: any BlockDevice)
 
+    /// `error` as a message about the guest device `name` (`/dev/sdb: LVM label at 0x200: …`)
+    /// rather than about the host file behind it.
+    static func named(_ error: any Error, _ name: String) -> String {
+        var wrapped = ImageError.wrap(error)
+        wrapped.path = name
+        return wrapped.description
+    }
+
     /// Reads the PVs, assembles their VGs and maps every LV that can be read.
     public static func scan(pvs inputs: [PhysicalVolumeInput]) -> LVMScanResult {
         var warnings: [String] = [], notes: [String] = []
@@ -30,7 +38,7 @@ public enum LVM {
                 }
                 label = found
             } catch {
-                warnings.append("\(input.name): \(ImageError.wrap(error)); PV ignored")
+                warnings.append("\(named(error, input.name)); PV ignored")
                 continue
             }
             if let twin = labels.first(where: { $0.label.pvUUID == label.pvUUID }) {
@@ -50,7 +58,7 @@ public enum LVM {
                     }
                     copies.append(Copy(pv: input.name, vgName: vgName, vgUUID: LVMLabel.undashed(uuid), seqno: UInt64(seqno), section: section))
                 } catch {
-                    warnings.append("\(input.name): \(ImageError.wrap(error)); metadata copy ignored")
+                    warnings.append("\(named(error, input.name)); metadata copy ignored")
                 }
             }
         }
@@ -90,12 +98,13 @@ public enum LVM {
         var lvDevices: [LogicalVolumeDevice] = []
         var membership: [String: LVMVolumeGroup] = [:]   // undashed PV UUID → VG
         for group in groups {
-            var pvDevices: [String: any BlockDevice] = [:]
+            var pvDevices: [String: any BlockDevice] = [:], pvNames: [String: String] = [:]
             var missing: [String: String] = [:]           // PV key → UUID
             for pv in group.physicalVolumes {
                 let raw = LVMLabel.undashed(pv.uuid)
                 if let found = labels.first(where: { LVMLabel.undashed($0.label.pvUUID) == raw }) {
                     pvDevices[pv.key] = found.input.device
+                    pvNames[pv.key] = found.input.name
                     membership[raw] = group
                 } else {
                     missing[pv.key] = pv.uuid
@@ -118,9 +127,10 @@ public enum LVM {
                     continue
                 }
                 do {
-                    lvDevices.append(try LogicalVolumeDevice(group: group, volume: volume, pvDevices: pvDevices))
+                    lvDevices.append(try LogicalVolumeDevice(group: group, volume: volume, pvDevices: pvDevices, pvNames: pvNames))
                 } catch {
-                    warnings.append("LV \(label): \(ImageError.wrap(error)); skipped")
+                    let e = ImageError.wrap(error)
+                    warnings.append("LV \(label): \(e.structure.map { "\($0): " } ?? "")\(e.reason); skipped")
                 }
             }
         }

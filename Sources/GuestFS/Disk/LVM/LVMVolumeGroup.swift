@@ -85,8 +85,13 @@ public struct LVMVolumeGroup: Sendable {
         /// a snapshot's COW store, damaged numbers), or nil when it can.
         public internal(set) var skipReason: String?
 
-        /// LVs without the `VISIBLE` flag are internal (snapshot0, thin-pool sub-LVs, raid images).
-        public var isVisible: Bool { status.contains("VISIBLE") }
+        /// The COW store of a snapshot: lvm2 drops its `VISIBLE` flag but shows it as the
+        /// snapshot (lib/metadata/lv.c `lv_is_visible`: a COW LV is as visible as its snapshot).
+        public internal(set) var isSnapshotCOW = false
+
+        /// LVs without the `VISIBLE` flag are internal (snapshot0, thin-pool sub-LVs, raid images),
+        /// except a snapshot's COW store, which `lvs` lists as the snapshot.
+        public var isVisible: Bool { status.contains("VISIBLE") || isSnapshotCOW }
     }
 
     /// Most PVs, LVs and segments per LV taken from one VG. lvm2 has no lower hard limits
@@ -94,6 +99,8 @@ public struct LVMVolumeGroup: Sendable {
     static let maxPhysicalVolumes = 4096
     static let maxLogicalVolumes = 65536
     static let maxSegments = 65536
+    /// The skip reason of an LV without the `VISIBLE` flag.
+    static let hiddenReason = "hidden (internal) volume"
     /// `MAX_STRIPES` (lvm2 lib/metadata/metadata-exported.h).
     static let maxStripes = 128
 
@@ -162,8 +169,11 @@ public struct LVMVolumeGroup: Sendable {
         // The COW store of a snapshot holds exception data, not the snapshot's view of the origin.
         for snapshot in lvs {
             guard let cow = snapshot.snapshotCOWStore, let origin = snapshot.snapshotOrigin else { continue }
-            for i in lvs.indices where lvs[i].name == cow && lvs[i].skipReason == nil {
-                lvs[i].skipReason = "snapshot of \(origin): snapshot volumes are not supported (its COW store is not a filesystem)"
+            for i in lvs.indices where lvs[i].name == cow {
+                lvs[i].isSnapshotCOW = true
+                if lvs[i].skipReason == nil || lvs[i].skipReason == Self.hiddenReason {
+                    lvs[i].skipReason = "snapshot of \(origin): snapshot volumes are not supported (its COW store is not a filesystem)"
+                }
             }
         }
         self.logicalVolumes = lvs
@@ -208,7 +218,7 @@ public struct LVMVolumeGroup: Sendable {
             problem = "size overflows 64 bits"
         }
         if problem == nil, !status.contains("VISIBLE") {
-            problem = "hidden (internal) volume"
+            problem = hiddenReason
         }
         if problem == nil, let odd = segments.first(where: { $0.layout == .unsupported }) {
             problem = "segment type \"\(odd.type)\" is not supported (linear and striped are)"

@@ -43,9 +43,11 @@ public final class LogicalVolumeDevice: BlockDevice {
         return escaped(volumeGroup) + "-" + escaped(volume)
     }
 
-    /// Maps `volume` of `group` over `pvDevices` (PV key, e.g. `pv0` → the PV's block device).
+    /// Maps `volume` of `group` over `pvDevices` (PV key, e.g. `pv0` → the PV's block device);
+    /// `pvNames` gives the guest names of the PVs (`/dev/sda2`) for messages.
     /// Throws `ImageError` when a PV is missing or an extent range runs past the end of its device.
-    public init(group: LVMVolumeGroup, volume: LVMVolumeGroup.LogicalVolume, pvDevices: [String: any BlockDevice]) throws {
+    public init(group: LVMVolumeGroup, volume: LVMVolumeGroup.LogicalVolume, pvDevices: [String: any BlockDevice],
+                pvNames: [String: String] = [:]) throws {
         let path = "/dev/\(group.name)/\(volume.name)"
         let extentBytes = group.extentBytes
         var mapped: [MappedSegment] = []
@@ -65,10 +67,11 @@ public final class LogicalVolumeDevice: BlockDevice {
                 let (offset, o3) = peStart.addingReportingOverflow(skip)
                 let (end, o4) = offset.addingReportingOverflow(areaBytes)
                 guard !(o1 || o2 || o3 || o4), end <= device.size else {
-                    throw ImageError(path: device.displayName, offset: o1 || o2 || o3 ? nil : offset,
+                    let pvName = pvNames[stripe.pv] ?? device.displayName
+                    throw ImageError(path: pvName, offset: o1 || o2 || o3 ? nil : offset,
                                      structure: "\(path) segment \(index + 1)",
                                      reason: "extents \(stripe.startExtent)..<\(stripe.startExtent + segment.areaExtents) of \(stripe.pv) "
-                                         + "run past the end of \(device.displayName) (\(device.size) bytes)")
+                                         + "run past the end of \(pvName) (\(device.size) bytes)")
                 }
                 areas.append(Area(device: device, offset: offset))
             }
