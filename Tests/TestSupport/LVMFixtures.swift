@@ -257,7 +257,9 @@ public enum LVMFixtures {
         var contents: [String: String] = [:]
         for (volume, host) in [(volumes[0], "centos-root"), (volumes[1], "centos-data")] {
             let file = builder.dir.file(volume.name + ".ext4")
-            try Shell.check("mke2fs -F -q -t ext4 -L \(volume.name.uppercased()) -d \(Shell.quote(try DiskFixtures.smallTree(host))) "
+            let tree = try DiskFixtures.smallTree(host)
+            try Shell.check("mkdir -p \(Shell.quote(tree))/boot")   // where sda1 mounts
+            try Shell.check("mke2fs -F -q -t ext4 -L \(volume.name.uppercased()) -d \(Shell.quote(tree)) "
                             + "\(Shell.quote(file)) \(volume.extents * extentBytes / 1024)k")
             try volume.write(try Data(contentsOf: URL(fileURLWithPath: file)), pvs: pvs, peStart: peStart, extentBytes: extentBytes)
             contents[volume.name] = file
