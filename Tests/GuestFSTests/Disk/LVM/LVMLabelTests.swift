@@ -5,7 +5,7 @@ import TestSupport
 
 /// Tests `Sources/GuestFS/Disk/LVM/LVMLabel.swift` and `LVMChecksum.swift`: labels written by
 /// `pvcreate`, compared with what `pvs` reports; damaged labels made byte by byte.
-extension DiskTests {
+extension DiskTests.LVMTests {
 @Suite struct LVMLabelTests {
     /// A 16 MiB image made a PV by `pvcreate OPTIONS`, and `pvs`' view of it.
     static func makePV(_ options: String = "") throws -> (builder: LVMImageBuilder, image: String, pvs: [String]) {

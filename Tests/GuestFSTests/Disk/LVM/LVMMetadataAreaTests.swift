@@ -5,7 +5,7 @@ import TestSupport
 
 /// Tests `Sources/GuestFS/Disk/LVM/LVMMetadataArea.swift`: the metadata lvm2 commits, through
 /// the ring buffer's wrap, against `vgs`; damaged headers and locations made byte by byte.
-extension DiskTests {
+extension DiskTests.LVMTests {
 @Suite struct LVMMetadataAreaTests {
     /// A 16 MiB image with VG `NAME` on it, and the VG's seqno and tags as `vgs` reports them.
     static func makeVG(_ name: String = "mdavg", pvcreate: String = "", extentSize: String = "1M",

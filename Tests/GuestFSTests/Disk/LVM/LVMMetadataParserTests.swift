@@ -5,7 +5,7 @@ import TestSupport
 
 /// Tests `Sources/GuestFS/Disk/LVM/LVMMetadataParser.swift`: the text lvm2 writes, and text
 /// damaged in every way that could make a parser crash, hang or allocate without bound.
-extension DiskTests {
+extension DiskTests.LVMTests {
 @Suite struct LVMMetadataParserTests {
     /// A VG as `vgcfgbackup` writes it, with the comments, tabs and escapes it uses.
     static let sample = #"""

@@ -6,7 +6,7 @@ import TestSupport
 /// Tests `Sources/GuestFS/Disk/LVM/LVMVolumeGroup.swift`: the VG, PV and LV model decoded from
 /// metadata lvm2 wrote, compared with `pvs`/`vgs`/`lvs --reportformat json` on the same images;
 /// metadata damaged in its numbers, names and structure.
-extension DiskTests {
+extension DiskTests.LVMTests {
 @Suite struct LVMVolumeGroupTests {
     /// `pvs`, `vgs`, `lvs` (JSON, bytes) on the fixture's PVs, attached read-only.
     struct Report {
