@@ -133,5 +133,19 @@ extension DiskTests.LVMTests {
         }
         #expect(mapped > 0, "some rounds leave an LV intact")
     }
+
+    /// `--pvmetadatacopies 2` puts a second metadata area at the end of the PV; with the first
+    /// one damaged, the second still yields the VG.
+    @Test func secondMetadataAreaStandsInForADamagedFirst() throws {
+        let vg = try LVMTestVG(pvcreate: "--pvmetadatacopies 2")
+        let label = try #require(try LVMLabel.read(from: RawImage(path: vg.image, writable: false)))
+        #expect(label.metadataAreas.count == 2)
+        #expect(label.metadataAreas[1].offset > label.metadataAreas[0].offset)
+        #expect(try vg.scan().warnings.isEmpty)
+        try vg.damage.patchMDAHeader(at: 0x04, Array("broken".utf8))
+        let scan = try vg.scan()
+        #expect(scan.warnings.count == 1 && scan.warnings[0].contains("LVM mda_header at 0x1000: bad magic"), "\(scan.warnings)")
+        #expect(scan.logicalVolumes.map(\.name) == ["lv"])
+    }
 }
 }

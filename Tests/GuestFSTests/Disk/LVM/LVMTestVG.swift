@@ -10,13 +10,13 @@ struct LVMTestVG {
     let vgName: String
     static let lv = LVMTestVolume(name: "lv", uuid: "LvLvLv-aaaa-bbbb-cccc-dddd-eeee-ffff06", segments: [.init(extents: 4, stripes: [(0, 2)])])
 
-    init(vgName: String = "damagevg", volumes: [LVMTestVolume] = [LVMTestVG.lv]) throws {
+    init(vgName: String = "damagevg", volumes: [LVMTestVolume] = [LVMTestVG.lv], pvcreate: String = "") throws {
         builder = try LVMImageBuilder()
         image = builder.dir.file("pv.img")
         self.vgName = vgName
         try Shell.check("truncate -s 16M \(Shell.quote(image))")
         try builder.withLoops([.init(image: image)]) { [builder, vgName] loops in
-            let backup = try builder.createVG(vgName, loops: loops)
+            let backup = try builder.createVG(vgName, loops: loops, pvcreateOptions: pvcreate)
             try builder.restore(vgName, backup: backup, logicalVolumes: volumes.map(\.metadata).joined(), loops: loops)
         }
     }
