@@ -5,14 +5,14 @@ public struct DriveSpec: Sendable, Equatable {
     public init(path: String, format: ImageFormat? = nil) { self.path = path; self.format = format }
 }
 
-/// A block device the guest would see: a whole disk, a partition, or (later) an LV.
+/// A block device the guest would see: a whole disk, a partition, or an LVM logical volume.
 public struct GuestDevice: Sendable {
-    public enum Kind: String, Sendable { case disk, partition }
-    /// The canonical name: `/dev/sda`, `/dev/sda1`.
+    public enum Kind: String, Sendable { case disk, partition, logicalVolume }
+    /// The canonical name: `/dev/sda`, `/dev/sda1`, `/dev/VG/LV`.
     public let name: String
     public let kind: Kind
     public let device: any BlockDevice
-    /// For a partition, the disk it is on (`/dev/sda`).
+    /// For a partition, the disk it is on (`/dev/sda`); for a logical volume, its VG's name.
     public let parent: String?
     public let partition: Partition?
     /// What the device holds, probed once.
@@ -26,8 +26,14 @@ public struct GuestDevice: Sendable {
 public final class Guest: Sendable {
     public let drives: [GuestDevice]
     public let partitionTables: [String: PartitionTable]
-    /// Every device in order: each disk followed by its partitions.
+    /// Every device in order: each disk followed by its partitions, then the LVM logical volumes.
     public let devices: [GuestDevice]
+    /// What the LVM scan of the PVs found on the drives: PVs, VGs, LVs, and why LVs were skipped.
+    public let lvm: LVMScanResult
+    /// The LVM volume groups assembled from the PVs on all drives.
+    public var volumeGroups: [LVMVolumeGroup] { lvm.volumeGroups }
+    /// The LVM physical volumes found (devices with an LVM2 label).
+    public var physicalVolumes: [LVMPhysicalVolumeInfo] { lvm.physicalVolumes }
     /// Lines to show the user (damaged GPT fell back to backup, skipped partitions…).
     public let warnings: [String]
     public let isWritable: Bool
@@ -61,6 +67,15 @@ public final class Guest: Sendable {
                 }
             }
         }
+        // LVM: every device labelled as a PV, across all drives (a VG may span several -a).
+        let pvs = devices.filter { $0.content.type == "LVM2_member" }.map { (name: $0.name, device: $0.device) }
+        let lvm = pvs.isEmpty ? LVMScanResult.empty : LVM.scan(pvs: pvs)
+        warnings += lvm.warnings
+        for volume in lvm.logicalVolumes {
+            devices.append(GuestDevice(name: volume.path, kind: .logicalVolume, device: volume, parent: volume.volumeGroup,
+                                       partition: nil, content: VolumeProbe.probe(volume)))
+        }
+        self.lvm = lvm
         self.drives = drives
         self.devices = devices
         self.partitionTables = tables
@@ -73,7 +88,9 @@ public final class Guest: Sendable {
 
     /// Finds a device by any name a user or /etc/fstab may use for it: `/dev/sda1`,
     /// `/dev/vda1`, `/dev/hda1`, `/dev/xvda1`, `UUID=`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`,
-    /// and the `/dev/disk/by-uuid|by-label|by-partuuid|by-partlabel/` links.
+    /// the `/dev/disk/by-uuid|by-label|by-partuuid|by-partlabel/` links, and for logical volumes
+    /// `/dev/VG/LV` and `/dev/mapper/VG-LV` (dashes in VG and LV names doubled, as device-mapper
+    /// names them).
     public func device(named spec: String) throws -> GuestDevice {
         if let found = findDevice(spec) { return found }
         let known = devices.map(\.name).joined(separator: ", ")
@@ -92,6 +109,12 @@ public final class Guest: Sendable {
             var value = String(spec.dropFirst(prefix.count))
             if value.count >= 2, value.first == "\"", value.last == "\"" { value = String(value.dropFirst().dropLast()) }
             return devices.first { ($0[keyPath: key] ?? "").caseInsensitiveEquals(value) }
+        }
+        // Exact names first: `/dev/vdata/root` is an LV, not `/dev/sdata/root`.
+        if let exact = devices.first(where: { $0.name == spec }) { return exact }
+        if spec.hasPrefix("/dev/mapper/") {
+            let mapper = String(spec.dropFirst("/dev/mapper/".count))
+            return devices.first { ($0.device as? LogicalVolumeDevice)?.mapperName == mapper }
         }
         let canonical = Self.canonicalName(spec)
         return devices.first { $0.name == canonical }
