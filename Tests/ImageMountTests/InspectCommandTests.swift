@@ -58,3 +58,29 @@ import TestSupport
         #expect(try ImageMountBinary.run(["cat", "-a", image, "/etc/hostname"]).status == 0)
     }
 }
+
+/// Inspection on the CentOS layout: /boot on sda1, root on the LVM volume centos/root.
+@Suite struct InspectLVMTests {
+    @Test func centosRootOnLVM() throws {
+        let c = try LVMFixtures.centos()
+        let drives = c.disks.flatMap { ["-a", $0] }
+        let xml = try ImageMountBinary.run(["inspect"] + drives)
+        #expect(xml.status == 0, "\(xml.stderr)")
+        for line in ["<root>/dev/centos/root</root>", "<distro>centos</distro>", "<major_version>7</major_version>",
+                     "<hostname>centos-root</hostname>", "<package_management>yum</package_management>",
+                     "<mountpoint dev=\"/dev/centos/root\">/</mountpoint>", "<mountpoint dev=\"/dev/sda1\">/boot</mountpoint>"] {
+            #expect(xml.text.contains(line), "\(line) missing from\n\(xml.text)")
+        }
+        let cat = try ImageMountBinary.run(["cat", "-i"] + drives + ["/etc/hostname", "/boot/etc/hostname"])
+        #expect(cat.text == "centos-root\ncentos-boot\n", "\(cat.stderr)")
+        #expect(!cat.stderr.contains("centos-swap"), "swap entries are skipped silently, as libguestfs does: \(cat.stderr)")
+    }
+
+    @Test func mountWithInspectionShowsTheGuestTree() throws {
+        let c = try LVMFixtures.centos()
+        let m = try FuseMount(images: c.disks, arguments: ["-i"])
+        defer { m.close() }
+        #expect(try Shell.check("cat \(Shell.quote(m.path))/etc/hostname \(Shell.quote(m.path))/boot/etc/hostname") == "centos-root\ncentos-boot\n")
+        #expect(try Shell.check("cat \(Shell.quote(m.path))/etc/os-release").contains("CentOS Linux 7"))
+    }
+}

@@ -259,6 +259,12 @@ public enum LVMFixtures {
             let file = builder.dir.file(volume.name + ".ext4")
             let tree = try DiskFixtures.smallTree(host)
             try Shell.check("mkdir -p \(Shell.quote(tree))/boot")   // where sda1 mounts
+            if volume.name == "root" {
+                // An installed-looking CentOS 7 root, for inspection: /boot by label, / by mapper name.
+                _ = try GuestFixtures.rootTree(tree, hostname: host,
+                    osRelease: "NAME=\"CentOS Linux\"\nVERSION=\"7 (Core)\"\nID=\"centos\"\nVERSION_ID=\"7\"\nPRETTY_NAME=\"CentOS Linux 7 (Core)\"\n",
+                    fstab: "/dev/mapper/centos-root /     ext4 defaults 0 0\nLABEL=BOOT /boot ext2 defaults 0 0\n/dev/mapper/centos-swap swap swap defaults 0 0\n")
+            }
             try Shell.check("mke2fs -F -q -t ext4 -L \(volume.name.uppercased()) -d \(Shell.quote(tree)) "
                             + "\(Shell.quote(file)) \(volume.extents * extentBytes / 1024)k")
             try volume.write(try Data(contentsOf: URL(fileURLWithPath: file)), pvs: pvs, peStart: peStart, extentBytes: extentBytes)
