@@ -13,7 +13,7 @@ struct FilesystemOptions: ParsableArguments {
     var root: String?
 
     @Option(name: [.customShort("m"), .customLong("mount")],
-            help: ArgumentHelp("Mount the filesystem on DEVICE at MOUNTPOINT in the guest tree (default /). DEVICE is /dev/sdXN (also vdXN, hdXN, xvdXN), UUID=..., LABEL=..., PARTUUID=... or PARTLABEL=....",
+            help: ArgumentHelp("Mount the filesystem on DEVICE at MOUNTPOINT in the guest tree (default /). DEVICE is /dev/sdXN (also vdXN, hdXN, xvdXN), an LVM volume /dev/VG/LV or /dev/mapper/VG-LV, UUID=..., LABEL=..., PARTUUID=... or PARTLABEL=....",
                                valueName: "device[:mountpoint]"))
     var mounts: [String] = []
 

@@ -33,6 +33,15 @@ struct FilesystemsCommand: ParsableCommand {
     @Flag(name: .customLong("extra"), help: "List swap and unrecognised devices with the filesystems.")
     var extra = false
 
+    @Flag(name: [.customLong("logical-volumes"), .customLong("lvs")], help: "List LVM logical volumes (as /dev/VG/LV).")
+    var logicalVolumes = false
+
+    @Flag(name: [.customLong("volume-groups"), .customLong("vgs")], help: "List LVM volume groups (as /dev/VG).")
+    var volumeGroups = false
+
+    @Flag(name: [.customLong("physical-volumes"), .customLong("pvs")], help: "List LVM physical volumes.")
+    var physicalVolumes = false
+
     @Flag(name: [.customLong("partitions"), .customLong("parts")], help: "List partitions.")
     var partitions = false
 
@@ -66,6 +75,9 @@ struct FilesystemsCommand: ParsableCommand {
         static let extraFilesystems = Selection(rawValue: 2)
         static let partitions = Selection(rawValue: 4)
         static let blockDevices = Selection(rawValue: 8)
+        static let logicalVolumes = Selection(rawValue: 16)
+        static let volumeGroups = Selection(rawValue: 32)
+        static let physicalVolumes = Selection(rawValue: 64)
     }
 
     /// The columns in display order, as virt-filesystems' COLUMN_* bits.
@@ -87,7 +99,10 @@ struct FilesystemsCommand: ParsableCommand {
 
     var selection: Selection {
         var s: Selection = []
-        if all { s = [.filesystems, .extraFilesystems, .partitions, .blockDevices] }
+        if all { s = [.filesystems, .extraFilesystems, .partitions, .blockDevices, .logicalVolumes, .volumeGroups, .physicalVolumes] }
+        if logicalVolumes { s.insert(.logicalVolumes) }
+        if volumeGroups { s.insert(.volumeGroups) }
+        if physicalVolumes { s.insert(.physicalVolumes) }
         if filesystems { s.insert(.filesystems) }
         if extra { s.formUnion([.filesystems, .extraFilesystems]) }
         if partitions { s.insert(.partitions) }
@@ -133,6 +148,28 @@ struct FilesystemsCommand: ParsableCommand {
                              .parents: "", .uuid: device.content.uuid ?? ""])
             }
         }
+        // LVM rows, in virt-filesystems' order (LVs, VGs, PVs) and form: LVM UUIDs without dashes,
+        // an LV's parent is its VG, a VG's parents are its PVs.
+        if s.contains(.logicalVolumes) {
+            for device in guest.devices where device.kind == .logicalVolume {
+                let vg = guest.volumeGroups.first { $0.name == device.parent }
+                let uuid = vg?.logicalVolumes.first { "/dev/\(vg?.name ?? "")/\($0.name)" == device.name }?.uuid
+                rows.append([.name: device.name, .type: "lv", .size: sizeText(device.device.size),
+                             .parents: device.parent.map { "/dev/" + $0 } ?? "", .uuid: Self.undashed(uuid)])
+            }
+        }
+        if s.contains(.volumeGroups) {
+            for vg in guest.volumeGroups {
+                let pvs = guest.physicalVolumes.filter { $0.volumeGroup == vg.name }.map(\.name)
+                rows.append([.name: "/dev/" + vg.name, .type: "vg", .size: sizeText(vg.size),
+                             .parents: pvs.joined(separator: ","), .uuid: Self.undashed(vg.uuid)])
+            }
+        }
+        if s.contains(.physicalVolumes) {
+            for pv in guest.physicalVolumes {
+                rows.append([.name: pv.name, .type: "pv", .size: sizeText(pv.size), .parents: "", .uuid: Self.undashed(pv.uuid)])
+            }
+        }
         if s.contains(.partitions) {
             for device in guest.devices where device.kind == .partition {
                 var row: Row = [.name: device.name, .type: "partition", .size: sizeText(Self.deviceSize(device)),
@@ -161,6 +198,7 @@ struct FilesystemsCommand: ParsableCommand {
             candidates.append(drive)
         }
         candidates += guest.devices.filter { $0.kind == .partition && canHoldFilesystem($0.partition) }
+        candidates += guest.devices.filter { $0.kind == .logicalVolume }
         return candidates.compactMap { device in
             guard let type = device.content.type, !type.isEmpty else { return (device, "unknown") }
             if type.hasSuffix("_member") || type == "crypto_LUKS" { return nil }
@@ -203,6 +241,8 @@ struct FilesystemsCommand: ParsableCommand {
         if device.partition?.isExtendedContainer == true { return min(device.device.size, 1024) }
         return device.device.size
     }
+
+    static func undashed(_ uuid: String?) -> String { uuid.map { $0.filter { $0 != "-" } } ?? "" }
 
     static func hex2(_ value: UInt8) -> String {
         let digits = String(value, radix: 16)
