@@ -9,10 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_MIB=${1:-256}
-SCRATCH=.build-qcow2
 
-swift build -c release --scratch-path "$SCRATCH" --product qcow2-bench >/dev/null
-BIN=$SCRATCH/release/qcow2-bench
+
+swift build -c release --product qcow2-bench >/dev/null
+BIN=$(swift build -c release --show-bin-path)/qcow2-bench
 
 WORK=$(mktemp -d /tmp/imagemount-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
