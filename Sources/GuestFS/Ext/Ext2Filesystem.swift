@@ -13,6 +13,11 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// Facts from the superblock, read once at open.
     public let superblock: Ext2Superblock
     public let blockSize: Int
+    /// Lines for the user about how the filesystem was opened (a journal replayed in memory,
+    /// a journal that could not be replayed). Callers print them as warnings.
+    public let warnings: [String]
+    /// What journal recovery did at open, when the journal needed it and was replayed.
+    public let journalReplay: JournalReplayReport?
 
     /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
     let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
@@ -26,7 +31,23 @@ public final class Ext2Filesystem: @unchecked Sendable {
     public static let rootInode: UInt32 = 2
 
     /// Opens the filesystem on `device`. Fails with a clear error when there is none.
-    public init(device: any BlockDevice, writable: Bool = false) throws {
+    ///
+    /// A filesystem whose journal needs recovery is recovered first (Journal/): read-only, the
+    /// journal is replayed into a `MemoryOverlayDevice` over `device` (which then becomes
+    /// `self.device`) and the image is not touched; writable, it is replayed into `device`.
+    public convenience init(device: any BlockDevice, writable: Bool = false) throws {
+        guard Ext2Superblock.probe(device) else {
+            throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
+                             reason: "no ext2/ext3/ext4 filesystem found (bad magic)", errno: .invalidArgument)
+        }
+        let recovered = try Self.recoverJournal(device: device, writable: writable)
+        try self.init(opening: recovered.device, writable: writable, warnings: recovered.warnings,
+                      journalReplay: recovered.report)
+    }
+
+    /// Opens libext2fs over `device` as it is, with no journal recovery.
+    init(opening device: any BlockDevice, writable: Bool, warnings: [String] = [],
+         journalReplay: JournalReplayReport? = nil) throws {
         guard Ext2Superblock.probe(device) else {
             throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
                              reason: "no ext2/ext3/ext4 filesystem found (bad magic)", errno: .invalidArgument)
@@ -47,6 +68,8 @@ public final class Ext2Filesystem: @unchecked Sendable {
         self.isWritable = writable
         self.blockSize = Int(cext2fs_blocksize(handle))
         self.superblock = Ext2Superblock(cext2fs_super(handle).pointee)
+        self.warnings = warnings
+        self.journalReplay = journalReplay
     }
 
     deinit { try? close() }

@@ -9,7 +9,9 @@ struct Session {
     /// Opens the images and mounts what `-m` names, or the only filesystem when there is one.
     static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false) throws -> Session {
         let guest = try openGuest(image, writable: writable)
-        return Session(guest: guest, tree: try mountTree(guest, fs, writable: writable))
+        let tree = try mountTree(guest, fs, writable: writable)
+        for mount in tree.mounts { for warning in mount.filesystem.warnings { Diagnostics.warn(warning) } }
+        return Session(guest: guest, tree: tree)
     }
 
     static func openGuest(_ image: ImageOptions, writable: Bool = false) throws -> Guest {

@@ -62,6 +62,7 @@ struct DfCommand: ParsableCommand {
                 continue
             }
             defer { try? fs.close() }
+            for warning in fs.warnings { Diagnostics.warn(warning) }
             out += line(name: name, device: device.name, usage: fs.usage())
         }
         try StandardOutput.write(out)
