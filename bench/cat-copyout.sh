@@ -10,7 +10,7 @@ work=${1:-$(mktemp -d /tmp/imagemount-bench.XXXXXX)}
 mkdir -p "$work"
 trap '[ -z "${1:-}" ] && rm -rf "$work"; rm -rf "${out:-}"' EXIT
 
-swift build -c release --product imagemount >/dev/null
+swift build -c release --static-swift-stdlib --product imagemount >/dev/null
 bin=$(swift build -c release --show-bin-path)/imagemount
 
 img=$work/disk.img

@@ -12,7 +12,7 @@ work=${1:-$(mktemp -d /tmp/imagemount-bench-inspect.XXXXXX)}
 mkdir -p "$work"
 mnt=$work/mnt; mkdir -p "$mnt"
 cleanup() { "$bin" unmount -q "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null || true; [ -z "${1:-}" ] || true; }
-swift build -c release --product imagemount >/dev/null
+swift build -c release --static-swift-stdlib --product imagemount >/dev/null
 bin=$(swift build -c release --show-bin-path)/imagemount
 trap cleanup EXIT
 

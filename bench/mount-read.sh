@@ -11,7 +11,7 @@ mkdir -p "$WORK"
 RUNS=${RUNS:-3}
 
 command -v fuse2fs >/dev/null || { echo "fuse2fs missing: apt-get install fuse2fs" >&2; exit 1; }
-swift build -c release --product imagemount >/dev/null
+swift build -c release --static-swift-stdlib --product imagemount >/dev/null
 BIN=$(swift build -c release --show-bin-path)/imagemount
 
 IMG=$WORK/bench.img

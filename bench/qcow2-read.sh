@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DATA_MIB=${1:-256}
 
 
-swift build -c release --product qcow2-bench >/dev/null
+swift build -c release --static-swift-stdlib --product qcow2-bench >/dev/null
 BIN=$(swift build -c release --show-bin-path)/qcow2-bench
 
 WORK=$(mktemp -d /tmp/imagemount-bench.XXXXXX)

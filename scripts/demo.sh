@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-swift build -c release --product imagemount
+swift build -c release --static-swift-stdlib --product imagemount
 bin=$(swift build -c release --show-bin-path)/imagemount
 
 work=$(mktemp -d /tmp/imagemount-demo.XXXXXX)
