@@ -36,6 +36,7 @@ struct CopyOutCommand: ParsableCommand {
         }
         let session = try Session.open(image, filesystems)
         let copier = CopyOut(tree: session.tree)
+        var items: [(node: GuestNode, target: HostPath)] = []
         for path in arguments.dropLast() {
             // The path itself is not followed if it is a symlink, as virt-copy-out copies the link.
             let node = try session.tree.resolve(path, followFinal: false)
@@ -44,8 +45,9 @@ struct CopyOutCommand: ParsableCommand {
             if target.existingType() != nil {
                 throw CLIError(message: "\(target.display): already exists on the host")
             }
-            try copier.copy(node, to: target)
+            items.append((node, target))
         }
+        try copier.run(items)
     }
 }
 

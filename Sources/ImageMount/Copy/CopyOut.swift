@@ -1,4 +1,6 @@
+import Dispatch
 import GuestFS
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -8,20 +10,41 @@ import Glibc
 /// contents, modes, access and modification times to the nanosecond, symlinks (never followed),
 /// hardlinks (one host inode per guest inode), sparse holes, device nodes and FIFOs, extended
 /// attributes, and owners when running as root.
-final class CopyOut {
+///
+/// The tree is walked on one thread (directories, links and special files are made as they are
+/// met); regular files are queued and copied by `workers` threads in batches of at most
+/// `batchSize`, so file data and the host's per-file syscalls overlap. Directory metadata
+/// (mode, times) is applied last, children before parents, once nothing more is created in them.
+final class CopyOut: @unchecked Sendable {
     let tree: MountTree
     let asRoot = geteuid() == 0
-    /// Guest inodes with several links already copied, and where.
+    /// Guest inodes with several links already copied, and where. Walker thread only.
     private var linked: [GuestNode: HostPath] = [:]
     /// Warnings already given, so a tree of 10 000 files does not print 10 000 lines.
-    private var warned: Set<String> = []
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    private let warned = Mutex<Set<String>>([])
+    /// Regular files waiting for the workers. Walker thread only.
+    private var pending: [(node: GuestNode, info: Ext2Inode, target: HostPath)] = []
+    /// Directories made, in creation order; their metadata is applied in reverse at the end.
+    private var directories: [(node: GuestNode, info: Ext2Inode, target: HostPath)] = []
+
+    /// Queued files are copied when this many are waiting (bounds the queue's memory).
+    static let batchSize = 512
+    /// Worker threads for file data; two cores here, and the host's file creation waits on I/O.
+    static let workers = 4
 
     init(tree: MountTree) { self.tree = tree }
-    deinit { buffer.deallocate() }
+
+    /// Copies each (guest node, host target) and finishes every queued file and directory.
+    func run(_ items: [(node: GuestNode, target: HostPath)]) throws {
+        for item in items { try copy(item.node, to: item.target) }
+        try drain()
+        for directory in directories.reversed() {
+            try applyMetadata(directory.info, node: directory.node, to: directory.target)
+        }
+    }
 
     /// Copies the guest object at `node` to `target` (which must not exist yet).
-    func copy(_ node: GuestNode, to target: HostPath) throws {
+    private func copy(_ node: GuestNode, to target: HostPath) throws {
         let fs = tree.filesystem(of: node)
         let info = try fs.inode(node.inode)
         if !info.isDirectory, info.links > 1, let first = linked[node] {
@@ -31,17 +54,22 @@ final class CopyOut {
         switch info.fileType {
         case Ext2Inode.typeDirectory:
             try target.makeDirectory()
+            directories.append((node, info, target))
             for entry in try tree.entries(node) {
                 try copy(entry.node, to: target.appending(entry.name))
             }
+            return
         case Ext2Inode.typeRegular:
-            // Regular files get their metadata through the open descriptor, then are done.
-            let fd = try target.createFile()
-            defer { try? fd.close() }
-            let file = HostFile(fd: fd, display: target.display)
-            try copyData(fs.openFile(node.inode), to: file)
-            if info.links > 1 { linked[node] = target }
-            try applyMetadata(info, node: node, to: file)
+            if info.links > 1 {
+                // Copied here, not queued: later names of the inode link to it as they are met.
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+                defer { buffer.deallocate() }
+                try copyRegular(node, info, to: target, buffer: buffer)
+                linked[node] = target
+            } else {
+                pending.append((node, info, target))
+                if pending.count >= Self.batchSize { try drain() }
+            }
             return
         case Ext2Inode.typeSymlink:
             try target.makeSymlink(to: fs.readlink(node.inode))
@@ -57,12 +85,46 @@ final class CopyOut {
             warnOnce("sockets", "\(target.display): socket skipped (sockets cannot be copied)")
             return
         }
-        if !info.isDirectory, info.links > 1 { linked[node] = target }
+        if info.links > 1 { linked[node] = target }
         try applyMetadata(info, node: node, to: target)
     }
 
+    /// Copies the queued files on `workers` threads; the first failure is thrown once all stop.
+    private func drain() throws {
+        let jobs = pending
+        pending.removeAll(keepingCapacity: true)
+        guard !jobs.isEmpty else { return }
+        let next = Atomic<Int>(0)
+        let failure = Mutex<(any Error)?>(nil)
+        DispatchQueue.concurrentPerform(iterations: min(Self.workers, jobs.count)) { _ in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+            defer { buffer.deallocate() }
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                guard index < jobs.count, failure.withLock({ $0 == nil }) else { return }
+                let job = jobs[index]
+                do {
+                    try copyRegular(job.node, job.info, to: job.target, buffer: buffer)
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+
+    /// A regular file: data, then metadata through the open descriptor.
+    private func copyRegular(_ node: GuestNode, _ info: Ext2Inode, to target: HostPath,
+                             buffer: UnsafeMutableRawBufferPointer) throws {
+        let fd = try target.createFile()
+        defer { try? fd.close() }
+        let file = HostFile(fd: fd, display: target.display)
+        try copyData(tree.filesystem(of: node).openFile(node.inode), to: file, buffer: buffer)
+        try applyMetadata(info, node: node, to: file)
+    }
+
     /// Writes only the parts of the file that hold data, then sets the length: holes stay holes.
-    private func copyData(_ file: Ext2File, to target: HostFile) throws {
+    private func copyData(_ file: Ext2File, to target: HostFile, buffer: UnsafeMutableRawBufferPointer) throws {
         let fd = target.fd
         var written: UInt64 = 0
         do {
@@ -114,6 +176,6 @@ final class CopyOut {
     }
 
     private func warnOnce(_ key: String, _ message: String) {
-        if warned.insert(key).inserted { Diagnostics.warn(message) }
+        if warned.withLock({ $0.insert(key).inserted }) { Diagnostics.warn(message) }
     }
 }
