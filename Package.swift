@@ -56,7 +56,7 @@ let package = Package(
             path: "Sources/Qcow2Bench"
         ),
 
-        .target(name: "TestSupport", dependencies: ["GuestFS"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["GuestFS", "SystemCrypto"], path: "Tests/TestSupport"),
         .testTarget(name: "GuestFSTests", dependencies: ["GuestFS", "TestSupport"]),
         .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFS", "TestSupport"]),
     ],

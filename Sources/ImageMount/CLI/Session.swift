@@ -21,7 +21,7 @@ struct Session {
         if writable && image.snapshot != nil {
             throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
         }
-        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot)
+        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: image.keyStore())
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest
     }
@@ -70,7 +70,10 @@ struct Session {
         }
         switch systems.count {
         case 0:
-            if required { throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found (inspection found no root filesystem)") }
+            if required {
+                let locked = guest.lockedVolumes.isEmpty ? "" : "; LUKS volumes left locked for want of a key: \(guest.lockedVolumes.joined(separator: ", "))"
+                throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found (inspection found no root filesystem)\(locked)")
+            }
             return nil
         case 1:
             return systems[0]
