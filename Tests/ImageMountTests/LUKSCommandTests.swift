@@ -63,3 +63,21 @@ import TestSupport
         #expect(none.stderr.contains(image) && none.stderr.contains("no key was given"), "\(none.stderr)")
     }
 }
+
+/// The mount server gets its keys through a pipe: none on its command line, and
+/// --keys-from-stdin works although the server's own stdin is /dev/null.
+@Suite(.serialized) struct LUKSMountTests {
+    @Test(arguments: [false, true])
+    func mountServesTheDecryptedRoot(fromStdin: Bool) throws {
+        let g = try LUKSFixtures.luksOnLVM()
+        let m = fromStdin
+            ? try FuseMount(images: [g.image], arguments: ["-i", "--keys-from-stdin"], stdin: Data((LUKSFixtures.passphrase + "\n").utf8))
+            : try FuseMount(images: [g.image], arguments: ["-i", "--key", "/dev/vgcrypt/root:key:" + LUKSFixtures.passphrase])
+        defer { m.close() }
+        #expect(try String(contentsOfFile: m.path + "/etc/hostname", encoding: .utf8) == g.hostname + "\n")
+        let pid = try #require(m.serverPID)
+        let cmdline = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+        #expect(!String(decoding: cmdline, as: UTF8.self).contains(LUKSFixtures.passphrase))
+        #expect(!String(decoding: cmdline, as: UTF8.self).contains("--key "))
+    }
+}

@@ -36,6 +36,11 @@ struct ImageOptions: ParsableArguments {
           help: "Read a passphrase from standard input, one line for each encrypted image or volume that no --key covers.")
     var keysFromStdin = false
 
+    /// Internal: the mount server reads its keys from this descriptor (see Daemon.swift), so
+    /// that no key travels on its command line.
+    @Option(name: .customLong("key-fd"), help: .hidden)
+    var keyFD: Int32?
+
     func validate() throws {
         for selector in keySelectors {
             let parts = selector.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
@@ -68,6 +73,7 @@ struct ImageOptions: ParsableArguments {
     /// The keys of --key, with --keys-from-stdin or (on a terminal, when no --key was given) a
     /// no-echo prompt for any encrypted image or volume no selector covers.
     func keyStore() throws -> KeyStore {
+        if let keyFD { return KeyStore(entries: try Daemon.readKeys(from: keyFD)) }
         let entries = try keySelectors.map { try KeyStore.parseSelector($0) }
         if keysFromStdin {
             return KeyStore(entries: entries, fallback: { _ in KeyPrompt.readLine(fd: 0) })

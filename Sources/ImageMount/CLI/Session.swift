@@ -7,21 +7,21 @@ struct Session {
     let tree: MountTree
 
     /// Opens the images and mounts what `-m` names, or the only filesystem when there is one.
-    static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false) throws -> Session {
-        let guest = try openGuest(image, writable: writable)
+    static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Session {
+        let guest = try openGuest(image, writable: writable, keys: keys)
         let tree = try mountTree(guest, fs, writable: writable)
         for mount in tree.mounts { for warning in mount.filesystem.warnings { Diagnostics.warn(warning) } }
         return Session(guest: guest, tree: tree)
     }
 
-    static func openGuest(_ image: ImageOptions, writable: Bool = false) throws -> Guest {
+    static func openGuest(_ image: ImageOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Guest {
         if writable, let running = try image.runningDomain() {
             throw CLIError(message: "domain \(running) is running: its disks cannot be opened for writing")
         }
         if writable && image.snapshot != nil {
             throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
         }
-        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: image.keyStore())
+        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest
     }

@@ -22,6 +22,14 @@ public final class KeyStore: Sendable {
     /// What `fallback` answered, by volume name: it is asked once per volume.
     private let asked = Mutex<[String: SecretBytes?]>([:])
 
+    /// Whether keys may be asked for interactively or from stdin (a fallback is set).
+    public var hasFallback: Bool { fallback != nil }
+
+    /// The keys the fallback gave, each as an entry for the volume it was asked for.
+    public var answered: [Entry] {
+        asked.withLock { $0.compactMap { name, secret in secret.map { Entry(id: name, secret: $0) } } }
+    }
+
     /// The largest key file read (cryptsetup's default `--keyfile-size` limit is 8 MiB).
     public static let maxKeyFileBytes = 8 << 20
 
@@ -34,7 +42,7 @@ public final class KeyStore: Sendable {
     /// `--key-file` takes it). Errors never contain the passphrase.
     public static func parseSelector(_ selector: String) throws -> Entry {
         let parts = selector.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3, !parts[0].isEmpty else {
+        guard parts.count == 3, !parts[0].isEmpty, !parts[0].contains("\n") else {
             throw ImageError(structure: "--key", reason: "expected ID:key:PASSPHRASE or ID:file:FILENAME (ID a device, a LUKS UUID or 'all')",
                              errno: .invalidArgument)
         }
