@@ -1,3 +1,4 @@
+import Dispatch
 import SystemCrypto
 
 /// A payload cipher as LUKS names it: algorithm, chaining mode and IV generator, plus the key size
@@ -156,12 +157,33 @@ public final class SectorCipher: @unchecked Sendable {
 
     /// Decrypts `buffer` (a whole number of sectors) in place.
     public func decrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64) {
-        run(buffer, firstSector: firstSector, encrypt: false)
+        runInParallel(buffer, firstSector: firstSector, encrypt: false)
     }
 
     /// Encrypts `buffer` (a whole number of sectors) in place.
     public func encrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64) {
-        run(buffer, firstSector: firstSector, encrypt: true)
+        runInParallel(buffer, firstSector: firstSector, encrypt: true)
+    }
+
+    /// Threads one large request is split over (each takes a contiguous run of sectors).
+    static let poolWidth = 4
+    /// Requests below this size run on the calling thread.
+    static let parallelMinBytes = 256 << 10
+
+    private func runInParallel(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, encrypt: Bool) {
+        let sectors = buffer.count / sectorSize
+        let width = min(Self.poolWidth, sectors)
+        guard buffer.count >= Self.parallelMinBytes, width > 1 else {
+            run(buffer, firstSector: firstSector, encrypt: encrypt)
+            return
+        }
+        // Each worker owns a disjoint part of `buffer`; concurrentPerform returns after all ran.
+        let shared = SendableBuffer(buffer: buffer)
+        DispatchQueue.concurrentPerform(iterations: width) { worker in
+            let lower = sectors * worker / width, upper = sectors * (worker + 1) / width
+            let part = UnsafeMutableRawBufferPointer(rebasing: shared.buffer[(lower * sectorSize)..<(upper * sectorSize)])
+            run(part, firstSector: firstSector &+ UInt64(lower) &* UInt64(sectorSize / 512), encrypt: encrypt)
+        }
     }
 
     private func run(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, encrypt: Bool) {
@@ -221,4 +243,9 @@ public final class SectorCipher: @unchecked Sendable {
             }
         }
     }
+}
+
+/// A buffer handed to the workers of one `concurrentPerform`, each touching its own part.
+private struct SendableBuffer: @unchecked Sendable {
+    let buffer: UnsafeMutableRawBufferPointer
 }
