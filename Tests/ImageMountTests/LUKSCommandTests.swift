@@ -52,7 +52,7 @@ import TestSupport
         let dir = try TempDir("imagemount-cli-qcow2-luks")
         let image = dir.file("enc.qcow2")
         // The plaintext filesystem in a LUKS qcow2 made by qemu-img.
-        try Shell.check("qemu-img convert --object secret,id=s,data=pw -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=100 \(Shell.quote(g.plaintext)) \(Shell.quote(image))")
+        try Shell.check(LUKSFixtures.retryFunction + "\nretry qemu-img convert --object secret,id=s,data=pw -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=100 \(Shell.quote(g.plaintext)) \(Shell.quote(image))")
         let ok = try ImageMountBinary.run(["cat", "-a", image, "--key", image + ":key:pw", "/etc/hostname"])
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(ok.text == g.hostname + "\n")

@@ -8,6 +8,11 @@ import SystemCrypto
 /// payload then encrypted here with libcrypto (`TestCipher`) from the header's parameters.
 public enum LUKSFixtures {
     public static let passphrase = "luks test passphrase"
+    /// A shell function: runs its arguments up to five times until they succeed. qemu-img's PBKDF2
+    /// benchmark (for a new LUKS header) fails now and then on a loaded machine with "Unable to
+    /// get accurate CPU usage".
+    public static let retryFunction = "retry() { for i in 1 2 3 4 5; do \"$@\" && return 0; sleep 0.3; done; return 1; }"
+
     public static let fsUUID = "1dc0ffee-1dc0-4fee-8fee-00000000c0de"
 
     public struct Guest: Sendable {
@@ -45,7 +50,7 @@ public enum LUKSFixtures {
         try cached("luks-on-lvm") { dir in
             let fs = try rootFS(dir, hostname: "luks-on-lvm", size: 24 << 20)
             let luks = dir + "/root.luks"
-            try Shell.check("qemu-img convert --object secret,id=sec0,data=\(Shell.quote(passphrase)) -O luks -o key-secret=sec0,iter-time=100 \(Shell.quote(fs)) \(Shell.quote(luks))")
+            try Shell.check(retryFunction + "\nretry qemu-img convert --object secret,id=sec0,data=\(Shell.quote(passphrase)) -O luks -o key-secret=sec0,iter-time=100 \(Shell.quote(fs)) \(Shell.quote(luks))")
             let extentBytes = 1 << 20
             let lv = LVMTestVolume(name: "root", uuid: "CryptL-aaaa-bbbb-cccc-dddd-eeee-ffff01", segments: [.init(extents: 28, stripes: [(0, 0)])])
             var content = try Data(contentsOf: URL(fileURLWithPath: luks))

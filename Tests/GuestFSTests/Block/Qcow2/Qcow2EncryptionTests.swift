@@ -32,14 +32,16 @@ final class Qcow2EncryptedFixtures: Sendable {
     private init() throws {
         dir = try TempDir("imagemount-qcow2-crypt")
         try Data(Qcow2Fixtures.sourceBytes(count: Self.size)).write(to: URL(fileURLWithPath: dir.file("src.raw")))
-        var script = ["set -e", "cd \(Shell.quote(dir.path))"]
+        // qemu-img benchmarks PBKDF2 when it creates a LUKS header and, on a loaded machine, can
+        // fail with "Unable to get accurate CPU usage": creation is retried.
+        var script = ["set -e", "cd \(Shell.quote(dir.path))", LUKSFixtures.retryFunction]
         // Unaligned writes, zeroed ranges and a discard on top, so that not every cluster is
         // allocated in order.
         let writes = ["write -P 0x33 1000001 5000", "write -z 40k 30k", "discard 2M 128k", "write -P 0x55 3144704 2048"]
             .map { "-c " + Shell.quote($0) }.joined(separator: " ")
         for (name, options) in Self.luksImages {
             let o = ["encrypt.format=luks", "encrypt.key-secret=sec0", "encrypt.iter-time=100"] + (options.isEmpty ? [] : [options])
-            script.append("qemu-img convert \(Self.secretObject()) -O qcow2 -o \(o.joined(separator: ",")) src.raw \(name)")
+            script.append("retry qemu-img convert \(Self.secretObject()) -O qcow2 -o \(o.joined(separator: ",")) src.raw \(name)")
             script.append("qemu-io \(Self.secretObject()) --image-opts driver=qcow2,file.filename=\(name),encrypt.key-secret=sec0 \(writes) >/dev/null")
         }
         script.append("qemu-img convert \(Self.secretObject()) -O qcow2 -o encrypt.format=aes,encrypt.key-secret=sec0 src.raw \(Self.aesImage)")
