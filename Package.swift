@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(name: "SystemZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "SystemZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "SystemCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "SystemArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .systemLibrary(name: "SystemXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
@@ -35,7 +36,7 @@ let package = Package(
         .target(
             name: "GuestFS",
             dependencies: [
-                "CExt2fs", "SystemZlib", "SystemZstd", "SystemCrypto", "SystemXML2",
+                "CExt2fs", "SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "SystemXML2",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
@@ -55,7 +56,7 @@ let package = Package(
             path: "Sources/Qcow2Bench"
         ),
 
-        .target(name: "TestSupport", dependencies: ["GuestFS"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["GuestFS", "SystemCrypto"], path: "Tests/TestSupport"),
         .testTarget(name: "GuestFSTests", dependencies: ["GuestFS", "TestSupport"]),
         .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFS", "TestSupport"]),
     ],

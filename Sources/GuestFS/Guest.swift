@@ -5,14 +5,20 @@ public struct DriveSpec: Sendable, Equatable {
     public init(path: String, format: ImageFormat? = nil) { self.path = path; self.format = format }
 }
 
-/// A block device the guest would see: a whole disk, a partition, or an LVM logical volume.
+/// A block device the guest would see: a whole disk, a partition, an LVM logical volume, or the
+/// plaintext of an unlocked LUKS container.
 public struct GuestDevice: Sendable {
-    public enum Kind: String, Sendable { case disk, partition, logicalVolume }
-    /// The canonical name: `/dev/sda`, `/dev/sda1`, `/dev/VG/LV`.
+    public enum Kind: String, Sendable {
+        case disk, partition, logicalVolume
+        /// An unlocked LUKS container's plaintext, `/dev/mapper/luks-UUID` (a `DecryptingDevice`).
+        case luks
+    }
+    /// The canonical name: `/dev/sda`, `/dev/sda1`, `/dev/VG/LV`, `/dev/mapper/luks-UUID`.
     public let name: String
     public let kind: Kind
     public let device: any BlockDevice
-    /// For a partition, the disk it is on (`/dev/sda`); for a logical volume, its VG's name.
+    /// For a partition, the disk it is on (`/dev/sda`); for a logical volume, its VG's name;
+    /// for an unlocked LUKS volume, the container's device name.
     public let parent: String?
     public let partition: Partition?
     /// What the device holds, probed once.
@@ -37,16 +43,24 @@ public final class Guest: Sendable {
     /// Lines to show the user (damaged GPT fell back to backup, skipped partitions…).
     public let warnings: [String]
     public let isWritable: Bool
+    /// LUKS containers left locked because no key was given for them (device names).
+    public let lockedVolumes: [String]
 
     /// Opens every drive and reads its partition table. Images are opened read-only unless
     /// `writable`; `snapshot` (a qcow2 internal snapshot's name or ID) opens that state, read-only.
-    public init(drives specs: [DriveSpec], writable: Bool = false, snapshot: String? = nil) throws {
+    /// `keys` unlock encrypted qcow2 images and the LUKS containers on the drives: these are
+    /// opened as `/dev/mapper/luks-UUID` before the LVM scan, and again on the LVs after it, so
+    /// both LVM inside LUKS and LUKS on an LV work. A container with no key stays locked (with a
+    /// warning); a key that matches no key slot is an error.
+    public init(drives specs: [DriveSpec], writable: Bool = false, snapshot: String? = nil, keys: KeyStore? = nil) throws {
         var drives: [GuestDevice] = [], devices: [GuestDevice] = [], tables: [String: PartitionTable] = [:]
         var warnings: [String] = []
+        var locked: [String] = []
         for (index, spec) in specs.enumerated() {
-            let image = try ImageOpener.open(path: spec.path, format: spec.format, writable: writable && snapshot == nil,
-                                             snapshot: snapshot)
             let name = diskName(index: index)
+            let image = try ImageOpener.open(path: spec.path, options: ImageOpenOptions(
+                format: spec.format, writable: writable && snapshot == nil, snapshot: snapshot,
+                keys: keys, keyIDs: Self.aliases(of: name)))
             let table: PartitionTable?
             do {
                 table = try PartitionTable.read(from: image, diskName: name)
@@ -67,20 +81,65 @@ public final class Guest: Sendable {
                 }
             }
         }
+        // LUKS on disks and partitions first: a PV may be inside one.
+        devices += try Self.unlockLUKS(in: devices, keys: keys, locked: &locked, warnings: &warnings)
         // LVM: every device labelled as a PV, across all drives (a VG may span several -a).
         let pvs = devices.filter { $0.content.type == "LVM2_member" }.map { (name: $0.name, device: $0.device) }
         let lvm = pvs.isEmpty ? LVMScanResult.empty : LVM.scan(pvs: pvs)
         warnings += lvm.warnings
+        var logicalVolumes: [GuestDevice] = []
         for volume in lvm.logicalVolumes {
-            devices.append(GuestDevice(name: volume.path, kind: .logicalVolume, device: volume, parent: volume.volumeGroup,
-                                       partition: nil, content: VolumeProbe.probe(volume)))
+            logicalVolumes.append(GuestDevice(name: volume.path, kind: .logicalVolume, device: volume, parent: volume.volumeGroup,
+                                              partition: nil, content: VolumeProbe.probe(volume)))
         }
+        devices += logicalVolumes
+        // Then LUKS on the LVs (a root filesystem inside LUKS on LVM).
+        devices += try Self.unlockLUKS(in: logicalVolumes, keys: keys, locked: &locked, warnings: &warnings)
+        self.lockedVolumes = locked
         self.lvm = lvm
         self.drives = drives
         self.devices = devices
         self.partitionTables = tables
         self.warnings = warnings
         self.isWritable = writable
+    }
+
+    /// The names a key selector may use for `name`: itself and its /dev/vd, /dev/hd, /dev/xvd forms.
+    static func aliases(of name: String) -> [String] {
+        guard name.hasPrefix("/dev/sd") else { return [name] }
+        let rest = name.dropFirst("/dev/sd".count)
+        return [name] + ["/dev/vd", "/dev/hd", "/dev/xvd"].map { $0 + rest }
+    }
+
+    /// Unlocks every crypto_LUKS device of `candidates` that a key is given for, returning the
+    /// plaintext devices (named `/dev/mapper/luks-UUID`, as libguestfs names them).
+    static func unlockLUKS(in candidates: [GuestDevice], keys: KeyStore?, locked: inout [String],
+                           warnings: inout [String]) throws -> [GuestDevice] {
+        var opened: [GuestDevice] = []
+        for container in candidates where container.content.type == "crypto_LUKS" {
+            let uuid = container.content.uuid ?? ""
+            var ids = aliases(of: container.name)
+            if !uuid.isEmpty { ids += [uuid, "UUID=" + uuid] }
+            if let lv = container.device as? LogicalVolumeDevice { ids.append("/dev/mapper/" + lv.mapperName) }
+            let passphrases = keys?.passphrases(for: ids, name: container.name) ?? []
+            guard !passphrases.isEmpty else {
+                locked.append(container.name)
+                warnings.append("\(container.name): LUKS volume left locked: no key given for it (use --key \(container.name):key:PASSPHRASE, --key all:file:FILE or --keys-from-stdin)")
+                continue
+            }
+            let name = "/dev/mapper/luks-" + (uuid.isEmpty ? container.name.split(separator: "/").last.map(String.init) ?? "volume" : uuid)
+            let plaintext: DecryptingDevice
+            do {
+                plaintext = try LUKSVolume.open(container.device, passphrases: passphrases, name: name)
+            } catch {
+                var e = ImageError.wrap(error)
+                e.path = container.name
+                throw e
+            }
+            opened.append(GuestDevice(name: name, kind: .luks, device: plaintext, parent: container.name, partition: nil,
+                                      content: VolumeProbe.probe(plaintext)))
+        }
+        return opened
     }
 
     /// Devices holding a filesystem we can open (ext2/3/4).

@@ -1,7 +1,8 @@
 // qcow2-bench: reads a disk image end to end through GuestFS's ImageOpener, as bench/qcow2-read.sh
 // times it against `qemu-img convert -O raw`. Not installed; a measuring tool only.
 //
-// usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES]
+// usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES] [--key-file FILE]
+// (--key-file: the passphrase of an encrypted image, for bench/luks-read.sh)
 import GuestFS
 import SystemPackage
 #if canImport(Glibc)
@@ -12,16 +13,18 @@ var arguments = Array(CommandLine.arguments.dropFirst())
 var snapshot: String?
 var chunk = 4 << 20
 var path: String?
+var keyFile: String?
 while !arguments.isEmpty {
     let a = arguments.removeFirst()
     switch a {
     case "--snapshot": snapshot = arguments.isEmpty ? nil : arguments.removeFirst()
     case "--chunk": chunk = arguments.isEmpty ? chunk : Int(arguments.removeFirst()) ?? chunk
+    case "--key-file": keyFile = arguments.isEmpty ? nil : arguments.removeFirst()
     default: path = a
     }
 }
 guard let path else {
-    _ = try? FileDescriptor.standardError.writeAll("usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES]\n".utf8)
+    _ = try? FileDescriptor.standardError.writeAll("usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES] [--key-file FILE]\n".utf8)
     exit(2)
 }
 
@@ -33,7 +36,9 @@ func now() -> Double {
 
 do {
     let start = now()
-    let device = try ImageOpener.open(path: path, format: nil, writable: false, snapshot: snapshot)
+    let keys = try keyFile.map { KeyStore(entries: [try KeyStore.parseSelector("all:file:" + $0)]) }
+    let device = try ImageOpener.open(path: path, options: ImageOpenOptions(snapshot: snapshot, keys: keys))
+    let opened = now()
     let sink = try FileDescriptor.open("/dev/null", .writeOnly)
     defer { try? sink.close() }
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
@@ -47,6 +52,7 @@ do {
         offset += UInt64(n)
     }
     let seconds = now() - start
+    print("opened in \(Int((opened - start) * 1000)) ms")
     print("read \(offset) bytes in \(String(Int(seconds * 1000))) ms (\(Int(Double(offset) / seconds / 1_048_576)) MiB/s)")
 } catch {
     _ = try? FileDescriptor.standardError.writeAll("qcow2-bench: \(error)\n".utf8)

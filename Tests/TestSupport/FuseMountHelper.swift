@@ -12,14 +12,14 @@ public final class FuseMount: @unchecked Sendable {
     private var closed = false
 
     /// Mounts `images` with `arguments` (e.g. ["-m", "/dev/sda"]) and throws when imagemount fails.
-    public init(images: [String], arguments: [String] = []) throws {
+    public init(images: [String], arguments: [String] = [], stdin: Data? = nil) throws {
         directory = try TempDir("imagemount-mnt")
         try FileManager.default.createDirectory(atPath: directory.file("mnt"), withIntermediateDirectories: false)
         pidFile = directory.file("server.pid")
         var args: [String] = []
         for image in images { args += ["-a", image] }
         args += arguments + ["--pid-file", pidFile, directory.file("mnt")]
-        output = try ImageMountBinary.run(args)
+        output = try ImageMountBinary.run(args, stdin: stdin)
         guard output.status == 0 else {
             close()
             throw Shell.Failure(command: "imagemount " + args.joined(separator: " "), status: output.status, stderr: output.stderr)

@@ -27,7 +27,28 @@ struct ImageOptions: ParsableArguments {
                                valueName: "raw|qcow2|auto"))
     var formats: [String] = []
 
+    @Option(name: .customLong("key"),
+            help: ArgumentHelp("Key for an encrypted qcow2 image or LUKS volume, as in libguestfs: ID:key:PASSPHRASE or ID:file:FILENAME, where ID is a device (/dev/sda2, /dev/VG/LV), a LUKS UUID, an image path, or 'all'. Repeatable.",
+                               valueName: "selector"))
+    var keySelectors: [String] = []
+
+    @Flag(name: .customLong("keys-from-stdin"),
+          help: "Read a passphrase from standard input, one line for each encrypted image or volume that no --key covers.")
+    var keysFromStdin = false
+
+    /// Internal: the mount server reads its keys from this descriptor (see Daemon.swift), so
+    /// that no key travels on its command line.
+    @Option(name: .customLong("key-fd"), help: .hidden)
+    var keyFD: Int32?
+
     func validate() throws {
+        for selector in keySelectors {
+            let parts = selector.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            // Never echo the selector back: it holds the passphrase.
+            guard parts.count == 3, !parts[0].isEmpty, parts[1] == "key" || parts[1] == "file" else {
+                throw ValidationError("--key: expected ID:key:PASSPHRASE or ID:file:FILENAME (ID a device, a LUKS UUID, an image path or 'all')")
+            }
+        }
         if images.isEmpty && domains.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN") }
         for f in formats where f != "auto" && ImageFormat(rawValue: f) == nil {
             throw ValidationError("unknown --format '\(f)': use raw, qcow2 or auto")
@@ -47,6 +68,20 @@ struct ImageOptions: ParsableArguments {
             drives += domain.disks.map { DriveSpec(path: $0.path, format: $0.format) }
         }
         return drives
+    }
+
+    /// The keys of --key, with --keys-from-stdin or (on a terminal, when no --key was given) a
+    /// no-echo prompt for any encrypted image or volume no selector covers.
+    func keyStore() throws -> KeyStore {
+        if let keyFD { return KeyStore(entries: try Daemon.readKeys(from: keyFD)) }
+        let entries = try keySelectors.map { try KeyStore.parseSelector($0) }
+        if keysFromStdin {
+            return KeyStore(entries: entries, fallback: { _ in KeyPrompt.readLine(fd: 0) })
+        }
+        if entries.isEmpty, KeyPrompt.isTerminal(0) {
+            return KeyStore(entries: entries, fallback: { name in KeyPrompt.prompt("Enter key or passphrase (\"\(name)\"): ") })
+        }
+        return KeyStore(entries: entries)
     }
 
     /// Whether a domain given with -d is running now (a running guest's disks must not be written).

@@ -7,21 +7,21 @@ struct Session {
     let tree: MountTree
 
     /// Opens the images and mounts what `-m` names, or the only filesystem when there is one.
-    static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false) throws -> Session {
-        let guest = try openGuest(image, writable: writable)
+    static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Session {
+        let guest = try openGuest(image, writable: writable, keys: keys)
         let tree = try mountTree(guest, fs, writable: writable)
         for mount in tree.mounts { for warning in mount.filesystem.warnings { Diagnostics.warn(warning) } }
         return Session(guest: guest, tree: tree)
     }
 
-    static func openGuest(_ image: ImageOptions, writable: Bool = false) throws -> Guest {
+    static func openGuest(_ image: ImageOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Guest {
         if writable, let running = try image.runningDomain() {
             throw CLIError(message: "domain \(running) is running: its disks cannot be opened for writing")
         }
         if writable && image.snapshot != nil {
             throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
         }
-        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot)
+        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest
     }
@@ -70,7 +70,10 @@ struct Session {
         }
         switch systems.count {
         case 0:
-            if required { throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found (inspection found no root filesystem)") }
+            if required {
+                let locked = guest.lockedVolumes.isEmpty ? "" : "; LUKS volumes left locked for want of a key: \(guest.lockedVolumes.joined(separator: ", "))"
+                throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found (inspection found no root filesystem)\(locked)")
+            }
             return nil
         case 1:
             return systems[0]

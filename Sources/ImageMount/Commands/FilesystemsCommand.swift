@@ -191,14 +191,14 @@ struct FilesystemsCommand: ParsableCommand {
     /// The devices libguestfs' `list_filesystems` reports, with the type it gives each: whole
     /// disks without partitions, then partitions that can hold a filesystem (not the MBR
     /// extended container, not Windows LDM/reserved/snapshot partitions). RAID and LVM members
-    /// and LUKS containers are left out; nothing recognised is "unknown".
+    /// and LUKS containers are left out (their unlocked /dev/mapper/luks-UUID devices are in); nothing recognised is "unknown".
     static func filesystems(of guest: Guest) -> [(device: GuestDevice, type: String)] {
         var candidates: [GuestDevice] = []
         for drive in guest.drives where (guest.partitionTables[drive.name]?.partitions.isEmpty ?? true) {
             candidates.append(drive)
         }
         candidates += guest.devices.filter { $0.kind == .partition && canHoldFilesystem($0.partition) }
-        candidates += guest.devices.filter { $0.kind == .logicalVolume }
+        candidates += guest.devices.filter { $0.kind == .logicalVolume || $0.kind == .luks }
         return candidates.compactMap { device in
             guard let type = device.content.type, !type.isEmpty else { return (device, "unknown") }
             if type.hasSuffix("_member") || type == "crypto_LUKS" { return nil }

@@ -69,7 +69,11 @@ struct MountCommand: ParsableCommand {
             let fd = readyFD
             try serve(on: mountpoint) { if let fd { Self.signalUser(fd) } }
         } else {
-            try Daemon.start(mountpoint: mountpoint, readyFD: readyFD)
+            // Keys asked for on the terminal or stdin must be asked here (the server's stdin is
+            // /dev/null): open the guest once to learn which volumes need one.
+            let keys = try image.keyStore()
+            if keys.hasFallback { _ = try Session.openGuest(image, keys: keys) }
+            try Daemon.start(mountpoint: mountpoint, readyFD: readyFD, keys: keys.entries + keys.answered)
         }
     }
 
@@ -107,7 +111,7 @@ struct MountCommand: ParsableCommand {
     /// pipe and exits with the result.
     private func runDaemonChild(reportingTo fd: Int32) -> Never {
         _ = setsid()
-        Daemon.closeInheritedDescriptors(keeping: fd)
+        Daemon.closeInheritedDescriptors(keeping: [fd] + (image.keyFD.map { [$0] } ?? []))
         do {
             let mountpoint = try Self.checkMountpoint(mountdir)
             try serve(on: mountpoint) { Self.signal(fd, "R") }

@@ -17,15 +17,22 @@ public struct ImageOpenOptions: Sendable {
     public static let defaultL2CacheBytes = 4 << 20
     /// Where the first corruption report of each image goes; nil for standard error.
     public var corruptionLog: (@Sendable (String) -> Void)?
+    /// Passphrases for encrypted qcow2 images (LUKS or legacy AES); nil when none were given.
+    public var keys: KeyStore?
+    /// Names besides the image path under which `keys` may hold this image's key (the drive
+    /// name `/dev/sda`); backing images are looked up by their path only.
+    public var keyIDs: [String] = []
 
     public init(format: ImageFormat? = nil, writable: Bool = false, snapshot: String? = nil,
                 l2CacheBytes: Int = ImageOpenOptions.defaultL2CacheBytes,
-                corruptionLog: (@Sendable (String) -> Void)? = nil) {
+                corruptionLog: (@Sendable (String) -> Void)? = nil, keys: KeyStore? = nil, keyIDs: [String] = []) {
         self.format = format
         self.writable = writable
         self.snapshot = snapshot
         self.l2CacheBytes = l2CacheBytes
         self.corruptionLog = corruptionLog
+        self.keys = keys
+        self.keyIDs = keyIDs
     }
 }
 
@@ -99,6 +106,7 @@ extension ImageOpener {
             var backingOptions = options
             backingOptions.writable = false
             backingOptions.snapshot = nil
+            backingOptions.keyIDs = []
             return try Qcow2Image(file: file, options: options) { backingPath, backingFormat in
                 backingOptions.format = backingFormat
                 return try open(path: backingPath, options: backingOptions, chain: &walk)

@@ -21,7 +21,11 @@ extension Qcow2Image {
             let part = UnsafeMutableRawBufferPointer(rebasing: buffer[pos..<(pos + extent.length)])
             switch extent.kind {
             case .data(let host):
-                try readData(into: part, at: host)
+                if let encryption {
+                    try readEncryptedData(into: part, host: host, guest: guest, encryption)
+                } else {
+                    try readData(into: part, at: host)
+                }
             case .zero:
                 part.initializeMemory(as: UInt8.self, repeating: 0)
             case .unallocated:
@@ -39,6 +43,26 @@ extension Qcow2Image {
     /// ends past the end of the file reads as zeros there, as QEMU's file driver does.
     private func readData(into part: UnsafeMutableRawBufferPointer, at host: UInt64) throws {
         try (dataFile ?? file).readPaddingPastEnd(into: part, at: host)
+    }
+
+    /// Encrypted guest data: the 512-byte sectors covering the part are read and decrypted
+    /// (Qcow2Encryption.swift). Clusters are at least 512 bytes and sector-aligned in both the
+    /// guest and the host, so widening the part to whole sectors stays inside its clusters.
+    private func readEncryptedData(into part: UnsafeMutableRawBufferPointer, host: UInt64, guest: UInt64,
+                                   _ encryption: Qcow2Encryption) throws {
+        let sector = UInt64(Qcow2Encryption.sectorSize)
+        let head = guest % sector
+        let end = (guest + UInt64(part.count) + sector - 1) / sector * sector
+        if head == 0, end == guest + UInt64(part.count) {
+            try readData(into: part, at: host)
+            encryption.decrypt(part, hostOffset: host, guestOffset: guest)
+            return
+        }
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(end - (guest - head)), alignment: 16)
+        defer { scratch.deallocate() }
+        try readData(into: scratch, at: host - head)
+        encryption.decrypt(scratch, hostOffset: host - head, guestOffset: guest - head)
+        part.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[Int(head)..<(Int(head) + part.count)]))
     }
 
     /// Unallocated guest data: the backing image, zeros past its end or without one.

@@ -150,6 +150,8 @@ public final class Qcow2Image: BlockDevice {
     let corruption: Qcow2CorruptionReporter
     /// Recently decompressed clusters, for reads that take part of a compressed cluster.
     let decompressed: Qcow2TableCache
+    /// The cipher of an encrypted image (Qcow2Encryption.swift), nil for plain images.
+    let encryption: Qcow2Encryption?
 
     /// Budget of the cache of decompressed clusters (at least two clusters are kept).
     static let decompressedCacheBytes = 2 << 20
@@ -169,10 +171,11 @@ public final class Qcow2Image: BlockDevice {
         func bad(_ structure: String, _ offset: UInt64?, _ reason: String, errno: Errno = .ioError) -> ImageError {
             ImageError(path: file.displayName, offset: offset, structure: structure, reason: reason, errno: errno)
         }
-        if h.cryptMethod != Qcow2CryptMethod.none.rawValue {
-            let method = h.cryptMethod == Qcow2CryptMethod.aes.rawValue ? "AES" : "LUKS"
-            throw bad("qcow2 header", 32, "\(method)-encrypted images are not supported yet", errno: .notSupported)
+        if h.cryptMethod == Qcow2CryptMethod.aes.rawValue, options.writable {
+            throw Qcow2Encryption.aesWriteRefusal(path: file.displayName)
         }
+        self.encryption = h.cryptMethod == Qcow2CryptMethod.none.rawValue ? nil
+            : try Qcow2Encryption.open(meta: meta, file: file, keys: options.keys, ids: [file.displayName] + options.keyIDs)
 
         // The L1 table to read: the active one, or a snapshot's.
         var virtualSize = h.size
@@ -269,6 +272,7 @@ public final class Qcow2Image: BlockDevice {
         var backingOptions = options
         backingOptions.writable = false
         backingOptions.snapshot = nil
+        backingOptions.keyIDs = []
         try self.init(file: device, options: options) { backingPath, backingFormat in
             backingOptions.format = backingFormat
             return try ImageOpener.open(path: backingPath, options: backingOptions, chain: &walk)
@@ -276,6 +280,7 @@ public final class Qcow2Image: BlockDevice {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        if encryption?.method == .aes { throw Qcow2Encryption.aesWriteRefusal(path: path) }
         throw ImageError(path: path, offset: offset, structure: "write",
                          reason: "writing qcow2 images is not supported yet", errno: .readOnlyFileSystem)
     }
@@ -295,6 +300,14 @@ public final class Qcow2Image: BlockDevice {
     public func refcount(ofHostOffset hostOffset: UInt64) throws -> UInt64 {
         try refcounts.refcount(ofHostOffset: hostOffset)
     }
+
+    /// "aes" or "luks" when the image is encrypted (and was unlocked), else nil.
+    public var encryptionFormat: String? {
+        switch encryption?.method { case .aes?: return "aes"; case .luks?: return "luks"; case nil: return nil }
+    }
+
+    /// The LUKS header of a LUKS-encrypted image.
+    public var luksHeader: LUKSHeader? { encryption?.header }
 
     /// Loads and hits of the L2 cache so far.
     public var l2CacheStatistics: (loads: Int, hits: Int) { map.cache.statistics }

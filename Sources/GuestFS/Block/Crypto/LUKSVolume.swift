@@ -1,0 +1,107 @@
+import SystemPackage
+
+/// What LUKS1 and LUKS2 headers both come down to: the payload cipher and where the payload
+/// lies, the keyslots, and the digests that say which master key is right.
+public struct LUKSHeader: Sendable {
+    public let version: Int
+    public let uuid: String
+    public let label: String?
+    /// The payload cipher (LUKS1 cipher-name/cipher-mode; LUKS2 segment "encryption").
+    public let payloadCipher: SectorCipherSpec
+    /// Payload start in bytes from the start of the header's device.
+    public let payloadOffset: UInt64
+    /// Payload length in bytes, or nil for "to the end of the device" (LUKS2 "dynamic"; LUKS1 always).
+    public let payloadSize: UInt64?
+    /// Bytes per encryption sector (512 for LUKS1; LUKS2 "sector_size").
+    public let sectorSize: Int
+    public let keyslots: [LUKSKeyslot]
+    /// Digests with the keyslots each applies to (LUKS1: one digest for every slot).
+    public let digests: [(digest: LUKSDigest, keyslots: Set<Int>)]
+    /// Where the key material stops.
+    public let metadataEnd: UInt64
+
+    /// Reads the LUKS1 or LUKS2 header at the start of `device` (the version field decides).
+    public static func read(from device: any BlockDevice) throws -> LUKSHeader {
+        do {
+            guard device.size >= 8 else { throw LUKSError.damaged("device is smaller than a LUKS header") }
+            let start = try device.readBytes(at: 0, count: 8)
+            guard Array(start[0..<6]) == LUKS1Header.magic else { throw LUKSError.damaged("bad magic, not a LUKS header") }
+            switch LUKS1Header.be16(start, 6) {
+            case 1: return try LUKS1Header.read(from: device)
+            case 2: return try LUKS2Header.read(from: device)
+            case let v: throw LUKSError.unsupported("LUKS version \(v)")
+            }
+        } catch {
+            throw LUKSVolume.imageError(error, device: device, structure: "LUKS header", offset: 0)
+        }
+    }
+}
+
+/// Opening a LUKS volume: find the master key with a passphrase, then expose the payload as a
+/// `DecryptingDevice`. The master key is recovered as LUKS1 spec 1.2.3 §2.5 ("Key slot
+/// recovery") and the LUKS2 spec ("keyslots", "digests") describe: for each keyslot, derive,
+/// decrypt, AF-merge, and accept the key whose PBKDF2 digest matches.
+public enum LUKSVolume {
+    /// The master key that `passphrases` unlock, trying each passphrase on each usable keyslot
+    /// (highest priority first). Throws EACCES when none matches, naming no passphrase.
+    public static func unlock(_ header: LUKSHeader, device: any BlockDevice, passphrases: [SecretBytes]) throws -> SecretBytes {
+        let slots = header.keyslots.filter { $0.priority > 0 }.sorted { ($0.priority, -$0.index) > ($1.priority, -$1.index) }
+        guard !slots.isEmpty else {
+            throw ImageError(path: device.displayName, structure: "LUKS keyslots", reason: "the volume has no active key slot",
+                             errno: .permissionDenied)
+        }
+        var problems: [String] = []
+        for passphrase in passphrases {
+            for slot in slots {
+                let digests = header.digests.filter { $0.keyslots.contains(slot.index) }.map(\.digest)
+                guard !digests.isEmpty else { continue }
+                do {
+                    let candidate = try slot.candidateKey(passphrase: passphrase, header: device)
+                    for digest in digests where try digest.matches(candidate) { return candidate }
+                } catch {
+                    let text = "\(error)"
+                    if !problems.contains(text) { problems.append(text) }
+                }
+            }
+        }
+        let reason = passphrases.isEmpty ? "no key given" : passphrases.count == 1 ? "the key matches no key slot (wrong passphrase?)"
+            : "none of the \(passphrases.count) keys matches a key slot (wrong passphrase?)"
+        throw ImageError(path: device.displayName, structure: "LUKS keyslots",
+                         reason: problems.isEmpty ? reason : reason + "; damaged key slots: " + problems.joined(separator: "; "),
+                         errno: .permissionDenied)
+    }
+
+    /// Unlocks the LUKS volume on `device` and returns its plaintext payload as a device named
+    /// `name` (writable when `device` is).
+    public static func open(_ device: any BlockDevice, passphrases: [SecretBytes], name: String) throws -> DecryptingDevice {
+        let header = try LUKSHeader.read(from: device)
+        let key = try unlock(header, device: device, passphrases: passphrases)
+        let cipher: SectorCipher
+        do { cipher = try SectorCipher(spec: header.payloadCipher, key: key, sectorSize: header.sectorSize) } catch {
+            throw imageError(error, device: device, structure: "LUKS payload cipher", offset: nil)
+        }
+        let available = device.size > header.payloadOffset ? device.size - header.payloadOffset : 0
+        let size = header.payloadSize ?? available
+        guard size <= available else {
+            throw ImageError(path: device.displayName, offset: header.payloadOffset, structure: "LUKS payload",
+                             reason: "payload of \(size) bytes runs past the end of the device")
+        }
+        let usable = size / UInt64(header.sectorSize) * UInt64(header.sectorSize)
+        return DecryptingDevice(base: device, payloadOffset: header.payloadOffset, size: usable, cipher: cipher,
+                                firstIVSector: 0, name: name, header: header)
+    }
+
+    /// A LUKSError (or any error) as an ImageError for `device`.
+    static func imageError(_ error: any Error, device: any BlockDevice, structure: String, offset: UInt64?) -> ImageError {
+        if let e = error as? ImageError { return e.withPath(device.displayName) }
+        let errno: Errno
+        switch error as? LUKSError {
+        case .unsupported?: errno = .notSupported
+        default: errno = .ioError
+        }
+        if let e = error as? SectorCipherError {
+            return ImageError(path: device.displayName, offset: offset, structure: structure, reason: e.description, errno: .notSupported)
+        }
+        return ImageError(path: device.displayName, offset: offset, structure: structure, reason: "\(error)", errno: errno)
+    }
+}
