@@ -1,0 +1,75 @@
+import CExt2fs
+import SystemPackage
+
+/// How setxattr treats an existing attribute (XATTR_CREATE / XATTR_REPLACE, sys/xattr.h).
+public enum XattrSetMode: Sendable {
+    case createOrReplace
+    /// EEXIST when the attribute exists.
+    case create
+    /// ENODATA when it does not.
+    case replace
+}
+
+/// setxattr and removexattr (fuse2fs's op_setxattr, op_removexattr). POSIX ACLs arrive in the
+/// Linux xattr form and libext2fs stores them in ext4's on-disk form.
+extension Ext2Filesystem {
+    public func setXattr(_ number: UInt32, name: String, value: [UInt8], mode: XattrSetMode = .createOrReplace) throws {
+        try Self.validateXattrName(name)
+        guard value.count <= 65_536 else { throw error(.outOfRange, "xattr \(name)", "value larger than 64 KiB") }
+        try withXattrHandle(number) { handle, fs in
+            if mode != .createOrReplace {
+                let exists = try xattrExists(handle, name, number)
+                if mode == .create && exists { throw error(.fileExists, "xattr \(name)", "already exists") }
+                if mode == .replace && !exists { throw error(.noData, "xattr \(name)", "no such attribute") }
+            }
+            let rc = value.withUnsafeBytes { ext2fs_xattr_set(handle, name, $0.baseAddress, $0.count) }
+            if rc == EXT2_ET_EA_NO_SPACE {
+                throw error(.noSpace, "xattr \(name)", "no room for the attribute")
+            }
+            try check(rc, "xattr \(name)", inode: number)
+        }
+    }
+
+    public func removeXattr(_ number: UInt32, name: String) throws {
+        try Self.validateXattrName(name)
+        try withXattrHandle(number) { handle, fs in
+            guard try xattrExists(handle, name, number) else { throw error(.noData, "xattr \(name)", "no such attribute") }
+            try check(ext2fs_xattr_remove(handle, name), "xattr \(name)", inode: number)
+        }
+    }
+
+    /// The namespaces Linux's ext4 stores (fs/ext4/xattr.c handlers); "system.data" belongs
+    /// to inline data and is never the user's.
+    static func validateXattrName(_ name: String) throws {
+        guard !name.isEmpty, name.utf8.count <= 255 else {
+            throw ImageError(structure: "xattr", reason: "bad attribute name length", errno: .outOfRange)
+        }
+        let allowed = ["user.", "trusted.", "security."]
+        let acls = ["system.posix_acl_access", "system.posix_acl_default"]
+        guard allowed.contains(where: { name.hasPrefix($0) && name.count > $0.count }) || acls.contains(name) else {
+            throw ImageError(structure: "xattr \(name)", reason: "unsupported attribute namespace", errno: .notSupported)
+        }
+    }
+
+    private func withXattrHandle(_ number: UInt32, _ body: (OpaquePointer?, ext2_filsys) throws -> Void) throws {
+        try withWriteHandle { fs in
+            var handle: OpaquePointer?
+            try check(ext2fs_xattrs_open(fs, number, &handle), "xattrs", inode: number)
+            defer { ext2fs_xattrs_close(&handle) }
+            try check(ext2fs_xattrs_read(handle), "xattrs", inode: number)
+            try body(handle, fs)
+            let inodeSize = superblock.inodeSize
+            try updateInode(number, fs: fs) { $0.touchChange(inodeSize: inodeSize) }
+        }
+    }
+
+    private func xattrExists(_ handle: OpaquePointer?, _ name: String, _ number: UInt32) throws -> Bool {
+        var value: UnsafeMutableRawPointer?
+        var length = 0
+        let rc = ext2fs_xattr_get(handle, name, &value, &length)
+        if rc == EXT2_ET_EA_KEY_NOT_FOUND { return false }
+        try check(rc, "xattr \(name)", inode: number)
+        ext2fs_free_mem(&value)
+        return true
+    }
+}
