@@ -3,6 +3,7 @@ public struct GuestNode: Sendable, Hashable {
     /// Index into `MountTree.mounts`.
     public let mount: Int
     public let inode: UInt32
+    public init(mount: Int, inode: UInt32) { self.mount = mount; self.inode = inode }
 }
 
 /// Several filesystems arranged as the guest would see them: `/` from one device, `/boot`
@@ -123,6 +124,12 @@ public final class MountTree: Sendable {
             }
             return (entry.name, GuestNode(mount: dir.mount, inode: entry.inode), entry.fileType)
         }
+    }
+
+    /// Whether `name` in `dir` is a mountpoint (a mount covers it): such names cannot be
+    /// removed or renamed (EBUSY).
+    public func isMountpoint(_ dir: GuestNode, _ name: [UInt8]) -> Bool {
+        coverIndex[CoverKey(parent: dir, name: name)] != nil
     }
 
     /// The parent of a mount's root directory, for `..`.
