@@ -57,7 +57,7 @@ extension Ext2Filesystem {
                 try writeNewInode(child, &raw, fs: fs)
             } catch {
                 _ = withCName(name) { ext2fs_unlink(fs, dir, $0, child, 0) }
-                directoryCache.invalidate(dir)
+                directoryCache.update(dir, name: name, entry: nil)
                 throw error
             }
             ext2fs_inode_alloc_stats2(fs, child, 1, 0)
@@ -69,16 +69,20 @@ extension Ext2Filesystem {
     public func makeDirectory(in dir: UInt32, name: [UInt8], _ spec: NewInode) throws -> UInt32 {
         try withWriteHandle { fs in
             let parent = try checkNewName(dir, name, fs: fs)
-            var rc = withCName(name) { ext2fs_mkdir(fs, dir, 0, $0) }
+            // The inode is chosen first, so its number is known without searching the parent.
+            var child: ext2_ino_t = 0
+            try check(ext2fs_new_inode(fs, dir, Int32(Ext2Inode.typeDirectory | 0o755), nil, &child), "new inode")
+            var rc = withCName(name) { ext2fs_mkdir(fs, dir, child, $0) }
             if rc == EXT2_ET_DIR_NO_SPACE {
                 try check(ext2fs_expand_dir(fs, dir), "expand directory", inode: dir)
-                rc = withCName(name) { ext2fs_mkdir(fs, dir, 0, $0) }
+                rc = withCName(name) { ext2fs_mkdir(fs, dir, child, $0) }
             }
-            directoryCache.invalidate(dir)
-            try check(rc, "mkdir", inode: dir)
-            guard let child = try readDirectory(dir, fs: fs).first(where: { $0.name == name })?.inode else {
-                throw error(.ioError, "mkdir", "the new directory is not in its parent")
+            guard rc == 0 else {
+                directoryCache.invalidate(dir)
+                try check(rc, "mkdir", inode: dir)
+                return child
             }
+            added(dir, name, child, Int32(DirEntry.typeDirectory))
             let inodeSize = superblock.inodeSize
             try updateInode(child, fs: fs) { raw in
                 // A set-group-ID parent passes its group and the bit itself on to directories.
@@ -100,17 +104,20 @@ extension Ext2Filesystem {
         guard target.count < Int(min(blockSize, 4096)) else { throw error(.fileNameTooLong, "symlink", "target too long") }
         return try withWriteHandle { fs in
             let parent = try checkNewName(dir, name, fs: fs)
-            let run = { withCName(name) { n in withCName(target) { t in ext2fs_symlink(fs, dir, 0, n, t) } } }
+            var child: ext2_ino_t = 0
+            try check(ext2fs_new_inode(fs, dir, Int32(Ext2Inode.typeSymlink | 0o777), nil, &child), "new inode")
+            let run = { withCName(name) { n in withCName(target) { t in ext2fs_symlink(fs, dir, child, n, t) } } }
             var rc = run()
             if rc == EXT2_ET_DIR_NO_SPACE {
                 try check(ext2fs_expand_dir(fs, dir), "expand directory", inode: dir)
                 rc = run()
             }
-            directoryCache.invalidate(dir)
-            try check(rc, "symlink", inode: dir)
-            guard let child = try readDirectory(dir, fs: fs).first(where: { $0.name == name })?.inode else {
-                throw error(.ioError, "symlink", "the new symlink is not in its directory")
+            guard rc == 0 else {
+                directoryCache.invalidate(dir)
+                try check(rc, "symlink", inode: dir)
+                return child
             }
+            added(dir, name, child, Int32(DirEntry.typeSymlink))
             let inodeSize = superblock.inodeSize
             try updateInode(child, fs: fs) { raw in
                 raw.setOwner(uid: uid, gid: Self.inheritedGroup(parent, gid))
@@ -183,14 +190,26 @@ extension Ext2Filesystem {
     /// ext2fs_link, growing the directory by a block when it is full; then the directory's
     /// mtime and ctime. Drops the directory's cache entry whatever happens.
     func link(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, fileType: Int32, fs: ext2_filsys) throws {
-        defer { directoryCache.invalidate(dir) }
         var rc = withCName(name) { ext2fs_link(fs, dir, $0, child, fileType) }
         if rc == EXT2_ET_DIR_NO_SPACE {
-            try check(ext2fs_expand_dir(fs, dir), "expand directory", inode: dir)
+            let expand = ext2fs_expand_dir(fs, dir)
+            if expand != 0 { directoryCache.invalidate(dir) }
+            try check(expand, "expand directory", inode: dir)
             rc = withCName(name) { ext2fs_link(fs, dir, $0, child, fileType) }
         }
-        try check(rc, "link", inode: dir)
+        guard rc == 0 else {
+            directoryCache.invalidate(dir)
+            try check(rc, "link", inode: dir)
+            return
+        }
+        added(dir, name, child, fileType)
         try touchDirectory(dir, fs: fs)
+    }
+
+    /// Records a new entry in the directory cache (see Ext2DirectoryCache.update).
+    func added(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, _ fileType: Int32) {
+        let type = superblock.incompatFeatures & Ext2Superblock.incompatFileType != 0 ? UInt8(fileType) : DirEntry.typeUnknown
+        directoryCache.update(dir, name: name, entry: DirEntry(name: name, inode: child, fileType: type))
     }
 
     /// mtime and ctime of a directory whose entries changed.

@@ -105,7 +105,6 @@ extension Ext2Filesystem {
             init(name: [UInt8], inode: UInt32, fileType: Int32?) { self.name = name; self.inode = inode; self.fileType = fileType }
         }
         let change = Change(name: name, inode: inode, fileType: fileType)
-        defer { directoryCache.invalidate(dir) }
         let rc = withExtendedLifetime(change) {
             ext2fs_dir_iterate2(fs, dir, 0, nil, { _, _, dirent, _, _, _, priv in
                 guard let dirent, let priv else { return DIRENT_ABORT }
@@ -121,6 +120,13 @@ extension Ext2Filesystem {
                 c.done = true
                 return DIRENT_CHANGED | DIRENT_ABORT
             }, Unmanaged.passUnretained(change).toOpaque())
+        }
+        if rc == 0 && change.done, let cached = directoryCache.entries(of: dir)?.byName[name] {
+            let type = fileType.map { UInt8($0) } ?? cached.fileType
+            directoryCache.update(dir, name: name, entry: DirEntry(name: name, inode: inode,
+                                                                   fileType: cached.fileType == DirEntry.typeUnknown ? cached.fileType : type))
+        } else if name != [0x2E, 0x2E] {
+            directoryCache.invalidate(dir)
         }
         try check(rc, "directory", inode: dir)
         guard change.done else {

@@ -59,8 +59,9 @@ extension Ext2Filesystem {
 
     /// ext2fs_unlink of exactly this (name, inode) pair, then the directory's times.
     func removeName(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, fs: ext2_filsys) throws {
-        defer { directoryCache.invalidate(dir) }
-        try check(withCName(name) { ext2fs_unlink(fs, dir, $0, child, 0) }, "unlink", inode: dir)
+        let rc = withCName(name) { ext2fs_unlink(fs, dir, $0, child, 0) }
+        if rc == 0 { directoryCache.update(dir, name: name, entry: nil) } else { directoryCache.invalidate(dir) }
+        try check(rc, "unlink", inode: dir)
         try touchDirectory(dir, fs: fs)
     }
 
