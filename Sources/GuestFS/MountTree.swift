@@ -169,7 +169,7 @@ public final class MountTree: Sendable {
         return stack.last ?? root
     }
 
-    static func components(_ path: String) -> [[UInt8]] {
+    public static func components(_ path: String) -> [[UInt8]] {
         path.split(separator: "/", omittingEmptySubsequences: true).map { Array($0.utf8) }
     }
 
