@@ -138,11 +138,19 @@ import TestSupport
         #expect(errno { try fs.setXattr(b, name: "user.k", value: [], mode: .create) } == .fileExists)
         #expect(errno { try fs.setXattr(b, name: "user.none", value: [], mode: .replace) } == .noData)
         try fs.setXattr(b, name: "trusted.t", value: [0, 1, 2])
-        // user::rw- group::r-- other::--- (ids of the *_OBJ entries are unused; libext2fs gives 0).
-        let acl: [UInt8] = [2, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0]
+        // user::rw- user:1000:r-- group::r-- mask::r-- other::--- (ids of the *_OBJ entries are
+        // unused; libext2fs gives 0). The mode's permission bits follow the ACL.
+        let acl: [UInt8] = [2, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 2, 0, 4, 0, 0xe8, 3, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0,
+                            0x10, 0, 4, 0, 0, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0]
         try fs.setXattr(b, name: "system.posix_acl_access", value: acl)
         let aclBack = try fs.xattr(b, name: "system.posix_acl_access") ?? []
         #expect(aclBack == acl, "\(aclBack)")
+        #expect(try fs.inode(b).mode == 0o104640)
+        // An ACL that only restates the bits is not stored: the bits change.
+        try fs.setXattr(b, name: "system.posix_acl_access", value: [2, 0, 0, 0, 1, 0, 7, 0, 0, 0, 0, 0, 4, 0, 5, 0, 0, 0, 0, 0, 32, 0, 1, 0, 0, 0, 0, 0])
+        #expect(try fs.inode(b).mode == 0o104751)
+        #expect(try fs.xattr(b, name: "system.posix_acl_access") == nil)
+        try fs.setXattr(b, name: "system.posix_acl_access", value: acl)
         try fs.removeXattr(b, name: "trusted.t")
         #expect(errno { try fs.removeXattr(b, name: "trusted.t") } == .noData)
         #expect(errno { try fs.setXattr(b, name: "bogus.x", value: []) } == .notSupported)
