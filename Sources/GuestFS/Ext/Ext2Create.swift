@@ -72,17 +72,14 @@ extension Ext2Filesystem {
             // The inode is chosen first, so its number is known without searching the parent.
             var child: ext2_ino_t = 0
             try check(ext2fs_new_inode(fs, dir, Int32(Ext2Inode.typeDirectory | 0o755), nil, &child), "new inode")
-            var rc = withCName(name) { ext2fs_mkdir(fs, dir, child, $0) }
-            if rc == EXT2_ET_DIR_NO_SPACE {
-                try check(ext2fs_expand_dir(fs, dir), "expand directory", inode: dir)
-                rc = withCName(name) { ext2fs_mkdir(fs, dir, child, $0) }
+            // Made without a name (ext2fs_mkdir would search the parent twice), then linked.
+            try check(ext2fs_mkdir(fs, dir, child, nil), "mkdir", inode: dir)
+            do {
+                try link(dir, name, child, fileType: Int32(DirEntry.typeDirectory), fs: fs)
+            } catch {
+                try? undoNewDirectory(child, parent: dir, fs: fs)
+                throw error
             }
-            guard rc == 0 else {
-                directoryCache.invalidate(dir)
-                try check(rc, "mkdir", inode: dir)
-                return child
-            }
-            added(dir, name, child, Int32(DirEntry.typeDirectory))
             let inodeSize = superblock.inodeSize
             try updateInode(child, fs: fs) { raw in
                 // A set-group-ID parent passes its group and the bit itself on to directories.
@@ -106,18 +103,13 @@ extension Ext2Filesystem {
             let parent = try checkNewName(dir, name, fs: fs)
             var child: ext2_ino_t = 0
             try check(ext2fs_new_inode(fs, dir, Int32(Ext2Inode.typeSymlink | 0o777), nil, &child), "new inode")
-            let run = { withCName(name) { n in withCName(target) { t in ext2fs_symlink(fs, dir, child, n, t) } } }
-            var rc = run()
-            if rc == EXT2_ET_DIR_NO_SPACE {
-                try check(ext2fs_expand_dir(fs, dir), "expand directory", inode: dir)
-                rc = run()
+            try check(withCName(target) { ext2fs_symlink(fs, dir, child, nil, $0) }, "symlink", inode: dir)
+            do {
+                try link(dir, name, child, fileType: Int32(DirEntry.typeSymlink), fs: fs)
+            } catch {
+                try? undoNewInode(child, fs: fs)
+                throw error
             }
-            guard rc == 0 else {
-                directoryCache.invalidate(dir)
-                try check(rc, "symlink", inode: dir)
-                return child
-            }
-            added(dir, name, child, Int32(DirEntry.typeSymlink))
             let inodeSize = superblock.inodeSize
             try updateInode(child, fs: fs) { raw in
                 raw.setOwner(uid: uid, gid: Self.inheritedGroup(parent, gid))
@@ -182,14 +174,25 @@ extension Ext2Filesystem {
 
     /// Looks a name up under the lock, through the directory cache.
     func lookupLocked(_ dir: UInt32, _ name: [UInt8], fs: ext2_filsys) throws -> DirEntry? {
-        if let cached = directoryCache.entries(of: dir) { return cached.byName[name] }
-        let list = try readDirectory(dir, fs: fs)
-        return directoryCache.insert(dir, list).byName[name]
+        try cachedDirectory(dir, fs: fs).byName[name]
     }
 
     /// ext2fs_link, growing the directory by a block when it is full; then the directory's
     /// mtime and ctime. Drops the directory's cache entry whatever happens.
     func link(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, fileType: Int32, fs: ext2_filsys) throws {
+        // Constant time when the last block has room, or after growing the directory by one.
+        var appended = try appendEntry(dir, name, child, fileType: fileType, fs: fs)
+        if appended == nil, try appendApplies(dir, fs: fs) {
+            let expand = ext2fs_expand_dir(fs, dir)
+            if expand != 0 { directoryCache.invalidate(dir) }
+            try check(expand, "expand directory", inode: dir)
+            appended = try appendEntry(dir, name, child, fileType: fileType, fs: fs)
+        }
+        if let block = appended {
+            added(dir, name, child, fileType, block: block)
+            try touchDirectory(dir, fs: fs)
+            return
+        }
         var rc = withCName(name) { ext2fs_link(fs, dir, $0, child, fileType) }
         if rc == EXT2_ET_DIR_NO_SPACE {
             let expand = ext2fs_expand_dir(fs, dir)
@@ -206,10 +209,29 @@ extension Ext2Filesystem {
         try touchDirectory(dir, fs: fs)
     }
 
+    /// Whether `appendEntry` can serve `dir` at all (a linear, block-based directory).
+    func appendApplies(_ dir: UInt32, fs: ext2_filsys) throws -> Bool {
+        let (raw, inode) = try readInode(dir, fs: fs)
+        return inode.isDirectory && !inode.hasInlineData && raw.i_flags & UInt32(EXT2_INDEX_FL) == 0 &&
+            inode.size > 0 && inode.size % UInt64(blockSize) == 0
+    }
+
     /// Records a new entry in the directory cache (see Ext2DirectoryCache.update).
-    func added(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, _ fileType: Int32) {
+    func added(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, _ fileType: Int32, block: UInt32? = nil) {
         let type = superblock.incompatFeatures & Ext2Superblock.incompatFileType != 0 ? UInt8(fileType) : DirEntry.typeUnknown
-        directoryCache.update(dir, name: name, entry: DirEntry(name: name, inode: child, fileType: type))
+        directoryCache.update(dir, name: name, entry: DirEntry(name: name, inode: child, fileType: type), block: block)
+    }
+
+    /// Frees an inode made by ext2fs_mkdir/ext2fs_symlink that could not be linked.
+    func undoNewInode(_ number: UInt32, fs: ext2_filsys) throws {
+        try updateInode(number, fs: fs) { $0.i_links_count = 0 }
+        try freeInode(number, fs: fs)
+    }
+
+    /// As `undoNewInode` for a directory, whose `..` had raised the parent's link count.
+    func undoNewDirectory(_ number: UInt32, parent: UInt32, fs: ext2_filsys) throws {
+        try updateInode(parent, fs: fs) { raw in if raw.i_links_count > 2 { raw.i_links_count -= 1 } }
+        try undoNewInode(number, fs: fs)
     }
 
     /// mtime and ctime of a directory whose entries changed.

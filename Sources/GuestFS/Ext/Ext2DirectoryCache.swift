@@ -11,6 +11,8 @@ final class Ext2DirectoryCache: Sendable {
         /// Names in listing order; after writers' changes it may hold names since removed or
         /// added twice, which `list` skips.
         var order: [[UInt8]]
+        /// The logical block of the directory each name is in, when known.
+        var blocks: [[UInt8]: UInt32] = [:]
         var list: [DirEntry] {
             if order.count == byName.count { return order.compactMap { byName[$0] } }
             var seen = Set<[UInt8]>()
@@ -40,11 +42,11 @@ final class Ext2DirectoryCache: Sendable {
     }
 
     @discardableResult
-    func insert(_ dir: UInt32, _ list: [DirEntry]) -> Index {
+    func insert(_ dir: UInt32, _ list: [DirEntry], blocks: [[UInt8]: UInt32]? = nil) -> Index {
         var byName: [[UInt8]: DirEntry] = [:]
         byName.reserveCapacity(list.count)
         for entry in list { byName[entry.name] = entry }
-        let index = Index(byName: byName, order: list.map(\.name))
+        let index = Index(byName: byName, order: list.map(\.name), blocks: blocks ?? [:])
         guard list.count <= maxEntries else { return index }
         state.withLock { s in
             if let old = s.indexes[dir] { s.total -= old.byName.count }
@@ -64,14 +66,16 @@ final class Ext2DirectoryCache: Sendable {
     /// Applies a change a writer just made to directory `dir` to its cached listing, if there
     /// is one, instead of dropping it (re-reading a 20 000-entry directory after each of
     /// 20 000 creates would be quadratic). `entry` nil removes `name`. New names go last.
-    func update(_ dir: UInt32, name: [UInt8], entry: DirEntry?) {
+    func update(_ dir: UInt32, name: [UInt8], entry: DirEntry?, block: UInt32? = nil) {
         state.withLock { s in
             guard s.indexes[dir] != nil else { return }
             let before = s.indexes[dir]!.byName.count
             if let entry {
                 if s.indexes[dir]!.byName.updateValue(entry, forKey: name) == nil { s.indexes[dir]!.order.append(name) }
+                if let block { s.indexes[dir]!.blocks[name] = block }
             } else {
                 s.indexes[dir]!.byName[name] = nil
+                s.indexes[dir]!.blocks[name] = nil
             }
             let index = s.indexes[dir]!
             s.total += index.byName.count - before

@@ -26,7 +26,13 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// `Ext2File`s (whose block maps were resolved at open) notice and map again.
     let dataVersions = Mutex<[UInt32: UInt64]>([:])
     /// Whether a user (the FUSE server) still holds an inode; see `setInodeInUse`.
-    let inodeInUse = Mutex<(@Sendable (UInt32) -> Bool)?>(nil)
+    /// Boxed: a closure kept in a generic container is re-wrapped in a reabstraction thunk each
+    /// time it passes through, and the chain of thunks grew with every call.
+    final class InUseCheck: Sendable {
+        let check: @Sendable (UInt32) -> Bool
+        init(_ check: @escaping @Sendable (UInt32) -> Bool) { self.check = check }
+    }
+    let inodeInUse = Mutex<InUseCheck?>(nil)
 
     // Guarded by `lock`: libext2fs's handle and the token our io_manager resolves.
     private let fs: ext2_filsys

@@ -44,7 +44,8 @@ extension Ext2Filesystem {
     /// Set by the FUSE server: whether the kernel still holds inode `number`. Called under the
     /// filesystem lock; must not call back into this filesystem.
     public func setInodeInUse(_ check: @escaping @Sendable (UInt32) -> Bool) {
-        inodeInUse.withLock { $0 = check }
+        let box = InUseCheck(check)
+        inodeInUse.withLock { $0 = box }
     }
 
     // MARK: Shared with rename
@@ -59,6 +60,13 @@ extension Ext2Filesystem {
 
     /// ext2fs_unlink of exactly this (name, inode) pair, then the directory's times.
     func removeName(_ dir: UInt32, _ name: [UInt8], _ child: UInt32, fs: ext2_filsys) throws {
+        // Straight to the block the entry is in when the cache knows it; else libext2fs searches.
+        if let block = directoryCache.entries(of: dir)?.blocks[name],
+           try removeEntry(dir, name, child, logical: block, fs: fs) {
+            directoryCache.update(dir, name: name, entry: nil)
+            try touchDirectory(dir, fs: fs)
+            return
+        }
         let rc = withCName(name) { ext2fs_unlink(fs, dir, $0, child, 0) }
         if rc == 0 { directoryCache.update(dir, name: name, entry: nil) } else { directoryCache.invalidate(dir) }
         try check(rc, "unlink", inode: dir)
@@ -95,7 +103,7 @@ extension Ext2Filesystem {
 
     private func releaseOrKeep(_ number: UInt32, fs: ext2_filsys) throws {
         let inUse = inodeInUse.withLock { $0 }
-        if let inUse, inUse(number) {
+        if let inUse, inUse.check(number) {
             writeState.orphans.insert(number)
         } else {
             try freeInode(number, fs: fs)

@@ -162,10 +162,12 @@ extension Ext2Filesystem {
         guard physical < superblock.blocksCount else {
             throw error(.ioError, "inode \(number)", "block \(physical) lies outside the filesystem")
         }
+        // Through libext2fs's channel (not the device directly), so its block cache stays right.
         var bytes = [UInt8](repeating: 0, count: blockSize)
-        let host = physical * UInt64(blockSize)
-        try bytes.withUnsafeMutableBytes { try device.read(into: $0, at: host) }
+        try check(bytes.withUnsafeMutableBytes { io_channel_read_blk64(fs.pointee.io, physical, 1, $0.baseAddress) },
+                  "read block", inode: number)
         for i in range { bytes[i] = 0 }
-        try bytes.withUnsafeBytes { try device.write($0, at: host) }
+        try check(bytes.withUnsafeBytes { io_channel_write_blk64(fs.pointee.io, physical, 1, $0.baseAddress) },
+                  "write block", inode: number)
     }
 }
