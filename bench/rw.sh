@@ -31,12 +31,12 @@ if [ ! -f "$template" ]; then
 fi
 tree=$work/tree
 if [ ! -d "$tree" ]; then
-  # 200 MB in 2600 files over 26 directories: a few large files, many small ones, like /usr.
+  # 200 MB in 2630 files over 26 directories: a few large files, many small ones, like /usr.
   python3 - "$tree" <<'PY'
 import os, sys, random
 random.seed(200)
 root = sys.argv[1]
-sizes = [1 << 20] * 100 + [1 << 16] * 1000 + [4096] * 1000 + [200] * 500
+sizes = [1 << 20] * 130 + [1 << 16] * 1000 + [4096] * 1000 + [200] * 500
 random.shuffle(sizes)
 for i, size in enumerate(sizes):
     d = os.path.join(root, f"dir{i % 26:02d}")
