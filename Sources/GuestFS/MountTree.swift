@@ -3,6 +3,7 @@ public struct GuestNode: Sendable, Hashable {
     /// Index into `MountTree.mounts`.
     public let mount: Int
     public let inode: UInt32
+    public init(mount: Int, inode: UInt32) { self.mount = mount; self.inode = inode }
 }
 
 /// Several filesystems arranged as the guest would see them: `/` from one device, `/boot`
@@ -125,6 +126,12 @@ public final class MountTree: Sendable {
         }
     }
 
+    /// Whether `name` in `dir` is a mountpoint (a mount covers it): such names cannot be
+    /// removed or renamed (EBUSY).
+    public func isMountpoint(_ dir: GuestNode, _ name: [UInt8]) -> Bool {
+        coverIndex[CoverKey(parent: dir, name: name)] != nil
+    }
+
     /// The parent of a mount's root directory, for `..`.
     public func parentOfMountRoot(_ mount: Int) -> GuestNode? { parentOfRoot[mount] }
 
@@ -162,7 +169,7 @@ public final class MountTree: Sendable {
         return stack.last ?? root
     }
 
-    static func components(_ path: String) -> [[UInt8]] {
+    public static func components(_ path: String) -> [[UInt8]] {
         path.split(separator: "/", omittingEmptySubsequences: true).map { Array($0.utf8) }
     }
 

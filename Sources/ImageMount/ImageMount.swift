@@ -20,7 +20,7 @@ struct ImageMount: ParsableCommand {
         version: ImageMountVersion.string,
         subcommands: [
             MountCommand.self, UnmountCommand.self,
-            CatCommand.self, LsCommand.self, CopyOutCommand.self, DfCommand.self, FilesystemsCommand.self,
+            CatCommand.self, LsCommand.self, CopyOutCommand.self, CopyInCommand.self, EditCommand.self, DfCommand.self, FilesystemsCommand.self,
             InspectCommand.self, InfoCommand.self,
         ],
         defaultSubcommand: MountCommand.self

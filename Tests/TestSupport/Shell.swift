@@ -7,6 +7,9 @@ public enum Shell {
         public let status: Int32
         public let stderr: String
         public var description: String { "`\(command)` exited \(status): \(stderr)" }
+        public init(command: String, status: Int32, stderr: String) {
+            self.command = command; self.status = status; self.stderr = stderr
+        }
     }
 
     public struct Output: Sendable {

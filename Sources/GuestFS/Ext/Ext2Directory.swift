@@ -29,22 +29,32 @@ extension Ext2Filesystem {
     /// already holds inline data" and must not be passed here.)
     public func directoryEntries(_ dir: UInt32) throws -> [DirEntry] {
         if let cached = directoryCache.entries(of: dir) { return cached.list }
-        let list = try withHandle { fs in try readDirectory(dir, fs: fs) }
-        directoryCache.insert(dir, list)
-        return list
+        return try withHandle { fs in try cachedDirectory(dir, fs: fs).list }
     }
 
     /// The inode `name` names in directory `dir`, or nil when there is no such entry.
     public func lookup(_ dir: UInt32, _ name: [UInt8]) throws -> DirEntry? {
         if let cached = directoryCache.entries(of: dir) { return cached.byName[name] }
-        let list = try withHandle { fs in try readDirectory(dir, fs: fs) }
-        let index = directoryCache.insert(dir, list)
-        return index.byName[name]
+        return try withHandle { fs in try cachedDirectory(dir, fs: fs).byName[name] }
+    }
+
+    /// The directory from the cache, or read and cached, under the lock: a listing read before
+    /// a writer's change must not be cached after it.
+    func cachedDirectory(_ dir: UInt32, fs: ext2_filsys) throws -> Ext2DirectoryCache.Index {
+        if let cached = directoryCache.entries(of: dir) { return cached }
+        let (list, blocks) = try readDirectoryWithBlocks(dir, fs: fs)
+        return directoryCache.insert(dir, list, blocks: blocks)
     }
 
     /// Reads a whole directory under the lock. Bounded: a directory whose entries would exceed
     /// `maxDirectoryEntries` is reported as damaged rather than filling memory.
     func readDirectory(_ dir: UInt32, fs: ext2_filsys) throws -> [DirEntry] {
+        try readDirectoryWithBlocks(dir, fs: fs).entries
+    }
+
+    /// Also returns, for a block-based directory, the logical block each name is in (writers
+    /// use it to remove an entry without searching; see Ext2Directory+Append.swift).
+    func readDirectoryWithBlocks(_ dir: UInt32, fs: ext2_filsys) throws -> (entries: [DirEntry], blocks: [[UInt8]: UInt32]?) {
         let (_, inode) = try readInode(dir, fs: fs)
         guard inode.isDirectory else {
             throw ImageError(path: device.displayName, structure: "inode \(dir)",
@@ -53,12 +63,18 @@ extension Ext2Filesystem {
         final class Collector {
             var entries: [DirEntry] = []
             var overflow = false
+            /// Logical block of the entry being visited: every block starts at offset 0, and
+            /// with DIRENT_FLAG_INCLUDE_EMPTY even a block of removed entries is visited.
+            var block = -1
+            var blocks: [[UInt8]: UInt32] = [:]
         }
         let collector = Collector()
+        let withBlocks = !inode.hasInlineData
         let rc = withExtendedLifetime(collector) {
-            ext2fs_dir_iterate2(fs, dir, 0, nil, { _, kind, dirent, _, _, _, priv in
+            ext2fs_dir_iterate2(fs, dir, withBlocks ? Int32(DIRENT_FLAG_INCLUDE_EMPTY) : 0, nil, { _, kind, dirent, offset, _, _, priv in
                 guard let dirent, let priv else { return DIRENT_ABORT }
                 let collector = Unmanaged<Collector>.fromOpaque(priv).takeUnretainedValue()
+                if offset == 0 { collector.block += 1 }
                 if kind == DIRENT_DOT_FILE || kind == DIRENT_DOT_DOT_FILE { return 0 }
                 let length = Int(ext2fs_dirent_name_len(dirent))
                 guard dirent.pointee.inode != 0, length > 0 else { return 0 }
@@ -73,6 +89,7 @@ extension Ext2Filesystem {
                 if name == [0x2E] || name == [0x2E, 0x2E] { return 0 }
                 collector.entries.append(DirEntry(name: name, inode: dirent.pointee.inode,
                                                   fileType: UInt8(ext2fs_dirent_file_type(dirent))))
+                collector.blocks[name] = UInt32(max(collector.block, 0))
                 return 0
             }, Unmanaged.passUnretained(collector).toOpaque())
         }
@@ -82,7 +99,7 @@ extension Ext2Filesystem {
                              reason: "more than \(Ext2Filesystem.maxDirectoryEntries) entries; directory looks damaged",
                              errno: .ioError)
         }
-        return collector.entries
+        return (collector.entries, withBlocks ? collector.blocks : nil)
     }
 
     /// A hard cap on entries in one directory: ext4's own limit with large_dir is far above any

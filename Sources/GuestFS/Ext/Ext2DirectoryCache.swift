@@ -7,8 +7,17 @@ import Synchronization
 /// first. Writers call `invalidate(_:)` for every directory they change.
 final class Ext2DirectoryCache: Sendable {
     struct Index: Sendable {
-        let list: [DirEntry]
-        let byName: [[UInt8]: DirEntry]
+        var byName: [[UInt8]: DirEntry]
+        /// Names in listing order; after writers' changes it may hold names since removed or
+        /// added twice, which `list` skips.
+        var order: [[UInt8]]
+        /// The logical block of the directory each name is in, when known.
+        var blocks: [[UInt8]: UInt32] = [:]
+        var list: [DirEntry] {
+            if order.count == byName.count { return order.compactMap { byName[$0] } }
+            var seen = Set<[UInt8]>()
+            return order.compactMap { name in seen.insert(name).inserted ? byName[name] : nil }
+        }
     }
 
     private struct State {
@@ -33,16 +42,16 @@ final class Ext2DirectoryCache: Sendable {
     }
 
     @discardableResult
-    func insert(_ dir: UInt32, _ list: [DirEntry]) -> Index {
+    func insert(_ dir: UInt32, _ list: [DirEntry], blocks: [[UInt8]: UInt32]? = nil) -> Index {
         var byName: [[UInt8]: DirEntry] = [:]
         byName.reserveCapacity(list.count)
         for entry in list { byName[entry.name] = entry }
-        let index = Index(list: list, byName: byName)
+        let index = Index(byName: byName, order: list.map(\.name), blocks: blocks ?? [:])
         guard list.count <= maxEntries else { return index }
         state.withLock { s in
-            if let old = s.indexes[dir] { s.total -= old.list.count }
+            if let old = s.indexes[dir] { s.total -= old.byName.count }
             while s.total + list.count > maxEntries, let victim = s.lastUse.min(by: { $0.value < $1.value })?.key {
-                s.total -= s.indexes[victim]?.list.count ?? 0
+                s.total -= s.indexes[victim]?.byName.count ?? 0
                 s.indexes[victim] = nil
                 s.lastUse[victim] = nil
             }
@@ -54,9 +63,32 @@ final class Ext2DirectoryCache: Sendable {
         return index
     }
 
+    /// Applies a change a writer just made to directory `dir` to its cached listing, if there
+    /// is one, instead of dropping it (re-reading a 20 000-entry directory after each of
+    /// 20 000 creates would be quadratic). `entry` nil removes `name`. New names go last.
+    func update(_ dir: UInt32, name: [UInt8], entry: DirEntry?, block: UInt32? = nil) {
+        state.withLock { s in
+            guard s.indexes[dir] != nil else { return }
+            let before = s.indexes[dir]!.byName.count
+            if let entry {
+                if s.indexes[dir]!.byName.updateValue(entry, forKey: name) == nil { s.indexes[dir]!.order.append(name) }
+                if let block { s.indexes[dir]!.blocks[name] = block }
+            } else {
+                s.indexes[dir]!.byName[name] = nil
+                s.indexes[dir]!.blocks[name] = nil
+            }
+            let index = s.indexes[dir]!
+            s.total += index.byName.count - before
+            // Keep the order list from growing without bound under create/remove churn.
+            if index.order.count > 2 * index.byName.count + 64 {
+                s.indexes[dir]!.order = index.list.map(\.name)
+            }
+        }
+    }
+
     func invalidate(_ dir: UInt32) {
         state.withLock { s in
-            if let old = s.indexes.removeValue(forKey: dir) { s.total -= old.list.count }
+            if let old = s.indexes.removeValue(forKey: dir) { s.total -= old.byName.count }
             s.lastUse[dir] = nil
         }
     }

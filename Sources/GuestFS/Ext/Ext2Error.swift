@@ -17,6 +17,18 @@ public struct Ext2Error: Error, CustomStringConvertible, Sendable {
     /// The errno a caller should see for this code.
     public var errno: Errno {
         if code > 0 && code < 4096 { return Errno(rawValue: Int32(code)) }
+        switch code {
+        case EXT2_ET_BLOCK_ALLOC_FAIL, EXT2_ET_INODE_ALLOC_FAIL, EXT2_ET_DIR_NO_SPACE, EXT2_ET_EA_NO_SPACE,
+             EXT2_ET_TOOSMALL, EXT2_ET_DIR_NO_SPACE_FOR_CSUM:
+            return .noSpace
+        case EXT2_ET_FILE_NOT_FOUND: return .noSuchFileOrDirectory
+        case EXT2_ET_DIR_EXISTS, EXT2_ET_FILE_EXISTS: return .fileExists
+        case EXT2_ET_RO_FILSYS: return .readOnlyFileSystem
+        case EXT2_ET_FILE_TOO_BIG: return .fileTooLarge
+        case EXT2_ET_NO_DIRECTORY: return .notDirectory
+        case EXT2_ET_EA_KEY_NOT_FOUND: return .noData
+        default: break
+        }
         switch message {
         case _ where message.contains("not found"): return .noSuchFileOrDirectory
         case _ where message.contains("read-only"): return .readOnlyFileSystem

@@ -1,4 +1,5 @@
 import CExt2fs
+import Synchronization
 
 /// A contiguous run of a file's logical blocks and where it lives.
 ///
@@ -19,26 +20,47 @@ public struct BlockRun: Sendable, Equatable {
 /// would exceed `maxMappedRuns` is not kept: such files are mapped per read instead.
 public final class Ext2File: Sendable {
     public let filesystem: Ext2Filesystem
-    public let inode: Ext2Inode
-    /// The data of an inline-data file (stored in the inode and its xattr).
-    let inline: [UInt8]?
-    /// Sorted by `logical`; nil when the file is mapped per read.
-    let runs: [BlockRun]?
+
+    /// What one mapping of the file found; replaced when a write changed the file since.
+    struct Mapping: Sendable {
+        let inode: Ext2Inode
+        /// The data of an inline-data file (stored in the inode and its xattr).
+        let inline: [UInt8]?
+        /// Sorted by `logical`; nil when the file is mapped per read.
+        let runs: [BlockRun]?
+        /// The filesystem's data version of the inode when this was mapped.
+        let version: UInt64
+    }
+    private let mapping: Mutex<Mapping>
 
     /// Past this many runs (about 24 MiB of map) a file is mapped per read.
     static let maxMappedRuns = 1 << 20
 
-    init(filesystem: Ext2Filesystem, inode: Ext2Inode, inline: [UInt8]?, runs: [BlockRun]?) {
+    init(filesystem: Ext2Filesystem, inode: Ext2Inode, inline: [UInt8]?, runs: [BlockRun]?, version: UInt64 = 0) {
         self.filesystem = filesystem
-        self.inode = inode
-        self.inline = inline
-        self.runs = runs
+        self.mapping = Mutex(Mapping(inode: inode, inline: inline, runs: runs, version: version))
     }
+
+    /// The current mapping: on a writable filesystem, mapped again when the file was written,
+    /// truncated or punched since (a read-only one never changes, and pays nothing for this).
+    func current() throws -> Mapping {
+        let m = mapping.withLock { $0 }
+        guard filesystem.isWritable, filesystem.dataVersion(m.inode.number) != m.version else { return m }
+        let fresh = try filesystem.openFile(m.inode.number).mapping.withLock { $0 }
+        mapping.withLock { $0 = fresh }
+        return fresh
+    }
+
+    public var inode: Ext2Inode { mapping.withLock { $0.inode } }
+    var inline: [UInt8]? { mapping.withLock { $0.inline } }
+    var runs: [BlockRun]? { mapping.withLock { $0.runs } }
 
     public var size: UInt64 { inode.size }
 
     /// Reads up to `buffer.count` bytes at `offset`; returns how many were read (short only at end of file).
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        let m = try current()
+        let inode = m.inode, inline = m.inline, runs = m.runs, size = inode.size
         guard offset < size, buffer.count > 0 else { return 0 }
         let length = Int(min(UInt64(buffer.count), size - offset))
         if let inline {
@@ -64,6 +86,8 @@ public final class Ext2File: Sendable {
     /// The byte ranges of the file that hold data (not holes, not unwritten extents), in order.
     /// `copy-out` uses them to keep holes; FUSE uses them for SEEK_DATA/SEEK_HOLE.
     public func dataRanges() throws -> [(offset: UInt64, length: UInt64)] {
+        let m = try current()
+        let inode = m.inode, inline = m.inline, runs = m.runs, size = inode.size
         if inline != nil { return size > 0 ? [(offset: UInt64(0), length: size)] : [] }
         let blockSize = UInt64(filesystem.blockSize)
         let lastBlock = size == 0 ? 0 : (size - 1) / blockSize
@@ -124,18 +148,21 @@ extension Ext2Filesystem {
     /// Opens inode `number` for reading its data: maps its blocks under the lock, once.
     public func openFile(_ number: UInt32) throws -> Ext2File {
         try withHandle { fs in
+            // Read before the inode: a write that lands in between makes the next read map again.
+            let version = isWritable ? dataVersion(number) : 0
             let (raw, inode) = try readInode(number, fs: fs)
             if inode.hasInlineData {
-                return Ext2File(filesystem: self, inode: inode, inline: try inlineData(raw, inode: inode, fs: fs), runs: nil)
+                return Ext2File(filesystem: self, inode: inode, inline: try inlineData(raw, inode: inode, fs: fs), runs: nil,
+                                version: version)
             }
             if inode.isSymlink && ext2fsIsFastSymlink(raw) {
                 let bytes = withUnsafeBytes(of: raw.i_block) { Array($0.prefix(Int(min(inode.size, 60)))) }
-                return Ext2File(filesystem: self, inode: inode, inline: bytes, runs: nil)
+                return Ext2File(filesystem: self, inode: inode, inline: bytes, runs: nil, version: version)
             }
             let lastBlock = inode.size == 0 ? 0 : (inode.size - 1) / UInt64(blockSize)
             let runs = try mapBlocksLocked(raw: raw, inode: inode, from: 0, through: lastBlock,
                                            limit: Ext2File.maxMappedRuns, fs: fs)
-            return Ext2File(filesystem: self, inode: inode, inline: nil, runs: runs)
+            return Ext2File(filesystem: self, inode: inode, inline: nil, runs: runs, version: version)
         }
     }
 

@@ -22,10 +22,24 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
     let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
 
+    /// Per-inode counters bumped by every change to a file's data or size, so that open
+    /// `Ext2File`s (whose block maps were resolved at open) notice and map again.
+    let dataVersions = Mutex<[UInt32: UInt64]>([:])
+    /// Whether a user (the FUSE server) still holds an inode; see `setInodeInUse`.
+    /// Boxed: a closure kept in a generic container is re-wrapped in a reabstraction thunk each
+    /// time it passes through, and the chain of thunks grew with every call.
+    final class InUseCheck: Sendable {
+        let check: @Sendable (UInt32) -> Bool
+        init(_ check: @escaping @Sendable (UInt32) -> Bool) { self.check = check }
+    }
+    let inodeInUse = Mutex<InUseCheck?>(nil)
+
     // Guarded by `lock`: libext2fs's handle and the token our io_manager resolves.
     private let fs: ext2_filsys
     private let lock = Mutex<Void>(())
     private var closed = false
+    /// Guarded by `lock`: what writing has set up and what it left to do at close.
+    var writeState = WriteState()
 
     /// The root directory's inode number (EXT2_ROOT_INO, ext4 disk layout "Special inodes").
     public static let rootInode: UInt32 = 2
@@ -75,9 +89,17 @@ public final class Ext2Filesystem: @unchecked Sendable {
     deinit { try? close() }
 
     /// Flushes (when writable) and closes the libext2fs handle. Later calls fail.
+    ///
+    /// Writable and changed: inodes unlinked while still in use are freed, the superblock is
+    /// marked clean again, and ext2fs_close2 writes bitmaps, group descriptors and superblocks
+    /// (with their checksums) before the device is flushed, so `e2fsck -fn` finds nothing to fix.
     public func close() throws {
         try lock.withLock { _ throws -> Void in
             guard !closed else { return }
+            if isWritable && writeState.prepared {
+                try freeOrphansLocked(fs)
+                try finishWritingLocked(fs)
+            }
             closed = true
             let rc = isWritable ? ext2fs_close2(fs, 0) : ext2fs_free_then_zero(fs)
             try ext2Check(rc, structure: "close", device: device)

@@ -14,9 +14,9 @@ public struct FilesystemUsage: Sendable, Equatable {
 }
 
 extension Ext2Filesystem {
-    /// The statfs figures of this filesystem.
+    /// The statfs figures of this filesystem; on a writable one, as they are now.
     public func usage() -> FilesystemUsage {
-        let sb = superblock
+        let sb = isWritable ? ((try? currentSuperblock()) ?? superblock) : superblock
         let overhead = sb.overheadClusters != 0 ? sb.overheadClusters : computedOverhead()
         let total = sb.blocksCount > overhead ? sb.blocksCount - overhead : 0
         // ext4_calculate_resv_clusters: 2% of the blocks, at most 4096, only with extents.

@@ -6,6 +6,7 @@ import CExt2fs
 public struct Xattr: Sendable, Equatable {
     public let name: String
     public let value: [UInt8]
+    public init(name: String, value: [UInt8]) { self.name = name; self.value = value }
 }
 
 extension Ext2Filesystem {

@@ -15,6 +15,8 @@ enum IOManagerBridge {
         let writable: Bool
         /// The last I/O error a callback swallowed; guarded by the filesystem lock of the caller.
         var lastError: ImageError?
+        /// Recently read metadata blocks (write-through); guarded by the filesystem lock too.
+        let cache = IOChannelCache(capacity: 1024)
         init(device: any BlockDevice, writable: Bool) { self.device = device; self.writable = writable }
     }
 
@@ -60,8 +62,10 @@ enum IOManagerBridge {
             guard let raw, let buffer else { return errcode_t(EINVAL) }
             let context = Unmanaged<ChannelContext>.fromOpaque(raw).takeUnretainedValue()
             let target = UnsafeMutableRawBufferPointer(start: buffer, count: Int(length))
+            if context.cache.read(at: offset, into: target) { return 0 }
             do {
                 try context.device.read(into: target, at: offset)
+                context.cache.store(at: offset, UnsafeRawBufferPointer(target))
                 return 0
             } catch {
                 context.lastError = ImageError.wrap(error)
@@ -74,10 +78,14 @@ enum IOManagerBridge {
             guard let raw, let buffer else { return errcode_t(EINVAL) }
             let context = Unmanaged<ChannelContext>.fromOpaque(raw).takeUnretainedValue()
             guard context.writable else { return errcode_t(EROFS) }
+            let source = UnsafeRawBufferPointer(start: buffer, count: Int(length))
             do {
-                try context.device.write(UnsafeRawBufferPointer(start: buffer, count: Int(length)), at: offset)
+                try context.device.write(source, at: offset)
+                context.cache.wrote(at: offset, source)
                 return 0
             } catch {
+                // What reached the device is unknown now: forget everything.
+                context.cache.removeAll()
                 context.lastError = ImageError.wrap(error)
                 return errcode_t(EIO)
             }

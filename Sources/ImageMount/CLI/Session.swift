@@ -22,6 +22,9 @@ struct Session {
             throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
         }
         let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
+        if writable, let readOnly = guest.drives.first(where: { !$0.device.isWritable }) {
+            throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing (qcow2 writing is not available in this build)")
+        }
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest
     }

@@ -11,8 +11,11 @@ struct MountCommand: ParsableCommand {
         abstract: "Mount the filesystems of a disk image on a host directory (like guestmount).",
         discussion: """
             Several -m options build one tree as the guest sees it: -m /dev/sda3 -m /dev/sda2:/boot \
-            shows the root filesystem with the second one at /boot. The mount is read-only, nosuid, \
-            nodev and uses default_permissions. By default the command returns once the mount is \
+            shows the root filesystem with the second one at /boot. The mount is read-only unless \
+            --rw is given; it is always nosuid and nodev and uses default_permissions. With --rw \
+            every change (create, mkdir, rename, write, truncate, chmod, chown, xattrs, ...) goes \
+            to the image; unmounting writes the filesystem's bitmaps and superblock and leaves it \
+            clean for e2fsck. By default the command returns once the mount is \
             ready, and its exit status says whether mounting worked; the server keeps running in \
             the background until `imagemount unmount MOUNTDIR` (or SIGTERM). A server that dies \
             leaves no mount behind. \
@@ -55,10 +58,12 @@ struct MountCommand: ParsableCommand {
     var mountdir: String
 
     func validate() throws {
-        if filesystems.readWrite {
-            throw ValidationError("--rw: writing to guest filesystems is not supported yet; mount read-only (--ro, the default)")
-        }
         _ = try serverOptions()
+    }
+
+    /// --rw, or -o rw.
+    var readWrite: Bool {
+        filesystems.readWrite || fuseOptions.contains { $0.split(separator: ",").contains("rw") }
     }
 
     func run() throws {
@@ -80,7 +85,7 @@ struct MountCommand: ParsableCommand {
     /// Opens the images, mounts, and serves until unmounted; `ready` runs once the kernel's
     /// INIT has been answered.
     func serve(on mountpoint: String, ready: @escaping @Sendable () -> Void) throws {
-        let session = try Session.open(image, filesystems)
+        let session = try Session.open(image, filesystems, writable: readWrite)
         try Self.checkSizes(session.tree)
         let pid = getpid()
         if let pidFile { PidFile.write(pid, to: pidFile) }
@@ -143,7 +148,7 @@ struct MountCommand: ParsableCommand {
     /// What the FUSE server is told: read-only, and `-o` split into ours (uid=, gid=) and libfuse's.
     func serverOptions() throws -> FuseServerOptions {
         var options = FuseServerOptions()
-        options.readOnly = true
+        options.readOnly = !readWrite
         options.autoUnmount = !noAutoUnmount
         options.fsname = image.images.first.map { "imagemount:" + $0.replacingCommas() } ?? "imagemount"
         for group in fuseOptions {
@@ -155,9 +160,9 @@ struct MountCommand: ParsableCommand {
                     guard let v = UInt32(option.dropFirst(4)) else { throw ValidationError("-o \(option): not a number") }
                     options.gid = v
                 } else if option == "ro" {
-                    continue
+                    if filesystems.readWrite { throw ValidationError("-o ro and --rw cannot be used together") }
                 } else if option == "rw" {
-                    throw ValidationError("-o rw: writing is not supported yet")
+                    if filesystems.readOnly { throw ValidationError("-o rw and --ro cannot be used together") }
                 } else {
                     options.mountOptions.append(option)
                 }

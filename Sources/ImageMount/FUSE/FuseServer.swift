@@ -49,6 +49,13 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         self.options = options
         self.inodes = InodeTable(root: tree.root)
         self.onReady = onReady
+        if !options.readOnly {
+            // An inode unlinked while the kernel still holds it stays allocated until forget.
+            let inodes = self.inodes
+            for (index, mount) in tree.mounts.enumerated() {
+                mount.filesystem.setInodeInUse { inodes.contains(GuestNode(mount: index, inode: $0)) }
+            }
+        }
     }
 
     /// Mounts on `mountpoint`, serves until unmounted or signalled (SIGTERM, SIGINT, SIGHUP),

@@ -34,13 +34,20 @@ extension FuseServer {
     }
 
     func forget(_ request: consuming Request, inode: UInt64, count: UInt64) {
-        inodes.forget(inode, count: count)
+        drop(inode, count: count)
         request.replyNone()
     }
 
     func forgetMany(_ request: consuming Request, _ items: UnsafeBufferPointer<fuse_forget_data>) {
-        for item in items { inodes.forget(item.ino, count: item.nlookup) }
+        for item in items { drop(item.ino, count: item.nlookup) }
         request.replyNone()
+    }
+
+    /// Lowers a lookup count; when the kernel no longer holds the inode, its filesystem may
+    /// free it (if it was unlinked meanwhile). Bookkeeping only on read-only mounts.
+    func drop(_ inode: UInt64, count: UInt64) {
+        guard let node = inodes.forget(inode, count: count), !options.readOnly else { return }
+        tree.filesystem(of: node).releaseInode(node.inode)
     }
 
     func opendir(_ request: consuming Request, inode: UInt64, info: fuse_file_info) {
@@ -137,7 +144,7 @@ enum DirectoryPacker {
             let room = UnsafeMutableRawBufferPointer(rebasing: buffer[used...])
             let needed = add(item.name + [0], e, index + 1, room)
             if needed > room.count {
-                if looked { server.inodes.forget(e.ino, count: 1) }
+                if looked { server.drop(e.ino, count: 1) }
                 break
             }
             used += needed

@@ -16,6 +16,7 @@ extension FuseServer {
             do { file = try tree.filesystem(of: node).openFile(node.inode) } catch { throw FuseError(wrapping: error) }
             if file.inode.isDirectory { throw FuseError(.isDirectory) }
             guard file.inode.isRegular else { throw FuseError(.permissionDenied) }
+            // O_TRUNC arrives as a setattr before the open (no FUSE_CAP_ATOMIC_O_TRUNC).
             var out = info
             out.fh = handles.insert(.file(file))
             // Data cannot change under a read-only mount: keep what the page cache holds.

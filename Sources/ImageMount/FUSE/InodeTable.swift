@@ -57,8 +57,11 @@ final class InodeTable: Sendable {
 
     /// Drops `count` kernel references to `id` (forget, forget_multi, or an entry that did not
     /// fit a readdirplus buffer), freeing the number at zero. The root is never freed.
-    func forget(_ id: UInt64, count: UInt64) {
-        state.withLock { s in
+    /// Returns the node when this freed it, so that its filesystem can release an inode
+    /// unlinked while the kernel still held it.
+    @discardableResult
+    func forget(_ id: UInt64, count: UInt64) -> GuestNode? {
+        state.withLock { s -> GuestNode? in
             guard var entry = s.byID[id] else {
                 preconditionFailure("forget of unknown FUSE inode \(id)")
             }
@@ -67,10 +70,16 @@ final class InodeTable: Sendable {
             if entry.lookups == 0 && id != Self.rootID {
                 s.byID[id] = nil
                 s.byNode[entry.node] = nil
-            } else {
-                s.byID[id] = entry
+                return entry.node
             }
+            s.byID[id] = entry
+            return nil
         }
+    }
+
+    /// Whether the kernel holds `node` (it has a FUSE inode number now).
+    func contains(_ node: GuestNode) -> Bool {
+        state.withLock { $0.byNode[node] != nil }
     }
 
     /// The lookup count of `id` (0 when unknown): for tests and debugging.

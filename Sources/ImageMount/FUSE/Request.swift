@@ -54,6 +54,21 @@ struct Request: ~Copyable {
         discard self
     }
 
+    /// Answers a create with the new entry and its open handle (fuse_reply_create).
+    consuming func reply(create entry: fuse_entry_param, open info: fuse_file_info) {
+        var e = entry, i = info
+        log("created ino \(entry.ino) fh \(info.fh)")
+        _ = fuse_reply_create(raw, &e, &i)
+        discard self
+    }
+
+    /// Answers a write with the number of bytes written (fuse_reply_write).
+    consuming func reply(written: Int) {
+        log("wrote \(written)")
+        _ = fuse_reply_write(raw, written)
+        discard self
+    }
+
     /// Answers with attributes (fuse_reply_attr).
     consuming func reply(attributes: stat, timeout: Double) {
         var copy = attributes

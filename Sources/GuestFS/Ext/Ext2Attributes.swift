@@ -1,0 +1,55 @@
+import CExt2fs
+import SystemPackage
+
+/// What a setattr changes; nil fields stay as they are (FUSE_SET_ATTR_* bits, utimensat's
+/// UTIME_OMIT).
+public struct AttributeChanges: Sendable {
+    public enum Time: Sendable, Equatable {
+        /// UTIME_NOW.
+        case now
+        case at(Timestamp)
+    }
+    /// Permission bits (the type bits of the inode never change).
+    public var mode: UInt16?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var size: UInt64?
+    public var accessTime: Time?
+    public var modificationTime: Time?
+    /// An explicit ctime (FUSE_SET_ATTR_CTIME); otherwise any change sets it to now.
+    public var changeTime: Timestamp?
+    public init(mode: UInt16? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
+                accessTime: Time? = nil, modificationTime: Time? = nil, changeTime: Timestamp? = nil) {
+        self.mode = mode; self.uid = uid; self.gid = gid; self.size = size
+        self.accessTime = accessTime; self.modificationTime = modificationTime; self.changeTime = changeTime
+    }
+}
+
+/// setattr: chmod, chown, truncate and utimens (fuse2fs's op_chmod, op_chown, op_truncate,
+/// op_utimens). Permission checks are the kernel's (default_permissions); this applies.
+extension Ext2Filesystem {
+    public func setAttributes(_ number: UInt32, _ changes: AttributeChanges) throws {
+        if let size = changes.size { try truncate(number, to: size) }
+        guard changes.mode != nil || changes.uid != nil || changes.gid != nil || changes.accessTime != nil ||
+              changes.modificationTime != nil || changes.changeTime != nil else { return }
+        try withWriteHandle { fs in
+            let inodeSize = superblock.inodeSize
+            try updateInode(number, fs: fs) { raw in
+                let now = Timestamp.now
+                if let mode = changes.mode { raw.i_mode = (raw.i_mode & Ext2Inode.typeMask) | (mode & 0o7777) }
+                raw.setOwner(uid: changes.uid, gid: changes.gid)
+                switch changes.accessTime {
+                case .now?: raw.setAccessTime(now, inodeSize: inodeSize)
+                case .at(let t)?: raw.setAccessTime(t, inodeSize: inodeSize)
+                case nil: break
+                }
+                switch changes.modificationTime {
+                case .now?: raw.setModificationTime(now, inodeSize: inodeSize)
+                case .at(let t)?: raw.setModificationTime(t, inodeSize: inodeSize)
+                case nil: break
+                }
+                raw.touchChange(inodeSize: inodeSize, now: changes.changeTime ?? now)
+            }
+        }
+    }
+}

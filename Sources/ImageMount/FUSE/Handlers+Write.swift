@@ -1,0 +1,70 @@
+import CFuse
+import GuestFS
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// write, fallocate, flush, fsync and fsyncdir.
+extension FuseServer {
+    /// Writes through libext2fs under the filesystem lock; open handles of the file map its
+    /// blocks again before their next read.
+    func write(_ request: consuming Request, inode: UInt64, data: UnsafeRawBufferPointer, offset: Int64, handle: UInt64) {
+        do throws(FuseError) {
+            let node = try writableNode(inode)
+            guard offset >= 0 else { throw FuseError(.invalidArgument) }
+            let n: Int
+            do { n = try tree.filesystem(of: node).write(node.inode, at: UInt64(offset), data) } catch { throw FuseError(wrapping: error) }
+            request.reply(written: n)
+        } catch {
+            request.reply(error)
+        }
+    }
+
+    /// Mode 0 and FALLOC_FL_KEEP_SIZE allocate; FALLOC_FL_PUNCH_HOLE|FALLOC_FL_KEEP_SIZE punches;
+    /// other modes (collapse, insert, zero range) are EOPNOTSUPP, as for fuse2fs.
+    func fallocate(_ request: consuming Request, inode: UInt64, mode: Int32, offset: Int64, length: Int64, handle: UInt64) {
+        do throws(FuseError) {
+            let node = try writableNode(inode)
+            guard offset >= 0, length > 0 else { throw FuseError(.invalidArgument) }
+            let fs = tree.filesystem(of: node)
+            do {
+                switch mode {
+                case 0, Self.fallocKeepSize:
+                    try fs.allocate(node.inode, at: UInt64(offset), length: UInt64(length), keepSize: mode == Self.fallocKeepSize)
+                case Self.fallocKeepSize | Self.fallocPunchHole:
+                    try fs.punchHole(node.inode, at: UInt64(offset), length: UInt64(length))
+                default:
+                    throw FuseError(.notSupported)
+                }
+            } catch {
+                throw FuseError(wrapping: error)
+            }
+            request.replyOK()
+        } catch {
+            request.reply(error)
+        }
+    }
+
+    /// FALLOC_FL_KEEP_SIZE and FALLOC_FL_PUNCH_HOLE (linux/falloc.h).
+    static let fallocKeepSize: Int32 = 1
+    static let fallocPunchHole: Int32 = 2
+
+    /// close(2) of one descriptor: data is already on the device (writes are not buffered
+    /// here), so there is nothing to do; durability is fsync's.
+    func flush(_ request: consuming Request, inode: UInt64, handle: UInt64) {
+        request.replyOK()
+    }
+
+    /// fsync and fsyncdir: the filesystem's metadata written out and the device flushed.
+    func fsync(_ request: consuming Request, inode: UInt64, handle: UInt64) {
+        do throws(FuseError) {
+            guard !options.readOnly else { request.replyOK(); return }
+            let node = try node(inode)
+            do { try tree.filesystem(of: node).sync() } catch { throw FuseError(wrapping: error) }
+            request.replyOK()
+        } catch {
+            request.reply(error)
+        }
+    }
+}

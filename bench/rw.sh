@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Times imagemount's writing against fuse2fs -o rw (e2fsprogs) on copies of the same image, in one run:
+#   edit -e 's/^old/new/' /etc/hostname   vs  fuse2fs mount + perl -pi -e 's/^old/new/' + unmount
+#   copy-in of a 200 MB tree               vs  fuse2fs mount + cp -a + unmount
+#   (and, for reference, imagemount --rw mount + cp -a + unmount: the FUSE path against fuse2fs's)
+# Every run starts from a fresh copy of the template and ends with the image closed (the
+# server has exited), so each time includes writing back bitmaps and the superblock.
+# Prints mean times and ratios (fuse2fs time / imagemount time: above 1 means imagemount is faster).
+#
+# The template is raw. TODO(qcow2 writing, issue 6): once a qcow2 opened writable reports
+# isWritable, set FORMAT=qcow2 to run imagemount on a qcow2 conversion of the template
+# (fuse2fs, which reads only raw, keeps the raw copy).
+# Usage: bench/rw.sh [workdir]   (needs hyperfine, fuse2fs, perl; SCRATCH=path to pick the build dir)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-$(mktemp -d /tmp/imagemount-bench-rw.XXXXXX)}
+mkdir -p "$work"
+trap '[ -z "${1:-}" ] && rm -rf "$work"' EXIT
+format=${FORMAT:-raw}
+
+swift build -c release --static-swift-stdlib ${SCRATCH:+--scratch-path "$SCRATCH"} --product imagemount >/dev/null
+bin=$(swift build -c release ${SCRATCH:+--scratch-path "$SCRATCH"} --show-bin-path)/imagemount
+
+template=$work/template.img
+if [ ! -f "$template" ]; then
+  root=$work/root
+  mkdir -p "$root/etc"
+  printf 'oldhost\n' > "$root/etc/hostname"
+  truncate -s 1G "$template"
+  mke2fs -F -q -t ext4 -d "$root" "$template"
+fi
+tree=$work/tree
+if [ ! -d "$tree" ]; then
+  # 200 MB in 2630 files over 26 directories: a few large files, many small ones, like /usr.
+  python3 - "$tree" <<'PY'
+import os, sys, random
+random.seed(200)
+root = sys.argv[1]
+sizes = [1 << 20] * 130 + [1 << 16] * 1000 + [4096] * 1000 + [200] * 500
+random.shuffle(sizes)
+for i, size in enumerate(sizes):
+    d = os.path.join(root, f"dir{i % 26:02d}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"file{i:04d}"), "wb") as fh:
+        fh.write(random.randbytes(size))
+PY
+fi
+tree_mb=$(du -sm --apparent-size "$tree" | cut -f1)
+files=$(find "$tree" -type f | wc -l)
+
+img=$work/img
+mnt=$work/mnt
+mkdir -p "$mnt"
+fresh="cp --sparse=always $template $img.raw"
+if [ "$format" = qcow2 ]; then
+  fresh="$fresh && qemu-img convert -O qcow2 $img.raw $img.qcow2"
+  ours=$img.qcow2
+else
+  ours=$img.raw
+fi
+
+# fuse2fs in the foreground, so that waiting for it means its last flush is done.
+cat > "$work/fuse2fs.sh" <<EOF
+#!/usr/bin/env bash
+set -e
+fuse2fs -f -o rw,fakeroot $img.raw $mnt >/dev/null 2>&1 &
+pid=\$!
+for _ in \$(seq 1 200); do mountpoint -q $mnt && break; sleep 0.01; done
+case "\$1" in
+  edit) perl -pi -e 's/^old/new/' $mnt/etc/hostname ;;
+  copy) cp -a $tree $mnt/ ;;
+esac
+fusermount -u $mnt
+wait \$pid
+EOF
+cat > "$work/mount.sh" <<EOF
+#!/usr/bin/env bash
+set -e
+$bin -a $ours --rw $mnt
+cp -a $tree $mnt/
+$bin unmount $mnt
+EOF
+chmod +x "$work/fuse2fs.sh" "$work/mount.sh"
+
+hf() { hyperfine --style none --export-json "$1" "${@:2}" >/dev/null 2>&1; }
+hf "$work/edit.json" --runs 20 \
+  --prepare "$fresh" "$bin edit -a $ours /etc/hostname -e 's/^old/new/'" \
+  --prepare "$fresh" "$work/fuse2fs.sh edit"
+hf "$work/copy.json" --runs 3 \
+  --prepare "$fresh" "$bin copy-in -a $ours $tree /" \
+  --prepare "$fresh" "$work/fuse2fs.sh copy" \
+  --prepare "$fresh" "$work/mount.sh"
+
+# The results must be real: the last copy (imagemount --rw mount) is checked by e2fsck.
+if [ "$format" = raw ]; then e2fsck -fn "$img.raw" >/dev/null; fi
+
+python3 - "$work" "$tree_mb" "$files" "$format" <<'PY'
+import json, sys
+work, mb, files, fmt = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+e = [r["mean"] for r in json.load(open(f"{work}/edit.json"))["results"]]
+c = [r["mean"] for r in json.load(open(f"{work}/copy.json"))["results"]]
+print(f"image: {fmt} (fuse2fs: raw)")
+print(f"{'task':40} {'imagemount':>12} {'fuse2fs':>12} {'ratio':>8}")
+print(f"{'edit -e s/^old/new/ /etc/hostname':40} {e[0]*1000:10.1f}ms {e[1]*1000:10.1f}ms {e[1]/e[0]:7.2f}x")
+print(f"{'copy-in ' + mb + ' MB, ' + files + ' files':40} {c[0]:11.2f}s {c[1]:11.2f}s {c[1]/c[0]:7.2f}x")
+print(f"{'--rw mount + cp -a (same tree)':40} {c[2]:11.2f}s {c[1]:11.2f}s {c[1]/c[2]:7.2f}x")
+print("ratio = fuse2fs time / imagemount time (above 1: imagemount is faster)")
+PY
