@@ -175,8 +175,9 @@ struct MountFailureTests {
         try expectFailure(["-a", truncated], mountdir: d.file("mnt"), message: "larger than")
     }
 
-    @Test func readWriteIsRefused() throws {
+    @Test func contradictoryReadWriteOptionsAreRefused() throws {
         let f = try MountFixture.get(), d = try emptyDirectory()
-        try expectFailure(["-a", f.rootImage, "--rw"], mountdir: d.file("mnt"), message: "not supported yet")
+        try expectFailure(["-a", f.rootImage, "--rw", "-o", "ro"], mountdir: d.file("mnt"), message: "cannot be used together")
+        try expectFailure(["-a", f.rootImage, "--ro", "-o", "rw"], mountdir: d.file("mnt"), message: "cannot be used together")
     }
 }
