@@ -47,11 +47,12 @@ extension Qcow2Refcount {
                 }
                 cluster += 1
             }
-            // Every cluster of the run needs a block; making one may use a cluster of the run.
+            // Every cluster of the run needs a block; making one may use a cluster of the run, so
+            // the search starts again (each block is made once, so this ends).
             var c = start
             while c < start + UInt64(count) {
                 if try block(forCluster: c) == nil {
-                    try createBlock(forFreeCluster: c, sink: sink)
+                    try ensureBlock(tableIndex: c / UInt64(blockEntries), sink: sink)
                     continue search
                 }
                 c = (c / UInt64(blockEntries) + 1) * UInt64(blockEntries)
@@ -108,33 +109,42 @@ extension Qcow2Refcount {
     func set(cluster: UInt64, to value: UInt64, sink: Qcow2MetadataSink) throws {
         if try block(forCluster: cluster) == nil {
             if value == 0 { return }
-            try ensureBlock(forUsedCluster: cluster, sink: sink)
+            try ensureBlock(tableIndex: cluster / UInt64(blockEntries), sink: sink)
         }
         let old = try refcount(ofCluster: cluster)
         if old == value { return }
         try add(value > old ? Int64(value - old) : -Int64(old - value), toClusters: cluster..<(cluster + 1))
     }
 
-    /// Makes a block for the range of `cluster`, which is in use (so the block goes elsewhere).
-    private func ensureBlock(forUsedCluster cluster: UInt64, sink: Qcow2MetadataSink) throws {
-        let tableIndex = cluster / UInt64(blockEntries)
-        let (_, entries) = try tableEntries()
-        if tableIndex >= UInt64(entries.count) {
-            try growTable(toCover: tableIndex, sink: sink)
-            return
+    /// Makes the refcount block of range `tableIndex` (QEMU's alloc_refcount_block). It goes into
+    /// the first free cluster: counting itself when that cluster is in its own range, else counted
+    /// by the block of the cluster's range (made durable before the table names the new block).
+    private func ensureBlock(tableIndex: UInt64, sink: Qcow2MetadataSink) throws {
+        let perBlock = UInt64(blockEntries)
+        while try block(forCluster: tableIndex * perBlock) == nil {
+            if tableIndex >= UInt64(try tableEntries().entries.count) {
+                try growTable(toCover: tableIndex, sink: sink)
+                continue
+            }
+            var x = table.withLock { $0.freeClusterHint }
+            while try refcount(ofCluster: x) != 0 { x += 1 }
+            let xHasBlock = try block(forCluster: x) != nil
+            if x / perBlock == tableIndex || !xHasBlock {
+                // Self-describing: the block of x's range, in x (maybe the one wanted).
+                try createBlock(forFreeCluster: x, sink: sink)
+                continue
+            }
+            try add(1, toClusters: x..<(x + 1))
+            try cache.flush(write: { offset, bytes in try sink.writeMetadata(bytes, at: offset, structure: .refcountBlock) },
+                            barrier: { try sink.barrier() })
+            try sink.barrier()
+            let zeros = [UInt8](repeating: 0, count: geometry.clusterSize)
+            let blockOffset = x << UInt64(geometry.clusterBits)
+            cache.drop(blockOffset)
+            try zeros.withUnsafeBytes { try sink.writeMetadata($0, at: blockOffset, structure: .refcountBlock) }
+            try sink.barrier()
+            try setTableEntry(Int(tableIndex), blockOffset, sink: sink)
         }
-        let x = try allocate(count: 1, sink: sink)
-        if try block(forCluster: cluster) != nil {
-            // Allocating x made the block (x fell into the same range): give x back.
-            try add(-1, toClusters: x..<(x + 1))
-            return
-        }
-        let zeros = [UInt8](repeating: 0, count: geometry.clusterSize)
-        let blockOffset = x << UInt64(geometry.clusterBits)
-        cache.drop(blockOffset)
-        try zeros.withUnsafeBytes { try sink.writeMetadata($0, at: blockOffset, structure: .refcountBlock) }
-        try sink.barrier()
-        try setTableEntry(Int(tableIndex), blockOffset, sink: sink)
     }
 
     /// A new block for the range of the free `cluster`, stored in that cluster and counting itself.
