@@ -254,7 +254,8 @@ extension ImageInfo {
             + String(repeating: " ", count: indent) + "}"
     }
 
-    static func quote(_ s: String) -> String {
+    /// A JSON string literal of `s`.
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
