@@ -73,9 +73,12 @@ import TestSupport
         let write = try Shell.run("qemu-io -f \(format) -c 'write 0 512' \(Shell.quote(path))")
         #expect(write.status != 0)
         #expect(write.stderr.contains("Failed to get \"write\" lock"), "\(write.stderr)")
-        let info = try Shell.run("qemu-img info \(Shell.quote(path))")
-        #expect(info.status != 0)
-        #expect(info.stderr.contains("Failed to get shared \"write\" lock"), "\(info.stderr)")
+        if format == "qcow2" {
+            // (qemu-img info reads a raw file without asking for consistent reads, so it may.)
+            let info = try Shell.run("qemu-img info \(Shell.quote(path))")
+            #expect(info.status != 0)
+            #expect(info.stderr.contains("Failed to get shared \"write\" lock"), "\(info.stderr)")
+        }
         #expect(try Shell.run("qemu-img info -U \(Shell.quote(path))").status == 0)
         try (device as? Qcow2Image)?.close()
     }

@@ -123,6 +123,7 @@ enum Qcow2Check {
                     continue
                 }
                 count(table, cs, "L2 table")
+                previousHost = nil     // as qemu-img check counts fragmentation: within one L2 table
                 if active { copiedChecks.append((table / cs, entry & Qcow2.copiedFlag != 0, "L2 table: l1_index=\(l1Index) l1_entry=\(hex(entry))")) }
                 let bytes = try image.file.readBytes(at: table, count: Int(cs))
                 try bytes.withUnsafeBytes { b in

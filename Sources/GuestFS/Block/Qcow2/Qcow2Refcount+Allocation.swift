@@ -35,6 +35,7 @@ extension Qcow2Refcount {
     func allocate(count: Int, sink: Qcow2MetadataSink) throws -> UInt64 {
         precondition(count > 0)
         var start = table.withLock { $0.freeClusterHint }
+        var blocksMade = 0
         search: while true {
             var run = 0
             var cluster = start
@@ -52,6 +53,13 @@ extension Qcow2Refcount {
             var c = start
             while c < start + UInt64(count) {
                 if try block(forCluster: c) == nil {
+                    // A run needs at most a few new blocks; many more means a bug: stop, not fill the disk.
+                    blocksMade += 1
+                    guard blocksMade <= 8 + count / blockEntries else {
+                        throw ImageError(offset: c << UInt64(geometry.clusterBits), structure: "refcount block",
+                                         reason: "cannot place \(count) clusters: refcount blocks keep splitting the free space",
+                                         errno: .noSpace)
+                    }
                     try ensureBlock(tableIndex: c / UInt64(blockEntries), sink: sink)
                     continue search
                 }

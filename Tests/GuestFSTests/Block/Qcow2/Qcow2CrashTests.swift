@@ -13,8 +13,7 @@ import TestSupport
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         let path = URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("qcow2-crash-writer").path
         guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw Shell.Failure(command: "locate qcow2-crash-writer", status: -1,
-                                stderr: "\(path) is missing: run swift build (it builds every executable target) first")
+            throw ImageError(path: path, reason: "missing: run swift build (it builds every executable target) first")
         }
         return path
     }
