@@ -25,13 +25,13 @@ import TestSupport
     /// flush every few writes.
     static func script(size: UInt64, cluster: Int, seed: UInt64) -> (lines: [String], writes: [Int: Write]) {
         var rng = SplitMix64(seed: seed)
-        let slot = UInt64(cluster * 3 + 1000)
+        let slot = max(4096, min(UInt64(cluster * 3 + 1000), size / 300))
         let slots = Int(size / slot)
         var order = Array(0..<slots)
         order.shuffle(using: &rng)
         var lines: [String] = []
         var writes: [Int: Write] = [:]
-        for s in order.prefix(min(slots, 150)) {
+        for s in order.prefix(min(slots, 300)) {
             let offset = UInt64(s) * slot + UInt64.random(in: 0..<(slot / 3), using: &rng)
             let length = Int.random(in: 1...Int(slot / 2), using: &rng)
             let zero = Int.random(in: 0..<4, using: &rng) == 0
@@ -91,7 +91,7 @@ import TestSupport
             let probe = try Qcow2Image(device: try RawImage(path: image, writable: false))
             let (lines, writes) = Self.script(size: probe.size, cluster: probe.metadata.geometry.clusterSize, seed: rng.next())
             let before = try probe.readBytes(at: 0, count: Int(probe.size))
-            let done = try Self.runAndKill(image, lines: lines, delay: Double.random(in: 0.02...0.6, using: &rng))
+            let done = try Self.runAndKill(image, lines: lines, delay: Double.random(in: 0.005...0.3, using: &rng))
             if done < lines.count - 1 { killedMidway += 1 }
 
             let check = try Shell.run("qemu-img check \(Shell.quote(image))")
@@ -119,7 +119,7 @@ import TestSupport
             let again = try ImageOpener.open(path: image, format: nil, writable: true)
             try (again as! Qcow2Image).close()
         }
-        #expect(killedMidway > 0, "\(name): the writer was never killed before it finished")
+        #expect(killedMidway >= rounds / 2, "\(name): the writer was killed before it finished in only \(killedMidway) of \(rounds) rounds")
     }
 
     @Test func plain() throws {
