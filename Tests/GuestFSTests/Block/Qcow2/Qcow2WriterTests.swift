@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Testing
 import TestSupport
@@ -158,6 +159,64 @@ import TestSupport
         }
         // Read-only still works.
         _ = try ImageOpener.open(path: path, format: nil, writable: false)
+    }
+
+    /// Writes from several threads at once (FUSE writes arrive in parallel), each in its own
+    /// quarter of the disk, with readers running alongside.
+    @Test func parallelWriters() throws {
+        let f = try Qcow2Fixtures.get()
+        let path = f.path("parallel-w.qcow2"), raw = path + ".raw"
+        try Shell.check("rm -f \(Shell.quote(path)) && qemu-img create -q -f qcow2 -o cluster_size=4096 \(Shell.quote(path)) 32M && truncate -s 32M \(Shell.quote(raw))")
+        defer { try? Shell.check("rm -f \(Shell.quote(path)) \(Shell.quote(raw))") }
+        let quarter = UInt64(32 << 20) / 4
+        let lists = (0..<4).map { t in
+            Self.randomOps(count: 300, size: quarter, cluster: 4096, subcluster: 4096, seed: 500 + UInt64(t))
+                .map { Op(offset: $0.offset + UInt64(t) * quarter, length: $0.length, seed: $0.seed) }
+        }
+        let failures = Locked<[String]>([])
+        do {
+        let image = try ImageOpener.open(path: path, format: nil, writable: true)
+        DispatchQueue.concurrentPerform(iterations: 6) { t in
+            do {
+                if t < 4 { try Self.apply(lists[t], to: image, flushEvery: 50) } else {
+                    for i in 0..<300 { _ = try image.readBytes(at: UInt64(i * 100_003) % (image.size - 70_000), count: 70_000) }
+                }
+            } catch { failures.withValue { $0.append("\(error)") } }
+        }
+        #expect(failures.value.isEmpty, "\(failures.value)")
+        try (image as! Qcow2Image).close()
+        }
+        let model = try RawImage(path: raw, writable: true)
+        for list in lists { try Self.apply(list, to: model) }
+        #expect(try Shell.run("qemu-img compare -f qcow2 -F raw \(Shell.quote(path)) \(Shell.quote(raw))").status == 0)
+        #expect(try Shell.run("qemu-img check \(Shell.quote(path))").status == 0)
+    }
+
+    /// An image left dirty with a refcount that is too low and a leaked cluster gets its
+    /// refcounts rebuilt when opened for writing, as `qemu-img check -r all` would.
+    @Test func dirtyImageIsRepairedBeforeWriting() throws {
+        let f = try Qcow2Fixtures.get()
+        let path = f.path("dirty-w.qcow2")
+        try Shell.check("rm -f \(Shell.quote(path)) && qemu-img create -q -f qcow2 \(Shell.quote(path)) 16M && qemu-io -f qcow2 -c 'write -P 0x42 1M 128k' \(Shell.quote(path)) >/dev/null")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let file = try RawImage(path: path, writable: true)
+            let table = UInt64(bigEndian: try file.readBytes(at: 48, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let block = UInt64(bigEndian: try file.readBytes(at: table, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let mapped = try Qcow2Image(device: try RawImage(path: path, writable: false)).mapping(guestOffset: 1 << 20, length: 1)
+            guard case .data(let host) = mapped.kind else { Issue.record("1 MiB is not allocated: \(mapped)"); return }
+            try file.writeBytes([0, 0], at: block + (host >> 16) * 2)               // 0 for a cluster in use
+            try file.writeBytes([0, 0, 0, 0, 0, 0, 0, 1], at: 72)                  // dirty
+        }
+        #expect(try Shell.run("qemu-img check \(Shell.quote(path))").status == 2)
+        do {
+            let image = try ImageOpener.open(path: path, format: nil, writable: true)
+            try image.writeBytes([1, 2, 3], at: 5 << 20)
+            try (image as! Qcow2Image).close()
+        }
+        let check = try Shell.run("qemu-img check \(Shell.quote(path))")
+        #expect(check.status == 0, "\(check.text) \(check.stderr)")
+        #expect(try Shell.check("qemu-io -f qcow2 -c 'read -P 0x42 1M 128k' \(Shell.quote(path))").contains("read 131072/131072"))
     }
 
     /// Lazy refcounts: dirty while open, clean after close; a dirty image gets its refcounts
