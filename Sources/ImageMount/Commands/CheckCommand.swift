@@ -64,10 +64,9 @@ struct CheckCommand: ParsableCommand {
             if r.checkErrors > 0 { out += "\n\(r.checkErrors) internal errors have occurred during the check.\n" }
         }
         if r.totalClusters > 0 && r.allocatedClusters > 0 {
+            // As qemu-img: %0.2f of a double (3.125 prints as 3.12).
             func pct(_ n: UInt64, _ d: UInt64) -> String {
-                let hundredths = d == 0 ? 0 : (n * 10000 + d / 2) / d
-                let frac = hundredths % 100
-                return "\(hundredths / 100).\(frac < 10 ? "0" : "")\(frac)%"
+                ImageInfo.cFormat("%0.2f", d == 0 ? 0 : Double(n) * 100 / Double(d)) + "%"
             }
             out += "\(r.allocatedClusters)/\(r.totalClusters) = \(pct(r.allocatedClusters, r.totalClusters)) allocated, "
                 + "\(pct(r.fragmentedClusters, r.allocatedClusters)) fragmented, \(pct(r.compressedClusters, r.allocatedClusters)) compressed clusters\n"

@@ -13,7 +13,7 @@ public struct Qcow2CheckResult: Sendable {
     public var allocatedClusters: UInt64 = 0
     public var fragmentedClusters: UInt64 = 0
     public var compressedClusters: UInt64 = 0
-    /// End of the last referenced cluster.
+    /// End of the last cluster that is referenced or has a refcount (as qemu-img check reports it).
     public var imageEndOffset: UInt64 = 0
     /// One line per problem, as qemu-img check prints them ("ERROR cluster 5 refcount=0 reference=1").
     public var messages: [String] = []
@@ -171,7 +171,7 @@ enum Qcow2Check {
                     continue
                 }
                 let counted = UInt64(refs[Int(c)])
-                if counted > 0 { result.imageEndOffset = (c + 1) * cs }
+                if counted > 0 || stored > 0 { result.imageEndOffset = (c + 1) * cs }
                 if stored != counted { out.append((c, stored, counted)) }
             }
             return out
