@@ -122,7 +122,8 @@ final class Qcow2TableCache: Sendable {
         state.withLock { $0.dependency = other }
     }
 
-    /// Declares that the file must be flushed before this cache writes anything back.
+    /// Declares that the file must be flushed before this cache writes anything back (QEMU's
+    /// qcow2_cache_depends_on_flush): set when guest data was written that new entries point at.
     func setDependsOnFlush() {
         state.withLock { $0.dependsOnFlush = true }
     }

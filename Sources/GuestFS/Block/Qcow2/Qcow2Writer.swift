@@ -289,6 +289,7 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
         try checkOverlap(host, bytes.count, .data)
         try file.writeExtending(bytes, at: host)
         s.unsyncedData = true
+        map.cache.setDependsOnFlush()
     }
 
     /// The L2 table for `guest`, made ours: allocated when missing, copied when shared with a
@@ -346,11 +347,13 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
         let hadWork = s.unsyncedData || map.cache.dirtyCount > 0 || refcounts.cache.dirtyCount > 0
             || !s.dirtyL1.isEmpty || !s.pendingFrees.isEmpty
         if !hadWork { return }
-        try barrier()
-        s.unsyncedData = false
+        // The L2 cache declares both orderings: its refcount blocks first (with a barrier after
+        // them), and a barrier before its own write-back when data was written meanwhile.
+        try map.cache.flush(write: writeL2, barrier: barrier)
+        // Refcount blocks with no L2 slice waiting (in-place writes, new tables), and the data.
         try refcounts.cache.flush(write: writeBlock, barrier: barrier)
         try barrier()
-        try map.cache.flush(write: writeL2, barrier: barrier)
+        s.unsyncedData = false
         if !s.dirtyL1.isEmpty {
             try barrier()
             for index in s.dirtyL1.sorted() {
