@@ -56,6 +56,13 @@ let package = Package(
             path: "Sources/Qcow2Bench"
         ),
 
+        // Test tool for the qcow2 crash tests: applies a script of writes, killed at random points.
+        .executableTarget(
+            name: "qcow2-crash-writer",
+            dependencies: ["GuestFS", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/Qcow2CrashWriter"
+        ),
+
         .target(name: "TestSupport", dependencies: ["GuestFS", "SystemCrypto"], path: "Tests/TestSupport"),
         .testTarget(name: "GuestFSTests", dependencies: ["GuestFS", "TestSupport"]),
         .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFS", "TestSupport"]),

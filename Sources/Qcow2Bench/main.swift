@@ -3,6 +3,9 @@
 //
 // usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES] [--key-file FILE]
 // (--key-file: the passphrase of an encrypted image, for bench/luks-read.sh)
+//        qcow2-bench --write-from SOURCE IMAGE [--chunk BYTES]
+// The second form copies SOURCE (read as raw) into the existing qcow2 IMAGE with sequential
+// writes of --chunk bytes (1 MiB by default), then flushes and closes: bench/qcow2-write.sh.
 import GuestFS
 import SystemPackage
 #if canImport(Glibc)
@@ -12,6 +15,7 @@ import Glibc
 var arguments = Array(CommandLine.arguments.dropFirst())
 var snapshot: String?
 var chunk = 4 << 20
+var writeSource: String?
 var path: String?
 var keyFile: String?
 while !arguments.isEmpty {
@@ -20,6 +24,9 @@ while !arguments.isEmpty {
     case "--snapshot": snapshot = arguments.isEmpty ? nil : arguments.removeFirst()
     case "--chunk": chunk = arguments.isEmpty ? chunk : Int(arguments.removeFirst()) ?? chunk
     case "--key-file": keyFile = arguments.isEmpty ? nil : arguments.removeFirst()
+    case "--write-from":
+        writeSource = arguments.isEmpty ? nil : arguments.removeFirst()
+        if chunk == 4 << 20 { chunk = 1 << 20 }
     default: path = a
     }
 }
@@ -32,6 +39,32 @@ func now() -> Double {
     var t = timespec()
     clock_gettime(CLOCK_MONOTONIC, &t)
     return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
+if let writeSource {
+    do {
+        let start = now()
+        let source = try ImageOpener.open(path: writeSource, format: .raw, writable: false)
+        let device = try ImageOpener.open(path: path, format: .qcow2, writable: true)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buffer.deallocate() }
+        var offset: UInt64 = 0
+        let end = min(source.size, device.size)
+        while offset < end {
+            let n = Int(min(UInt64(chunk), end - offset))
+            let part = UnsafeMutableRawBufferPointer(rebasing: buffer[..<n])
+            try source.read(into: part, at: offset)
+            try device.write(UnsafeRawBufferPointer(part), at: offset)
+            offset += UInt64(n)
+        }
+        try (device as? Qcow2Image)?.close()
+        let seconds = now() - start
+        print("wrote \(offset) bytes in \(String(Int(seconds * 1000))) ms (\(Int(Double(offset) / seconds / 1_048_576)) MiB/s)")
+    } catch {
+        _ = try? FileDescriptor.standardError.writeAll("qcow2-bench: \(error)\n".utf8)
+        exit(1)
+    }
+    exit(0)
 }
 
 do {

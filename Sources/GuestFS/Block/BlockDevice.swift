@@ -16,6 +16,8 @@ public protocol BlockDevice: AnyObject, Sendable {
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws
     /// Makes earlier writes durable.
     func flush() throws
+    /// Writes `length` zero bytes at `offset`; qcow2 stores them as zero clusters where it can.
+    func writeZeros(at offset: UInt64, length: Int) throws
 }
 
 extension BlockDevice {
@@ -39,6 +41,18 @@ extension BlockDevice {
     /// Writes an array of bytes at `offset`.
     public func writeBytes(_ bytes: [UInt8], at offset: UInt64) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    /// Zeros written as data, a chunk at a time (devices that can do better implement it).
+    public func writeZeros(at offset: UInt64, length: Int) throws {
+        try checkRange(offset: offset, length: length, structure: "write")
+        let chunk = [UInt8](repeating: 0, count: min(length, 1 << 20))
+        var done = 0
+        while done < length {
+            let n = min(chunk.count, length - done)
+            try chunk.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[..<n]), at: offset + UInt64(done)) }
+            done += n
+        }
     }
 
     /// The error a read-only device gives to a write.

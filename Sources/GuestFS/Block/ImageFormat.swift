@@ -16,8 +16,8 @@ public enum ImageFormat: String, CaseIterable, Sendable {
 /// Opens image files as block devices, probing or forcing their format.
 public enum ImageOpener {
     /// Opens `path` as `format`, or as the probed format when `format` is nil.
-    /// Backing files of a qcow2 image are opened read-only whatever `writable` says, and qcow2
-    /// images themselves are read-only until the writer lands.
+    /// Backing files of a qcow2 image are opened read-only whatever `writable` says. Every file
+    /// opened takes QEMU's lock bytes (`ImageLock`): a writable open fails while QEMU writes.
     public static func open(path: String, format: ImageFormat?, writable: Bool) throws -> any BlockDevice {
         try open(path: path, options: ImageOpenOptions(format: format, writable: writable))
     }

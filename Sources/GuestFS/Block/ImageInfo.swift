@@ -193,7 +193,8 @@ extension ImageInfo {
         return "\(two(ms / 3_600_000)):\(two(ms / 60_000 % 60)):\(two(ms / 1000 % 60))." + (millis < 10 ? "00" : millis < 100 ? "0" : "") + "\(millis)"
     }
 
-    private static func cFormat(_ format: String, _ value: Double) -> String {
+    /// `value` formatted by C's printf (`"%0.2f"`), for output that must match QEMU's to the digit.
+    public static func cFormat(_ format: String, _ value: Double) -> String {
         var buffer = [CChar](repeating: 0, count: 64)
         _ = withVaList([value]) { vsnprintf(&buffer, buffer.count, format, $0) }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -254,7 +255,8 @@ extension ImageInfo {
             + String(repeating: " ", count: indent) + "}"
     }
 
-    static func quote(_ s: String) -> String {
+    /// A JSON string literal of `s`.
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

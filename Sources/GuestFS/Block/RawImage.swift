@@ -1,3 +1,4 @@
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -10,7 +11,9 @@ import Glibc
 /// block device's size comes from BLKGETSIZE64.
 public final class RawImage: BlockDevice {
     public let path: String
-    public let size: UInt64
+    /// The size in bytes; it grows only through `writeExtending` (qcow2 files appending clusters).
+    public var size: UInt64 { currentSize.load(ordering: .acquiring) }
+    private let currentSize: Atomic<UInt64>
     public let isWritable: Bool
     public var displayName: String { path }
     let fd: FileDescriptor
@@ -23,6 +26,7 @@ public final class RawImage: BlockDevice {
         } catch let e as Errno {
             throw ImageError(path: path, reason: "cannot open: \(e.description)", errno: e)
         }
+        var size: UInt64 = 0
         do {
             let st = try Syscall.fileStatus(fd)
             switch st.st_mode & S_IFMT {
@@ -35,7 +39,15 @@ public final class RawImage: BlockDevice {
             try? fd.close()
             throw ImageError.wrap(error, path: path)
         }
+        currentSize = Atomic(size)
         isWritable = writable
+    }
+
+    /// Takes QEMU's lock bytes for this descriptor (see `ImageLock`): a writer's when the file is
+    /// open for writing, else a reader's. Returns a warning for a reader when someone writes.
+    @discardableResult
+    public func lockLikeQEMU() throws -> String? {
+        try ImageLock.acquire(fd, path: path, writable: isWritable)
     }
 
     deinit { try? fd.close() }
@@ -79,6 +91,23 @@ public final class RawImage: BlockDevice {
             _ = try fd.writeAll(toAbsoluteOffset: Int64(offset), buffer)
         } catch let e as Errno {
             throw ImageError(path: path, offset: offset, structure: "write", reason: e.description, errno: e)
+        }
+    }
+
+    /// Writes that may run past the end of the file and grow it (a qcow2 file appending clusters).
+    func writeExtending(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        guard isWritable else { throw readOnlyError(offset: offset) }
+        do {
+            _ = try fd.writeAll(toAbsoluteOffset: Int64(offset), buffer)
+        } catch let e as Errno {
+            throw ImageError(path: path, offset: offset, structure: "write", reason: e.description, errno: e)
+        }
+        let end = offset + UInt64(buffer.count)
+        var current = currentSize.load(ordering: .acquiring)
+        while end > current {
+            let (exchanged, original) = currentSize.compareExchange(expected: current, desired: end, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            current = original
         }
     }
 

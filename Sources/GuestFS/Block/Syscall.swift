@@ -39,19 +39,33 @@ public enum Syscall {
         _ = try valueOrErrno { fdatasync(fd.rawValue) }.get()
     }
 
-    /// `fcntl(F_OFD_SETLK)` on a byte range. Returns false when another holder conflicts.
-    static func ofdLock(_ fd: FileDescriptor, exclusive: Bool, start: Int64, length: Int64) throws(Errno) -> Bool {
+    /// `fcntl(F_OFD_SETLK)` on one byte: takes a shared (`F_RDLCK`) lock, as QEMU's qemu_lock_fd
+    /// does, or releases it (`F_UNLCK`). Returns false when another holder conflicts.
+    static func ofdLockByte(_ fd: FileDescriptor, _ byte: Int64, unlock: Bool = false) throws(Errno) -> Bool {
         var lock = flock()
-        lock.l_type = Int16(exclusive ? F_WRLCK : F_RDLCK)
+        lock.l_type = Int16(unlock ? F_UNLCK : F_RDLCK)
         lock.l_whence = Int16(SEEK_SET)
-        lock.l_start = .init(start)
-        lock.l_len = .init(length)
+        lock.l_start = .init(byte)
+        lock.l_len = 1
         // F_OFD_SETLK = 37 on Linux (include/uapi/asm-generic/fcntl.h).
-        let result = valueOrErrno { fcntl(fd.rawValue, 37, &lock) }
-        switch result {
+        switch valueOrErrno({ fcntl(fd.rawValue, 37, &lock) }) {
         case .success: return true
         case .failure(let e) where e == .resourceTemporarilyUnavailable || e == .permissionDenied: return false
         case .failure(let e): throw e
         }
+    }
+
+    /// `fcntl(F_OFD_GETLK)` on one byte with an exclusive (`F_WRLCK`) probe, as QEMU's
+    /// qemu_lock_fd_test does: true when another open file description holds any lock on it.
+    /// Locks held through `fd` itself never conflict.
+    static func ofdByteIsLockedByOthers(_ fd: FileDescriptor, _ byte: Int64) throws(Errno) -> Bool {
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        lock.l_start = .init(byte)
+        lock.l_len = 1
+        // F_OFD_GETLK = 36 on Linux (include/uapi/asm-generic/fcntl.h).
+        _ = try valueOrErrno { fcntl(fd.rawValue, 36, &lock) }.get()
+        return lock.l_type != Int16(F_UNLCK)
     }
 }

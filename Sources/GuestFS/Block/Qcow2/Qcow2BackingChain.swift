@@ -7,7 +7,7 @@ import Glibc
 public struct ImageOpenOptions: Sendable {
     /// Forced format, or nil to probe.
     public var format: ImageFormat?
-    /// Open for writing (raw only for now; qcow2 opens read-only). Backing files are always read-only.
+    /// Open for writing. Backing files are always read-only, and so is a snapshot.
     public var writable: Bool
     /// Internal snapshot to show, by ID or name (qcow2 only); the device is then read-only.
     public var snapshot: String?
@@ -15,7 +15,7 @@ public struct ImageOpenOptions: Sendable {
     public var l2CacheBytes: Int
     /// Default L2 cache budget: 4 MiB maps 32 GiB of guest with 64 KiB clusters.
     public static let defaultL2CacheBytes = 4 << 20
-    /// Where the first corruption report of each image goes; nil for standard error.
+    /// Where the first corruption report of each image goes, and lock warnings; nil for standard error.
     public var corruptionLog: (@Sendable (String) -> Void)?
     /// Passphrases for encrypted qcow2 images (LUKS or legacy AES); nil when none were given.
     public var keys: KeyStore?
@@ -95,19 +95,27 @@ extension ImageOpener {
         } else {
             format = ImageFormat.probe(header: try file.readBytes(at: 0, count: Int(min(file.size, 512))))
         }
+        let writable = options.writable && options.snapshot == nil
+        if format == .raw, options.snapshot != nil {
+            throw ImageError(path: path, structure: "snapshot", reason: "raw images have no snapshots", errno: .invalidArgument)
+        }
+        // Locks go on the descriptor that stays open: the probe's, or the one reopened for writing.
+        let opened = writable ? try RawImage(path: path, writable: true) : file
+        if let warning = try opened.lockLikeQEMU() {
+            if let log = options.corruptionLog { log(warning) } else { _ = try? FileDescriptor.standardError.writeAll(warning.utf8) }
+        }
         switch format {
         case .raw:
-            if options.snapshot != nil {
-                throw ImageError(path: path, structure: "snapshot", reason: "raw images have no snapshots", errno: .invalidArgument)
-            }
-            return options.writable ? try RawImage(path: path, writable: true) : file
+            return opened
         case .qcow2:
             var walk = chain
             var backingOptions = options
             backingOptions.writable = false
             backingOptions.snapshot = nil
             backingOptions.keyIDs = []
-            return try Qcow2Image(file: file, options: options) { backingPath, backingFormat in
+            var qcow2Options = options
+            qcow2Options.writable = writable
+            return try Qcow2Image(file: opened, options: qcow2Options) { backingPath, backingFormat in
                 backingOptions.format = backingFormat
                 return try open(path: backingPath, options: backingOptions, chain: &walk)
             }

@@ -17,6 +17,8 @@ public struct Qcow2Extent: Sendable, Equatable {
     public var length: Int
 }
 
+import Synchronization
+
 /// Guest offset → host location, through the L1 table and cached L2 slices
 /// (qcow2 spec, "Cluster mapping" and "Extended L2 Entries").
 ///
@@ -28,9 +30,11 @@ final class Qcow2ClusterMap: Sendable {
     static let l2SliceBytes = 4096
 
     let geometry: Qcow2Geometry
-    let l1: [UInt64]
-    /// Size of the image file, which bounds every table offset.
-    let fileSize: UInt64
+    /// The L1 table in host byte order; the writer changes entries (`setL1Entry`).
+    private let l1Table: Mutex<[UInt64]>
+    /// Size of the image file now, which bounds every table offset (it grows as the writer appends).
+    var fileSize: UInt64 { currentFileSize() }
+    private let currentFileSize: @Sendable () -> UInt64
     /// Whether guest data lives in an external data file (changes what "allocated" means).
     let externalData: Bool
     let cache: Qcow2TableCache
@@ -41,17 +45,42 @@ final class Qcow2ClusterMap: Sendable {
     /// - Parameters:
     ///   - l1: the L1 table in host byte order, already bounds-checked by the caller.
     ///   - readMetadata: reads bytes of the image file (L2 slices come from here).
-    init(geometry: Qcow2Geometry, l1: [UInt64], fileSize: UInt64, externalData: Bool, l2CacheBytes: Int,
-         corruption: Qcow2CorruptionReporter,
+    init(geometry: Qcow2Geometry, l1: [UInt64], fileSize: @escaping @Sendable () -> UInt64, externalData: Bool,
+         l2CacheBytes: Int, corruption: Qcow2CorruptionReporter,
          readMetadata: @escaping @Sendable (UInt64, UnsafeMutableRawBufferPointer) throws -> Void) {
         self.geometry = geometry
-        self.l1 = l1
-        self.fileSize = fileSize
+        self.l1Table = Mutex(l1)
+        self.currentFileSize = fileSize
         self.externalData = externalData
         self.corruption = corruption
         let sliceBytes = min(geometry.clusterSize, Self.l2SliceBytes)
         self.sliceEntries = sliceBytes / geometry.l2EntryBytes
         self.cache = Qcow2TableCache(entryBytes: sliceBytes, capacityBytes: l2CacheBytes, loader: readMetadata)
+    }
+
+    /// A copy of the L1 table.
+    var l1: [UInt64] { l1Table.withLock { $0 } }
+    /// Entries in the L1 table.
+    var l1Count: Int { l1Table.withLock { $0.count } }
+    /// L1 entry `index`, or 0 (unallocated) past the table's end.
+    func l1Entry(_ index: Int) -> UInt64 {
+        l1Table.withLock { index < $0.count ? $0[index] : 0 }
+    }
+    /// Replaces L1 entry `index` in memory; the writer writes it back after the L2 table it names.
+    func setL1Entry(_ index: Int, _ value: UInt64) {
+        l1Table.withLock { $0[index] = value }
+    }
+
+    /// The host offset of the L2 slice holding the entry for `guestOffset` in the L2 table at
+    /// `l2Offset`, and the entry's index in that slice.
+    func slice(l2Offset: UInt64, guestOffset: UInt64) -> (offset: UInt64, index: Int) {
+        let l2Index = geometry.l2Index(guestOffset)
+        return (l2Offset + UInt64(l2Index / sliceEntries * cache.entryBytes), l2Index % sliceEntries)
+    }
+
+    /// Decodes the L2 entry at `index` of a slice (throws a corruption report for a bad one).
+    func entry(in slice: UnsafeRawBufferPointer, _ index: Int, sliceOffset: UInt64, guest: UInt64) throws -> Qcow2L2Entry {
+        try decodeEntry(slice, index, at: sliceOffset + UInt64(index * geometry.l2EntryBytes), guest: guest)
     }
 
     /// How the bytes from `guestOffset` read, for at most `length` bytes (`length` > 0).
@@ -66,8 +95,7 @@ final class Qcow2ClusterMap: Sendable {
         let limit = min(UInt64(length), l2End - guestOffset)
 
         // A snapshot's L1 table may be shorter than the disk: the rest is unallocated.
-        guard l1Index < l1.count else { return Qcow2Extent(kind: .unallocated, length: Int(limit)) }
-        let l2Offset = l1[l1Index] & Qcow2.offsetMask
+        let l2Offset = l1Entry(l1Index) & Qcow2.offsetMask
         if l2Offset == 0 { return Qcow2Extent(kind: .unallocated, length: Int(limit)) }
         try checkL2TableOffset(l2Offset, l1Index: l1Index)
 
@@ -139,7 +167,7 @@ final class Qcow2ClusterMap: Sendable {
     }
 
     /// The unit as an extent kind, after checking its host offset against the file.
-    private func checkedKind(_ unit: Qcow2L2Entry.Unit, skipping: UInt64, entryOffset: UInt64,
+    func checkedKind(_ unit: Qcow2L2Entry.Unit, skipping: UInt64, entryOffset: UInt64,
                              guest: UInt64) throws -> Qcow2Extent.Kind {
         switch unit {
         case .zero: return .zero
@@ -170,7 +198,7 @@ final class Qcow2ClusterMap: Sendable {
 
     /// An L2 table must be cluster-aligned, past the header, and inside the file
     /// (QEMU checks the same before loading an L2 slice).
-    private func checkL2TableOffset(_ offset: UInt64, l1Index: Int) throws {
+    func checkL2TableOffset(_ offset: UInt64, l1Index: Int) throws {
         let size = UInt64(geometry.clusterSize)
         let l1Note = "(L1 index 0x\(String(l1Index, radix: 16)))"
         if !geometry.isClusterAligned(offset) {

@@ -12,18 +12,24 @@ public struct Qcow2CorruptionEvent: Sendable, Equatable {
 /// The one path for "the metadata is wrong" (QEMU's qcow2_signal_corruption).
 ///
 /// The first event is logged and kept; later ones are counted but not logged again. The request
-/// that found the problem fails with EIO and every other range stays readable. This engine opens
-/// images read-only, so it never sets the header's corrupt bit; a writer will do that here, and
-/// only for images opened with `--rw`.
+/// that found the problem fails with EIO and every other range stays readable. On an image opened
+/// for writing the writer installs `onCorruption`, which sets the header's corrupt bit and refuses
+/// further writes (QEMU's qcow2_mark_corrupt); read-only images never get one, so nothing is written.
 final class Qcow2CorruptionReporter: Sendable {
     let path: String
-    private let log: (@Sendable (String) -> Void)?
+    private let logSink: (@Sendable (String) -> Void)?
+    private let hook = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Installs what runs on every report: the writer's "mark corrupt and stop writing".
+    func setOnCorruption(_ action: @escaping @Sendable () -> Void) {
+        hook.withLock { $0 = action }
+    }
     private let state = Mutex<(first: Qcow2CorruptionEvent?, count: Int)>((nil, 0))
 
     /// - Parameter log: where the first report goes; nil for standard error.
     init(path: String, log: (@Sendable (String) -> Void)? = nil) {
         self.path = path
-        self.log = log
+        self.logSink = log
     }
 
     /// Records the event and returns the EIO error the caller throws.
@@ -36,11 +42,16 @@ final class Qcow2CorruptionReporter: Sendable {
         }
         let error = ImageError(path: path, offset: offset, structure: structure,
                                reason: "image is corrupt: \(reason)", errno: .ioError)
+        hook.withLock { $0 }?()
         if isFirst {
-            let line = "imagemount: \(error.description); further corruption reports for this image are suppressed\n"
-            if let log { log(line) } else { _ = try? FileDescriptor.standardError.writeAll(line.utf8) }
+            log("imagemount: \(error.description); further corruption reports for this image are suppressed\n")
         }
         return error
+    }
+
+    /// Writes a line to the log, or to standard error without one.
+    func log(_ line: String) {
+        if let logSink { logSink(line) } else { _ = try? FileDescriptor.standardError.writeAll(line.utf8) }
     }
 
     /// The first event reported, if any.

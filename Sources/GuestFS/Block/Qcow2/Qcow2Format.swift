@@ -361,6 +361,23 @@ public struct Qcow2L2Entry: Sendable, Equatable {
     }
 
     let kind: Kind
+    /// Bit 63 ("COPIED"): the host cluster's refcount is exactly one, so it may be written in place.
+    let copied: Bool
+    /// The host cluster of an uncompressed entry that has one: standard data, a standard zero
+    /// entry that keeps its cluster (QEMU's ZERO_ALLOC), or an extended entry's cluster.
+    let hostCluster: UInt64?
+
+    /// Encodes a standard L2 entry (qcow2 spec, "Standard Cluster Descriptor"): host offset,
+    /// bit 0 for "reads as zeros", bit 63 when the refcount is one.
+    static func encode(host: UInt64, zero: Bool, copied: Bool) -> UInt64 {
+        host | (zero ? Qcow2.zeroFlag : 0) | (copied && host != 0 ? Qcow2.copiedFlag : 0)
+    }
+
+    /// Encodes the bitmap word of an extended L2 entry (qcow2 spec, "Extended L2 Entries"):
+    /// allocation bits 0-31, reads-as-zero bits 32-63.
+    static func encodeBitmap(allocated: UInt32, zero: UInt32) -> UInt64 {
+        UInt64(allocated) | UInt64(zero) << 32
+    }
 
     /// Decodes `word` (and `bitmap`, the second word of an extended entry).
     /// - Parameter externalData: with an external data file, host offset 0 with bit 63 set is valid.
@@ -368,10 +385,14 @@ public struct Qcow2L2Entry: Sendable, Equatable {
         if word & Qcow2.compressedFlag != 0 {
             guard !externalData else { throw .init("compressed cluster in an image with an external data file") }
             kind = .compressed(Qcow2CompressedDescriptor(entry: word, geometry: g))
+            copied = false
+            hostCluster = nil
             return
         }
         let host = word & Qcow2.offsetMask
         let allocated = host != 0 || (externalData && word & Qcow2.copiedFlag != 0)
+        copied = word & Qcow2.copiedFlag != 0
+        hostCluster = allocated ? host : nil
         if allocated, !g.isClusterAligned(host) {
             throw .init("host cluster offset 0x\(String(host, radix: 16)) is not aligned to the cluster size")
         }

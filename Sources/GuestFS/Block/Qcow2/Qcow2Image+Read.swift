@@ -66,7 +66,7 @@ extension Qcow2Image {
     }
 
     /// Unallocated guest data: the backing image, zeros past its end or without one.
-    private func readBacking(into part: UnsafeMutableRawBufferPointer, at guest: UInt64) throws {
+    func readBacking(into part: UnsafeMutableRawBufferPointer, at guest: UInt64) throws {
         guard let backing else {
             part.initializeMemory(as: UInt8.self, repeating: 0)
             return

@@ -1,3 +1,4 @@
+import Synchronization
 import SystemPackage
 
 /// The parsed and checked metadata of a qcow2 file: header, extensions, backing file name and
@@ -125,13 +126,14 @@ public struct Qcow2Metadata: Sendable {
 /// A qcow2 image read through its L1/L2 tables, with its backing chain and external data file
 /// (qcow2 spec, "Cluster mapping"). This is the device every layer above sees for a qcow2 file.
 ///
-/// Read-only: `write` throws until the writer lands (Qcow2Writer.swift will add it beside this file;
-/// `read` goes through `map`, which the writer shares). Reads are safe from many threads at once.
+/// Opened for writing (the active state only, never a snapshot), writes go through `Qcow2Writer`;
+/// `read` goes through `map`, which the writer shares. Reads are safe from many threads at once,
+/// and so are writes (the writer serializes them).
 public final class Qcow2Image: BlockDevice {
     public let path: String
     /// Virtual disk size (of the opened snapshot, when one was asked for).
     public let size: UInt64
-    public var isWritable: Bool { false }
+    public var isWritable: Bool { writer.map { !$0.disabled.load(ordering: .acquiring) } ?? false }
     public var displayName: String { path }
     public let metadata: Qcow2Metadata
     /// The snapshot whose state this device shows, or nil for the active state.
@@ -152,6 +154,9 @@ public final class Qcow2Image: BlockDevice {
     let decompressed: Qcow2TableCache
     /// The cipher of an encrypted image (Qcow2Encryption.swift), nil for plain images.
     let encryption: Qcow2Encryption?
+    /// The writer, on images opened for writing.
+    let writerSlot = Mutex<Qcow2Writer?>(nil)
+    var writer: Qcow2Writer? { writerSlot.withLock { $0 } }
 
     /// Budget of the cache of decompressed clusters (at least two clusters are kept).
     static let decompressedCacheBytes = 2 << 20
@@ -215,10 +220,15 @@ public final class Qcow2Image: BlockDevice {
         let readMetadata: @Sendable (UInt64, UnsafeMutableRawBufferPointer) throws -> Void = { offset, buffer in
             try file.readPaddingPastEnd(into: buffer, at: offset)
         }
-        self.refcounts = try Qcow2Refcount(header: h, geometry: g, fileSize: meta.fileSize, corruption: corruption,
+        let fileSize: @Sendable () -> UInt64 = { file.size }
+        self.refcounts = try Qcow2Refcount(header: h, geometry: g, fileSize: fileSize, corruption: corruption,
                                            readMetadata: readMetadata)
         let externalData = h.incompatible.contains(.externalDataFile)
-        self.map = Qcow2ClusterMap(geometry: g, l1: l1, fileSize: meta.fileSize, externalData: externalData,
+        let writable = options.writable && snapshot == nil
+        if writable {
+            try Self.checkWritable(meta, file: file)
+        }
+        self.map = Qcow2ClusterMap(geometry: g, l1: l1, fileSize: fileSize, externalData: externalData,
                                    l2CacheBytes: options.l2CacheBytes, corruption: corruption, readMetadata: readMetadata)
         self.decompressed = Qcow2TableCache(entryBytes: g.clusterSize, capacityBytes: Self.decompressedCacheBytes,
                                             loader: { _, _ in preconditionFailure("decompressed clusters are loaded by the read path") })
@@ -263,6 +273,9 @@ public final class Qcow2Image: BlockDevice {
             backing = nil
             backingPath = nil
         }
+        if writable, let raw = file as? RawImage {
+            try openForWriting(raw)
+        }
     }
 
     /// Opens `device` as a qcow2 image; its backing chain and external data file are opened from
@@ -279,13 +292,11 @@ public final class Qcow2Image: BlockDevice {
         }
     }
 
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        if encryption?.method == .aes { throw Qcow2Encryption.aesWriteRefusal(path: path) }
-        throw ImageError(path: path, offset: offset, structure: "write",
-                         reason: "writing qcow2 images is not supported yet", errno: .readOnlyFileSystem)
+    deinit {
+        do { try writer?.close() } catch {
+            corruption.log("imagemount: \(ImageError.wrap(error, path: path).description): the image was not closed cleanly\n")
+        }
     }
-
-    public func flush() throws {}
 
     /// The first corruption this device reported, if any.
     public var corruptionEvent: Qcow2CorruptionEvent? { corruption.firstEvent }

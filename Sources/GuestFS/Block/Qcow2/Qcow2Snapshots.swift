@@ -16,6 +16,9 @@ public struct Qcow2Snapshot: Sendable, Equatable {
     /// Instruction count for record/replay (extra data bytes 56-63), when recorded.
     public var icount: UInt64?
 
+    /// Bytes this entry takes in the snapshot table, padding included.
+    var tableEntryBytes = 0
+
     /// Fixed part of an entry, before extra data, ID and name.
     static let fixedSize = 40
 }
@@ -62,7 +65,7 @@ extension Qcow2Snapshot {
                 name: String(decoding: rest[(extraLength + idLength)...], as: UTF8.self),
                 dateSeconds: fixed.u32(16), dateNanoseconds: fixed.u32(20),
                 vmClockNanoseconds: fixed.u64(24), vmStateSize: UInt64(fixed.u32(32)),
-                diskSize: nil, icount: nil)
+                diskSize: nil, icount: nil, tableEntryBytes: (fixedSize + variable + 7) & ~7)
             if extraLength >= 8 { s.vmStateSize = extra.u64(0) }
             if extraLength >= 16 { s.diskSize = extra.u64(8) }
             if extraLength >= 24 { s.icount = extra.u64(16) }

@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `imagemount check` reports like `qemu-img check`: the same verdict, counts and exit status.
+@Suite struct CheckCommandTests {
+    @Test func cleanLeakyAndCorruptImages() throws {
+        let dir = try TempDir("imagemount-check")
+        let path = dir.file("c.qcow2")
+        try Shell.check("qemu-img create -q -f qcow2 \(Shell.quote(path)) 8M && qemu-io -f qcow2 -c 'write -P 1 0 200k' -c 'write -z 1M 64k' \(Shell.quote(path)) >/dev/null")
+
+        func compare(_ expectedStatus: Int32, _ label: String) throws {
+            let ours = try ImageMountBinary.run(["check", "-a", path])
+            let theirs = try Shell.run("qemu-img check \(Shell.quote(path))")
+            #expect(ours.status == expectedStatus && theirs.status == expectedStatus, "\(label): \(ours.status) vs \(theirs.status)")
+            #expect(ours.text == theirs.text, "\(label): ours\n\(ours.text)\nqemu-img\n\(theirs.text)")
+            let json = try ImageMountBinary.run(["check", "-a", path, "--json"])
+            let qemuJSON = try Shell.run("qemu-img check --output=json \(Shell.quote(path))")
+            let a = try JSONSerialization.jsonObject(with: json.stdout) as? [String: Any]
+            let b = try JSONSerialization.jsonObject(with: qemuJSON.stdout) as? [String: Any]
+            for key in ["image-end-offset", "total-clusters", "corruptions", "leaks", "check-errors", "allocated-clusters"] {
+                #expect("\(a?[key] ?? "-")" == "\(b?[key] ?? "-")", "\(label): \(key)")
+            }
+        }
+        try compare(0, "clean")
+
+        // A leaked cluster: one more reference counted for the first data cluster's neighbour.
+        let table = try Shell.check("od -An -tx8 --endian=big -j48 -N8 \(Shell.quote(path))").trimmingCharacters(in: .whitespacesAndNewlines)
+        let block = try Shell.check("od -An -tx8 --endian=big -j\(UInt64(table, radix: 16)!) -N8 \(Shell.quote(path))").trimmingCharacters(in: .whitespacesAndNewlines)
+        let blockOffset = UInt64(block, radix: 16)!
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        // Extend the file by one cluster and count it: a leak.
+        try Shell.check("truncate -s \(size + 65536) \(Shell.quote(path)) && printf '\\000\\001' | dd of=\(Shell.quote(path)) bs=1 seek=\(blockOffset + UInt64(size / 65536) * 2) conv=notrunc status=none")
+        try compare(3, "leak")
+
+        // A cluster in use with refcount 0: an error.
+        try Shell.check("printf '\\000\\000' | dd of=\(Shell.quote(path)) bs=1 seek=\(blockOffset) conv=notrunc status=none")
+        try compare(2, "corrupt")
+    }
+}
