@@ -6,9 +6,7 @@ import TestSupport
 /// entries, modes, owners, sizes, link counts, nanosecond mtimes, symlink targets, xattrs and
 /// holes, and e2fsck must be clean.
 @Suite struct CopyInCommandTests {
-    /// TODO(qcow2 writing, issue 6): add "qcow2" once a qcow2 opened writable reports
-    /// `isWritable` (see RWMountTests.qcow2IsRefusedUntilItsWriterLands).
-    static let formats = ["raw"]
+    static let formats = ["raw", "qcow2"]
 
     static func source(in dir: TempDir) throws -> String {
         let s = dir.file("src")
@@ -53,8 +51,9 @@ import TestSupport
     func treeArrivesWithEverythingKept(format: String) throws {
         let dir = try TempDir("imagemount-copyin")
         let src = try Self.source(in: dir)
-        let image = try Self.fresh(dir)
-        try ImageMountBinary.check(["copy-in", "-a", image, src + "/tree", src + "/single.txt", "/"])
+        let written = try WritableFormats.prepare(Self.fresh(dir), format: format)
+        try ImageMountBinary.check(["copy-in", "-a", written, src + "/tree", src + "/single.txt", "/"])
+        let image = try WritableFormats.finish(written, format: format)
         let fsck = try Shell.run("e2fsck -fn \(Shell.quote(image)) 2>&1")
         #expect(fsck.status == 0, "\(fsck.text)")
         let k = try KernelMount(image: image)

@@ -6,9 +6,7 @@ import TestSupport
 /// copy, the file is replaced whole (owner, mode and xattrs kept), -b keeps a backup, and an
 /// unchanged file leaves the image's bytes as they were.
 @Suite struct EditCommandTests {
-    /// TODO(qcow2 writing, issue 6): add "qcow2" (a template with /etc/hostname) once a qcow2
-    /// opened writable reports `isWritable`.
-    static let formats = ["raw"]
+    static let formats = ["raw", "qcow2"]
 
     static func image(_ dir: TempDir) throws -> String {
         let tree = dir.file("tree"), image = dir.file("guest.img")
@@ -34,9 +32,10 @@ import TestSupport
     @Test(arguments: formats)
     func perlExpressionEditsEachLineAndKeepsOwnerModeAndXattrs(format: String) throws {
         let dir = try TempDir("imagemount-edit")
-        let image = try Self.image(dir)
-        try ImageMountBinary.check(["edit", "-a", image, "/etc/hostname", "-e", "s/^old/new/"])
-        #expect(try ImageMountBinary.check(["cat", "-a", image, "/etc/hostname"]) == "newhost\nkeep old\nnew again\n")
+        let written = try WritableFormats.prepare(Self.image(dir), format: format)
+        try ImageMountBinary.check(["edit", "-a", written, "/etc/hostname", "-e", "s/^old/new/"])
+        #expect(try ImageMountBinary.check(["cat", "-a", written, "/etc/hostname"]) == "newhost\nkeep old\nnew again\n")
+        let image = try WritableFormats.finish(written, format: format)
         try expectClean(image)
         let k = try KernelMount(image: image)
         defer { k.close() }

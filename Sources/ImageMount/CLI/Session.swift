@@ -23,7 +23,7 @@ struct Session {
         }
         let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
         if writable, let readOnly = guest.drives.first(where: { !$0.device.isWritable }) {
-            throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing (qcow2 writing is not available in this build)")
+            throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing")
         }
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest

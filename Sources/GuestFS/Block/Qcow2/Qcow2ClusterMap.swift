@@ -69,7 +69,12 @@ final class Qcow2ClusterMap: Sendable {
     /// Replaces L1 entry `index` in memory; the writer writes it back after the L2 table it names.
     func setL1Entry(_ index: Int, _ value: UInt64) {
         l1Table.withLock { $0[index] = value }
+        l1Generation.add(1, ordering: .releasing)
     }
+
+    /// Bumped by every L1 change, so the writer's overlap check knows when its index of L2
+    /// table offsets is stale.
+    let l1Generation = Atomic<UInt64>(0)
 
     /// The host offset of the L2 slice holding the entry for `guestOffset` in the L2 table at
     /// `l2Offset`, and the entry's index in that slice.

@@ -1,3 +1,4 @@
+import Synchronization
 /// Where the refcount code writes metadata: the writer, which runs the overlap check before each
 /// write (QEMU's qcow2_pre_write_overlap_check) and knows how to make writes durable.
 protocol Qcow2MetadataSink: AnyObject {
@@ -179,6 +180,7 @@ extension Qcow2Refcount {
         try withUnsafeBytes(of: &be) { try sink.writeMetadata($0, at: offset + UInt64(index * 8), structure: .refcountTable) }
         try sink.barrier()
         table.withLock { $0.entries?[index] = blockOffset }
+        tableGeneration.add(1, ordering: .releasing)
     }
 
     /// Replaces the refcount table with a larger one that covers block `tableIndex`, placed at the
@@ -253,6 +255,7 @@ extension Qcow2Refcount {
             s.entries = newEntries
             s.freeClusterHint = max(s.freeClusterHint, areaEnd)
         }
+        tableGeneration.add(1, ordering: .releasing)
         // The old table is no longer named by the header: free it.
         let oldFirst = oldOffset / cs
         try add(-1, toClusters: oldFirst..<(oldFirst + UInt64(oldClusters)))

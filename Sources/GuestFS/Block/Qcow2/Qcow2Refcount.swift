@@ -27,6 +27,9 @@ final class Qcow2Refcount: Sendable {
         var freeClusterHint: UInt64 = 0
     }
     let table: Mutex<TableState>
+    /// Bumped whenever the refcount table's entries change (a new block, a moved table), so the
+    /// writer's overlap check knows when its index of refcount block offsets is stale.
+    let tableGeneration = Atomic<UInt64>(0)
 
     /// Refcount blocks kept in memory.
     static let cacheBytes = 1 << 20

@@ -70,8 +70,10 @@ import TestSupport
         try process.run()
         try input.fileHandleForWriting.write(contentsOf: Data((lines.joined(separator: "\n") + "\n").utf8))
         try input.fileHandleForWriting.close()
-        Thread.sleep(forTimeInterval: delay)
-        kill(process.processIdentifier, SIGKILL)
+        // Kill at `delay`, or stop waiting as soon as the writer has finished by itself.
+        let deadline = Date().addingTimeInterval(delay)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.0005) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         return text.split(separator: "\n").compactMap { $0.hasPrefix("flushed ") ? Int($0.dropFirst(8)) : nil }.max() ?? 0
@@ -84,6 +86,16 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: base) }
         var rng = SplitMix64(seed: seed)
         var killedMidway = 0
+        // How long one script takes here, uninterrupted: kills are spread over that time, so
+        // they land mid-script however fast the writer or the machine is.
+        let timing = f.path("crash-\(name)-timing.qcow2")
+        try Shell.check("cp \(Shell.quote(base)) \(Shell.quote(timing))")
+        let probeSize = try Qcow2Image(device: try RawImage(path: timing, writable: false))
+        let sample = Self.script(size: probeSize.size, cluster: probeSize.metadata.geometry.clusterSize, seed: seed)
+        let started = Date()
+        _ = try Self.runAndKill(timing, lines: sample.lines, delay: 30)
+        let span = max(0.002, Date().timeIntervalSince(started) * 0.8)
+        try? FileManager.default.removeItem(atPath: timing)
         for round in 0..<rounds {
             let image = f.path("crash-\(name)-\(round).qcow2")
             try Shell.check("cp \(Shell.quote(base)) \(Shell.quote(image))")
@@ -91,7 +103,7 @@ import TestSupport
             let probe = try Qcow2Image(device: try RawImage(path: image, writable: false))
             let (lines, writes) = Self.script(size: probe.size, cluster: probe.metadata.geometry.clusterSize, seed: rng.next())
             let before = try probe.readBytes(at: 0, count: Int(probe.size))
-            let done = try Self.runAndKill(image, lines: lines, delay: Double.random(in: 0.005...0.3, using: &rng))
+            let done = try Self.runAndKill(image, lines: lines, delay: Double.random(in: 0.001...span, using: &rng))
             if done < lines.count - 1 { killedMidway += 1 }
 
             let check = try Shell.run("qemu-img check \(Shell.quote(image))")
