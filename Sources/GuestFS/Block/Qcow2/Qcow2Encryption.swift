@@ -56,7 +56,7 @@ struct Qcow2Encryption: Sendable {
                     out.copyMemory(from: UnsafeRawBufferPointer(rebasing: p[..<n]))
                 }
             }
-            let spec = try! SectorCipherSpec.parse(cipherName: "aes", cipherMode: "cbc-plain64", keyBytes: aesKeyBytes)
+            let spec = try SectorCipherSpec.parse(cipherName: "aes", cipherMode: "cbc-plain64", keyBytes: aesKeyBytes)
             return Qcow2Encryption(method: .aes, cipher: try SectorCipher(spec: spec, key: key), header: nil)
         case .luks:
             guard let pointer = meta.extensions.encryptionHeader else {
