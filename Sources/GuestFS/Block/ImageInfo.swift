@@ -255,7 +255,7 @@ extension ImageInfo {
             + String(repeating: " ", count: indent) + "}"
     }
 
-    /// A JSON string literal of `s`.
+    /// A JSON string literal of `s` (RFC 8259 §7); every JSON imagemount prints quotes through it.
     public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
@@ -263,6 +263,7 @@ extension ImageInfo {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
             case "\n": out += "\\n"
+            case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
             default: out.unicodeScalars.append(scalar)

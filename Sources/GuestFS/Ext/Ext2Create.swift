@@ -256,19 +256,8 @@ extension Ext2Filesystem {
         try writeInode(number, raw, fs: fs)
     }
 
-    /// The EXT2_FT_* directory entry type for an i_mode.
-    static func direntType(_ mode: UInt16) -> Int32 {
-        switch mode & Ext2Inode.typeMask {
-        case Ext2Inode.typeRegular: return Int32(DirEntry.typeRegular)
-        case Ext2Inode.typeDirectory: return Int32(DirEntry.typeDirectory)
-        case Ext2Inode.typeCharDevice: return Int32(DirEntry.typeCharDevice)
-        case Ext2Inode.typeBlockDevice: return Int32(DirEntry.typeBlockDevice)
-        case Ext2Inode.typeFIFO: return Int32(DirEntry.typeFIFO)
-        case Ext2Inode.typeSocket: return Int32(DirEntry.typeSocket)
-        case Ext2Inode.typeSymlink: return Int32(DirEntry.typeSymlink)
-        default: return Int32(DirEntry.typeUnknown)
-        }
-    }
+    /// The EXT2_FT_* directory entry type for an i_mode, as libext2fs's link calls take it.
+    static func direntType(_ mode: UInt16) -> Int32 { Int32(DirEntry.fileType(forMode: mode)) }
 
     func error(_ errno: Errno, _ structure: String, _ reason: String) -> ImageError {
         ImageError(path: device.displayName, structure: structure, reason: reason, errno: errno)

@@ -18,6 +18,23 @@ public struct DirEntry: Sendable, Hashable {
     public static let typeFIFO: UInt8 = 5
     public static let typeSocket: UInt8 = 6
     public static let typeSymlink: UInt8 = 7
+
+    /// EXT2_FT_* ↔ the S_IFMT bits of i_mode, the one table both directions use.
+    static let typesByMode: [(fileType: UInt8, mode: UInt16)] = [
+        (typeRegular, Ext2Inode.typeRegular), (typeDirectory, Ext2Inode.typeDirectory),
+        (typeCharDevice, Ext2Inode.typeCharDevice), (typeBlockDevice, Ext2Inode.typeBlockDevice),
+        (typeFIFO, Ext2Inode.typeFIFO), (typeSocket, Ext2Inode.typeSocket), (typeSymlink, Ext2Inode.typeSymlink),
+    ]
+
+    /// The directory entry type for an i_mode (typeUnknown for anything else).
+    public static func fileType(forMode mode: UInt16) -> UInt8 {
+        typesByMode.first { $0.mode == mode & Ext2Inode.typeMask }?.fileType ?? typeUnknown
+    }
+
+    /// The S_IFMT bits for a directory entry type, or 0 when the entry does not say (typeUnknown).
+    public static func modeBits(forFileType fileType: UInt8) -> UInt16 {
+        typesByMode.first { $0.fileType == fileType }?.mode ?? 0
+    }
 }
 
 extension Ext2Filesystem {

@@ -1,3 +1,5 @@
+import GuestFS
+
 /// Escaping for the XML and JSON imagemount prints (no Foundation needed for either).
 enum Markup {
     /// XML character data and attribute values (XML 1.0 §2.4, §3.3.3).
@@ -18,26 +20,8 @@ enum Markup {
         return out
     }
 
-    /// A JSON string literal (RFC 8259 §7).
-    static func json(_ text: String) -> String {
-        var out = "\""
-        for c in text.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if c.value < 0x20 {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(c.value, radix: 16).count) + String(c.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(c)
-                }
-            }
-        }
-        return out + "\""
-    }
+    /// A JSON string literal (RFC 8259 §7), quoted by the same code as `info --json`.
+    static func json(_ text: String) -> String { ImageInfo.quote(text) }
 
     static func json(_ value: String?) -> String { value.map { json($0) } ?? "null" }
 }

@@ -44,16 +44,5 @@ enum Attributes {
     }
 
     /// The S_IF* type bits for a directory entry's EXT2_FT_* type (d_type for readdir).
-    static func mode(fileType: UInt8) -> mode_t {
-        switch fileType {
-        case DirEntry.typeRegular: return mode_t(Ext2Inode.typeRegular)
-        case DirEntry.typeDirectory: return mode_t(Ext2Inode.typeDirectory)
-        case DirEntry.typeCharDevice: return mode_t(Ext2Inode.typeCharDevice)
-        case DirEntry.typeBlockDevice: return mode_t(Ext2Inode.typeBlockDevice)
-        case DirEntry.typeFIFO: return mode_t(Ext2Inode.typeFIFO)
-        case DirEntry.typeSocket: return mode_t(Ext2Inode.typeSocket)
-        case DirEntry.typeSymlink: return mode_t(Ext2Inode.typeSymlink)
-        default: return 0
-        }
-    }
+    static func mode(fileType: UInt8) -> mode_t { mode_t(DirEntry.modeBits(forFileType: fileType)) }
 }
