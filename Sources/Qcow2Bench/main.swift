@@ -3,9 +3,10 @@
 //
 // usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES] [--key-file FILE]
 // (--key-file: the passphrase of an encrypted image, for bench/luks-read.sh)
-//        qcow2-bench --write-from SOURCE IMAGE [--chunk BYTES]
-// The second form copies SOURCE (read as raw) into the existing qcow2 IMAGE with sequential
-// writes of --chunk bytes (1 MiB by default), then flushes and closes: bench/qcow2-write.sh.
+//        qcow2-bench --write-from SOURCE IMAGE [--chunk BYTES] [--key-file FILE]
+// The second form copies SOURCE (read as raw) into the existing qcow2 IMAGE (encrypted: with
+// --key-file) with sequential writes of --chunk bytes (1 MiB by default), then flushes and
+// closes: bench/qcow2-write.sh.
 import GuestFS
 import SystemPackage
 #if canImport(Glibc)
@@ -45,7 +46,8 @@ if let writeSource {
     do {
         let start = now()
         let source = try ImageOpener.open(path: writeSource, format: .raw, writable: false)
-        let device = try ImageOpener.open(path: path, format: .qcow2, writable: true)
+        let keys = try keyFile.map { KeyStore(entries: [try KeyStore.parseSelector("all:file:" + $0)]) }
+        let device = try ImageOpener.open(path: path, options: ImageOpenOptions(format: .qcow2, writable: true, keys: keys))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
         var offset: UInt64 = 0

@@ -6,7 +6,7 @@ import TestSupport
 /// entries, modes, owners, sizes, link counts, nanosecond mtimes, symlink targets, xattrs and
 /// holes, and e2fsck must be clean.
 @Suite struct CopyInCommandTests {
-    static let formats = ["raw", "qcow2"]
+    static let formats = ["raw", "qcow2", "qcow2-luks"]
 
     static func source(in dir: TempDir) throws -> String {
         let s = dir.file("src")
@@ -52,7 +52,7 @@ import TestSupport
         let dir = try TempDir("imagemount-copyin")
         let src = try Self.source(in: dir)
         let written = try WritableFormats.prepare(Self.fresh(dir), format: format)
-        try ImageMountBinary.check(["copy-in", "-a", written, src + "/tree", src + "/single.txt", "/"])
+        try ImageMountBinary.check(["copy-in"] + WritableFormats.arguments(written, format: format) + ["-a", written, src + "/tree", src + "/single.txt", "/"])
         let image = try WritableFormats.finish(written, format: format)
         let fsck = try Shell.run("e2fsck -fn \(Shell.quote(image)) 2>&1")
         #expect(fsck.status == 0, "\(fsck.text)")

@@ -6,7 +6,7 @@ import TestSupport
 /// copy, the file is replaced whole (owner, mode and xattrs kept), -b keeps a backup, and an
 /// unchanged file leaves the image's bytes as they were.
 @Suite struct EditCommandTests {
-    static let formats = ["raw", "qcow2"]
+    static let formats = ["raw", "qcow2", "qcow2-luks"]
 
     static func image(_ dir: TempDir) throws -> String {
         let tree = dir.file("tree"), image = dir.file("guest.img")
@@ -33,8 +33,9 @@ import TestSupport
     func perlExpressionEditsEachLineAndKeepsOwnerModeAndXattrs(format: String) throws {
         let dir = try TempDir("imagemount-edit")
         let written = try WritableFormats.prepare(Self.image(dir), format: format)
-        try ImageMountBinary.check(["edit", "-a", written, "/etc/hostname", "-e", "s/^old/new/"])
-        #expect(try ImageMountBinary.check(["cat", "-a", written, "/etc/hostname"]) == "newhost\nkeep old\nnew again\n")
+        let key = WritableFormats.arguments(written, format: format)
+        try ImageMountBinary.check(["edit"] + key + ["-a", written, "/etc/hostname", "-e", "s/^old/new/"])
+        #expect(try ImageMountBinary.check(["cat"] + key + ["-a", written, "/etc/hostname"]) == "newhost\nkeep old\nnew again\n")
         let image = try WritableFormats.finish(written, format: format)
         try expectClean(image)
         let k = try KernelMount(image: image)

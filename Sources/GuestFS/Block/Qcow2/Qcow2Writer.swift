@@ -286,12 +286,60 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
         try zeros.withUnsafeBytes { try writeData($0, at: host, state: &s) }
     }
 
-    /// Guest data to the file, after the overlap check (QEMU checks data writes too).
+    /// Guest data to the file, after the overlap check (QEMU checks data writes too); encrypted
+    /// first on encrypted images.
     private func writeData(_ bytes: UnsafeRawBufferPointer, at host: UInt64, state s: inout State) throws {
         try checkOverlap(host, bytes.count, .data)
-        try file.writeExtending(bytes, at: host)
+        if let encryption = image.encryption {
+            try writeEncrypted(bytes, at: host, encryption)
+        } else {
+            try file.writeExtending(bytes, at: host)
+        }
         s.unsyncedData = true
         map.cache.setDependsOnFlush()
+    }
+
+    /// Scratch space for encrypting one data write, at most (the caller's bytes stay as they are).
+    static let encryptionChunkBytes = 1 << 20
+
+    /// Guest data of a LUKS image: encrypted per 512-byte sector with the IV of its host sector
+    /// (QEMU's qcow2_co_encrypt with crypt_physical_offset), through a bounded scratch buffer.
+    /// Bytes are always written at the same offset within the cluster as in the guest, and every
+    /// allocation writes whole clusters or subclusters, so a write that covers a sector only
+    /// partly lands in a sector written before: that sector is read, decrypted, patched and
+    /// encrypted again (QEMU's sector-aligned requests never need this; the FUSE server's and
+    /// libext2fs's 1 KiB writes on 512-byte sectors rarely do).
+    private func writeEncrypted(_ bytes: UnsafeRawBufferPointer, at host: UInt64, _ encryption: Qcow2Encryption) throws {
+        let sector = UInt64(Qcow2Encryption.sectorSize)
+        let end = host + UInt64(bytes.count)
+        let alignedStart = host / sector * sector, alignedEnd = (end + sector - 1) / sector * sector
+        let scratch = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: Int(min(alignedEnd - alignedStart, UInt64(Self.encryptionChunkBytes))), alignment: 16)
+        defer {
+            // Plaintext guest data; not key material, but no reason to leave it behind either.
+            scratch.initializeMemory(as: UInt8.self, repeating: 0)
+            scratch.deallocate()
+        }
+        var pos = alignedStart
+        while pos < alignedEnd {
+            let n = Int(min(UInt64(scratch.count), alignedEnd - pos))
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: scratch[..<n])
+            let lo = max(pos, host), hi = min(pos + UInt64(n), end)
+            // Partly covered first and last sectors: their current plaintext around the new bytes.
+            var partial: [UInt64] = []
+            if lo > pos { partial.append(pos) }
+            if hi < pos + UInt64(n) { partial.append(pos + UInt64(n) - sector) }
+            for s in Set(partial) {
+                let part = UnsafeMutableRawBufferPointer(rebasing: chunk[Int(s - pos)..<Int(s - pos + sector)])
+                try file.readPaddingPastEnd(into: part, at: s)
+                encryption.decrypt(part, hostOffset: s, guestOffset: 0)   // LUKS: the IV is the host's
+            }
+            UnsafeMutableRawBufferPointer(rebasing: chunk[Int(lo - pos)..<Int(hi - pos)])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[Int(lo - host)..<Int(hi - host)]))
+            try encryption.encrypt(chunk, hostOffset: pos)
+            try file.writeExtending(UnsafeRawBufferPointer(chunk), at: pos)
+            pos += UInt64(n)
+        }
     }
 
     /// The L2 table for `guest`, made ours: allocated when missing, copied when shared with a

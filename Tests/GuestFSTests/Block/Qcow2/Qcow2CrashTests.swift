@@ -94,9 +94,14 @@ import TestSupport
         let sample = Self.script(size: probeSize.size, cluster: probeSize.metadata.geometry.clusterSize, seed: seed)
         let started = Date()
         _ = try Self.runAndKill(timing, lines: sample.lines, delay: 30)
-        let span = max(0.002, Date().timeIntervalSince(started) * 0.8)
+        var span = max(0.002, Date().timeIntervalSince(started) * 0.8)
         try? FileManager.default.removeItem(atPath: timing)
-        for round in 0..<rounds {
+        // The machine's load changes while tests run in parallel: a round the writer finished
+        // before its kill shortens the span, and rounds go on (up to three times as many) until
+        // half of the planned ones were killed midway.
+        var round = 0
+        while round < rounds || (killedMidway < rounds / 2 && round < 3 * rounds) {
+            defer { round += 1 }
             let image = f.path("crash-\(name)-\(round).qcow2")
             try Shell.check("cp \(Shell.quote(base)) \(Shell.quote(image))")
             defer { try? Shell.check("rm -f \(Shell.quote(image)) \(Shell.quote(image)).raw") }
@@ -104,7 +109,7 @@ import TestSupport
             let (lines, writes) = Self.script(size: probe.size, cluster: probe.metadata.geometry.clusterSize, seed: rng.next())
             let before = try probe.readBytes(at: 0, count: Int(probe.size))
             let done = try Self.runAndKill(image, lines: lines, delay: Double.random(in: 0.001...span, using: &rng))
-            if done < lines.count - 1 { killedMidway += 1 }
+            if done < lines.count - 1 { killedMidway += 1 } else { span = max(0.002, span * 0.6) }
 
             let check = try Shell.run("qemu-img check \(Shell.quote(image))")
             // 0: clean; 3: leaked clusters only. 2 would be corruption.

@@ -22,6 +22,9 @@ final class Qcow2EncryptedFixtures: Sendable {
         ("luks-xts128-4k.qcow2", "encrypt.cipher-alg=aes-128,encrypt.cipher-mode=xts,cluster_size=4096"),
     ]
     static let aesImage = "aes-legacy.qcow2"
+    /// An encrypted overlay with extended L2 entries over a plain raw backing file (src.raw), and
+    /// an image with an internal snapshot "one" sharing its clusters: the writer's copy-on-write cases.
+    static let extendedL2Image = "luks-extl2-backed.qcow2", snapshotImage = "luks-snap.qcow2"
 
     private static let built: Result<Qcow2EncryptedFixtures, any Error> = Result { try Qcow2EncryptedFixtures() }
     static func get() throws -> Qcow2EncryptedFixtures { try built.get() }
@@ -45,7 +48,15 @@ final class Qcow2EncryptedFixtures: Sendable {
             script.append("qemu-io \(Self.secretObject()) --image-opts driver=qcow2,file.filename=\(name),encrypt.key-secret=sec0 \(writes) >/dev/null")
         }
         script.append("qemu-img convert \(Self.secretObject()) -O qcow2 -o encrypt.format=aes,encrypt.key-secret=sec0 src.raw \(Self.aesImage)")
-        for name in Self.luksImages.map(\.name) + [Self.aesImage] {
+        let luks = "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=100"
+        let extl2 = Self.extendedL2Image, snap = Self.snapshotImage
+        func opts(_ name: String) -> String { "--image-opts driver=qcow2,file.filename=\(name),encrypt.key-secret=sec0" }
+        script.append("retry qemu-img create -q \(Self.secretObject()) -f qcow2 -o \(luks),extended_l2=on,cluster_size=32768 -b src.raw -F raw \(extl2) \(Self.size)")
+        script.append("qemu-io \(Self.secretObject()) \(opts(extl2)) -c 'write -P 0x71 2k 2k' -c 'write -z 8k 4k' -c 'write -P 0x73 100k 33k' -c 'discard 1M 32k' >/dev/null")
+        script.append("retry qemu-img convert \(Self.secretObject()) -O qcow2 -o \(luks) src.raw \(snap)")
+        script.append("qemu-img snapshot \(Self.secretObject()) \(opts(snap)) -c one")
+        script.append("qemu-io \(Self.secretObject()) \(opts(snap)) -c 'write -P 0xa1 0 1M' -c 'write -z 2M 64k' >/dev/null")
+        for name in Self.luksImages.map(\.name) + [Self.aesImage, extl2, snap] {
             script.append("qemu-img convert \(Self.secretObject()) --image-opts driver=qcow2,file.filename=\(name),encrypt.key-secret=sec0 -O raw \(name).raw")
         }
         try Shell.check(script.joined(separator: "\n"))
@@ -64,7 +75,8 @@ final class Qcow2EncryptedFixtures: Sendable {
         return try Qcow2Image(device: file, options: ImageOpenOptions(writable: writable, keys: keys))
     }
 
-    @Test(arguments: Qcow2EncryptedFixtures.luksImages.map(\.name) + [Qcow2EncryptedFixtures.aesImage])
+    @Test(arguments: Qcow2EncryptedFixtures.luksImages.map(\.name) + [Qcow2EncryptedFixtures.aesImage,
+                     Qcow2EncryptedFixtures.extendedL2Image, Qcow2EncryptedFixtures.snapshotImage])
     func readsLikeQemuImg(_ name: String) throws {
         let f = try Qcow2EncryptedFixtures.get()
         let image = try Self.open(f.path(name), keys: Self.keys())

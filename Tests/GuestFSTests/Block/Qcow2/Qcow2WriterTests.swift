@@ -77,21 +77,33 @@ import TestSupport
 
     static func sha(_ path: String) throws -> String { try Shell.check("sha256sum \(Shell.quote(path)) | cut -c1-64") }
 
+    /// How qemu-img names a copy of a fixture: its path, or for encrypted fixtures the secret
+    /// object and `--image-opts` (Qcow2EncryptedFixtures' passphrase).
+    static func qemuName(_ path: String, encrypted: Bool) -> String {
+        guard encrypted else { return Shell.quote(path) }
+        return "\(Qcow2EncryptedFixtures.secretObject()) --image-opts driver=qcow2,file.filename=\(Shell.quote(path)),encrypt.key-secret=sec0"
+    }
+
     /// Copies fixture `name` under a new name in the fixture folder (so relative backing names
     /// still resolve), runs `ops` on it and on a raw copy, and checks everything qemu-img can.
-    func run(_ name: String, ops count: Int, seed: UInt64, snapshots: [String] = [], backingFiles: [String] = []) throws {
-        let f = try Qcow2Fixtures.get()
-        let copy = f.path("w-\(seed)-\(name)")
+    /// `encrypted`: the fixture is one of Qcow2EncryptedFixtures, opened with its passphrase.
+    func run(_ name: String, ops count: Int, seed: UInt64, snapshots: [String] = [], backingFiles: [String] = [],
+             encrypted: Bool = false) throws {
+        let folder = encrypted ? try Qcow2EncryptedFixtures.get().dir : try Qcow2Fixtures.get().dir
+        let path = { (file: String) in folder.file(file) }
+        let copy = path("w-\(seed)-\(name)")
         let raw = copy + ".model.raw"
-        try Shell.check("cp \(Shell.quote(f.path(name))) \(Shell.quote(copy)) && qemu-img convert -O raw \(Shell.quote(copy)) \(Shell.quote(raw))")
+        let q = Self.qemuName(copy, encrypted: encrypted)
+        try Shell.check("cp \(Shell.quote(path(name))) \(Shell.quote(copy)) && qemu-img convert \(q) -O raw \(Shell.quote(raw))")
         defer { try? Shell.check("rm -f \(Shell.quote(copy)) \(Shell.quote(raw)) \(Shell.quote(copy)).snap-*") }
         for s in snapshots {
-            try Shell.check("qemu-img convert -l snapshot.name=\(s) -O raw \(Shell.quote(copy)) \(Shell.quote(copy)).snap-\(s)")
+            try Shell.check("qemu-img convert -l snapshot.name=\(s) \(q) -O raw \(Shell.quote(copy)).snap-\(s)")
         }
-        let backingSums = try backingFiles.map { try Self.sha(f.path($0)) }
+        let backingSums = try backingFiles.map { try Self.sha(path($0)) }
 
         do {
-            let image = try ImageOpener.open(path: copy, format: nil, writable: true)
+            let options = ImageOpenOptions(writable: true, keys: encrypted ? Qcow2EncryptionTests.keys() : nil)
+            let image = try ImageOpener.open(path: copy, options: options)
             #expect(image.isWritable)
             let g = (image as! Qcow2Image).metadata.geometry
             let ops = Self.randomOps(count: count, size: image.size, cluster: g.clusterSize, subcluster: g.subclusterSize, seed: seed)
@@ -107,21 +119,25 @@ import TestSupport
             }
             try (image as! Qcow2Image).close()
         }
-        let compare = try Shell.run("qemu-img compare -f qcow2 -F raw \(Shell.quote(copy)) \(Shell.quote(raw))")
+        // With --image-opts, qemu-img compare takes both images as option strings.
+        let rawName = encrypted ? "driver=raw,file.filename=\(Shell.quote(raw))" : "-f qcow2 -F raw \(q) \(Shell.quote(raw))"
+        let compare = try Shell.run("qemu-img compare \(encrypted ? q + " " + rawName : rawName)")
         #expect(compare.status == 0, "\(name): qemu-img compare: \(compare.text) \(compare.stderr)")
-        let check = try Shell.run("qemu-img check \(Shell.quote(copy))")
+        let check = try Shell.run("qemu-img check \(q)")
         #expect(check.status == 0, "\(name): qemu-img check: \(check.text) \(check.stderr)")
         #expect(check.text.contains("No errors were found"), "\(name): \(check.text)")
         for s in snapshots {
             let now = "\(copy).snapnow-\(s)"
-            let r = try Shell.run("qemu-img convert -l snapshot.name=\(s) -O raw \(Shell.quote(copy)) \(Shell.quote(now)) && cmp \(Shell.quote(copy)).snap-\(s) \(Shell.quote(now)); rm -f \(Shell.quote(now))")
+            let r = try Shell.run("qemu-img convert -l snapshot.name=\(s) \(q) -O raw \(Shell.quote(now)) && cmp \(Shell.quote(copy)).snap-\(s) \(Shell.quote(now)); rm -f \(Shell.quote(now))")
             #expect(r.status == 0, "\(name): snapshot \(s) changed: \(r.text) \(r.stderr)")
         }
         for (file, sum) in zip(backingFiles, backingSums) {
-            #expect(try Self.sha(f.path(file)) == sum, "\(name): backing file \(file) changed")
+            #expect(try Self.sha(path(file)) == sum, "\(name): backing file \(file) changed")
         }
-        // Our own check agrees with qemu-img's.
-        let ours = try Qcow2Image(device: try RawImage(path: copy, writable: false)).check()
+        // Our own check agrees with qemu-img's (metadata only: no key needed, as for qemu-img check).
+        var checkOptions = ImageOpenOptions()
+        checkOptions.metadataOnly = true
+        let ours = try Qcow2Image(device: try RawImage(path: copy, writable: false), options: checkOptions).check()
         #expect(ours.corruptions == 0 && ours.leaks == 0, "\(name): imagemount check: \(ours.messages.prefix(5))")
     }
 
@@ -135,6 +151,18 @@ import TestSupport
     @Test func extendedL2WithBacking() throws { try run("extl2-backed.qcow2", ops: 1500, seed: 8, backingFiles: ["back.raw"]) }
     @Test func backingChain() throws { try run("top.qcow2", ops: 1500, seed: 9, backingFiles: ["mid.qcow2", "base.raw"]) }
     @Test func internalSnapshots() throws { try run("snap.qcow2", ops: 1500, seed: 10, snapshots: ["one", "two"]) }
+
+    // LUKS-encrypted images: every data write is encrypted under its host offset, and copies on
+    // write (from a backing file, a snapshot's shared cluster, a subcluster's neighbours) are
+    // encrypted again at their new place.
+    @Test(arguments: Qcow2EncryptedFixtures.luksImages.map(\.name))
+    func encrypted(_ name: String) throws { try run(name, ops: 600, seed: 11, encrypted: true) }
+    @Test func encryptedExtendedL2WithBacking() throws {
+        try run(Qcow2EncryptedFixtures.extendedL2Image, ops: 800, seed: 12, backingFiles: ["src.raw"], encrypted: true)
+    }
+    @Test func encryptedWithSnapshot() throws {
+        try run(Qcow2EncryptedFixtures.snapshotImage, ops: 800, seed: 13, snapshots: ["one"], encrypted: true)
+    }
 
     /// refcount_bits from 1 to 64, and a refcount table that must grow (512-byte clusters, a
     /// one-cluster table that covers little).
@@ -217,6 +245,35 @@ import TestSupport
         let check = try Shell.run("qemu-img check \(Shell.quote(path))")
         #expect(check.status == 0, "\(check.text) \(check.stderr)")
         #expect(try Shell.check("qemu-io -f qcow2 -c 'read -P 0x42 1M 128k' \(Shell.quote(path))").contains("read 131072/131072"))
+    }
+
+    /// A dirty LUKS image whose LUKS header cluster lost its refcount: the repair before writing
+    /// counts the header's clusters (from the FDE header extension) and restores it, and the
+    /// image still opens with its key afterwards.
+    @Test func dirtyEncryptedImageKeepsItsLUKSHeader() throws {
+        let f = try Qcow2EncryptedFixtures.get()
+        let path = f.path("dirty-luks-w.qcow2")
+        try Shell.check("rm -f \(Shell.quote(path)) && cp \(Shell.quote(f.path("luks-default.qcow2"))) \(Shell.quote(path))")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let q = Self.qemuName(path, encrypted: true)
+        do {
+            let file = try RawImage(path: path, writable: true)
+            let meta = try Qcow2Metadata.read(from: file)
+            let header = try #require(meta.extensions.encryptionHeader)
+            let table = UInt64(bigEndian: try file.readBytes(at: 48, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let block = UInt64(bigEndian: try file.readBytes(at: table, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            try file.writeBytes([0, 0], at: block + (header.offset >> UInt64(meta.geometry.clusterBits)) * 2)
+            try file.writeBytes([0, 0, 0, 0, 0, 0, 0, 1], at: 72)                  // dirty
+        }
+        #expect(try Shell.run("qemu-img check \(q)").status == 2)
+        do {
+            let image = try ImageOpener.open(path: path, options: ImageOpenOptions(writable: true, keys: Qcow2EncryptionTests.keys()))
+            try image.writeBytes([UInt8](repeating: 0xE5, count: 70_000), at: 2 << 20)
+            try (image as! Qcow2Image).close()
+        }
+        let check = try Shell.run("qemu-img check \(q)")
+        #expect(check.status == 0, "\(check.text) \(check.stderr)")
+        #expect(try Shell.check("qemu-io \(q) -c 'read -P 0xe5 2M 70000'").contains("read 70000/70000"))
     }
 
     /// Lazy refcounts: dirty while open, clean after close; a dirty image gets its refcounts
