@@ -18,6 +18,7 @@ BIN=$(swift build -c release --show-bin-path)/qcow2-bench
 WORK=$(mktemp -d /tmp/imagemount-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 head -c $((DATA_MIB << 20)) /dev/urandom > "$WORK/src.raw"
+sync   # the source's own write-back must not land in the first measurement
 
 measure() {
     /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }

@@ -7,9 +7,9 @@
 # server has exited), so each time includes writing back bitmaps and the superblock.
 # Prints mean times and ratios (fuse2fs time / imagemount time: above 1 means imagemount is faster).
 #
-# The template is raw. TODO(qcow2 writing, issue 6): once a qcow2 opened writable reports
-# isWritable, set FORMAT=qcow2 to run imagemount on a qcow2 conversion of the template
-# (fuse2fs, which reads only raw, keeps the raw copy).
+# The template is raw. FORMAT=qcow2 runs imagemount on a qcow2 conversion of the template,
+# FORMAT=qcow2-luks on a LUKS-encrypted one (aes-xts-plain64, key from a file; iter-time=10 keeps
+# the unlock short); fuse2fs, which reads only raw, keeps the raw copy.
 # Usage: bench/rw.sh [workdir]   (needs hyperfine, fuse2fs, perl; SCRATCH=path to pick the build dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,9 +52,17 @@ img=$work/img
 mnt=$work/mnt
 mkdir -p "$mnt"
 fresh="cp --sparse=always $template $img.raw"
+key=""
+qemu_name=$img.qcow2
 if [ "$format" = qcow2 ]; then
   fresh="$fresh && qemu-img convert -O qcow2 $img.raw $img.qcow2"
   ours=$img.qcow2
+elif [ "$format" = qcow2-luks ]; then
+  printf 'bench passphrase' > "$work/key"
+  secret="--object secret,id=s,file=$work/key"
+  fresh="$fresh && qemu-img convert $secret -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 $img.raw $img.qcow2"
+  ours="$img.qcow2 --key all:file:$work/key"
+  qemu_name="$secret --image-opts driver=qcow2,file.filename=$img.qcow2,encrypt.key-secret=s"
 else
   ours=$img.raw
 fi
@@ -92,7 +100,12 @@ hf "$work/copy.json" --runs 3 \
   --prepare "$fresh" "$work/mount.sh"
 
 # The results must be real: the last copy (imagemount --rw mount) is checked by e2fsck.
-if [ "$format" = raw ]; then e2fsck -fn "$img.raw" >/dev/null; fi
+if [ "$format" = raw ]; then
+  e2fsck -fn "$img.raw" >/dev/null
+else
+  qemu-img check -q $qemu_name
+  qemu-img convert $qemu_name -O raw "$work/check.raw" && e2fsck -fn "$work/check.raw" >/dev/null && rm -f "$work/check.raw"
+fi
 
 python3 - "$work" "$tree_mb" "$files" "$format" <<'PY'
 import json, sys

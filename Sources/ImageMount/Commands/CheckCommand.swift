@@ -15,7 +15,8 @@ struct CheckCommand: ParsableCommand {
             (refcounts below the references, tables or data pointing outside the file, wrong \
             COPIED flags) mean further writes could damage data. Nothing is written. The exit \
             status is qemu-img check's: 0 clean, 2 errors, 3 leaks only, 1 when the check itself \
-            failed. Raw images have nothing to check. \
+            failed. Raw images have nothing to check. Encrypted images are checked without \
+            their key (the LUKS header's clusters count as referenced), as qemu-img check does. \
             Example: imagemount check -a vm.qcow2 --json
             """
     )

@@ -36,6 +36,22 @@ public struct LUKSHash: Sendable, Equatable, CustomStringConvertible {
         precondition(ok == 1 && Int(length) == digestLength, "EVP_Digest(\(name)) failed")
     }
 
+    /// Runs `body` with a function that digests like `digest` through one reused context: the AF
+    /// merge hashes thousands of 20-64 byte blocks, and a fresh context per block (`EVP_Digest`)
+    /// cost more than the hashing.
+    func withDigester<R>(_ body: ((UnsafeRawBufferPointer, UnsafeMutableRawBufferPointer) -> Void) -> R) -> R {
+        let ctx = EVP_MD_CTX_new()!
+        defer { EVP_MD_CTX_free(ctx) }   // cleanses the context
+        let md = self.md, name = self.name, length = digestLength
+        return body { data, out in
+            precondition(out.count >= length)
+            var written: UInt32 = 0
+            let ok = EVP_DigestInit_ex2(ctx, md, nil) == 1 && EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1
+                && EVP_DigestFinal_ex(ctx, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &written) == 1
+            precondition(ok && Int(written) == length, "EVP digest (\(name)) failed")
+        }
+    }
+
     /// PBKDF2-HMAC with this hash (`PKCS5_PBKDF2_HMAC`; RFC 2898 §5.2, as LUKS1 spec 1.2.3 §2.3 and
     /// the LUKS2 "pbkdf2" kdf use it). `iterations` must already be checked against a cap.
     func pbkdf2(password: UnsafeRawBufferPointer, salt: UnsafeRawBufferPointer, iterations: UInt32,

@@ -140,21 +140,24 @@ enum AntiForensic {
         precondition(material.count >= keyBytes * stripes)
         return SecretBytes(count: keyBytes) { d in
             d.initializeMemory(as: UInt8.self, repeating: 0)
-            for i in 0..<(stripes - 1) {
-                for j in 0..<keyBytes { d[j] ^= material[i * keyBytes + j] }
-                diffuse(d, hash: hash)
+            // One digest context and one pair of scratch blocks for all stripes.
+            var input = [UInt8](repeating: 0, count: 4 + hash.digestLength)
+            var output = [UInt8](repeating: 0, count: 64)
+            defer { SecretBytes.wipe(&input); SecretBytes.wipe(&output) }
+            hash.withDigester { digest in
+                for i in 0..<(stripes - 1) {
+                    for j in 0..<keyBytes { d[j] ^= material[i * keyBytes + j] }
+                    diffuse(d, size: hash.digestLength, input: &input, output: &output, digest: digest)
+                }
             }
             for j in 0..<keyBytes { d[j] ^= material[(stripes - 1) * keyBytes + j] }
         }
     }
 
     /// H: the buffer in digest-sized blocks, block j replaced by hash(be32(j) ‖ block j), the last
-    /// block by the first bytes of its hash.
-    static func diffuse(_ d: UnsafeMutableRawBufferPointer, hash: LUKSHash) {
-        let size = hash.digestLength
-        var input = [UInt8](repeating: 0, count: 4 + size)
-        var output = [UInt8](repeating: 0, count: 64)
-        defer { SecretBytes.wipe(&input); SecretBytes.wipe(&output) }
+    /// block by the first bytes of its hash. `input` (4 + size bytes) and `output` (64) are scratch.
+    static func diffuse(_ d: UnsafeMutableRawBufferPointer, size: Int, input: inout [UInt8], output: inout [UInt8],
+                        digest: (UnsafeRawBufferPointer, UnsafeMutableRawBufferPointer) -> Void) {
         var block = 0, start = 0
         while start < d.count {
             let n = min(size, d.count - start)
@@ -162,7 +165,7 @@ enum AntiForensic {
             input[2] = UInt8(truncatingIfNeeded: block >> 8); input[3] = UInt8(truncatingIfNeeded: block)
             for k in 0..<n { input[4 + k] = d[start + k] }
             input.withUnsafeBytes { i in
-                output.withUnsafeMutableBytes { o in hash.digest(UnsafeRawBufferPointer(rebasing: i[..<(4 + n)]), into: o) }
+                output.withUnsafeMutableBytes { o in digest(UnsafeRawBufferPointer(rebasing: i[..<(4 + n)]), o) }
             }
             for k in 0..<n { d[start + k] = output[k] }
             block += 1

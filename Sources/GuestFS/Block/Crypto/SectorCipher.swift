@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import SystemCrypto
 
 /// A payload cipher as LUKS names it: algorithm, chaining mode and IV generator, plus the key size
@@ -151,8 +152,58 @@ public final class SectorCipher: @unchecked Sendable {
     }
 
     deinit {
+        idle.withLock { lists in
+            for c in lists.encrypt + lists.decrypt { c.free() }
+            lists = ([], [])
+        }
         EVP_CIPHER_free(cipher)
         if let essivCipher { EVP_CIPHER_free(essivCipher) }
+    }
+
+    /// A keyed cipher context (padding off) and, for ESSIV, the keyed context that makes IVs.
+    private struct Contexts: @unchecked Sendable {
+        // @unchecked: a context is used by one thread at a time (taken from `idle`, given back).
+        let main: OpaquePointer
+        let essiv: OpaquePointer?
+        func free() {
+            EVP_CIPHER_CTX_free(main)   // frees and cleanses the key schedule
+            if let essiv { EVP_CIPHER_CTX_free(essiv) }
+        }
+    }
+    /// Keyed contexts not in use, per direction, for reuse: keying a context through libcrypto's
+    /// provider layer costs as much as encrypting a few sectors, and libext2fs writes a block
+    /// (8 sectors) at a time. At most `maxIdleContexts` per direction are kept.
+    private let idle = Mutex<(encrypt: [Contexts], decrypt: [Contexts])>(([], []))
+    static let maxIdleContexts = 8
+
+    private func takeContexts(encrypt: Bool) -> Contexts {
+        if let reused = idle.withLock({ encrypt ? $0.encrypt.popLast() : $0.decrypt.popLast() }) { return reused }
+        let enc: Int32 = encrypt ? 1 : 0
+        let ctx = EVP_CIPHER_CTX_new()!
+        let ok = key.withBytes {
+            EVP_CipherInit_ex2(ctx, cipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, enc, nil)
+        }
+        precondition(ok == 1, "EVP_CipherInit_ex2(\(spec)) failed")
+        EVP_CIPHER_CTX_set_padding(ctx, 0)
+        var essivCtx: OpaquePointer?
+        if let essivCipher, let essivKey {
+            essivCtx = EVP_CIPHER_CTX_new()!
+            let ok = essivKey.withBytes {
+                EVP_CipherInit_ex2(essivCtx, essivCipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, 1, nil)
+            }
+            precondition(ok == 1, "EVP_CipherInit_ex2(ESSIV) failed")
+            EVP_CIPHER_CTX_set_padding(essivCtx, 0)
+        }
+        return Contexts(main: ctx, essiv: essivCtx)
+    }
+
+    private func giveBack(_ contexts: Contexts, encrypt: Bool) {
+        let kept = idle.withLock { lists in
+            if encrypt, lists.encrypt.count < Self.maxIdleContexts { lists.encrypt.append(contexts); return true }
+            if !encrypt, lists.decrypt.count < Self.maxIdleContexts { lists.decrypt.append(contexts); return true }
+            return false
+        }
+        if !kept { contexts.free() }
     }
 
     /// Decrypts `buffer` (a whole number of sectors) in place; large buffers on several threads
@@ -194,25 +245,10 @@ public final class SectorCipher: @unchecked Sendable {
     private func run(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, encrypt: Bool) {
         precondition(buffer.count % sectorSize == 0, "sector cipher given a partial sector")
         guard buffer.count > 0, let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let ctx = EVP_CIPHER_CTX_new()!
-        defer { EVP_CIPHER_CTX_free(ctx) }   // frees and cleanses the key schedule
+        let contexts = takeContexts(encrypt: encrypt)
+        defer { giveBack(contexts, encrypt: encrypt) }
+        let ctx = contexts.main, essivCtx = contexts.essiv
         let enc: Int32 = encrypt ? 1 : 0
-        let ok = key.withBytes {
-            EVP_CipherInit_ex2(ctx, cipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, enc, nil)
-        }
-        precondition(ok == 1, "EVP_CipherInit_ex2(\(spec)) failed")
-        EVP_CIPHER_CTX_set_padding(ctx, 0)
-
-        var essivCtx: OpaquePointer?
-        if let essivCipher, let essivKey {
-            essivCtx = EVP_CIPHER_CTX_new()!
-            let ok = essivKey.withBytes {
-                EVP_CipherInit_ex2(essivCtx, essivCipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, 1, nil)
-            }
-            precondition(ok == 1, "EVP_CipherInit_ex2(ESSIV) failed")
-            EVP_CIPHER_CTX_set_padding(essivCtx, 0)
-        }
-        defer { if let essivCtx { EVP_CIPHER_CTX_free(essivCtx) } }
 
         var iv = (UInt64(0), UInt64(0))
         let sectors = buffer.count / sectorSize
