@@ -103,8 +103,8 @@ public enum SectorCipherError: Error, CustomStringConvertible, Sendable {
 /// (dm-crypt's and QEMU's crypto/block.c model). IV sector numbers count 512-byte units whatever
 /// the sector size, as dm-crypt does without `iv_large_sectors` (cryptsetup does not set it for
 /// LUKS2): the encryption sector `n` of a run starting at IV sector `firstSector` gets the IV of
-/// `firstSector + n * sectorSize / 512`. Safe to use from many threads at once: every call makes
-/// its own cipher contexts; the key schedule is cheap next to a sector run.
+/// `firstSector + n * sectorSize / 512`. Safe to use from many threads at once: every call takes
+/// keyed cipher contexts of its own from a small pool (or keys new ones) and gives them back.
 public final class SectorCipher: @unchecked Sendable {
     // @unchecked: `cipher` and `essivCipher` are libcrypto EVP_CIPHER objects, immutable and
     // documented as safe to share between threads; the keys are read-only SecretBytes.
