@@ -19,6 +19,8 @@ enum Qcow2MetadataStructure: String, Sendable {
     case refcountBlock = "refcount block"
     case snapshotTable = "snapshot table"
     case inactiveL1 = "inactive L1 table"
+    /// The LUKS header of an encrypted image (never written by us; QEMU does not check it).
+    case encryptionHeader = "LUKS encryption header"
     /// Guest data: may land on no metadata at all.
     case data = "guest data"
 }

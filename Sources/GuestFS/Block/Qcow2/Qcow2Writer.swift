@@ -22,6 +22,10 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
     /// Where the metadata of the opened image lies, for the overlap check.
     let l1Range: Range<UInt64>
     let snapshotRanges: [Range<UInt64>]
+    /// The LUKS header's bytes in an encrypted image: overwriting them (a cluster handed out
+    /// again because its refcount was damaged) would lose the key material and with it every
+    /// byte of the image, so the overlap check guards them too, beyond QEMU's list.
+    let encryptionHeaderRange: Range<UInt64>?
     /// Whether the image has the zero flag (version 3) to store zeros without data.
     let hasZeroFlag: Bool
     /// Set once corruption was found or the image was closed: every later write fails.
@@ -56,6 +60,13 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
         let h = metadata.header
         self.l1Range = h.l1TableOffset..<(h.l1TableOffset + UInt64(h.l1Size) * 8)
         self.snapshotRanges = snapshotRanges
+        // Bounds were checked when the key was tried (Qcow2Encryption.open).
+        if h.cryptMethod == Qcow2CryptMethod.luks.rawValue, let fde = metadata.extensions.encryptionHeader,
+           fde.length <= UInt64.max - fde.offset {
+            self.encryptionHeaderRange = fde.offset..<(fde.offset + fde.length)
+        } else {
+            self.encryptionHeaderRange = nil
+        }
         self.hasZeroFlag = h.version >= 3
         self.incompatible = Atomic(h.incompatibleFeatures)
         // Dirty L2 slices are written only after the refcount blocks they rely on, and after the
@@ -488,7 +499,8 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
 
     /// Refuses a write that would land on metadata other than `structure` (QEMU's
     /// qcow2_pre_write_overlap_check with the "cached" checks): the header, the active L1 table,
-    /// the refcount table and its blocks, active L2 tables, the snapshot table and snapshot L1 tables.
+    /// the refcount table and its blocks, active L2 tables, the snapshot table and snapshot L1 tables;
+    /// and the LUKS header of an encrypted image.
     func checkOverlap(_ offset: UInt64, _ length: Int, _ structure: Qcow2MetadataStructure) throws {
         let range = offset..<(offset + UInt64(length))
         func hit(_ other: Range<UInt64>, _ what: Qcow2MetadataStructure) throws {
@@ -503,6 +515,7 @@ final class Qcow2Writer: Qcow2MetadataSink, @unchecked Sendable {
         let (rtOffset, rtClusters) = refcounts.table.withLock { ($0.offset, $0.clusters) }
         try hit(rtOffset..<(rtOffset + UInt64(rtClusters) * c), .refcountTable)
         for r in snapshotRanges { try hit(r, .snapshotTable) }
+        if let encryptionHeaderRange { try hit(encryptionHeaderRange, .encryptionHeader) }
         // Refcount blocks and active L2 tables are one cluster each: look the clusters the write
         // touches up in an index rebuilt only when the refcount table or L1 changed (walking both
         // tables on every 1 KiB data write made writing through a mount 80 times slower).

@@ -276,6 +276,42 @@ import TestSupport
         #expect(try Shell.check("qemu-io \(q) -c 'read -P 0xe5 2M 70000'").contains("read 70000/70000"))
     }
 
+    /// A clean (not dirty) LUKS image whose header cluster lost its refcount: the allocator hands
+    /// that cluster out, and the overlap check refuses the data write before the key material is
+    /// overwritten; the image is marked corrupt and still unlocks and reads with qemu-io.
+    @Test func damagedRefcountNeverLetsDataOverwriteTheLUKSHeader() throws {
+        let f = try Qcow2EncryptedFixtures.get()
+        let path = f.path("header-guard-w.qcow2")
+        try Shell.check("rm -f \(Shell.quote(path)) && cp \(Shell.quote(f.path("luks-default.qcow2"))) \(Shell.quote(path))")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let q = Self.qemuName(path, encrypted: true)
+        let header: Qcow2EncryptionHeaderPointer
+        do {
+            let file = try RawImage(path: path, writable: true)
+            let meta = try Qcow2Metadata.read(from: file)
+            header = try #require(meta.extensions.encryptionHeader)
+            let table = UInt64(bigEndian: try file.readBytes(at: 48, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            let block = UInt64(bigEndian: try file.readBytes(at: table, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+            try file.writeBytes([0, 0], at: block + (header.offset >> UInt64(meta.geometry.clusterBits)) * 2)
+        }
+        let before = try RawImage(path: path, writable: false).readBytes(at: header.offset, count: Int(header.length))
+        do {    // closed (and its image locks dropped) before qemu-io looks
+            let image = try ImageOpener.open(path: path, options: ImageOpenOptions(writable: true, corruptionLog: { _ in },
+                                                                                    keys: Qcow2EncryptionTests.keys()))
+            #expect {
+                try image.writeBytes([UInt8](repeating: 0xE5, count: 65536), at: 2 << 20)
+                try image.flush()
+            } throws: { error in
+                (error as? ImageError)?.description.contains("LUKS encryption header") == true
+            }
+            try? (image as! Qcow2Image).close()
+        }
+        #expect(try RawImage(path: path, writable: false).readBytes(at: header.offset, count: Int(header.length)) == before)
+        let read = try Shell.run("qemu-io -r \(q) -c 'read 0 64k'")
+        #expect(read.status == 0, "\(read.text) \(read.stderr)")
+        #expect(read.text.contains("read 65536/65536"), "\(read.text) \(read.stderr)")
+    }
+
     /// Lazy refcounts: dirty while open, clean after close; a dirty image gets its refcounts
     /// rebuilt when opened for writing.
     @Test func lazyRefcountsAndDirtyBit() throws {
