@@ -59,10 +59,12 @@ public final class KernelMount: @unchecked Sendable {
     public var path: String { directory.file("mnt") }
     private var closed = false
 
-    public init(image: String, offset: UInt64 = 0) throws {
+    /// Read-only unless `writable` (the oracle for write tests: the same steps on the kernel's ext4).
+    public init(image: String, offset: UInt64 = 0, writable: Bool = false) throws {
         directory = try TempDir("imagemount-kernel")
         try FileManager.default.createDirectory(atPath: directory.file("mnt"), withIntermediateDirectories: false)
-        try Shell.check("mount -t ext4 -o ro,loop,noload,offset=\(offset) \(Shell.quote(image)) \(Shell.quote(path))")
+        let options = writable ? "rw,loop" : "ro,loop,noload"
+        try Shell.check("mount -t ext4 -o \(options),offset=\(offset) \(Shell.quote(image)) \(Shell.quote(path))")
     }
 
     public func close() {

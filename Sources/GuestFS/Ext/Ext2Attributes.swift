@@ -51,5 +51,15 @@ extension Ext2Filesystem {
                 raw.touchChange(inodeSize: inodeSize, now: changes.changeTime ?? now)
             }
         }
+        if let mode = changes.mode { try chmodAccessACL(number, mode: mode) }
+    }
+
+    /// chmod of an inode with an access ACL also rewrites the ACL's owner, mask (else owning
+    /// group) and other entries (posix_acl_chmod, as ext4_setattr calls it), or getfacl would
+    /// keep showing the old permissions.
+    private func chmodAccessACL(_ number: UInt32, mode: UInt16) throws {
+        guard let value = try xattr(number, name: Self.accessACL), let acl = try? POSIXACL(value, name: Self.accessACL) else { return }
+        let changed = acl.changingMode(to: mode).bytes
+        if changed != value { try setXattr(number, name: Self.accessACL, value: changed) }
     }
 }

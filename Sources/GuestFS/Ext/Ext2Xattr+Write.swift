@@ -103,11 +103,24 @@ extension Ext2Filesystem {
 /// A POSIX ACL in the Linux xattr form: a version word (2), then 8-byte entries of tag,
 /// permissions and id, little-endian (linux/posix_acl_xattr.h).
 struct POSIXACL {
-    struct Entry { let tag: UInt16; let perm: UInt16; let id: UInt32 }
+    struct Entry { let tag: UInt16; var perm: UInt16; let id: UInt32 }
     let entries: [Entry]
 
     static let userObj: UInt16 = 0x01, user: UInt16 = 0x02, groupObj: UInt16 = 0x04, group: UInt16 = 0x08
     static let mask: UInt16 = 0x10, other: UInt16 = 0x20
+
+    init(entries: [Entry]) { self.entries = entries }
+
+    /// The Linux xattr form of this ACL.
+    var bytes: [UInt8] {
+        var out: [UInt8] = [2, 0, 0, 0]
+        for e in entries {
+            out += [UInt8(truncatingIfNeeded: e.tag), UInt8(truncatingIfNeeded: e.tag >> 8),
+                    UInt8(truncatingIfNeeded: e.perm), UInt8(truncatingIfNeeded: e.perm >> 8)]
+            out += (0..<4).map { UInt8(truncatingIfNeeded: e.id >> UInt32(8 * $0)) }
+        }
+        return out
+    }
 
     init(_ bytes: [UInt8], name: String) throws {
         func le16(_ i: Int) -> UInt16 { UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8 }

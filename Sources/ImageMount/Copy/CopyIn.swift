@@ -73,13 +73,19 @@ final class CopyIn {
         }
         let mode = UInt16(truncatingIfNeeded: st.st_mode)
         let spec = NewInode(mode: mode, uid: st.st_uid, gid: st.st_gid)
+        // As tar -x in the guest would leave it: the directory's default ACL is inherited at
+        // creation (umask 0, as for root's tar -p), then the source's own xattrs and mode are
+        // applied over it (a chmod rewrites an inherited ACL's mask: Ext2ACLInheritance.swift).
+        let inherited = try fs.inheritedACL(directory: dir, mode: mode, umask: 0)
         let node: UInt32
         switch type {
         case S_IFDIR:
             node = try fs.makeDirectory(in: dir, name: name, NewInode(mode: 0o700, uid: st.st_uid, gid: st.st_gid))
+            try fs.applyInheritedACL(node, inherited)
             try copyDirectoryContents(source, into: node)
         case S_IFREG:
             node = try fs.createNode(in: dir, name: name, spec)
+            try fs.applyInheritedACL(node, inherited)
             try copyData(source, size: UInt64(st.st_size), to: node)
         case S_IFLNK:
             node = try fs.makeSymlink(in: dir, name: name, target: try source.linkTarget(), uid: st.st_uid, gid: st.st_gid)
@@ -87,6 +93,7 @@ final class CopyIn {
             var device = spec
             (device.rdevMajor, device.rdevMinor) = FuseServer.split(UInt64(st.st_rdev))
             node = try fs.createNode(in: dir, name: name, device)
+            try fs.applyInheritedACL(node, inherited)
         default:
             warnOnce("sockets", "\(source.display): socket skipped (sockets cannot be copied)")
             return

@@ -115,6 +115,9 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
             UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_READDIRPLUS_AUTO) |
             UInt32(FUSE_CAP_POSIX_ACL)
         conn.pointee.want |= wanted & c.capable
+        // The umask is ours to apply (InheritedACL): a directory's default ACL replaces it, as
+        // on the kernel's ext4 (posix_acl_create).
+        if !options.readOnly { conn.pointee.want |= UInt32(FUSE_CAP_DONT_MASK) & c.capable }
         // An unchanging image needs no revalidation of cached data on every open.
         conn.pointee.want &= ~UInt32(FUSE_CAP_AUTO_INVAL_DATA)
         let first = readyOnce.withLock { done in

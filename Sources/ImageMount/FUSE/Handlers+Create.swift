@@ -12,8 +12,13 @@ extension FuseServer {
         let ctx = request.context
         do throws(FuseError) {
             let (major, minor) = Self.split(rdev)
-            let spec = NewInode(mode: UInt16(truncatingIfNeeded: mode), uid: ctx.uid, gid: ctx.gid, rdevMajor: major, rdevMinor: minor)
-            request.reply(entry: try newEntry(parent) { fs, dir in try fs.createNode(in: dir.inode, name: name, spec) })
+            request.reply(entry: try newEntry(parent) { fs, dir in
+                let inherited = try fs.inheritedACL(directory: dir.inode, mode: UInt16(truncatingIfNeeded: mode), umask: ctx.umask)
+                let spec = NewInode(mode: inherited.mode, uid: ctx.uid, gid: ctx.gid, rdevMajor: major, rdevMinor: minor)
+                let child = try fs.createNode(in: dir.inode, name: name, spec)
+                try fs.applyInheritedACL(child, inherited)
+                return child
+            })
         } catch {
             request.reply(error)
         }
@@ -22,8 +27,13 @@ extension FuseServer {
     func mkdir(_ request: consuming Request, parent: UInt64, name: [UInt8], mode: UInt32) {
         let ctx = request.context
         do throws(FuseError) {
-            let spec = NewInode(mode: UInt16(truncatingIfNeeded: mode) & 0o7777, uid: ctx.uid, gid: ctx.gid)
-            request.reply(entry: try newEntry(parent) { fs, dir in try fs.makeDirectory(in: dir.inode, name: name, spec) })
+            request.reply(entry: try newEntry(parent) { fs, dir in
+                let requested = Ext2Inode.typeDirectory | (UInt16(truncatingIfNeeded: mode) & 0o7777)
+                let inherited = try fs.inheritedACL(directory: dir.inode, mode: requested, umask: ctx.umask)
+                let child = try fs.makeDirectory(in: dir.inode, name: name, NewInode(mode: inherited.mode & 0o7777, uid: ctx.uid, gid: ctx.gid))
+                try fs.applyInheritedACL(child, inherited)
+                return child
+            })
         } catch {
             request.reply(error)
         }
@@ -57,11 +67,13 @@ extension FuseServer {
     func create(_ request: consuming Request, parent: UInt64, name: [UInt8], mode: UInt32, info: fuse_file_info) {
         let ctx = request.context
         do throws(FuseError) {
-            let spec = NewInode(mode: Ext2Inode.typeRegular | (UInt16(truncatingIfNeeded: mode) & 0o7777), uid: ctx.uid, gid: ctx.gid)
             var created: GuestNode?
             let entry = try newEntry(parent) { fs, dir in
-                let child = try fs.createNode(in: dir.inode, name: name, spec)
+                let requested = Ext2Inode.typeRegular | (UInt16(truncatingIfNeeded: mode) & 0o7777)
+                let inherited = try fs.inheritedACL(directory: dir.inode, mode: requested, umask: ctx.umask)
+                let child = try fs.createNode(in: dir.inode, name: name, NewInode(mode: inherited.mode, uid: ctx.uid, gid: ctx.gid))
                 created = GuestNode(mount: dir.mount, inode: child)
+                try fs.applyInheritedACL(child, inherited)
                 return child
             }
             guard let node = created else { throw FuseError(.ioError) }

@@ -32,9 +32,11 @@ struct Request: ~Copyable {
     }
 
     /// The uid, gid and pid of the caller (fuse_req_ctx).
-    var context: (uid: uid_t, gid: gid_t, pid: pid_t) {
+    /// The caller; `umask` is its umask for create, mkdir and mknod (sent because the server
+    /// asks the kernel not to apply it: FUSE_CAP_DONT_MASK), 0 otherwise.
+    var context: (uid: uid_t, gid: gid_t, pid: pid_t, umask: UInt16) {
         let ctx = fuse_req_ctx(raw)!.pointee
-        return (ctx.uid, ctx.gid, ctx.pid)
+        return (ctx.uid, ctx.gid, ctx.pid, UInt16(truncatingIfNeeded: ctx.umask))
     }
 
     // MARK: Replies. Each wraps one fuse_reply_* function and consumes the request.
