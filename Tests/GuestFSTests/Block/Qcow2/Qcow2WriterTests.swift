@@ -247,24 +247,30 @@ import TestSupport
         #expect(try Shell.check("qemu-io -f qcow2 -c 'read -P 0x42 1M 128k' \(Shell.quote(path))").contains("read 131072/131072"))
     }
 
+    /// A copy of the default LUKS fixture (in its folder) whose first LUKS header cluster has
+    /// refcount 0, with the dirty bit set when `dirty`.
+    static func luksCopyWithHeaderRefcountZeroed(_ name: String, dirty: Bool) throws -> (String, Qcow2EncryptionHeaderPointer) {
+        let f = try Qcow2EncryptedFixtures.get()
+        let path = f.path(name)
+        try Shell.check("rm -f \(Shell.quote(path)) && cp \(Shell.quote(f.path("luks-default.qcow2"))) \(Shell.quote(path))")
+        let file = try RawImage(path: path, writable: true)
+        let meta = try Qcow2Metadata.read(from: file)
+        let header = try #require(meta.extensions.encryptionHeader)
+        let table = UInt64(bigEndian: try file.readBytes(at: 48, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let block = UInt64(bigEndian: try file.readBytes(at: table, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        try file.writeBytes([0, 0], at: block + (header.offset >> UInt64(meta.geometry.clusterBits)) * 2)
+        if dirty { try file.writeBytes([0, 0, 0, 0, 0, 0, 0, 1], at: 72) }
+        try file.flush()
+        return (path, header)
+    }
+
     /// A dirty LUKS image whose LUKS header cluster lost its refcount: the repair before writing
     /// counts the header's clusters (from the FDE header extension) and restores it, and the
     /// image still opens with its key afterwards.
     @Test func dirtyEncryptedImageKeepsItsLUKSHeader() throws {
-        let f = try Qcow2EncryptedFixtures.get()
-        let path = f.path("dirty-luks-w.qcow2")
-        try Shell.check("rm -f \(Shell.quote(path)) && cp \(Shell.quote(f.path("luks-default.qcow2"))) \(Shell.quote(path))")
+        let (path, _) = try Self.luksCopyWithHeaderRefcountZeroed("dirty-luks-w.qcow2", dirty: true)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let q = Self.qemuName(path, encrypted: true)
-        do {
-            let file = try RawImage(path: path, writable: true)
-            let meta = try Qcow2Metadata.read(from: file)
-            let header = try #require(meta.extensions.encryptionHeader)
-            let table = UInt64(bigEndian: try file.readBytes(at: 48, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
-            let block = UInt64(bigEndian: try file.readBytes(at: table, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
-            try file.writeBytes([0, 0], at: block + (header.offset >> UInt64(meta.geometry.clusterBits)) * 2)
-            try file.writeBytes([0, 0, 0, 0, 0, 0, 0, 1], at: 72)                  // dirty
-        }
         #expect(try Shell.run("qemu-img check \(q)").status == 2)
         do {
             let image = try ImageOpener.open(path: path, options: ImageOpenOptions(writable: true, keys: Qcow2EncryptionTests.keys()))
@@ -280,20 +286,9 @@ import TestSupport
     /// that cluster out, and the overlap check refuses the data write before the key material is
     /// overwritten; the image is marked corrupt and still unlocks and reads with qemu-io.
     @Test func damagedRefcountNeverLetsDataOverwriteTheLUKSHeader() throws {
-        let f = try Qcow2EncryptedFixtures.get()
-        let path = f.path("header-guard-w.qcow2")
-        try Shell.check("rm -f \(Shell.quote(path)) && cp \(Shell.quote(f.path("luks-default.qcow2"))) \(Shell.quote(path))")
+        let (path, header) = try Self.luksCopyWithHeaderRefcountZeroed("header-guard-w.qcow2", dirty: false)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let q = Self.qemuName(path, encrypted: true)
-        let header: Qcow2EncryptionHeaderPointer
-        do {
-            let file = try RawImage(path: path, writable: true)
-            let meta = try Qcow2Metadata.read(from: file)
-            header = try #require(meta.extensions.encryptionHeader)
-            let table = UInt64(bigEndian: try file.readBytes(at: 48, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
-            let block = UInt64(bigEndian: try file.readBytes(at: table, count: 8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
-            try file.writeBytes([0, 0], at: block + (header.offset >> UInt64(meta.geometry.clusterBits)) * 2)
-        }
         let before = try RawImage(path: path, writable: false).readBytes(at: header.offset, count: Int(header.length))
         do {    // closed (and its image locks dropped) before qemu-io looks
             let image = try ImageOpener.open(path: path, options: ImageOpenOptions(writable: true, corruptionLog: { _ in },
