@@ -45,18 +45,6 @@ import TestSupport
         return (lines, writes)
     }
 
-    /// The bytes the tool writes for a seed (its `pattern`).
-    static func pattern(seed: UInt64, count: Int) -> [UInt8] {
-        var rng = SplitMix64(seed: seed)
-        var out = [UInt8](repeating: 0, count: count)
-        var i = 0
-        while i < count {
-            let v = rng.next()
-            for b in 0..<8 where i < count { out[i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * b)); i += 1 }
-        }
-        return out
-    }
-
     /// Runs the tool on `image`, kills it after `delay` seconds, and returns how many script
     /// lines a completed flush covered.
     static func runAndKill(_ image: String, lines: [String], delay: Double) throws -> Int {
@@ -118,7 +106,8 @@ import TestSupport
             let after = Array(try Data(contentsOf: URL(fileURLWithPath: image + ".raw")))
             for index in 0..<done {
                 guard let w = writes[index] else { continue }
-                let want = w.seed.map { Self.pattern(seed: $0, count: w.length) } ?? [UInt8](repeating: 0, count: w.length)
+                // The tool's `pattern` is the writer tests' byte stream (SplitMix64 from the seed).
+                let want = w.seed.map { Qcow2WriterTests.bytes($0, w.length) } ?? [UInt8](repeating: 0, count: w.length)
                 let got = Array(after[Int(w.offset)..<(Int(w.offset) + w.length)])
                 #expect(got == want, "\(name) round \(round): flushed write \(index) at \(w.offset)+\(w.length) missing")
             }
