@@ -28,10 +28,15 @@ public struct AttributeChanges: Sendable {
 /// setattr: chmod, chown, truncate and utimens (fuse2fs's op_chmod, op_chown, op_truncate,
 /// op_utimens). Permission checks are the kernel's (default_permissions); this applies.
 extension Ext2Filesystem {
+    /// A setattr that changes nothing still sets ctime: `chown(f, -1, -1)` reaches us as one
+    /// with no fields (the kernel keeps ATTR_CTIME to itself without writeback caching), and
+    /// ext4 sets ctime for it (notify_change always adds ATTR_CTIME).
     public func setAttributes(_ number: UInt32, _ changes: AttributeChanges) throws {
-        if let size = changes.size { try truncate(number, to: size) }
-        guard changes.mode != nil || changes.uid != nil || changes.gid != nil || changes.accessTime != nil ||
-              changes.modificationTime != nil || changes.changeTime != nil else { return }
+        if let size = changes.size {
+            try truncate(number, to: size)
+            guard changes.mode != nil || changes.uid != nil || changes.gid != nil || changes.accessTime != nil ||
+                  changes.modificationTime != nil || changes.changeTime != nil else { return }
+        }
         try withWriteHandle { fs in
             let inodeSize = superblock.inodeSize
             try updateInode(number, fs: fs) { raw in

@@ -32,12 +32,14 @@ extension Ext2Filesystem {
     }
 
     /// Called by the user that held inode `number` (the FUSE server, when the kernel forgets
-    /// it) once it no longer does: an inode left without names is freed now.
-    public func releaseInode(_ number: UInt32) {
+    /// it) once it no longer does: an inode left without names is freed now. A failure is
+    /// thrown (the caller reports it) and the inode stays an orphan, so close tries again.
+    public func releaseInode(_ number: UInt32) throws {
         guard isWritable else { return }
-        _ = try? withHandle { fs in
-            guard writeState.orphans.remove(number) != nil else { return }
+        try withHandle { fs in
+            guard writeState.orphans.contains(number) else { return }
             try freeInode(number, fs: fs)
+            writeState.orphans.remove(number)
         }
     }
 

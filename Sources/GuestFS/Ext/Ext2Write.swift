@@ -49,6 +49,8 @@ extension Ext2Filesystem {
 
     /// Sets the size of regular file `number`: blocks past the new end are freed, the tail of
     /// the last block is zeroed, and growing leaves a hole.
+    /// mtime and ctime change even when the size stays, as on the kernel's ext4 (truncate(2),
+    /// ftruncate(2) and open(O_TRUNC) alike).
     public func truncate(_ number: UInt32, to size: UInt64) throws {
         guard size <= Self.maxFileSize else { throw error(.fileTooLarge, "truncate", "file would exceed 16 TiB") }
         try withWriteHandle { fs in
@@ -85,15 +87,23 @@ extension Ext2Filesystem {
                     ext2fs_fallocate(fs, flags, number, $0, ~0, first, last - first + 1)
                 }
             }
-            try check(rc, "fallocate", inode: number)
-            let inodeSize = superblock.inodeSize
-            try updateInode(number, fs: fs) { raw in
-                if !keepSize && end > (UInt64(raw.i_size) | UInt64(raw.i_size_high) << 32) {
-                    raw.i_size = UInt32(truncatingIfNeeded: end)
-                    raw.i_size_high = UInt32(truncatingIfNeeded: end >> 32)
-                }
-                raw.touchModification(inodeSize: inodeSize)
+            // libext2fs changed `raw` itself (i_blocks for every block claimed, the extent root),
+            // and wrote it only when the tree's root moved: `raw` is the inode now, so it is what
+            // gets written back. Re-reading it from disk would lose the blocks' count (e2fsck:
+            // "i_blocks is X, should be Y"), and later truncates would underflow it.
+            if rc != 0 {
+                // A partial allocation is still counted in `raw`: write it, then report the error.
+                try writeInode(number, raw, fs: fs)
+                try check(rc, "fallocate", inode: number)
             }
+            let grows = !keepSize && end > (UInt64(raw.i_size) | UInt64(raw.i_size_high) << 32)
+            if grows {
+                raw.i_size = UInt32(truncatingIfNeeded: end)
+                raw.i_size_high = UInt32(truncatingIfNeeded: end >> 32)
+            }
+            // As ext4_fallocate (file_modified): mtime and ctime, with or without keep-size.
+            raw.touchModification(inodeSize: superblock.inodeSize)
+            try writeInode(number, raw, fs: fs)
         }
     }
 
@@ -126,7 +136,12 @@ extension Ext2Filesystem {
                         ext2fs_punch(fs, number, $0, nil, firstWhole, endWhole - 1)
                     }
                 }
-                try check(rc, "punch hole", inode: number)
+                // ext2fs_punch writes the inode only when it succeeds; on a failure part way
+                // `raw` still counts what was freed, so it is written before the error goes up.
+                if rc != 0 {
+                    try writeInode(number, raw, fs: fs)
+                    try check(rc, "punch hole", inode: number)
+                }
             }
             let inodeSize = superblock.inodeSize
             try updateInode(number, fs: fs) { $0.touchModification(inodeSize: inodeSize) }

@@ -1,6 +1,9 @@
 import GuestFS
 import SystemPackage
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `--debug`: one line per request and one per reply on stderr, plus the rich errors that
 /// the FUSE edge turns into bare errnos.
@@ -16,8 +19,12 @@ enum DebugLog {
         write("← \(op) ino=\(inode) \(detail)")
     }
 
-    /// Lines that matter even without --debug (the stderr of a daemon is /dev/null anyway).
-    static func always(_ text: String) { write(text) }
+    /// Lines that matter even without --debug: on stderr, and in the system log, since the
+    /// stderr of a daemonized server is /dev/null.
+    static func always(_ text: String) {
+        write(text)
+        text.withCString { message in withVaList([message]) { vsyslog(LOG_ERR, "imagemount: %s", $0) } }
+    }
 
     private static func write(_ text: String) {
         var line = "imagemount[fuse]: " + text + "\n"

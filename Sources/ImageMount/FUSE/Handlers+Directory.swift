@@ -47,7 +47,11 @@ extension FuseServer {
     /// free it (if it was unlinked meanwhile). Bookkeeping only on read-only mounts.
     func drop(_ inode: UInt64, count: UInt64) {
         guard let node = inodes.forget(inode, count: count), !options.readOnly else { return }
-        tree.filesystem(of: node).releaseInode(node.inode)
+        // forget has no reply to carry an error: it is logged, and the inode stays an orphan
+        // that unmount frees (or reports) again.
+        do { try tree.filesystem(of: node).releaseInode(node.inode) } catch {
+            DebugLog.always("freeing unlinked inode \(node.inode) failed: \(error)")
+        }
     }
 
     func opendir(_ request: consuming Request, inode: UInt64, info: fuse_file_info) {

@@ -16,7 +16,15 @@ extension FuseServer {
             do { file = try tree.filesystem(of: node).openFile(node.inode) } catch { throw FuseError(wrapping: error) }
             if file.inode.isDirectory { throw FuseError(.isDirectory) }
             guard file.inode.isRegular else { throw FuseError(.permissionDenied) }
-            // O_TRUNC arrives as a setattr before the open (no FUSE_CAP_ATOMIC_O_TRUNC).
+            // With FUSE_CAP_ATOMIC_O_TRUNC (asked for in init, and libfuse's default) the kernel
+            // sends O_TRUNC here and no setattr: truncating is ours, with the times ext4's
+            // handle_truncate sets (mtime and ctime, even on an empty file). Without the
+            // capability the kernel strips O_TRUNC (fuse_send_open), so this test is right either way.
+            if info.flags & O_TRUNC != 0 {
+                do { try tree.filesystem(of: node).truncate(node.inode, to: 0) } catch {
+                    throw FuseError(wrapping: error)
+                }
+            }
             var out = info
             out.fh = handles.insert(.file(file))
             // Data cannot change under a read-only mount: keep what the page cache holds.
