@@ -218,6 +218,17 @@ def open_flags():
         return (n, m, hashlib.sha256(back[:]).hexdigest()[:16])
     call("O_DIRECT aligned write 8192, read 4096 at 4096", direct)
     describe(d)
+    def direct_unaligned(offset, length):
+        buf = mmap.mmap(-1, 8192)
+        fd = os.open(d, os.O_RDWR | os.O_DIRECT)
+        try:
+            return os.pwritev(fd, [memoryview(buf)[:length]], offset)
+        finally:
+            os.close(fd)
+    call("O_DIRECT write at offset 100", direct_unaligned, 100, 4096)
+    call("O_DIRECT write of 1000 bytes", direct_unaligned, 0, 1000)
+    call("O_DIRECT write at 512 of 512", direct_unaligned, 512, 512)
+    describe(d)
 
     for name, flag in (("O_SYNC", os.O_SYNC), ("O_DSYNC", os.O_DSYNC)):
         s = p(name.lower())

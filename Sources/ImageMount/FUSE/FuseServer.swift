@@ -113,8 +113,10 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         conn.pointee.time_gran = 1
         let wanted: UInt32 = UInt32(FUSE_CAP_CACHE_SYMLINKS) | UInt32(FUSE_CAP_ASYNC_READ) |
             UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_READDIRPLUS_AUTO) |
-            UInt32(FUSE_CAP_POSIX_ACL)
+            UInt32(FUSE_CAP_POSIX_ACL) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
         conn.pointee.want |= wanted & c.capable
+        // open() truncates when O_TRUNC arrives (Handlers+File); with or without this
+        // capability that is right, since the kernel sends O_TRUNC to open only with it.
         // The umask is ours to apply (InheritedACL): a directory's default ACL replaces it, as
         // on the kernel's ext4 (posix_acl_create).
         if !options.readOnly { conn.pointee.want |= UInt32(FUSE_CAP_DONT_MASK) & c.capable }

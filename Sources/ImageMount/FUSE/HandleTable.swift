@@ -4,9 +4,31 @@ import Synchronization
 /// What an open file or directory handle (`fi->fh`) stands for.
 enum OpenHandle: Sendable {
     /// A regular file with its block map resolved at open; reads go to the device unlocked.
-    case file(Ext2File)
+    case file(Ext2File, OpenFlags)
     /// A directory listing taken at opendir, so offsets stay stable across readdir calls.
     case directory(DirectoryListing)
+}
+
+/// What the open(2) flags of a file handle ask of its reads and writes.
+struct OpenFlags: Sendable {
+    /// O_DIRECT: offsets and lengths must be multiples of the logical sector size, as the
+    /// kernel's ext4 (iomap_dio_rw over a 512-byte-sector device) requires; EINVAL otherwise.
+    /// (The alignment of the caller's memory is not visible through FUSE.)
+    var direct = false
+
+    init(_ flags: Int32) { direct = flags & Self.oDirect != 0 }
+
+    /// O_DIRECT (asm-generic/fcntl.h; hidden by Swift's Glibc module without _GNU_SOURCE).
+    static let oDirect: Int32 = 0o40000
+    static let directAlignment: Int64 = 512
+
+    /// EINVAL for an O_DIRECT transfer that is not sector-aligned.
+    func check(offset: Int64, size: Int) throws(FuseError) {
+        guard direct else { return }
+        guard offset % Self.directAlignment == 0, Int64(size) % Self.directAlignment == 0 else {
+            throw FuseError(.invalidArgument)
+        }
+    }
 }
 
 /// A directory's entries as opendir saw them, with `.` and `..` first.

@@ -83,7 +83,7 @@ extension FuseServer {
                 throw FuseError(wrapping: error)
             }
             var out = info
-            out.fh = handles.insert(.file(file))
+            out.fh = handles.insert(.file(file, OpenFlags(info.flags)))
             request.reply(create: entry, open: out)
         } catch {
             request.reply(error)

@@ -26,7 +26,7 @@ extension FuseServer {
                 }
             }
             var out = info
-            out.fh = handles.insert(.file(file))
+            out.fh = handles.insert(.file(file, OpenFlags(info.flags)))
             // Data cannot change under a read-only mount: keep what the page cache holds.
             if options.readOnly { out.keep_cache = 1 }
             request.reply(open: out)
@@ -38,11 +38,15 @@ extension FuseServer {
     /// Reads straight from the block device, outside the libext2fs lock (the map was
     /// resolved at open), so several reads run at once.
     func read(_ request: consuming Request, inode: UInt64, size: Int, offset: Int64, handle: UInt64) {
-        guard case .file(let file)? = handles.get(handle) else {
+        guard case .file(let file, let flags)? = handles.get(handle) else {
             request.reply(error: .badFileDescriptor)
             return
         }
         guard offset >= 0 else { request.reply(error: .invalidArgument); return }
+        do throws(FuseError) { try flags.check(offset: offset, size: size) } catch {
+            request.reply(error)
+            return
+        }
         let lease = readBuffers.take(size: max(size, 1))
         defer { readBuffers.give(lease) }
         do {
@@ -56,7 +60,7 @@ extension FuseServer {
     /// SEEK_DATA and SEEK_HOLE (the kernel answers the other whence values itself), so `cp`
     /// and `tar` keep sparse files sparse.
     func lseek(_ request: consuming Request, inode: UInt64, offset: Int64, whence: Int32, handle: UInt64) {
-        guard case .file(let file)? = handles.get(handle) else {
+        guard case .file(let file, _)? = handles.get(handle) else {
             request.reply(error: .badFileDescriptor)
             return
         }

@@ -13,6 +13,7 @@ extension FuseServer {
         do throws(FuseError) {
             let node = try writableNode(inode)
             guard offset >= 0 else { throw FuseError(.invalidArgument) }
+            if case .file(_, let flags)? = handles.get(handle) { try flags.check(offset: offset, size: data.count) }
             let n: Int
             do { n = try tree.filesystem(of: node).write(node.inode, at: UInt64(offset), data) } catch { throw FuseError(wrapping: error) }
             request.reply(written: n)
