@@ -467,6 +467,7 @@ def times():
     call("utime symlink nofollow", os.utime, p("tlink"), ns=(3_000_000_000, 4_000_000_789), follow_symlinks=False)
     st = os.lstat(p("tlink"))
     emit(f"  link atime={st.st_atime_ns} mtime={st.st_mtime_ns}")
+    describe(p("tlink"))
     describe(f)
     call("utime pre-1970", os.utime, f, ns=(-1_000_000_000, -86400_000_000_001))
     st = os.stat(f)
@@ -664,12 +665,13 @@ def copies():
     describe(dst)
     def sendfile():
         a = os.open(src, os.O_RDONLY)
-        b = os.open(dst, os.O_WRONLY | os.O_APPEND)
+        b = os.open(dst, os.O_WRONLY)
+        os.lseek(b, 0, os.SEEK_END)
         n = os.sendfile(b, a, 0, 3000)
         os.close(a)
         os.close(b)
         return n
-    call("sendfile 3000 appended", sendfile)
+    call("sendfile 3000 at the end", sendfile)
     describe(dst)
 
 
