@@ -241,8 +241,8 @@ struct RWMountTests {
     @Test func encryptedQcow2RefusalsWriteNothing() throws {
         let dir = try TempDir("imagemount-rw")
         let raw = dir.file("fs.img"), luks = dir.file("enc.qcow2"), aes = dir.file("aes.qcow2")
-        try Shell.check("truncate -s 32M \(Shell.quote(raw)) && mke2fs -q -F -t ext4 \(Shell.quote(raw)) && " +
-                        "qemu-img convert --object secret,id=s0,data=pw -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 " +
+        try Shell.check(LUKSFixtures.retryFunction + "\ntruncate -s 32M \(Shell.quote(raw)) && mke2fs -q -F -t ext4 \(Shell.quote(raw)) && " +
+                        "retry qemu-img convert --object secret,id=s0,data=pw -O qcow2 -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 " +
                         "\(Shell.quote(raw)) \(Shell.quote(luks)) && " +
                         "qemu-img convert --object secret,id=s0,data=pw -O qcow2 -o encrypt.format=aes,encrypt.key-secret=s0 " +
                         "\(Shell.quote(raw)) \(Shell.quote(aes))")

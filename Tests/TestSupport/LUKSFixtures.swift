@@ -11,7 +11,9 @@ public enum LUKSFixtures {
     /// A shell function: runs its arguments up to five times until they succeed. qemu-img's PBKDF2
     /// benchmark (for a new LUKS header) fails now and then on a loaded machine with "Unable to
     /// get accurate CPU usage".
-    public static let retryFunction = "retry() { for i in 1 2 3 4 5; do \"$@\" && return 0; sleep 0.3; done; return 1; }"
+    /// qemu-img's PBKDF calibration ("Unable to get accurate CPU usage") fails while the machine
+    /// is busy; it is retried for up to about 10 s.
+    public static let retryFunction = "retry() { for i in 1 2 3 4 5 6 7 8; do \"$@\" && return 0; sleep $i; done; return 1; }"
 
     public static let fsUUID = "1dc0ffee-1dc0-4fee-8fee-00000000c0de"
 
