@@ -116,14 +116,22 @@ public final class MountTree: Sendable {
     }
 
     /// The directory entries of `dir` as the guest sees them: an entry covered by a mount
-    /// points at the mounted filesystem's root.
-    public func entries(_ dir: GuestNode) throws -> [(name: [UInt8], node: GuestNode, fileType: UInt8)] {
-        try filesystem(of: dir).directoryEntries(dir.inode).map { entry in
-            if let mount = coverIndex[CoverKey(parent: dir, name: entry.name)] {
-                return (entry.name, GuestNode(mount: mount, inode: Ext2Filesystem.rootInode), DirEntry.typeDirectory)
+    /// points at the mounted filesystem's root. Entries whose names cannot be a path component
+    /// (`GuestName`) are left out and handed to `rejected`, which reports them.
+    public func entries(_ dir: GuestNode, rejected: (RejectedName) -> Void) throws -> [(name: [UInt8], node: GuestNode, fileType: UInt8)] {
+        var out: [(name: [UInt8], node: GuestNode, fileType: UInt8)] = []
+        for entry in try filesystem(of: dir).directoryEntries(dir.inode) {
+            if let problem = GuestName.problem(entry.name) {
+                rejected(RejectedName(directory: dir, device: mounts[dir.mount].deviceName, name: entry.name, problem: problem))
+                continue
             }
-            return (entry.name, GuestNode(mount: dir.mount, inode: entry.inode), entry.fileType)
+            if let mount = coverIndex[CoverKey(parent: dir, name: entry.name)] {
+                out.append((entry.name, GuestNode(mount: mount, inode: Ext2Filesystem.rootInode), DirEntry.typeDirectory))
+            } else {
+                out.append((entry.name, GuestNode(mount: dir.mount, inode: entry.inode), entry.fileType))
+            }
         }
+        return out
     }
 
     /// Whether `name` in `dir` is a mountpoint (a mount covers it): such names cannot be

@@ -13,7 +13,7 @@ import TestSupport
         let guest = try Guest(drives: [DriveSpec(path: dir.file("fs.img"))])
         let tree = try MountTree(entries: [(guest.devices[0], "/")], writable: false)
         let server = FuseServer(tree: tree, options: FuseServerOptions(), onReady: {})
-        let entries = try tree.entries(tree.root)
+        let entries = try tree.entries(tree.root) { Issue.record("rejected \($0.message)") }
         var items: [DirectoryListing.Item] = [.init(name: [0x2E], node: tree.root, fileType: 2, isDot: true),
                                                .init(name: [0x2E, 0x2E], node: tree.root, fileType: 2, isDot: true)]
         items += entries.map { .init(name: $0.name, node: $0.node, fileType: $0.fileType, isDot: false) }

@@ -31,23 +31,25 @@ struct CopyOutCommand: ParsableCommand {
 
     func run() throws {
         guard let hostDirectory = arguments.last else { return }
-        guard HostPath(hostDirectory).existingType() == S_IFDIR else {
-            throw CLIError(message: "\(hostDirectory): not an existing directory on the host")
-        }
+        let destination = try HostDirectory.open(existing: hostDirectory)
         let session = try Session.open(image, filesystems)
         let copier = CopyOut(tree: session.tree)
-        var items: [(node: GuestNode, target: HostPath)] = []
+        var items: [(node: GuestNode, target: CopyOut.Target)] = []
         for path in arguments.dropLast() {
             // The path itself is not followed if it is a symlink, as virt-copy-out copies the link.
             let node = try session.tree.resolve(path, followFinal: false)
-            let name = MountTreeName.lastComponent(of: path)
-            let target = HostPath(hostDirectory).appending(name)
-            if target.existingType() != nil {
-                throw CLIError(message: "\(target.display): already exists on the host")
+            guard let name = HostDirectory.Name(MountTreeName.lastComponent(of: path)) else {
+                throw CLIError(message: "\(path): cannot be copied under that name (give the directory itself, not '.' or '..')")
             }
-            items.append((node, target))
+            if destination.existingType(name) != nil {
+                throw CLIError(message: "\(destination.display(name)): already exists on the host")
+            }
+            items.append((node, CopyOut.Target(parent: destination, name: name)))
         }
         try copier.run(items)
+        if copier.skipped > 0 {
+            throw CLIError(message: "\(copier.skipped) damaged guest entr\(copier.skipped == 1 ? "y was" : "ies were") not copied (see the warnings above); everything else was")
+        }
     }
 }
 

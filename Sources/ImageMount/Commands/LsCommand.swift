@@ -122,7 +122,7 @@ struct Lister {
 
     /// A directory's names, sorted bytewise, without "." and "..".
     func sortedEntries(_ dir: GuestNode) throws -> [(name: [UInt8], node: GuestNode)] {
-        try tree.entries(dir)
+        try tree.entries(dir) { Diagnostics.warn($0.message) }
             .filter { $0.name != [0x2E] && $0.name != [0x2E, 0x2E] }
             .map { ($0.name, $0.node) }
             .sorted { $0.name.lexicographicallyPrecedes($1.name) }

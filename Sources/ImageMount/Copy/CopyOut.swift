@@ -16,16 +16,31 @@ import Glibc
 /// `batchSize`, so file data and the host's per-file syscalls overlap. Directory metadata
 /// (mode, times) is applied last, children before parents, once nothing more is created in them.
 final class CopyOut: @unchecked Sendable {
+    /// Where one guest object lands: a name (checked by `GuestName`) in an open host directory.
+    struct Target {
+        let parent: HostDirectory
+        let name: HostDirectory.Name
+        var display: String { parent.display(name) }
+    }
+
     let tree: MountTree
     let asRoot = geteuid() == 0
     /// Guest inodes with several links already copied, and where. Walker thread only.
-    private var linked: [GuestNode: HostPath] = [:]
+    private var linked: [GuestNode: Target] = [:]
+    /// Directories already copied: a guest directory met a second time (a hard-linked
+    /// directory, or one that contains its own ancestor: only a damaged or hostile image has
+    /// these) is skipped, so the walk is bounded by the image, not by the paths through it.
+    private var copiedDirectories: Set<GuestNode> = []
+    /// Guest entries left out because the image is damaged there (bad names, directory loops):
+    /// the rest is copied, and the command fails at the end. Walker thread only.
+    private(set) var skipped = 0
     /// Warnings already given, so a tree of 10 000 files does not print 10 000 lines.
     private let warned = Mutex<Set<String>>([])
     /// Regular files waiting for the workers. Walker thread only.
-    private var pending: [(node: GuestNode, info: Ext2Inode, target: HostPath)] = []
-    /// Directories made, in creation order; their metadata is applied in reverse at the end.
-    private var directories: [(node: GuestNode, info: Ext2Inode, target: HostPath)] = []
+    private var pending: [(node: GuestNode, info: Ext2Inode, target: Target)] = []
+    /// Directories whose walk is done, children first; their metadata is applied once the
+    /// files queued in them are written (after the next drain), then their descriptors close.
+    private var finished: [(node: GuestNode, info: Ext2Inode, directory: HostDirectory)] = []
 
     /// Queued files are copied when this many are waiting (bounds the queue's memory).
     static let batchSize = 512
@@ -35,29 +50,37 @@ final class CopyOut: @unchecked Sendable {
     init(tree: MountTree) { self.tree = tree }
 
     /// Copies each (guest node, host target) and finishes every queued file and directory.
-    func run(_ items: [(node: GuestNode, target: HostPath)]) throws {
+    func run(_ items: [(node: GuestNode, target: Target)]) throws {
         for item in items { try copy(item.node, to: item.target) }
         try drain()
-        for directory in directories.reversed() {
-            try applyMetadata(directory.info, node: directory.node, to: directory.target)
-        }
     }
 
     /// Copies the guest object at `node` to `target` (which must not exist yet).
-    private func copy(_ node: GuestNode, to target: HostPath) throws {
+    private func copy(_ node: GuestNode, to target: Target) throws {
         let fs = tree.filesystem(of: node)
         let info = try fs.inode(node.inode)
         if !info.isDirectory, info.links > 1, let first = linked[node] {
-            try target.makeHardLink(to: first)
+            try target.parent.makeHardLink(target.name, to: first.name, in: first.parent)
             return
         }
         switch info.fileType {
         case Ext2Inode.typeDirectory:
-            try target.makeDirectory()
-            directories.append((node, info, target))
-            for entry in try tree.entries(node) {
-                try copy(entry.node, to: target.appending(entry.name))
+            guard copiedDirectories.insert(node).inserted else {
+                Diagnostics.warn("\(target.display): skipped: guest directory inode \(node.inode) was met before " +
+                                 "(a directory hard link or loop: the image is damaged)")
+                skipped += 1
+                return
             }
+            let directory = try target.parent.makeDirectory(target.name)
+            let entries = try tree.entries(node) { rejected in
+                Diagnostics.warn(rejected.message)
+                skipped += 1
+            }
+            for entry in entries {
+                guard let name = HostDirectory.Name(entry.name) else { continue }  // entries() left out bad names
+                try copy(entry.node, to: Target(parent: directory, name: name))
+            }
+            finished.append((node, info, directory))
             return
         case Ext2Inode.typeRegular:
             if info.links > 1 {
@@ -72,15 +95,15 @@ final class CopyOut: @unchecked Sendable {
             }
             return
         case Ext2Inode.typeSymlink:
-            try target.makeSymlink(to: fs.readlink(node.inode))
+            try target.parent.makeSymlink(target.name, to: fs.readlink(node.inode))
         case Ext2Inode.typeFIFO:
-            try target.makeNode(mode: UInt32(S_IFIFO) | UInt32(info.permissions), major: 0, minor: 0)
+            try target.parent.makeNode(target.name, mode: UInt32(S_IFIFO) | UInt32(info.permissions), major: 0, minor: 0)
         case Ext2Inode.typeCharDevice, Ext2Inode.typeBlockDevice:
             guard asRoot else {
                 warnOnce("device nodes", "\(target.display): device node skipped (creating device nodes needs root)")
                 return
             }
-            try target.makeNode(mode: UInt32(info.mode), major: info.rdevMajor, minor: info.rdevMinor)
+            try target.parent.makeNode(target.name, mode: UInt32(info.mode), major: info.rdevMajor, minor: info.rdevMinor)
         default:
             warnOnce("sockets", "\(target.display): socket skipped (sockets cannot be copied)")
             return
@@ -89,36 +112,42 @@ final class CopyOut: @unchecked Sendable {
         try applyMetadata(info, node: node, to: target)
     }
 
-    /// Copies the queued files on `workers` threads; the first failure is thrown once all stop.
+    /// Copies the queued files on `workers` threads (the first failure is thrown once all
+    /// stop), then applies the metadata of the directories finished so far.
     private func drain() throws {
         let jobs = pending
         pending.removeAll(keepingCapacity: true)
-        guard !jobs.isEmpty else { return }
-        let next = Atomic<Int>(0)
-        let failure = Mutex<(any Error)?>(nil)
-        DispatchQueue.concurrentPerform(iterations: min(Self.workers, jobs.count)) { _ in
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
-            defer { buffer.deallocate() }
-            while true {
-                let index = next.add(1, ordering: .relaxed).oldValue
-                guard index < jobs.count, failure.withLock({ $0 == nil }) else { return }
-                let job = jobs[index]
-                do {
-                    try copyRegular(job.node, job.info, to: job.target, buffer: buffer)
-                } catch {
-                    failure.withLock { if $0 == nil { $0 = error } }
+        if !jobs.isEmpty {
+            let next = Atomic<Int>(0)
+            let failure = Mutex<(any Error)?>(nil)
+            DispatchQueue.concurrentPerform(iterations: min(Self.workers, jobs.count)) { _ in
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+                defer { buffer.deallocate() }
+                while true {
+                    let index = next.add(1, ordering: .relaxed).oldValue
+                    guard index < jobs.count, failure.withLock({ $0 == nil }) else { return }
+                    let job = jobs[index]
+                    do {
+                        try copyRegular(job.node, job.info, to: job.target, buffer: buffer)
+                    } catch {
+                        failure.withLock { if $0 == nil { $0 = error } }
+                    }
                 }
             }
+            if let error = failure.withLock({ $0 }) { throw error }
         }
-        if let error = failure.withLock({ $0 }) { throw error }
+        let done = finished
+        finished.removeAll()
+        for directory in done {
+            try applyMetadata(directory.info, node: directory.node, to: directory.directory.metadata)
+        }
     }
 
     /// A regular file: data, then metadata through the open descriptor.
-    private func copyRegular(_ node: GuestNode, _ info: Ext2Inode, to target: HostPath,
+    private func copyRegular(_ node: GuestNode, _ info: Ext2Inode, to target: Target,
                              buffer: UnsafeMutableRawBufferPointer) throws {
-        let fd = try target.createFile()
-        defer { try? fd.close() }
-        let file = HostFile(fd: fd, display: target.display)
+        let file = try target.parent.createFile(target.name)
+        defer { try? file.fd.close() }
         try copyData(tree.filesystem(of: node).openFile(node.inode), to: file, buffer: buffer)
         try applyMetadata(info, node: node, to: file)
     }
@@ -148,14 +177,14 @@ final class CopyOut: @unchecked Sendable {
     }
 
     /// Owner first (chown clears set-id bits), then xattrs, mode, and times last.
-    private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: HostPath) throws {
-        if asRoot { try target.changeOwner(uid: info.uid, gid: info.gid) }
-        try copyXattrs(node, set: target.setXattr)
-        if !info.isSymlink { try target.changeMode(info.permissions) }
-        try target.setTimes(access: info.atime, modification: info.mtime)
+    private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: Target) throws {
+        if asRoot { try target.parent.changeOwner(target.name, uid: info.uid, gid: info.gid) }
+        try copyXattrs(node) { try target.parent.setXattr(target.name, $0) }
+        if !info.isSymlink { try target.parent.changeMode(target.name, info.permissions) }
+        try target.parent.setTimes(target.name, access: info.atime, modification: info.mtime)
     }
 
-    /// The same order for a regular file, through its open descriptor.
+    /// The same order for a regular file or a directory, through its open descriptor.
     private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: HostFile) throws {
         if asRoot { try target.changeOwner(uid: info.uid, gid: info.gid) }
         try copyXattrs(node, set: target.setXattr)

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Reading host files with everything a guest copy needs: the host half of copy-in, the
-/// mirror of `HostPath`'s creating calls. Each call names the C function it wraps; errno is
+/// mirror of `HostDirectory`'s creating calls. Each call names the C function it wraps; errno is
 /// read only through `Syscall.valueOrErrno`.
 extension HostPath {
     /// `lstat(2)`.

@@ -72,7 +72,8 @@ extension FuseServer {
     /// The entries of `dir` as the guest sees them, with `.` and `..` first.
     private func listing(_ dir: GuestNode) throws(FuseError) -> DirectoryListing {
         let entries: [(name: [UInt8], node: GuestNode, fileType: UInt8)]
-        do { entries = try tree.entries(dir) } catch { throw FuseError(wrapping: error) }
+        // A name the kernel would refuse (a '/', a NUL, another '.' or '..') never reaches it.
+        do { entries = try tree.entries(dir) { DebugLog.always($0.message) } } catch { throw FuseError(wrapping: error) }
         let parent = dir.inode == Ext2Filesystem.rootInode ? (tree.parentOfMountRoot(dir.mount) ?? dir) : dir
         var items: [DirectoryListing.Item] = [
             .init(name: [0x2E], node: dir, fileType: DirEntry.typeDirectory, isDot: true),

@@ -1,3 +1,4 @@
+import Testing
 import GuestFS
 import TestSupport
 
@@ -10,7 +11,7 @@ enum GuestWalk {
             let inode = try fs.inode(node.inode)
             result[relative] = (try facts(inode, fs: fs), node)
             guard inode.isDirectory else { return }
-            for entry in try tree.entries(node) where !(relative.isEmpty && skipping.contains(entry.name)) {
+            for entry in try tree.entries(node, rejected: { Issue.record("rejected \($0.message)") }) where !(relative.isEmpty && skipping.contains(entry.name)) {
                 try visit(entry.node, relative.isEmpty ? entry.name : relative + [0x2F] + entry.name)
             }
         }
