@@ -12,7 +12,10 @@ struct InspectCommand: ParsableCommand {
             hostname, architecture (from the ELF header of a system binary), package format and \
             manager, and the mountpoints its /etc/fstab gives. The default output is XML shaped \
             like virt-inspector's <operatingsystems> document; --json gives the same content as \
-            JSON. Example: imagemount inspect -a vm.qcow2 --json
+            JSON. --xpath QUERY prints what the XPath query selects from the XML instead, as \
+            virt-inspector --xpath does (which reads the XML from its standard input; here the \
+            query runs on the inspection of the -a/-d drives given). \
+            Example: imagemount inspect -a vm.qcow2 --xpath '//operatingsystem/hostname/text()'
             """
     )
 
@@ -24,8 +27,19 @@ struct InspectCommand: ParsableCommand {
     @Flag(name: .customLong("json"), help: "Print JSON with the same content as the XML.")
     var json = false
 
+    @Option(name: .customLong("xpath"),
+            help: ArgumentHelp("Run this XPath query over the XML output and print its result instead, as virt-inspector --xpath prints it: each node found as XML, a string or number as text.", valueName: "query"))
+    var xpath: String?
+
+    @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications.")
+    var noApplications = false
+
+    @Flag(name: .customLong("no-icon"), help: "Leave out the guest's icon. Accepted for virt-inspector compatibility: no icon is looked for.")
+    var noIcon = false
+
     func validate() throws {
         if xml && json { throw ValidationError("--xml and --json cannot be used together") }
+        if xpath != nil && json { throw ValidationError("--xpath queries the XML output; it cannot be used with --json") }
     }
 
     func run() throws {
@@ -35,7 +49,10 @@ struct InspectCommand: ParsableCommand {
         if systems.isEmpty {
             Diagnostics.warn("\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found")
         }
-        try StandardOutput.write(json ? Self.json(systems, guest: guest) : Self.xml(systems, guest: guest))
+        if json { return try StandardOutput.write(Self.json(systems, guest: guest)) }
+        let document = Self.xml(systems, guest: guest)
+        if let xpath { return try StandardOutput.write(XPathQuery.evaluate(xpath, on: Array(document.utf8))) }
+        try StandardOutput.write(document)
     }
 
     /// Filesystems on the same disks, as virt-inspector lists them under each OS.
