@@ -45,7 +45,7 @@ struct DfCommand: ParsableCommand {
           help: "Accepted for virt-df compatibility and does nothing: as with virt-df since libguestfs 1.22, the drives given are one guest.")
     var onePerGuest = false
 
-    @Option(name: .customShort("P"),
+    @Option(name: .customShort("P", allowingJoined: true),
             help: ArgumentHelp("Accepted for virt-df compatibility: the most threads to use (0: automatic). virt-df uses them only to examine all libvirt guests in parallel; the drives given here are one guest, examined in one pass.", valueName: "nr_threads"))
     var threads: String?
 
