@@ -189,3 +189,14 @@ extension DfCommandTests {
                 == ["whole.img+,/dev/sda", "whole.img+,/dev/sdb"])
     }
 }
+
+extension DfCommandTests {
+    @Test("--uuid: disk images carry no libvirt UUID, so the image name is printed, as virt-df does")
+    func uuidKeepsTheImageName() throws {
+        let image = try Images.wholeDisk.get()
+        let plain = try ImageMountBinary.check(["df", "-a", image])
+        #expect(try ImageMountBinary.check(["df", "--uuid", "-a", image]) == plain)
+        #expect(try ImageMountBinary.check(["df", "--human-readable", "-a", image]) == (try ImageMountBinary.check(["df", "-h", "-a", image])))
+        #expect(try ImageMountBinary.check(["df", "--inodes", "-a", image]) == (try ImageMountBinary.check(["df", "-i", "-a", image])))
+    }
+}

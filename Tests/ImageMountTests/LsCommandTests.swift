@@ -262,3 +262,37 @@ extension LsCommandTests {
         #expect(none.status != 0 && none.stderr.contains("<directory>"), "\(none.stderr)")
     }
 }
+
+extension LsCommandTests {
+    @Test("virt-ls' other spellings give the same records: --uid, --time, --extra-stat, --long, --recursive, --human-readable")
+    func spellings() throws {
+        let image = try Images.wholeDisk.get()
+        for (a, b) in [(["--uid"], ["--uids"]), (["--time"], ["--times"]), (["--extra-stat"], ["--extra-stats"]),
+                       (["--human-readable"], ["-h"])] {
+            let x = try ImageMountBinary.check(["ls", "-a", image, "-lR"] + a + ["/etc"], environment: Self.environment)
+            let y = try ImageMountBinary.check(["ls", "-a", image, "-lR"] + b + ["/etc"], environment: Self.environment)
+            #expect(x == y, "\(a) vs \(b)")
+        }
+        let short = try ImageMountBinary.check(["ls", "-a", image, "-lR", "/etc"], environment: Self.environment)
+        #expect(try ImageMountBinary.check(["ls", "-a", image, "--long", "--recursive", "/etc"], environment: Self.environment) == short)
+    }
+
+    @Test("--time-relative and --time-days: seconds and whole days before now, from the same times as --time-t")
+    func relativeTimes() throws {
+        let image = try Images.wholeDisk.get()
+        func times(_ flag: String) throws -> [Int64] {
+            // type mode size atime mtime ctime path
+            let out = try ImageMountBinary.check(["ls", "-a", image, "-lR", "--csv", flag, "/etc/hosts"], environment: Self.environment)
+            return try Self.parseCSV(out)[0][3...5].map { try #require(Int64($0.trimmingCharacters(in: .whitespaces))) }
+        }
+        let epoch = try times("--time-t")
+        let now = Int64(Date().timeIntervalSince1970)
+        let relative = try times("--time-relative"), days = try times("--time-days")
+        for i in 0 ..< 3 {
+            #expect(abs((now - epoch[i]) - relative[i]) <= 5, "field \(i)")
+            #expect(days[i] == (now - epoch[i]) / 86400 || days[i] == (now - epoch[i] - 5) / 86400, "field \(i)")
+        }
+        // /etc/hosts' mtime was set to 2001-02-03 04:05:06 UTC.
+        #expect(epoch[1] == 981_173_106)
+    }
+}
