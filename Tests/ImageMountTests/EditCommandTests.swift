@@ -119,3 +119,14 @@ extension EditCommandTests {
         #expect(try ImageMountBinary.check(["cat", "-a", image, "/etc/a"]) == "new one\nedited a\n")
     }
 }
+
+extension EditCommandTests {
+    /// -m DEV[:MOUNTPOINT] with edit: the file of the filesystem named is edited.
+    @Test func mountOptionChoosesTheFilesystem() throws {
+        let dir = try TempDir("imagemount-edit-m")
+        let disk = dir.file("mbr.img")
+        try Shell.check("cp --sparse=always \(Shell.quote(try DiskFixtures.mbr().path)) \(Shell.quote(disk))")
+        try ImageMountBinary.check(["edit", "-a", disk, "-m", "/dev/sda5", "/etc/hostname", "-e", "s/boot/edited/"])
+        #expect(try ImageMountBinary.check(["cat", "-a", disk, "-m", "/dev/sda5", "/etc/hostname"]) == "edited-on-sda5\n")
+    }
+}
