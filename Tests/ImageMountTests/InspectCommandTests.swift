@@ -142,6 +142,8 @@ enum ReleaseGuests {
         // Before os-release: the first line of /etc/redhat-release and its numbers.
         Case(name: "rhel6", osRelease: nil, files: ["etc/redhat-release": "Red Hat Enterprise Linux Server release 6.10 (Santiago)\n"],
              distro: "rhel", product: "Red Hat Enterprise Linux Server release 6.10 (Santiago)", major: 6, minor: 10),
+        Case(name: "fedora20", osRelease: nil, files: ["etc/redhat-release": "Fedora release 20 (Heisenbug)\n"],
+             distro: "fedora", product: "Fedora release 20 (Heisenbug)", major: 20, minor: 0),
     ]
 
     @Test(arguments: cases)

@@ -136,8 +136,8 @@ enum ReleasePattern: Sendable {
         let bytes = Array(line.utf8)
         switch self {
         case .fedora:
-            guard let at = Self.find(Array("Fedora release ".utf8), in: bytes, from: 0),
-                  let n = Self.number(bytes, at) else { return nil }
+            let prefix = Array("Fedora release ".utf8)
+            guard let at = Self.find(prefix, in: bytes, from: 0), let n = Self.number(bytes, at + prefix.count) else { return nil }
             return (n.value, 0)
         case .majorMinor(let prefix), .major(let prefix), .updateForm(let prefix):
             guard let p = Self.find(Array(prefix.utf8), in: bytes, from: 0) else { return nil }
