@@ -101,6 +101,8 @@ struct InspectCommand: ParsableCommand {
 
     /// virt-inspector `output_applications`: each field only when set, the epoch only when not 0.
     static func applicationsXML(_ apps: [Application]) -> String {
+        // libxml2's writer closes an element with no content as <applications/>.
+        if apps.isEmpty { return "    <applications/>\n" }
         var out = "    <applications>\n"
         for app in apps {
             out += "      <application>\n"
