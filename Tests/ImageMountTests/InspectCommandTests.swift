@@ -286,3 +286,35 @@ extension InspectCommandTests {
             """)
     }
 }
+
+extension InspectCommandTests {
+    /// Arch's /var/lib/pacman/local/NAME-VERSION/desc files: %NAME%, %VERSION% (epoch:ver-rel),
+    /// %ARCH%, %URL%, %DESC%; a package without a release or a name is skipped.
+    @Test func applicationsFromPacman() throws {
+        func desc(_ fields: [(String, String)]) -> String {
+            fields.map { "%\($0.0)%\n\($0.1)\n" }.joined(separator: "\n") + "\n"
+        }
+        let image = try ReleaseGuests.image("pacman-guest", osRelease: "NAME=\"Arch Linux\"\nPRETTY_NAME=\"Arch Linux\"\nID=arch\n", files: [
+            "etc/arch-release": "",
+            "var/lib/pacman/local/bash-5.2.015-1/desc": desc([("NAME", "bash"), ("VERSION", "5.2.015-1"), ("DESC", "The GNU Bourne Again shell"),
+                                                              ("URL", "https://www.gnu.org/software/bash/bash.html"), ("ARCH", "x86_64")]),
+            "var/lib/pacman/local/gnupg-2.4.3-2/desc": desc([("NAME", "gnupg"), ("VERSION", "1:2.4.3-2"), ("ARCH", "x86_64")]),
+            "var/lib/pacman/local/broken-1.0/desc": desc([("NAME", "broken"), ("VERSION", "1.0"), ("ARCH", "any")]),
+            "var/lib/pacman/local/ALPM_DB_VERSION": "9\n",
+        ])
+        #expect(try ImageMountBinary.check(["inspect", "-a", image, "--xpath", "string(//package_format)"]) == "pacman\n")
+        #expect(try ImageMountBinary.check(["inspect", "-a", image, "--xpath", "//application/name/text()"]) == "bash\ngnupg\n")
+        #expect(try ImageMountBinary.check(["inspect", "-a", image, "--xpath", "//application[name='gnupg']"]) == """
+            <application>
+              <name>gnupg</name>
+              <epoch>1</epoch>
+              <version>2.4.3</version>
+              <release>2</release>
+              <arch>x86_64</arch>
+            </application>
+
+            """)
+        #expect(try ImageMountBinary.check(["inspect", "-a", image, "--xpath", "string(//application[name='bash']/description)"])
+                == "The GNU Bourne Again shell\n")
+    }
+}

@@ -16,7 +16,7 @@ public struct Application: Sendable, Equatable {
 }
 
 /// The installed applications of a guest, read as libguestfs reads them (lib/inspect-apps.c,
-/// `list_applications_deb` and `list_applications_apk`), sorted by name (`sort_applications`,
+/// `list_applications_deb`, `list_applications_apk` and `list_applications_pacman`), sorted by name (`sort_applications`,
 /// strcmp order). RPM databases (Berkeley DB or SQLite) are not read: their guests list none.
 public enum Applications {
     /// libguestfs `MAX_DPKG_STATUS_SIZE` and `MAX_APK_INSTALLED_SIZE`: 50 MB.
@@ -29,6 +29,7 @@ public enum Applications {
         switch os.packageFormat {
         case "deb": apps = read(tree, "/var/lib/dpkg/status").map(dpkgStatus) ?? []
         case "apk": apps = read(tree, "/lib/apk/db/installed").map(apkInstalled) ?? []
+        case "pacman": apps = pacmanLocal(tree)
         default: apps = []
         }
         apps.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
@@ -142,5 +143,48 @@ public enum Applications {
             }
         }
         return apps
+    }
+
+    /// libguestfs reads each pacman desc file only up to 8 KiB; larger ones are skipped.
+    static let maxPacmanDesc: UInt64 = 8192
+
+    /// /var/lib/pacman/local/*/desc: "%KEY%" lines each followed by the value's line; NAME,
+    /// VERSION ("[epoch:]version-release", the release required) and ARCH are required,
+    /// DESC and URL optional. A missing or oversized desc file skips that package.
+    static func pacmanLocal(_ tree: MountTree) -> [Application] {
+        guard let dir = try? tree.resolve("/var/lib/pacman/local"), let entries = try? tree.entries(dir) else { return [] }
+        var apps: [Application] = []
+        for entry in entries where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
+            guard (try? tree.inode(entry.node))?.isDirectory == true,
+                  let descNode = try? tree.lookup(entry.node, Array("desc".utf8)),
+                  let file = try? tree.filesystem(of: descNode).openFile(descNode.inode),
+                  file.inode.isRegular, file.size <= maxPacmanDesc else { continue }
+            var bytes = [UInt8](repeating: 0, count: Int(file.size))
+            guard let count = try? bytes.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) }) else { continue }
+            if let app = pacmanDesc(String(decoding: bytes.prefix(count), as: UTF8.self)) { apps.append(app) }
+        }
+        return apps
+    }
+
+    static func pacmanDesc(_ text: String) -> Application? {
+        var values: [String: String] = [:]
+        var key: String?
+        for line in lines(text) {
+            if line.isEmpty { key = nil; continue }
+            if let k = key {
+                values[k] = String(line)
+                key = nil
+                continue
+            }
+            if ["%NAME%", "%VERSION%", "%DESC%", "%URL%", "%ARCH%"].contains(String(line)) { key = String(line) }
+        }
+        guard let name = values["%NAME%"], let version = values["%VERSION%"], let arch = values["%ARCH%"] else { return nil }
+        let v = splitVersion(Substring(version))
+        guard let release = v.release, v.epoch >= 0, !v.version.isEmpty, !release.isEmpty else { return nil }
+        var app = Application()
+        (app.name, app.epoch, app.version, app.release, app.arch) = (name, v.epoch, v.version, release, arch)
+        app.url = values["%URL%"] ?? ""
+        app.description = values["%DESC%"] ?? ""
+        return app
     }
 }

@@ -31,7 +31,7 @@ struct InspectCommand: ParsableCommand {
             help: ArgumentHelp("Run this XPath query over the XML output and print its result instead, as virt-inspector --xpath prints it: each node found as XML, a string or number as text.", valueName: "query"))
     var xpath: String?
 
-    @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications (read from the dpkg and apk databases; RPM databases are not read).")
+    @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications (read from the dpkg, apk and pacman databases; RPM databases are not read).")
     var noApplications = false
 
     @Flag(name: .customLong("no-icon"), help: "Leave out the guest's icon. Accepted for virt-inspector compatibility: no icon is looked for.")
