@@ -43,7 +43,7 @@ let package = Package(
         .executableTarget(
             name: "ImageMount",
             dependencies: [
-                "GuestFS", "CFuse", "SystemHostIO",
+                "GuestFS", "CFuse", "SystemHostIO", "SystemXML2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

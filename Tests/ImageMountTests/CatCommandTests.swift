@@ -85,3 +85,21 @@ import TestSupport
         #expect(result.stderr.contains("/dev/sda1") && result.stderr.contains("/dev/sda5"), "\(result.stderr)")
     }
 }
+
+extension CatCommandTests {
+    /// virt-cat hands each path to guestfs_download, whose daemon refuses a relative one
+    /// ("path must start with a / character"); virt-cat counts the error, prints the other
+    /// paths, and exits 1.
+    @Test func relativePathIsRefusedAndTheOthersStillPrinted() throws {
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let result = try ImageMountBinary.run(["cat", "-a", image, "etc/hostname", "/etc/hostname", "./etc/hostname"])
+        #expect(result.status == 1)
+        #expect(result.stdout == (try expected("etc/hostname")), "the absolute path is printed")
+        #expect(result.stderr.contains("etc/hostname: path must start with a / character"), "\(result.stderr)")
+        #expect(result.stderr.contains("./etc/hostname: path must start with a / character"), "\(result.stderr)")
+        // A missing file in the middle does not stop the ones after it either.
+        let missing = try ImageMountBinary.run(["cat", "-a", image, "/nonexistent", "/etc/hostname"])
+        let hostname = try expected("etc/hostname")
+        #expect(missing.status == 1 && missing.stdout == hostname, "\(missing.stderr)")
+    }
+}

@@ -58,3 +58,25 @@ import TestSupport
         #expect(cat.status != 0 && cat.stderr.contains(image) && cat.stderr.contains("no key was given"), "\(cat.stderr)")
     }
 }
+
+extension CheckCommandTests {
+    /// --output=json|human as qemu-img check spells it; --json keeps working.
+    @Test func outputOptionAsQemuImg() throws {
+        let dir = try TempDir("imagemount-check-output")
+        let path = dir.file("o.qcow2")
+        try Shell.check("qemu-img create -q -f qcow2 \(Shell.quote(path)) 8M && qemu-io -f qcow2 -c 'write -P 1 0 200k' \(Shell.quote(path)) >/dev/null")
+        let human = try ImageMountBinary.run(["check", "-a", path, "--output=human"])
+        let qemuHuman = try Shell.check("qemu-img check --output=human \(Shell.quote(path))")
+        #expect(human.status == 0 && human.text == qemuHuman)
+        let json = try ImageMountBinary.run(["check", "-a", path, "--output", "json"])
+        let flagJSON = try ImageMountBinary.check(["check", "-a", path, "--json"])
+        #expect(json.status == 0 && json.text == flagJSON)
+        let a = try JSONSerialization.jsonObject(with: json.stdout) as? [String: Any]
+        let b = try JSONSerialization.jsonObject(with: Data(try Shell.check("qemu-img check --output=json \(Shell.quote(path))").utf8)) as? [String: Any]
+        for key in ["image-end-offset", "total-clusters", "check-errors", "allocated-clusters", "format"] {
+            #expect("\(a?[key] ?? "-")" == "\(b?[key] ?? "-")", "\(key)")
+        }
+        let conflict = try ImageMountBinary.run(["check", "-a", path, "--json", "--output=human"])
+        #expect(conflict.status != 0 && conflict.stderr.contains("--output=human"), "\(conflict.stderr)")
+    }
+}

@@ -98,3 +98,16 @@ import TestSupport
         #expect(ro.status != 0)
     }
 }
+
+extension CopyInCommandTests {
+    /// -m DEV[:MOUNTPOINT] with copy-in: the file lands on the filesystem named, nowhere else.
+    @Test func mountOptionChoosesTheFilesystem() throws {
+        let dir = try TempDir("imagemount-copy-in-m")
+        let disk = dir.file("mbr.img")
+        try Shell.check("cp --sparse=always \(Shell.quote(try DiskFixtures.mbr().path)) \(Shell.quote(disk))")
+        try Data("into sda5\n".utf8).write(to: URL(fileURLWithPath: dir.file("note")))
+        try ImageMountBinary.check(["copy-in", "-a", disk, "-m", "/dev/sda5", dir.file("note"), "/etc"])
+        #expect(try ImageMountBinary.check(["cat", "-a", disk, "-m", "/dev/sda5", "/etc/note"]) == "into sda5\n")
+        #expect(try ImageMountBinary.run(["cat", "-a", disk, "-m", "/dev/sda1", "/etc/note"]).status != 0)
+    }
+}

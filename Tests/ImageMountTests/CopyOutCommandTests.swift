@@ -82,3 +82,16 @@ import Glibc
         return lstat(path, &st) == 0 ? UInt64(st.st_ino) : 0
     }
 }
+
+extension CopyOutCommandTests {
+    /// -m DEV[:MOUNTPOINT], as virt-copy-out passes it to guestfish: the named filesystem is the tree.
+    @Test func mountOptionChoosesTheFilesystem() throws {
+        let disk = try DiskFixtures.mbr()
+        let host = try TempDir("imagemount-copy-out-m")
+        try ImageMountBinary.check(["copy-out", "-a", disk.path, "-m", "/dev/sda5", "/etc/hostname", host.path])
+        #expect(try String(contentsOfFile: host.file("hostname"), encoding: .utf8) == "boot-on-sda5\n")
+        let other = try TempDir("imagemount-copy-out-m2")
+        try ImageMountBinary.check(["copy-out", "-a", disk.path, "-m", "/dev/sda1", "-m", "/dev/sda5:/data/deep", "/data/deep/etc/hostname", other.path])
+        #expect(try String(contentsOfFile: other.file("hostname"), encoding: .utf8) == "boot-on-sda5\n")
+    }
+}

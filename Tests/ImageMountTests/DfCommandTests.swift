@@ -161,3 +161,42 @@ struct DfCommandTests {
         }
     }
 }
+
+extension DfCommandTests {
+    @Test("--one-per-guest and -P N are accepted as virt-df accepts them and change nothing; -P must be a number")
+    func onePerGuestAndThreads() throws {
+        let image = try Images.wholeDisk.get()
+        let plain = try ImageMountBinary.check(["df", "-a", image])
+        for extra in [["--one-per-guest"], ["-P", "1"], ["-P", "0"], ["-P4"], ["--one-per-guest", "-P", "2", "-i"]] {
+            let result = try ImageMountBinary.run(["df", "-a", image] + extra)
+            #expect(result.status == 0, "\(extra): \(result.stderr)")
+            let expected = extra.contains("-i") ? try ImageMountBinary.check(["df", "-a", image, "-i"]) : plain
+            #expect(result.text == expected, "\(extra)")
+        }
+        let bad = try ImageMountBinary.run(["df", "-a", image, "-P", "many"])
+        #expect(bad.status != 0 && bad.stdout.isEmpty && bad.stderr.contains("-P option is not numeric"), "\(bad.stderr)")
+    }
+
+    @Test("several -a drives are one guest: one '+' per further drive, each filesystem listed once")
+    func severalDrivesAreOneGuest() throws {
+        let image = try Images.wholeDisk.get()
+        let dir = try TempDir("imagemount-df-two")
+        let second = dir.file("second.img")
+        try Shell.check("truncate -s 16M \(Shell.quote(second)) && mke2fs -q -F -t ext2 \(Shell.quote(second))")
+        let lines = Images.lines(try ImageMountBinary.check(["df", "-a", image, "-a", second, "--csv"]))
+        #expect(lines.count == 3, "\(lines)")
+        #expect(lines.dropFirst().map { $0.split(separator: ",").prefix(2).joined(separator: ",") }
+                == ["whole.img+,/dev/sda", "whole.img+,/dev/sdb"])
+    }
+}
+
+extension DfCommandTests {
+    @Test("--uuid: disk images carry no libvirt UUID, so the image name is printed, as virt-df does")
+    func uuidKeepsTheImageName() throws {
+        let image = try Images.wholeDisk.get()
+        let plain = try ImageMountBinary.check(["df", "-a", image])
+        #expect(try ImageMountBinary.check(["df", "--uuid", "-a", image]) == plain)
+        #expect(try ImageMountBinary.check(["df", "--human-readable", "-a", image]) == (try ImageMountBinary.check(["df", "-h", "-a", image])))
+        #expect(try ImageMountBinary.check(["df", "--inodes", "-a", image]) == (try ImageMountBinary.check(["df", "-i", "-a", image])))
+    }
+}

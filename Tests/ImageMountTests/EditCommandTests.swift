@@ -87,3 +87,46 @@ import TestSupport
         #expect(try Shell.check("sha256sum \(Shell.quote(image))") == before)
     }
 }
+
+extension EditCommandTests {
+    static func twoFiles(_ dir: TempDir) throws -> String {
+        let tree = dir.file("tree2"), image = dir.file("two.img")
+        try Shell.check("""
+            mkdir -p \(Shell.quote(tree))/etc && printf 'old one\\n' > \(Shell.quote(tree))/etc/a && printf 'old two\\nold\\n' > \(Shell.quote(tree))/etc/b \
+            && printf 'old three\\n' > \(Shell.quote(tree))/etc/c \
+            && truncate -s 16M \(Shell.quote(image)) && mke2fs -q -F -t ext4 -d \(Shell.quote(tree)) \(Shell.quote(image))
+            """)
+        return image
+    }
+
+    /// virt-edit spells -e also --edit and --expr, and edits each FILE argument in turn.
+    @Test func editLongSpellingAndSeveralFiles() throws {
+        let dir = try TempDir("imagemount-edit-many")
+        let image = try Self.twoFiles(dir)
+        try ImageMountBinary.check(["edit", "-a", image, "/etc/a", "/etc/b", "--edit", "s/^old/new/"])
+        #expect(try ImageMountBinary.check(["cat", "-a", image, "/etc/a", "/etc/b", "/etc/c"]) == "new one\nnew two\nnew\nold three\n")
+        try ImageMountBinary.check(["edit", "-a", image, "--expr", "s/three/3/", "/etc/c"])
+        #expect(try ImageMountBinary.check(["cat", "-a", image, "/etc/c"]) == "old 3\n")
+        // $EDITOR runs once per file, each on its own copy.
+        let editor = dir.file("editor.sh")
+        try Shell.check("printf '#!/bin/sh\\necho \"edited $(basename \"$1\")\" >> \"$1\"\\n' > \(Shell.quote(editor)) && chmod +x \(Shell.quote(editor))")
+        try ImageMountBinary.check(["edit", "-a", image, "/etc/a", "/etc/c"], environment: ["EDITOR": editor])
+        #expect(try ImageMountBinary.check(["cat", "-a", image, "/etc/a", "/etc/c"]) == "new one\nedited a\nold 3\nedited c\n")
+        try expectClean(image)
+        // Every FILE must be absolute; nothing is edited when one is not.
+        let relative = try ImageMountBinary.run(["edit", "-a", image, "/etc/a", "etc/b", "-e", "s/new/x/"])
+        #expect(relative.status != 0 && relative.stderr.contains("etc/b"), "\(relative.stderr)")
+        #expect(try ImageMountBinary.check(["cat", "-a", image, "/etc/a"]) == "new one\nedited a\n")
+    }
+}
+
+extension EditCommandTests {
+    /// -m DEV[:MOUNTPOINT] with edit: the file of the filesystem named is edited.
+    @Test func mountOptionChoosesTheFilesystem() throws {
+        let dir = try TempDir("imagemount-edit-m")
+        let disk = dir.file("mbr.img")
+        try Shell.check("cp --sparse=always \(Shell.quote(try DiskFixtures.mbr().path)) \(Shell.quote(disk))")
+        try ImageMountBinary.check(["edit", "-a", disk, "-m", "/dev/sda5", "/etc/hostname", "-e", "s/boot/edited/"])
+        #expect(try ImageMountBinary.check(["cat", "-a", disk, "-m", "/dev/sda5", "/etc/hostname"]) == "edited-on-sda5\n")
+    }
+}

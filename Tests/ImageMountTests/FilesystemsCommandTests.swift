@@ -154,3 +154,24 @@ struct FilesystemsCommandTests {
         ])
     }
 }
+
+extension FilesystemsCommandTests {
+    @Test("virt-filesystems' other spellings list the same: --parts, --blkdevs, --uuids, --human-readable, --filesystems (the default)")
+    func spellings() throws {
+        let image = try Images.mbrDisk.get()
+        for (short, long) in [(["--parts"], ["--partitions"]), (["--blkdevs"], ["--block-devices"]),
+                              (["-l", "--uuids"], ["-l", "--uuid"]), (["-l", "--human-readable"], ["-l", "-h"]),
+                              (["--filesystems"], [String]()), (["--long"], ["-l"])] {
+            let a = try ImageMountBinary.check(["filesystems", "-a", image] + short)
+            let b = try ImageMountBinary.check(["filesystems", "-a", image] + long)
+            #expect(a == b && !a.isEmpty, "\(short) vs \(long)")
+        }
+        // -h changes the Size column (bytes to a rounded size with a suffix).
+        let bytes = try ImageMountBinary.check(["filesystems", "-a", image, "--parts", "-l", "--csv"])
+        let human = try ImageMountBinary.check(["filesystems", "-a", image, "--parts", "-l"])
+        #expect(Images.lines(bytes).dropFirst().allSatisfy { $0.split(separator: ",")[3].allSatisfy(\.isNumber) })
+        #expect(Images.lines(human).count == Images.lines(bytes).count)
+        let rounded = try ImageMountBinary.check(["filesystems", "-a", image, "--parts", "-l", "-h"])
+        #expect(rounded != human && rounded.contains("M "), "\(rounded)")
+    }
+}

@@ -52,3 +52,30 @@ import TestSupport
         #expect(missing.status == 1 && missing.stderr.contains("nope"), "\(missing.stderr)")
     }
 }
+
+extension InfoCommandTests {
+    /// qemu-img's own spelling, --output=json|human, beside --json: the same text as qemu-img
+    /// info --output=... prints for the same image.
+    @Test func outputOptionAsQemuImg() throws {
+        let (dir, top) = try Self.chain()
+        for format in ["human", "json"] {
+            let ours = try ImageMountBinary.run(["info", "--output=\(format)", "-a", top])
+            #expect(ours.status == 0, "\(ours.stderr)")
+            let theirs = try Shell.check("cd \(Shell.quote(dir.path)) && qemu-img info --output=\(format) \(Shell.quote(top))")
+            if format == "human" {
+                #expect(ours.text == theirs)
+            } else {
+                let a = try JSONSerialization.jsonObject(with: ours.stdout) as? [String: Any]
+                let b = try JSONSerialization.jsonObject(with: Data(theirs.utf8)) as? [String: Any]
+                for key in ["format", "virtual-size", "cluster-size", "backing-filename", "backing-filename-format"] {
+                    #expect("\(a?[key] ?? "-")" == "\(b?[key] ?? "-")", "\(key)")
+                }
+                #expect(ours.text == (try ImageMountBinary.check(["info", "--json", "-a", top])), "--output=json is --json")
+            }
+        }
+        for bad in [["--output=xml"], ["--json", "--output=human"]] {
+            let result = try ImageMountBinary.run(["info", "-a", top] + bad)
+            #expect(result.status != 0 && result.stdout.isEmpty, "\(bad)")
+        }
+    }
+}

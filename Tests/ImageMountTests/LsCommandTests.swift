@@ -203,3 +203,96 @@ struct LsCommandTests {
         return records
     }
 }
+
+/// `ls -lR --checksum[=TYPE]`: the checksum of every regular file, as the host's md5sum,
+/// sha*sum and cksum compute it over the source tree.
+extension LsCommandTests {
+    /// The host tool that computes each type, and how to take its answer from its output.
+    static let checksumTools = ["crc": "cksum", "md5": "md5sum", "sha1": "sha1sum", "sha224": "sha224sum",
+                                "sha256": "sha256sum", "sha384": "sha384sum", "sha512": "sha512sum"]
+
+    @Test("--checksum=TYPE: each regular file's checksum equals the host tool's on the source file; other files get an empty CSV field",
+          arguments: ["crc", "md5", "sha1", "sha224", "sha256", "sha384", "sha512"])
+    func checksumsMatchTheHostTools(type: String) throws {
+        let image = try Images.wholeDisk.get(), src = try Images.sourceTree.get()
+        let out = try ImageMountBinary.check(["ls", "-a", image, "-lR", "--csv", "--checksum=\(type)", "/"], environment: Self.environment)
+        let records = try Self.parseCSV(out)
+        var checked = 0
+        for r in records where !r[4].hasPrefix("/lost+found") {
+            // type, mode, size, checksum, path[, target]
+            guard r[0] == "-" else {
+                #expect(r[3] == "", "\(r[4]): no checksum for type \(r[0])")
+                continue
+            }
+            let tool = try #require(Self.checksumTools[type])
+            // cksum prints "CRC SIZE"; the digests "HEX  -": the first field is the answer.
+            let host = try Shell.check("\(tool) < \(Shell.quote(src + r[4]))").split(separator: " ").first.map(String.init)
+            #expect(r[3] == host, "\(type) of \(r[4])")
+            checked += 1
+        }
+        #expect(checked >= 15, "the sizes/ files (0 to 1.5 MiB), etc/*, a/x ...")
+    }
+
+    @Test("--checksum alone and --checksums mean md5; the text record has the checksum before the path")
+    func bareChecksumIsMD5() throws {
+        let image = try Images.wholeDisk.get(), src = try Images.sourceTree.get()
+        let md5 = try Shell.check("md5sum < \(Shell.quote(src + "/etc/sub/file"))").split(separator: " ")[0]
+        // Without the option there is no checksum column; with it, the digest stands before the path.
+        let plain = try ImageMountBinary.check(["ls", "-a", image, "-lR", "/etc/sub"], environment: Self.environment)
+        #expect(Images.lines(plain).count == 2 && !plain.contains(String(md5)))
+        let expected = plain.replacingOccurrences(of: " /etc/sub/file", with: " \(md5) /etc/sub/file")
+        // Before the directory, after it, before another option, and the plural spelling.
+        for args in [["--checksum", "/etc/sub"], ["/etc/sub", "--checksum"], ["--checksum", "-a", image, "/etc/sub"],
+                     ["--checksums", "/etc/sub"], ["--checksum=", "/etc/sub"], ["--checksums=md5", "/etc/sub"]] {
+            let lead = args.contains("-a") ? ["ls", "-lR"] : ["ls", "-a", image, "-lR"]
+            #expect(try ImageMountBinary.check(lead + args, environment: Self.environment) == expected, "\(args)")
+        }
+    }
+
+    @Test("--checksum needs -lR and a type libguestfs knows; unknown options are still reported")
+    func checksumRefusals() throws {
+        let image = try Images.wholeDisk.get()
+        let notLR = try ImageMountBinary.run(["ls", "-a", image, "-l", "--checksum", "/"])
+        #expect(notLR.status != 0 && notLR.stdout.isEmpty && notLR.stderr.contains("-lR"), "\(notLR.stderr)")
+        let unknown = try ImageMountBinary.run(["ls", "-a", image, "-lR", "--checksum=crc32", "/"])
+        #expect(unknown.status != 0 && unknown.stderr.contains("expecting crc|md5|sha1|sha224|sha256|sha384|sha512"), "\(unknown.stderr)")
+        let typo = try ImageMountBinary.run(["ls", "-a", image, "-lR", "--chcksum", "/"])
+        #expect(typo.status != 0 && typo.stderr.contains("--chcksum"), "\(typo.stderr)")
+        let none = try ImageMountBinary.run(["ls", "-a", image, "-lR", "--checksum"])
+        #expect(none.status != 0 && none.stderr.contains("<directory>"), "\(none.stderr)")
+    }
+}
+
+extension LsCommandTests {
+    @Test("virt-ls' other spellings give the same records: --uid, --time, --extra-stat, --long, --recursive, --human-readable")
+    func spellings() throws {
+        let image = try Images.wholeDisk.get()
+        for (a, b) in [(["--uid"], ["--uids"]), (["--time"], ["--times"]), (["--extra-stat"], ["--extra-stats"]),
+                       (["--human-readable"], ["-h"])] {
+            let x = try ImageMountBinary.check(["ls", "-a", image, "-lR"] + a + ["/etc"], environment: Self.environment)
+            let y = try ImageMountBinary.check(["ls", "-a", image, "-lR"] + b + ["/etc"], environment: Self.environment)
+            #expect(x == y, "\(a) vs \(b)")
+        }
+        let short = try ImageMountBinary.check(["ls", "-a", image, "-lR", "/etc"], environment: Self.environment)
+        #expect(try ImageMountBinary.check(["ls", "-a", image, "--long", "--recursive", "/etc"], environment: Self.environment) == short)
+    }
+
+    @Test("--time-relative and --time-days: seconds and whole days before now, from the same times as --time-t")
+    func relativeTimes() throws {
+        let image = try Images.wholeDisk.get()
+        func times(_ flag: String) throws -> [Int64] {
+            // type mode size atime mtime ctime path
+            let out = try ImageMountBinary.check(["ls", "-a", image, "-lR", "--csv", flag, "/etc/hosts"], environment: Self.environment)
+            return try Self.parseCSV(out)[0][3...5].map { try #require(Int64($0.trimmingCharacters(in: .whitespaces))) }
+        }
+        let epoch = try times("--time-t")
+        let now = Int64(Date().timeIntervalSince1970)
+        let relative = try times("--time-relative"), days = try times("--time-days")
+        for i in 0 ..< 3 {
+            #expect(abs((now - epoch[i]) - relative[i]) <= 5, "field \(i)")
+            #expect(days[i] == (now - epoch[i]) / 86400 || days[i] == (now - epoch[i] - 5) / 86400, "field \(i)")
+        }
+        // /etc/hosts' mtime was set to 2001-02-03 04:05:06 UTC.
+        #expect(epoch[1] == 981_173_106)
+    }
+}

@@ -49,11 +49,10 @@ public enum Inspector {
 
     static func facts(root device: GuestDevice, tree: MountTree, guest: Guest) -> OperatingSystem {
         var os = OperatingSystem(root: device.name)
-        let release = readText(tree, "/etc/os-release").map(OSRelease.parse) ?? [:]
-        if let id = release["ID"] { os.distro = OSRelease.distro(forID: id) }
-        os.productName = release["PRETTY_NAME"] ?? release["NAME"]
-        if let version = release["VERSION_ID"] { (os.majorVersion, os.minorVersion) = OSRelease.version(version) }
-        if os.distro == nil || os.majorVersion == 0 { OSRelease.legacy(tree: tree, into: &os) }
+        let release = ReleaseFacts.identify(tree)
+        os.distro = release.distro
+        os.productName = release.productName
+        (os.majorVersion, os.minorVersion) = release.version ?? (0, 0)
         os.hostname = hostname(tree)
         os.architecture = architecture(tree)
         (os.packageFormat, os.packageManagement) = OSRelease.packaging(distro: os.distro, major: os.majorVersion)

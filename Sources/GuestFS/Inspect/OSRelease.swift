@@ -1,13 +1,19 @@
 /// Distribution facts from /etc/os-release (os-release(5)) and the older release files, mapped
 /// to libguestfs's names (guestfs_inspect_get_distro, _package_format, _package_management, osinfo).
+/// Which file gives the product name and version: `ReleaseFacts` (ReleaseFiles.swift).
 enum OSRelease {
     static func parse(_ text: String) -> [String: String] {
         var fields: [String: String] = [:]
-        for line in text.split(separator: "\n") {
-            guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { continue }
-            fields[String(line[..<eq])] = unquote(String(line[line.index(after: eq)...]))
-        }
+        for (key, value) in pairs(text) { fields[key] = value }
         return fields
+    }
+
+    /// The KEY=VALUE lines in file order, values unquoted (libguestfs `parse_key_value_strings`).
+    static func pairs(_ text: String) -> [(String, String)] {
+        text.split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix("#"), let eq = line.firstIndex(of: "=") else { return nil }
+            return (String(line[..<eq]), unquote(String(line[line.index(after: eq)...])))
+        }
     }
 
     static func unquote(_ value: String) -> String {
@@ -24,34 +30,34 @@ enum OSRelease {
         return map[id] ?? id
     }
 
-    /// "22.04" → (22, 4); "9" → (9, 0).
-    static func version(_ text: String) -> (Int, Int) {
-        let parts = text.split(separator: ".")
-        return (parts.first.flatMap { Int($0) } ?? 0, parts.count > 1 ? Int(parts[1].prefix(while: \.isNumber)) ?? 0 : 0)
+    /// libguestfs `parse_version_from_major_minor` (daemon/inspect_utils.ml): the first
+    /// "N.M" anywhere in the text, else the first "N" (minor 0), else nil.
+    /// "22.04" → (22, 4); "3.18.4" → (3, 18); "9" → (9, 0); "trixie/sid" → nil.
+    static func parseVersion(_ text: String) -> (Int, Int)? {
+        let bytes = Array(text.utf8)
+        func digits(from start: Int) -> (value: Int, end: Int)? {
+            var end = start, value = 0
+            while end < bytes.count, (0x30 ... 0x39).contains(bytes[end]) {
+                // An absurdly long number is no version: stop before Int overflows.
+                guard end - start < 9 else { return nil }
+                value = value * 10 + Int(bytes[end] - 0x30)
+                end += 1
+            }
+            return end > start ? (value, end) : nil
+        }
+        for start in bytes.indices {
+            guard let major = digits(from: start), major.end < bytes.count, bytes[major.end] == 0x2E,
+                  let minor = digits(from: major.end + 1) else { continue }
+            return (major.value, minor.value)
+        }
+        for start in bytes.indices {
+            if let major = digits(from: start) { return (major.value, 0) }
+        }
+        return nil
     }
 
-    /// Guests without os-release: /etc/redhat-release, /etc/debian_version, /etc/alpine-release.
-    static func legacy(tree: MountTree, into os: inout OperatingSystem) {
-        if let text = Inspector.readText(tree, "/etc/redhat-release") {
-            let line = String(text.split(separator: "\n").first ?? "")
-            if os.productName == nil { os.productName = line }
-            let lower = line.lowercased()
-            if os.distro == nil {
-                os.distro = lower.contains("centos") ? "centos" : lower.contains("fedora") ? "fedora"
-                    : lower.contains("rocky") ? "rocky" : lower.contains("alma") ? "almalinux" : "rhel"
-            }
-            let words = line.split(separator: " ")
-            if os.majorVersion == 0, let i = words.firstIndex(of: "release"), i + 1 < words.count {
-                (os.majorVersion, os.minorVersion) = version(String(words[i + 1]))
-            }
-        } else if let text = Inspector.readText(tree, "/etc/debian_version") {
-            if os.distro == nil { os.distro = "debian" }
-            if os.majorVersion == 0 { (os.majorVersion, os.minorVersion) = version(text.trimmingCharacters(in: "\n")) }
-        } else if let text = Inspector.readText(tree, "/etc/alpine-release") {
-            if os.distro == nil { os.distro = "alpinelinux" }
-            if os.majorVersion == 0 { (os.majorVersion, os.minorVersion) = version(text.trimmingCharacters(in: "\n")) }
-        }
-    }
+    /// `parseVersion`, or (0, 0) when there is none (libguestfs's "no version").
+    static func version(_ text: String) -> (Int, Int) { parseVersion(text) ?? (0, 0) }
 
     static func packaging(distro: String?, major: Int) -> (String?, String?) {
         switch distro {

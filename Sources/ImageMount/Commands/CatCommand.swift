@@ -8,7 +8,10 @@ struct CatCommand: ParsableCommand {
         abstract: "Print files from a disk image to standard output.",
         discussion: """
             Like virt-cat: each PATH is an absolute path in the guest; symbolic links are followed \
-            inside the guest, never on the host. Several paths are printed one after another. \
+            inside the guest, never on the host. Several paths are printed one after another; \
+            as virt-cat, a path that cannot be printed (a relative path: "path must start with a / \
+            character", a missing file, a directory) is reported on stderr, the remaining paths \
+            are still printed, and the exit status is 1. \
             Example: imagemount cat -a vm.qcow2 /etc/hostname
             """
     )
@@ -21,14 +24,29 @@ struct CatCommand: ParsableCommand {
 
     func run() throws {
         let session = try Session.open(image, filesystems)
+        // As virt-cat (`do_cat`): each failed path is counted and the next one still printed.
+        var failures = 0
         for path in paths {
-            let node = try session.tree.resolve(path)
-            let fs = session.tree.filesystem(of: node)
-            let file = try fs.openFile(node.inode)
-            guard file.inode.isRegular else {
-                throw CLIError(message: "\(path): \(file.inode.isDirectory ? "is a directory" : "is not a regular file")")
+            do {
+                try printFile(path, session.tree)
+            } catch {
+                failures += 1
+                Diagnostics.line("imagemount: \(LsCommand.describe(error))\n")
             }
-            try file.stream(to: StandardOutput.write)
         }
+        if failures > 0 { throw ExitCode.failure }
+    }
+
+    private func printFile(_ path: String, _ tree: MountTree) throws {
+        // libguestfs' daemon refuses relative paths for download (`ABS_PATH` in daemon.h);
+        // virt-cat reports "download: download_stub: path must start with a / character".
+        guard path.hasPrefix("/") else { throw CLIError(message: "\(path): path must start with a / character") }
+        let node = try tree.resolve(path)
+        let fs = tree.filesystem(of: node)
+        let file = try fs.openFile(node.inode)
+        guard file.inode.isRegular else {
+            throw CLIError(message: "\(path): \(file.inode.isDirectory ? "is a directory" : "is not a regular file")")
+        }
+        try file.stream(to: StandardOutput.write)
     }
 }

@@ -25,11 +25,18 @@ struct CheckCommand: ParsableCommand {
             help: ArgumentHelp("A qcow2 image to check. Repeat for several.", valueName: "image"))
     var images: [String] = []
 
-    @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img check --output=json does.")
-    var json = false
+    @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img check --output=json does (the same as --output=json).")
+    var jsonFlag = false
+
+    @Option(name: .customLong("output"),
+            help: ArgumentHelp("Output format, as qemu-img check's option: human (the default) or json.", valueName: "human|json"))
+    var output: QemuImgOutput?
+
+    var json: Bool { (try? QemuImgOutput.resolve(output: output, json: jsonFlag)) == .json }
 
     func validate() throws {
         if images.isEmpty { throw ValidationError("no image given: add one with -a IMAGE") }
+        _ = try QemuImgOutput.resolve(output: output, json: jsonFlag)
     }
 
     func run() throws {

@@ -19,7 +19,9 @@ struct DfCommand: ParsableCommand {
             1024-byte blocks, or rounded with -h; Use% is rounded up as df does. The figures are \
             those the Linux kernel's statfs gives for the mounted filesystem: the size leaves out \
             the filesystem's own metadata, and Available leaves out the blocks reserved for root. \
-            Filesystems of other types are skipped with a warning. \
+            Filesystems of other types are skipped with a warning. All the -a and -d drives are \
+            taken as one guest, as virt-df takes them; --one-per-guest and -P are accepted for \
+            its scripts and change nothing. \
             Example: imagemount df -a vm.qcow2 -h
             """,
         helpNames: [.long]
@@ -39,14 +41,26 @@ struct DfCommand: ParsableCommand {
     @Flag(name: .customLong("uuid"), help: "Show the guest's UUID instead of its name. Accepted for virt-df compatibility: disk images given with -a carry no libvirt UUID, so the name is shown.")
     var uuid = false
 
+    @Flag(name: .customLong("one-per-guest"),
+          help: "Accepted for virt-df compatibility and does nothing: as with virt-df since libguestfs 1.22, the drives given are one guest.")
+    var onePerGuest = false
+
+    @Option(name: .customShort("P", allowingJoined: true),
+            help: ArgumentHelp("Accepted for virt-df compatibility: the most threads to use (0: automatic). virt-df uses them only to examine all libvirt guests in parallel; the drives given here are one guest, examined in one pass.", valueName: "nr_threads"))
+    var threads: String?
+
     func validate() throws {
         if human && csv { throw ValidationError("you cannot use -h and --csv options together") }
+        // virt-df reads -P with sscanf("%zu"): a number, or "-P option is not numeric".
+        if let threads, UInt(threads) == nil { throw ValidationError("-P option is not numeric") }
     }
 
     func run() throws {
         let guest = try Session.openGuest(image)
-        // virt-df names rows after the domain with -d, after the image(s) with -a.
-        let name = try image.domains.first ?? Self.displayName(image.drives().map(\.path))
+        // virt-df names rows after the domain with -d, after the image(s) with -a, and adds a
+        // "+" for each further -a or -d (main.c `make_display_name`): all of them are one guest.
+        let name = try image.domains.first.map { $0 + String(repeating: "+", count: image.domains.count + image.images.count - 1) }
+            ?? Self.displayName(image.drives().map(\.path))
         var out = title()
         for (device, type) in FilesystemsCommand.filesystems(of: guest) where type != "swap" && type != "unknown" {
             guard device.content.isExt else {

@@ -18,6 +18,8 @@ struct EditCommand: ParsableCommand {
             written to a new file in the same directory, which then is renamed over FILE, so \
             the guest sees the old file or the new one, never a mix; owner, mode and extended \
             attributes are kept. An unchanged file is not written at all. \
+            Several FILEs are edited one after another, as virt-edit does; editing stops at the \
+            first file that fails, and the files edited before it keep their changes. \
             Example: imagemount edit -a vm.img /etc/hostname -e 's/^old/new/'
             """
     )
@@ -25,7 +27,7 @@ struct EditCommand: ParsableCommand {
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
 
-    @Option(name: [.customShort("e"), .customLong("expr")],
+    @Option(name: [.customShort("e"), .customLong("edit"), .customLong("expr")],
             help: ArgumentHelp("Perl expression applied to each line instead of running an editor.", valueName: "expr"))
     var expression: String?
 
@@ -33,28 +35,57 @@ struct EditCommand: ParsableCommand {
             help: ArgumentHelp("Keep the original in the guest as FILE followed by EXT (e.g. -b .orig).", valueName: "ext"))
     var backupExtension: String?
 
-    @Argument(help: ArgumentHelp("The file to edit, as an absolute path in the guest.", valueName: "file"))
-    var file: String
+    @Argument(help: ArgumentHelp("The files to edit, as absolute paths in the guest.", valueName: "file"))
+    var files: [String]
 
     func validate() throws {
         if filesystems.readOnly { throw ValidationError("edit writes to the image; --ro cannot be used") }
         if let ext = backupExtension, ext.isEmpty || ext.contains("/") {
             throw ValidationError("-b: the extension must be non-empty and contain no '/'")
         }
-        guard file.hasPrefix("/") else { throw ValidationError("\(file): give an absolute path in the guest") }
+        if files.isEmpty { throw ValidationError("give the file to edit, as an absolute path in the guest") }
+        for file in files where !file.hasPrefix("/") {
+            throw ValidationError("\(file): give an absolute path in the guest")
+        }
     }
 
     func run() throws {
         let session = try Session.open(image, filesystems, writable: true)
         var failure: (any Error)?
-        do { try edit(session.tree) } catch { failure = error }
+        do {
+            for file in files { try FileEdit(command: self, file: file).edit(session.tree) }
+        } catch {
+            failure = error
+        }
         for mount in session.tree.mounts {
             do { try mount.filesystem.close() } catch { failure = failure ?? error }
         }
         if let failure { throw failure }
     }
 
-    private func edit(_ tree: MountTree) throws {
+    static let maxSize: UInt64 = 1 << 30
+
+    static func contents(_ file: Ext2File) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Int(file.size))
+        var done = 0
+        while done < bytes.count {
+            let n = try bytes.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]), at: UInt64(done)) }
+            if n == 0 { break }
+            done += n
+        }
+        return bytes
+    }
+}
+
+/// The editing of one FILE of an `edit` command.
+struct FileEdit {
+    let command: EditCommand
+    let file: String
+
+    var expression: String? { command.expression }
+    var backupExtension: String? { command.backupExtension }
+
+    func edit(_ tree: MountTree) throws {
         let components = MountTree.components(file)
         guard let name = components.last else { throw CLIError(message: "\(file): not a file") }
         let parentPath = "/" + components.dropLast().map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
@@ -67,7 +98,7 @@ struct EditCommand: ParsableCommand {
         guard info.isRegular else { throw CLIError(message: "\(file): not a regular file") }
         guard info.size <= Self.maxSize else { throw CLIError(message: "\(file): larger than 1 GiB; not edited") }
 
-        let original = try Self.contents(fs.openFile(node.inode))
+        let original = try EditCommand.contents(fs.openFile(node.inode))
         let edited = try withTemporaryCopy(original) { path in
             if let expression {
                 try runPerl(expression, on: path)
@@ -104,18 +135,7 @@ struct EditCommand: ParsableCommand {
         try fs.rename(from: dir, temporary, to: dir, name)
     }
 
-    static let maxSize: UInt64 = 1 << 30
-
-    static func contents(_ file: Ext2File) throws -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: Int(file.size))
-        var done = 0
-        while done < bytes.count {
-            let n = try bytes.withUnsafeMutableBytes { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]), at: UInt64(done)) }
-            if n == 0 { break }
-            done += n
-        }
-        return bytes
-    }
+    static var maxSize: UInt64 { EditCommand.maxSize }
 
     /// A host copy in a private temporary directory, handed to `body`, read back, removed.
     private func withTemporaryCopy(_ bytes: [UInt8], _ body: (String) throws -> Void) throws -> [UInt8] {

@@ -14,7 +14,10 @@ struct FilesystemsCommand: ParsableCommand {
             Like virt-filesystems. With no selection only filesystems are listed; swap and \
             unrecognised devices are added by --extra, and --all lists filesystems (with the extra \
             ones), partitions and block devices. --long adds the columns Type, VFS, Label, MBR, \
-            Size, Parent (and UUID with --uuid); columns that do not apply show "-". A filesystem's \
+            Size, Parent (and UUID with --uuid); columns that do not apply show "-"; --no-title \
+            leaves out the heading line. LVM UUIDs are shown with dashes, as lvs, vgs and pvs show \
+            them. --logvols, --volgroups and --physvols list the LVM logical volumes, volume \
+            groups and physical volumes. A filesystem's \
             size is the space the kernel's statfs reports for it, other sizes are device sizes in \
             bytes (or rounded with -h). Names are the guest's: /dev/sda, /dev/sda1, ... \
             Example: imagemount filesystems -a vm.qcow2 --all --long -h
@@ -33,13 +36,13 @@ struct FilesystemsCommand: ParsableCommand {
     @Flag(name: .customLong("extra"), help: "List swap and unrecognised devices with the filesystems.")
     var extra = false
 
-    @Flag(name: [.customLong("logical-volumes"), .customLong("lvs")], help: "List LVM logical volumes (as /dev/VG/LV).")
+    @Flag(name: [.customLong("logical-volumes"), .customLong("logvols"), .customLong("lvs")], help: "List LVM logical volumes (as /dev/VG/LV).")
     var logicalVolumes = false
 
-    @Flag(name: [.customLong("volume-groups"), .customLong("vgs")], help: "List LVM volume groups (as /dev/VG).")
+    @Flag(name: [.customLong("volume-groups"), .customLong("volgroups"), .customLong("vgs")], help: "List LVM volume groups (as /dev/VG).")
     var volumeGroups = false
 
-    @Flag(name: [.customLong("physical-volumes"), .customLong("pvs")], help: "List LVM physical volumes.")
+    @Flag(name: [.customLong("physical-volumes"), .customLong("physvols"), .customLong("pvs")], help: "List LVM physical volumes.")
     var physicalVolumes = false
 
     @Flag(name: [.customLong("partitions"), .customLong("parts")], help: "List partitions.")
@@ -148,26 +151,27 @@ struct FilesystemsCommand: ParsableCommand {
                              .parents: "", .uuid: device.content.uuid ?? ""])
             }
         }
-        // LVM rows, in virt-filesystems' order (LVs, VGs, PVs) and form: LVM UUIDs without dashes,
-        // an LV's parent is its VG, a VG's parents are its PVs.
+        // LVM rows, in virt-filesystems' order (LVs, VGs, PVs) and form: an LV's parent is its
+        // VG, a VG's parents are its PVs. UUIDs are shown as lvm shows them, with dashes
+        // (virt-filesystems drops them; scripts compare them with lvs -o lv_uuid).
         if s.contains(.logicalVolumes) {
             for device in guest.devices where device.kind == .logicalVolume {
                 let vg = guest.volumeGroups.first { $0.name == device.parent }
                 let uuid = vg?.logicalVolumes.first { "/dev/\(vg?.name ?? "")/\($0.name)" == device.name }?.uuid
                 rows.append([.name: device.name, .type: "lv", .size: sizeText(device.device.size),
-                             .parents: device.parent.map { "/dev/" + $0 } ?? "", .uuid: Self.undashed(uuid)])
+                             .parents: device.parent.map { "/dev/" + $0 } ?? "", .uuid: Self.dashed(uuid)])
             }
         }
         if s.contains(.volumeGroups) {
             for vg in guest.volumeGroups {
                 let pvs = guest.physicalVolumes.filter { $0.volumeGroup == vg.name }.map(\.name)
                 rows.append([.name: "/dev/" + vg.name, .type: "vg", .size: sizeText(vg.size),
-                             .parents: pvs.joined(separator: ","), .uuid: Self.undashed(vg.uuid)])
+                             .parents: pvs.joined(separator: ","), .uuid: Self.dashed(vg.uuid)])
             }
         }
         if s.contains(.physicalVolumes) {
             for pv in guest.physicalVolumes {
-                rows.append([.name: pv.name, .type: "pv", .size: sizeText(pv.size), .parents: "", .uuid: Self.undashed(pv.uuid)])
+                rows.append([.name: pv.name, .type: "pv", .size: sizeText(pv.size), .parents: "", .uuid: Self.dashed(pv.uuid)])
             }
         }
         if s.contains(.partitions) {
@@ -242,7 +246,19 @@ struct FilesystemsCommand: ParsableCommand {
         return device.device.size
     }
 
-    static func undashed(_ uuid: String?) -> String { uuid.map { $0.filter { $0 != "-" } } ?? "" }
+    /// An LVM id as lvm prints it (lib/uuid/uuid.c `id_write_format`): the 32 characters in
+    /// groups of 6-4-4-4-4-4-6 joined by dashes. Anything not 32 characters long is shown as it is.
+    static func dashed(_ uuid: String?) -> String {
+        guard let uuid else { return "" }
+        let raw = Array(uuid.filter { $0 != "-" })
+        guard raw.count == 32 else { return uuid }
+        var groups: [String] = [], index = 0
+        for length in [6, 4, 4, 4, 4, 4, 6] {
+            groups.append(String(raw[index ..< index + length]))
+            index += length
+        }
+        return groups.joined(separator: "-")
+    }
 
     static func hex2(_ value: UInt8) -> String {
         let digits = String(value, radix: 16)

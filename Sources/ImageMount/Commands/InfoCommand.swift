@@ -27,11 +27,18 @@ struct InfoCommand: ParsableCommand {
     @Flag(name: .customLong("backing-chain"), help: "Also describe every backing file, down to the base image.")
     var backingChain = false
 
-    @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img info --output=json does.")
-    var json = false
+    @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img info --output=json does (the same as --output=json).")
+    var jsonFlag = false
+
+    @Option(name: .customLong("output"),
+            help: ArgumentHelp("Output format, as qemu-img info's option: human (the default) or json.", valueName: "human|json"))
+    var output: QemuImgOutput?
+
+    var json: Bool { (try? QemuImgOutput.resolve(output: output, json: jsonFlag)) == .json }
 
     func validate() throws {
         if images.isEmpty { throw ValidationError("no image given: add one with -a IMAGE") }
+        _ = try QemuImgOutput.resolve(output: output, json: jsonFlag)
         if let format, ImageFormat(rawValue: format) == nil { throw ValidationError("unknown --format '\(format)': use raw or qcow2") }
     }
 

@@ -12,7 +12,10 @@ struct InspectCommand: ParsableCommand {
             hostname, architecture (from the ELF header of a system binary), package format and \
             manager, and the mountpoints its /etc/fstab gives. The default output is XML shaped \
             like virt-inspector's <operatingsystems> document; --json gives the same content as \
-            JSON. Example: imagemount inspect -a vm.qcow2 --json
+            JSON. --xpath QUERY prints what the XPath query selects from the XML instead, as \
+            virt-inspector --xpath does (which reads the XML from its standard input; here the \
+            query runs on the inspection of the -a/-d drives given). \
+            Example: imagemount inspect -a vm.qcow2 --xpath '//operatingsystem/hostname/text()'
             """
     )
 
@@ -24,8 +27,19 @@ struct InspectCommand: ParsableCommand {
     @Flag(name: .customLong("json"), help: "Print JSON with the same content as the XML.")
     var json = false
 
+    @Option(name: .customLong("xpath"),
+            help: ArgumentHelp("Run this XPath query over the XML output and print its result instead, as virt-inspector --xpath prints it: each node found as XML, a string or number as text.", valueName: "query"))
+    var xpath: String?
+
+    @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications (read from the dpkg, apk and pacman databases; RPM databases are not read).")
+    var noApplications = false
+
+    @Flag(name: .customLong("no-icon"), help: "Leave out the guest's icon. Accepted for virt-inspector compatibility: no icon is looked for.")
+    var noIcon = false
+
     func validate() throws {
         if xml && json { throw ValidationError("--xml and --json cannot be used together") }
+        if xpath != nil && json { throw ValidationError("--xpath queries the XML output; it cannot be used with --json") }
     }
 
     func run() throws {
@@ -35,7 +49,12 @@ struct InspectCommand: ParsableCommand {
         if systems.isEmpty {
             Diagnostics.warn("\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found")
         }
-        try StandardOutput.write(json ? Self.json(systems, guest: guest) : Self.xml(systems, guest: guest))
+        // virt-inspector mounts each OS to read its package database, unless told not to.
+        let applications = noApplications ? nil : systems.map { Applications.list(for: $0, in: guest) }
+        if json { return try StandardOutput.write(Self.json(systems, guest: guest, applications: applications)) }
+        let document = Self.xml(systems, guest: guest, applications: applications)
+        if let xpath { return try StandardOutput.write(XPathQuery.evaluate(xpath, on: Array(document.utf8))) }
+        try StandardOutput.write(document)
     }
 
     /// Filesystems on the same disks, as virt-inspector lists them under each OS.
@@ -43,9 +62,9 @@ struct InspectCommand: ParsableCommand {
         guest.devices.filter { $0.content.type != nil && $0.content.type != "LVM2_member" && $0.content.type != "crypto_LUKS" }
     }
 
-    static func xml(_ systems: [OperatingSystem], guest: Guest) -> String {
+    static func xml(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil) -> String {
         var out = "<?xml version=\"1.0\"?>\n<operatingsystems>\n"
-        for os in systems {
+        for (index, os) in systems.enumerated() {
             out += "  <operatingsystem>\n"
             func element(_ name: String, _ value: String?) {
                 if let value { out += "    <\(name)>\(Markup.xml(value))</\(name)>\n" }
@@ -73,13 +92,52 @@ struct InspectCommand: ParsableCommand {
                 if let uuid = fs.content.uuid { out += "        <uuid>\(Markup.xml(uuid))</uuid>\n" }
                 out += "      </filesystem>\n"
             }
-            out += "    </filesystems>\n  </operatingsystem>\n"
+            out += "    </filesystems>\n"
+            if let apps = applications?[index] { out += applicationsXML(apps) }
+            out += "  </operatingsystem>\n"
         }
         return out + "</operatingsystems>\n"
     }
 
-    static func json(_ systems: [OperatingSystem], guest: Guest) -> String {
-        let items = systems.map { os -> String in
+    /// virt-inspector `output_applications`: each field only when set, the epoch only when not 0.
+    static func applicationsXML(_ apps: [Application]) -> String {
+        // libxml2's writer closes an element with no content as <applications/>.
+        if apps.isEmpty { return "    <applications/>\n" }
+        var out = "    <applications>\n"
+        for app in apps {
+            out += "      <application>\n"
+            func element(_ name: String, _ value: String) {
+                if !value.isEmpty { out += "        <\(name)>\(Markup.xml(value))</\(name)>\n" }
+            }
+            element("name", app.name)
+            element("display_name", app.displayName)
+            if app.epoch != 0 { element("epoch", String(app.epoch)) }
+            element("version", app.version)
+            element("release", app.release)
+            element("arch", app.arch)
+            element("install_path", app.installPath)
+            element("publisher", app.publisher)
+            element("url", app.url)
+            element("source_package", app.sourcePackage)
+            element("summary", app.summary)
+            element("description", app.description)
+            out += "      </application>\n"
+        }
+        return out + "    </applications>\n"
+    }
+
+    static func applicationsJSON(_ apps: [Application]) -> String {
+        "[" + apps.map { app in
+            "{\"name\": \(Markup.json(app.name)), \"epoch\": \(app.epoch), \"version\": \(Markup.json(app.version)), "
+                + "\"release\": \(Markup.json(app.release)), \"arch\": \(Markup.json(app.arch)), \"url\": \(Markup.json(app.url)), "
+                + "\"source_package\": \(Markup.json(app.sourcePackage)), \"summary\": \(Markup.json(app.summary)), "
+                + "\"description\": \(Markup.json(app.description))}"
+        }.joined(separator: ", ") + "]"
+    }
+
+    static func json(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil) -> String {
+        let items = systems.enumerated().map { index, os -> String in
+            let apps = applications.map { ", \"applications\": " + applicationsJSON($0[index]) } ?? ""
             let mounts = os.mountpoints.map { "{\"mountpoint\": \(Markup.json($0.mountpoint)), \"device\": \(Markup.json($0.device))}" }
             let fss = filesystems(guest).map {
                 "{\"device\": \(Markup.json($0.name)), \"type\": \(Markup.json($0.content.type)), \"label\": \(Markup.json($0.content.label)), \"uuid\": \(Markup.json($0.content.uuid))}"
@@ -90,7 +148,7 @@ struct InspectCommand: ParsableCommand {
                 "major_version": \(os.majorVersion), "minor_version": \(os.minorVersion), \
                 "package_format": \(Markup.json(os.packageFormat)), "package_management": \(Markup.json(os.packageManagement)), \
                 "hostname": \(Markup.json(os.hostname)), "osinfo": \(Markup.json(os.osinfo)), \
-                "mountpoints": [\(mounts.joined(separator: ", "))], "filesystems": [\(fss.joined(separator: ", "))]}
+                "mountpoints": [\(mounts.joined(separator: ", "))], "filesystems": [\(fss.joined(separator: ", "))]\(apps)}
                 """
         }
         return "{\"operatingsystems\": [" + items.joined(separator: ",\n") + "]}\n"

@@ -19,7 +19,9 @@ struct LsCommand: ParsableCommand {
             (- d l c b p s), permissions in octal, size, then any fields asked for (--uids, \
             --times, --extra-stats), the full path, and the target of symbolic links; with --csv \
             the fields are comma-separated, for spreadsheets and scripts. --csv, -h, --uids, \
-            the time options and --extra-stats work only with -lR. Paths are absolute paths in \
+            the time options, --extra-stats and --checksum work only with -lR. --checksum[=TYPE] \
+            adds each regular file's checksum (md5 unless TYPE says crc, sha1, sha224, sha256, \
+            sha384 or sha512) before its path. Paths are absolute paths in \
             the guest; symbolic links are resolved inside the guest, never on the host. \
             Example: imagemount ls -a vm.qcow2 -lR --csv --times /etc
             """,
@@ -59,15 +61,41 @@ struct LsCommand: ParsableCommand {
     @Flag(name: [.customLong("extra-stats"), .customLong("extra-stat")], help: "With -lR, add the device, inode number, link count, device number (for devices) and 512-byte blocks.")
     var extraStats = false
 
-    @Argument(help: ArgumentHelp("Directories to list, as absolute paths in the guest.", valueName: "directory"))
-    var directories: [String]
+    // virt-ls takes --checksum[=TYPE] with an optional value (getopt `optional_argument`), a form
+    // ArgumentParser has no declaration for: "--checksum /etc" and "--checksum -a x" would both
+    // go wrong as an option with a value. The directory list takes every input no option
+    // claimed, and `ChecksumRequest` picks the --checksum forms out of it; any other leftover
+    // beginning with "-" is reported as the unknown option it is.
+    @Argument(parsing: .allUnrecognized,
+              help: ArgumentHelp("""
+                  Directories to list, as absolute paths in the guest. Among them may stand \
+                  --checksum[=TYPE] (or --checksums[=TYPE]): with -lR, the checksum of each regular \
+                  file is added before its path; TYPE is crc (as cksum), md5 (the default), sha1, \
+                  sha224, sha256, sha384 or sha512.
+                  """, valueName: "directory"))
+    var inputs: [String] = []
+
+    var request: ChecksumRequest { ChecksumRequest(inputs) }
+
+    /// The directories to list, in command-line order.
+    var directories: [String] { request.directories }
+
+    /// The checksum type asked for with --checksum[=TYPE], or nil.
+    var checksum: String? { request.type }
 
     func validate() throws {
+        let request = self.request
+        if let unknown = request.unknownOptions.first { throw ValidationError("Unknown option '\(unknown)'") }
         let lR = long && recursive
-        if !lR && (csv || human || uids || times || timeT || timeRelative || timeDays || extraStats) {
+        if !lR && (csv || human || uids || times || timeT || timeRelative || timeDays || extraStats || request.type != nil) {
             throw ValidationError("used a flag which can only be combined with -lR mode")
         }
         if human && csv { throw ValidationError("you cannot use -h and --csv options together") }
+        // guestfs_checksum's refusal of an unknown type (daemon/checksum.c).
+        if let type = request.type, FileChecksum(type: type) == nil {
+            throw ValidationError("unknown checksum type, expecting crc|md5|sha1|sha224|sha256|sha384|sha512")
+        }
+        if request.directories.isEmpty { throw ValidationError("Missing expected argument '<directory> ...'") }
     }
 
     /// How --times and its variants show a time (virt-ls `output_int64_time`).
@@ -82,7 +110,7 @@ struct LsCommand: ParsableCommand {
 
     func run() throws {
         let session = try Session.open(image, filesystems)
-        let lister = Lister(tree: session.tree, command: self, now: Int64(time(nil)))
+        let lister = Lister(tree: session.tree, command: self, checksum: checksum, now: Int64(time(nil)))
         var out = OutputBuffer()
         var failures = 0
         // As virt-ls: a directory that fails is reported and the next one still listed.
@@ -115,6 +143,8 @@ struct LsCommand: ParsableCommand {
 struct Lister {
     let tree: MountTree
     let command: LsCommand
+    /// --checksum's type, or nil.
+    let checksum: String?
     let now: Int64
 
     /// Guards the walks against directory cycles that a damaged filesystem could contain.
@@ -243,6 +273,14 @@ struct Lister {
             fields.add(isDevice ? "\(i.rdevMajor):\(i.rdevMinor)" : "0:0")
             fields.add(String(i.blocks512))
         }
+        // virt-ls `show_file`: the checksum of a regular file; an empty CSV field for others.
+        if let checksum {
+            if i.isRegular {
+                fields.add(string: try Self.checksum(checksum, of: tree.filesystem(of: node).openFile(node.inode)))
+            } else if command.csv {
+                fields.add(string: "")
+            }
+        }
         fields.add(string: path)
         if i.isSymlink {
             let target = try tree.filesystem(of: node).readlink(node.inode)
@@ -251,6 +289,12 @@ struct Lister {
         out.append(fields.line)
         try out.endLine()
         return i
+    }
+
+    static func checksum(_ type: String, of file: Ext2File) throws -> String {
+        guard var sum = FileChecksum(type: type) else { throw CLIError(message: "\(type): unknown checksum type") }
+        try file.stream { sum.update($0) }
+        return sum.finish()
     }
 
     func time(_ t: Timestamp) -> String {
@@ -305,4 +349,27 @@ struct RecordFields {
     mutating func add(string text: String) { add(string: Array(text.utf8)) }
 
     mutating func add(string bytes: [UInt8]) { add(csv ? CSV.field(bytes) : bytes) }
+}
+
+/// virt-ls' --checksum[=TYPE] and --checksums[=TYPE] (getopt `optional_argument`), picked out of
+/// the inputs no declared option claimed: a value belongs to the option only when attached with
+/// "="; without one the type is md5; the last one given wins.
+struct ChecksumRequest {
+    private(set) var type: String?
+    private(set) var directories: [String] = []
+    private(set) var unknownOptions: [String] = []
+
+    init(_ inputs: [String]) {
+        for input in inputs {
+            let name = input.firstIndex(of: "=").map { String(input[..<$0]) } ?? input
+            if name == "--checksum" || name == "--checksums" {
+                let value = input.firstIndex(of: "=").map { String(input[input.index(after: $0)...]) } ?? ""
+                type = value.isEmpty ? "md5" : value
+            } else if input.hasPrefix("-") && input != "-" {
+                unknownOptions.append(input)
+            } else {
+                directories.append(input)
+            }
+        }
+    }
 }
