@@ -42,8 +42,9 @@ struct HostileNameTests {
         let lines = r.stderr.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.contains("entry \"../../../PWNED\" skipped: name contains '/'") && $0.contains("inode") }, "\(r.stderr)")
         #expect(lines.contains { $0.contains("entry \"slash/name\" skipped: name contains '/'") }, "\(r.stderr)")
-        #expect(lines.contains { $0.contains("entry \"..\" skipped: a second '..' entry") }, "\(r.stderr)")
-        #expect(lines.last?.contains("3 damaged guest entries were not copied") == true, "\(r.stderr)")
+        // A second ".." is never listed by the ext driver (no real child has that name), so it
+        // needs no warning; it is not copied either (the listing below).
+        #expect(lines.last?.contains("2 damaged guest entries were not copied") == true, "\(r.stderr)")
         // Nothing anywhere but the good entries, inside the target.
         let everything = try Shell.check("cd \(Shell.quote(dir.path)) && find . -mindepth 1 ! -path './root*' ! -name hostile.img | LC_ALL=C sort")
         #expect(everything == "./a\n./a/b\n./a/b/c\n./a/b/c/out\n./a/b/c/out/dir\n./a/b/c/out/dir/good\n./a/b/c/out/dir/sub\n./a/b/c/out/dir/sub/inner\n",

@@ -152,7 +152,7 @@ public enum Applications {
     /// VERSION ("[epoch:]version-release", the release required) and ARCH are required,
     /// DESC and URL optional. A missing or oversized desc file skips that package.
     static func pacmanLocal(_ tree: MountTree) -> [Application] {
-        guard let dir = try? tree.resolve("/var/lib/pacman/local"), let entries = try? tree.entries(dir) else { return [] }
+        guard let dir = try? tree.resolve("/var/lib/pacman/local"), let entries = try? tree.entries(dir, rejected: { _ in }) else { return [] }
         var apps: [Application] = []
         for entry in entries where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
             guard (try? tree.inode(entry.node))?.isDirectory == true,
