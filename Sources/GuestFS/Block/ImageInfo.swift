@@ -64,6 +64,10 @@ public struct ImageInfo: Sendable {
             let info = try ImageInfo(file: file, format: forced, actualSize: UInt64(st.st_blocks) * 512)
             infos.append(info)
             guard backingChain, let full = info.fullBackingFilename else { break }
+            // The probing policy: the name is shown, but followed only when the format is vouched for.
+            var options = ImageOpenOptions(format: forced)
+            options.mayOpenReferencedFiles = ImageOpener.formatIsVouched(path: current, given: forced, probed: info.format)
+            try Qcow2Image.checkMayOpen(full, as: "backing file", options: options, image: current)
             let backingFormat = try info.backingFormat.map { name in
                 guard let f = ImageFormat(rawValue: name) else {
                     throw ImageError(path: current, structure: "backing file", reason: "backing file format '\(name)' is not supported",

@@ -25,6 +25,10 @@ public struct ImageOpenOptions: Sendable {
     /// Open for looking at metadata only (QEMU's BDRV_O_NO_IO, as `qemu-img check` and `info`
     /// use it): an encrypted image is opened without its key, and reading its data fails.
     public var metadataOnly = false
+    /// Whether the image may make us open other host files (its backing file, its external data
+    /// file). `ImageOpener` decides it (see `formatIsVouched`); left true only for images opened
+    /// directly as qcow2 by code that named the format itself.
+    public var mayOpenReferencedFiles = true
 
     public init(format: ImageFormat? = nil, writable: Bool = false, snapshot: String? = nil,
                 l2CacheBytes: Int = ImageOpenOptions.defaultL2CacheBytes,
@@ -66,6 +70,19 @@ extension ImageOpener {
         return String(imagePath[...slash]) + name
     }
 
+    /// The probing policy (CVE-2010-3851): an image whose format was *probed* must not make us
+    /// open other host files, since a raw disk's guest can write a qcow2 header naming
+    /// `/etc/shadow` as its backing file into its own first sector. The format is vouched for
+    /// when the user's words gave it (`--format`, a libvirt domain's XML, a parent image's
+    /// backing format), or when the file's own name says it (`vm.qcow2` probed as qcow2), so
+    /// that `cat -a vm.qcow2` keeps working. README, "Probing".
+    static func formatIsVouched(path: String, given: ImageFormat?, probed: ImageFormat) -> Bool {
+        if given != nil { return true }
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        guard let dot = name.lastIndex(of: ".") else { return false }
+        return name[name.index(after: dot)...].lowercased() == probed.rawValue
+    }
+
     /// The files opened so far along one chain, by device and inode.
     struct BackingChainWalk {
         var seen: [(dev: UInt64, ino: UInt64, path: String)] = []
@@ -98,6 +115,7 @@ extension ImageOpener {
         } else {
             format = ImageFormat.probe(header: try file.readBytes(at: 0, count: Int(min(file.size, 512))))
         }
+        let vouched = formatIsVouched(path: path, given: options.format, probed: format)
         let writable = options.writable && options.snapshot == nil
         if format == .raw, options.snapshot != nil {
             throw ImageError(path: path, structure: "snapshot", reason: "raw images have no snapshots", errno: .invalidArgument)
@@ -109,6 +127,7 @@ extension ImageOpener {
         }
         switch format {
         case .raw:
+            if !vouched, let raw = opened as? RawImage { raw.refusesImageHeaders = true }
             return opened
         case .qcow2:
             var walk = chain
@@ -118,6 +137,7 @@ extension ImageOpener {
             backingOptions.keyIDs = []
             var qcow2Options = options
             qcow2Options.writable = writable
+            qcow2Options.mayOpenReferencedFiles = vouched
             return try Qcow2Image(file: opened, options: qcow2Options) { backingPath, backingFormat in
                 backingOptions.format = backingFormat
                 return try open(path: backingPath, options: backingOptions, chain: &walk)
