@@ -10,6 +10,9 @@ public final class FuseMount: @unchecked Sendable {
     public let pidFile: String
     public let output: Shell.Output
     private var closed = false
+    /// The images' state before a read-only mount, checked once the server is gone.
+    private var witness: ReadOnlyWitness?
+    private var arguments: [String] = []
 
     /// Mounts `images` with `arguments` (e.g. ["-m", "/dev/sda"]) and throws when imagemount fails.
     public init(images: [String], arguments: [String] = [], stdin: Data? = nil) throws {
@@ -19,6 +22,8 @@ public final class FuseMount: @unchecked Sendable {
         var args: [String] = []
         for image in images { args += ["-a", image] }
         args += arguments + ["--pid-file", pidFile, directory.file("mnt")]
+        witness = ReadOnlyWitness(arguments: args)
+        self.arguments = args
         output = try ImageMountBinary.run(args, stdin: stdin)
         guard output.status == 0 else {
             close()
@@ -38,6 +43,13 @@ public final class FuseMount: @unchecked Sendable {
         _ = try? ImageMountBinary.run(["unmount", "-q", "--timeout", "20", path])
         if FuseMount.isMounted(path) { _ = try? Shell.run("fusermount3 -u -z \(Shell.quote(path)) </dev/null >/dev/null 2>&1") }
         if let pid, kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        if let pid { Self.waitGone(pid) }
+        witness?.verify(arguments)
+    }
+
+    /// The server exits after unmounting (it is not our child, so poll): up to 10 s.
+    private static func waitGone(_ pid: Int32) {
+        for _ in 0..<200 where kill(pid, 0) == 0 { usleep(50_000) }
     }
 
     deinit { close() }

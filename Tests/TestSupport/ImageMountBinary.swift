@@ -19,11 +19,19 @@ public enum ImageMountBinary {
 
     /// Runs `imagemount` with `arguments` (no shell involved in the arguments: each is passed
     /// as is) and returns its exit status, stdout bytes and stderr text.
+    ///
+    /// Every run of a reading command is also a check that it wrote nothing: each image it was
+    /// given (`-a`) must keep its size, mtime and ctime (any write(2) moves them), and a small
+    /// image its sha256 (see `ReadOnlyWitness`). So every image the suite builds is covered.
     @discardableResult
     public static func run(_ arguments: [String], environment: [String: String]? = nil,
                            stdin: Data? = nil) throws -> Shell.Output {
         let command = ([try path()] + arguments).map(Shell.quote).joined(separator: " ")
-        return try Shell.run(command, stdin: stdin, environment: environment)
+        let witness = ReadOnlyWitness(arguments: arguments)
+        let output = try Shell.run(command, stdin: stdin, environment: environment)
+        // A mount's server goes on after this returns: FuseMount.close checks its images instead.
+        if !ReadOnlyWitness.startsServer(arguments) { witness?.verify(arguments) }
+        return output
     }
 
     /// Runs `imagemount` and requires exit status 0; returns stdout as text.
