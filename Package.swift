@@ -26,6 +26,7 @@ let package = Package(
         .systemLibrary(name: "SystemCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "SystemArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .systemLibrary(name: "SystemXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -43,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "ImageMount",
             dependencies: [
-                "GuestFS", "CFuse", "SystemHostIO", "SystemXML2",
+                "GuestFS", "CFuse", "SystemHostIO", "SystemSeccomp", "SystemXML2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

@@ -3,11 +3,11 @@
 set -euo pipefail
 packages=(
   # build: system libraries found through pkg-config
-  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev
+  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev
   # runtime
   fuse3 perl
   # test oracles and image builders
-  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin
+  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3
   # benchmarks
   hyperfine time fuse2fs bc
 )

@@ -17,3 +17,34 @@ static inline int hostio_openat2(int dirfd, const char *path, unsigned long long
 
 /// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS (linux/openat2.h macros).
 static const unsigned long long hostio_resolve_beneath_no_symlinks = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+
+// Landlock (linux/landlock.h, Linux >= 5.13) and no_new_privs, for the sandbox the parsing
+// process enters (ImageMount's Sandbox.swift). Thin syscall wrappers: glibc has none.
+#include <linux/landlock.h>
+#include <sys/prctl.h>
+
+/// The Landlock ABI version the kernel speaks, or -1 (errno ENOSYS/EOPNOTSUPP) without Landlock.
+static inline int hostio_landlock_abi(void) {
+    return (int)syscall(SYS_landlock_create_ruleset, (void *)0, 0, LANDLOCK_CREATE_RULESET_VERSION);
+}
+
+/// A ruleset handling `handled_fs` (LANDLOCK_ACCESS_FS_* bits): a descriptor, or -1.
+static inline int hostio_landlock_create_ruleset(unsigned long long handled_fs) {
+    struct landlock_ruleset_attr attr = { .handled_access_fs = handled_fs };
+    return (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+}
+
+/// Allows `access` beneath the directory open as `dirfd`.
+static inline int hostio_landlock_allow_beneath(int ruleset, int dirfd, unsigned long long access) {
+    struct landlock_path_beneath_attr rule = { .allowed_access = access, .parent_fd = dirfd };
+    return (int)syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0);
+}
+
+static inline int hostio_landlock_restrict_self(int ruleset) {
+    return (int)syscall(SYS_landlock_restrict_self, ruleset, 0);
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1): no exec can gain privileges (and seccomp may be loaded).
+static inline int hostio_set_no_new_privs(void) {
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}

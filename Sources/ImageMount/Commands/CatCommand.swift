@@ -24,6 +24,8 @@ struct CatCommand: ParsableCommand {
 
     func run() throws {
         let session = try Session.open(image, filesystems)
+        // Everything is open; what follows parses guest bytes (Sandbox.swift).
+        try Sandbox.enter()
         // As virt-cat (`do_cat`): each failed path is counted and the next one still printed.
         var failures = 0
         for path in paths {

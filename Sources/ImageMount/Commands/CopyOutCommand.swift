@@ -33,6 +33,8 @@ struct CopyOutCommand: ParsableCommand {
         guard let hostDirectory = arguments.last else { return }
         let destination = try HostDirectory.open(existing: hostDirectory)
         let session = try Session.open(image, filesystems)
+        // Everything is open; new files may appear only beneath the destination (Sandbox.swift).
+        try Sandbox.enter(writableBeneath: [destination.fd.rawValue])
         let copier = CopyOut(tree: session.tree)
         var items: [(node: GuestNode, target: CopyOut.Target)] = []
         for path in arguments.dropLast() {

@@ -57,6 +57,8 @@ struct DfCommand: ParsableCommand {
 
     func run() throws {
         let guest = try Session.openGuest(image)
+        // Everything is open; what follows parses guest bytes (Sandbox.swift).
+        try Sandbox.enter()
         // virt-df names rows after the domain with -d, after the image(s) with -a, and adds a
         // "+" for each further -a or -d (main.c `make_display_name`): all of them are one guest.
         let name = try image.domains.first.map { $0 + String(repeating: "+", count: image.domains.count + image.images.count - 1) }

@@ -128,6 +128,8 @@ struct FilesystemsCommand: ParsableCommand {
 
     func run() throws {
         let guest = try Session.openGuest(image)
+        // Everything is open; what follows parses guest bytes (Sandbox.swift).
+        try Sandbox.enter()
         let columns = self.columns
         var rows: [[String?]] = []
         if long && !noTitle { rows.append(columns.map(\.heading)) }

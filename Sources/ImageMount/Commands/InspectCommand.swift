@@ -44,6 +44,8 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let guest = try Session.openGuest(image)
+        // Everything is open; what follows parses guest bytes (Sandbox.swift).
+        try Sandbox.enter()
         let systems = Inspector.inspect(guest)
         for os in systems { for warning in os.warnings { Diagnostics.warn(warning) } }
         if systems.isEmpty {

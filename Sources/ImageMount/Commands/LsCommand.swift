@@ -110,6 +110,8 @@ struct LsCommand: ParsableCommand {
 
     func run() throws {
         let session = try Session.open(image, filesystems)
+        // Everything is open; what follows parses guest bytes (Sandbox.swift).
+        try Sandbox.enter()
         let lister = Lister(tree: session.tree, command: self, checksum: checksum, now: Int64(time(nil)))
         var out = OutputBuffer()
         var failures = 0

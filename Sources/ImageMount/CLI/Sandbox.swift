@@ -1,0 +1,135 @@
+import GuestFS
+import SystemHostIO
+import SystemSeccomp
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The sandbox the process that parses image bytes enters once it has opened everything it
+/// needs (the images and their backing chains, keys, /dev/fuse, an output directory): from
+/// then on a bug in a parser cannot open a host path or run a program.
+///
+/// - `no_new_privs` (prctl), so nothing exec'd could gain privileges, and seccomp may load;
+/// - Landlock (Documentation/userspace-api/landlock.rst): every filesystem access right the
+///   kernel knows is handled and none is granted, except beneath directories passed in
+///   `writableBeneath` (copy-out's target), so no new host file can be opened, created or
+///   executed elsewhere; descriptors opened before keep working;
+/// - a seccomp allowlist (libseccomp): the syscalls file I/O, memory, threads, signals and time
+///   need; everything else (execve, socket, ptrace, mount, setuid, bpf, module loading…) fails
+///   with EPERM instead of running.
+///
+/// Where the kernel lacks Landlock or seccomp the missing layer is skipped with a warning
+/// (`IMAGEMOUNT_SANDBOX=required` makes that an error); `IMAGEMOUNT_SANDBOX=off` disables it,
+/// for debugging only.
+enum Sandbox {
+    static let environmentKey = "IMAGEMOUNT_SANDBOX"
+
+    static func enter(writableBeneath directories: [Int32] = []) throws {
+        let mode = getenv(environmentKey).map { String(cString: $0) } ?? "on"
+        guard mode != "off" else { return }
+        let required = mode == "required"
+        guard hostio_set_no_new_privs() == 0 else { throw failure("no_new_privs", errno) }
+        do { try restrictFilesystem(writableBeneath: directories) } catch let e as CLIError {
+            if required { throw e }
+            Diagnostics.warn(e.message + "; going on without the filesystem sandbox")
+        }
+        do { try loadSyscallFilter() } catch let e as CLIError {
+            if required { throw e }
+            Diagnostics.warn(e.message + "; going on without the syscall filter")
+        }
+        probeForTests()
+    }
+
+    // MARK: Landlock
+
+    /// LANDLOCK_ACCESS_FS_* (linux/landlock.h): bits 0–12 since ABI 1, REFER (13) since 2,
+    /// TRUNCATE (14) since 3, IOCTL_DEV (15) since 5.
+    static func handledAccess(abi: Int32) -> UInt64 {
+        var bits: UInt64 = (1 << 13) - 1
+        if abi >= 2 { bits |= 1 << 13 }
+        if abi >= 3 { bits |= 1 << 14 }
+        if abi >= 5 { bits |= 1 << 15 }
+        return bits
+    }
+
+    private static func restrictFilesystem(writableBeneath directories: [Int32]) throws {
+        let abi = hostio_landlock_abi()
+        guard abi >= 1 else { throw failure("Landlock is not available", errno) }
+        let handled = handledAccess(abi: abi)
+        let ruleset = hostio_landlock_create_ruleset(handled)
+        guard ruleset >= 0 else { throw failure("landlock_create_ruleset", errno) }
+        defer { close(ruleset) }
+        // Beneath an output directory: everything but executing.
+        let execute: UInt64 = 1 << 0
+        for dir in directories where hostio_landlock_allow_beneath(ruleset, dir, handled & ~execute) != 0 {
+            throw failure("landlock_add_rule", errno)
+        }
+        guard hostio_landlock_restrict_self(ruleset) == 0 else { throw failure("landlock_restrict_self", errno) }
+    }
+
+    // MARK: seccomp
+
+    /// What the commands and the FUSE server need after start-up, by name (resolved for the
+    /// running architecture; names it does not have are skipped).
+    static let allowedSyscalls = [
+        // descriptors and file data
+        "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
+        "lseek", "close", "close_range", "dup", "dup2", "dup3", "fcntl", "ioctl", "pipe", "pipe2",
+        "splice", "vmsplice", "tee", "sendfile", "copy_file_range", "fsync", "fdatasync", "sync_file_range",
+        "ftruncate", "fallocate", "fadvise64", "readahead", "flock",
+        "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
+        "eventfd2",
+        // paths (Landlock decides which ones may be opened or made)
+        "open", "openat", "openat2", "stat", "lstat", "fstat", "newfstatat", "statx", "statfs", "fstatfs",
+        "getdents64", "getcwd", "readlink", "readlinkat", "access", "faccessat", "faccessat2",
+        "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat", "mknod", "mknodat",
+        "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "utimensat", "umask",
+        "setxattr", "lsetxattr", "fsetxattr", "getxattr", "lgetxattr", "fgetxattr",
+        "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr",
+        // memory
+        "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "msync", "mlock", "munlock", "membarrier",
+        // threads, signals, time, identity
+        "futex", "futex_waitv", "set_robust_list", "get_robust_list", "rseq", "clone", "clone3",
+        "exit", "exit_group", "wait4", "waitid", "kill", "tgkill", "tkill",
+        "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "rt_sigqueueinfo", "sigaltstack",
+        "restart_syscall", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
+        "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid",
+        "getrandom", "getrlimit", "prlimit64", "getrusage", "times", "sched_getaffinity", "sched_yield",
+        "uname", "sysinfo", "prctl", "arch_prctl", "set_tid_address",
+    ]
+
+    private static func loadSyscallFilter() throws {
+        guard let filter = seccomp_init(seccomp_shim_act_errno(UInt16(EPERM))) else {
+            throw failure("seccomp_init", ENOMEM)
+        }
+        defer { seccomp_release(filter) }
+        for name in allowedSyscalls {
+            let number = seccomp_syscall_resolve_name(name)
+            guard number != __NR_SCMP_ERROR else { continue }
+            let rc = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, number, 0, nil)
+            guard rc == 0 else { throw failure("seccomp_rule_add \(name)", -rc) }
+        }
+        let rc = seccomp_load(filter)
+        guard rc == 0 else { throw failure("seccomp_load", -rc) }
+    }
+
+    private static func failure(_ what: String, _ code: Int32) -> CLIError {
+        CLIError(message: "sandbox: \(what): \(String(cString: strerror(code)))")
+    }
+
+    // MARK: The tests' probe
+
+    /// `IMAGEMOUNT_SANDBOX_PROBE=PATH`: once inside, try to open PATH and to run /bin/true, and
+    /// say on stderr what happened. The test of the sandbox reads this; nothing else sets it.
+    private static func probeForTests() {
+        guard let probe = getenv("IMAGEMOUNT_SANDBOX_PROBE").map({ String(cString: $0) }) else { return }
+        let fd = open(probe, O_RDONLY | O_CLOEXEC)
+        let openResult = fd >= 0 ? "opened" : "denied (\(String(cString: strerror(errno))))"
+        if fd >= 0 { close(fd) }
+        var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { free(argv[0]) }
+        execv("/bin/true", &argv)
+        let execResult = "denied (\(String(cString: strerror(errno))))"
+        Diagnostics.warn("sandbox probe: open \(probe): \(openResult); exec /bin/true: \(execResult)")
+    }
+}
