@@ -2,7 +2,11 @@
 public struct DriveSpec: Sendable, Equatable {
     public var path: String
     public var format: ImageFormat?
-    public init(path: String, format: ImageFormat? = nil) { self.path = path; self.format = format }
+    /// The disk's sector size, the unit of its MBR or GPT (`--blocksize`): 512 or 4096.
+    public var sectorSize: UInt64
+    public init(path: String, format: ImageFormat? = nil, sectorSize: UInt64 = 512) {
+        self.path = path; self.format = format; self.sectorSize = sectorSize
+    }
 }
 
 /// A block device the guest would see: a whole disk, a partition, an LVM logical volume, or the

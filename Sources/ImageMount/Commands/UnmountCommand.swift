@@ -16,6 +16,8 @@ struct UnmountCommand: ParsableCommand {
             """
     )
 
+    @OptionGroup var global: GlobalOptions
+
     @Option(name: .customLong("retry"), help: ArgumentHelp("Try N times while the mount is busy, a second apart (default 5).", valueName: "n"))
     var retries: Int = 5
 
