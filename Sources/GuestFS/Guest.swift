@@ -67,7 +67,11 @@ public final class Guest: Sendable {
                 keys: keys, keyIDs: Self.aliases(of: name)))
             let table: PartitionTable?
             do {
-                table = try PartitionTable.read(from: image, diskName: name)
+                guard PartitionTable.supportedSectorSizes.contains(spec.sectorSize) else {
+                    throw ImageError(path: spec.path, structure: "drive", reason: "sector size \(spec.sectorSize) is not 512 or 4096",
+                                     errno: .invalidArgument)
+                }
+                table = try PartitionTable.read(from: image, diskName: name, sectorSize: spec.sectorSize)
             } catch {
                 throw ImageError.wrap(error, path: spec.path)
             }
