@@ -148,4 +148,19 @@ import TestSupport
         let quiet = try session([])
         #expect(!quiet.contains(LUKSFixtures.passphrase) && quiet.contains(g.hostname), "\(quiet)")
     }
+
+    /// guestunmount --fd: the unmount waits until the watched pipe is closed.
+    @Test func unmountWaitsForThePipe() throws {
+        let f = try MountFixture.get()
+        let m = try FuseMount(images: [f.rootImage])
+        defer { m.close() }
+        let binary = try ImageMountBinary.path()
+        let started = Date()
+        let r = try Shell.run("bash -c \(Shell.quote("\(Shell.quote(binary)) unmount -v --fd=3 \(Shell.quote(m.path)) 3< <(sleep 1.5)"))")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(Date().timeIntervalSince(started) >= 1.4)
+        #expect(!FuseMount.isMounted(m.path))
+        let bad = try ImageMountBinary.run(["unmount", "--fd=77", m.path])
+        #expect(bad.status == 1 && bad.stderr.contains("--fd=77"), "\(bad.stderr)")
+    }
 }

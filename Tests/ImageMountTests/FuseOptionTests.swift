@@ -13,14 +13,24 @@ import TestSupport
         var path: String { directory.file("mnt") }
         var log: String { directory.file("server.log") }
 
+        let process = Process()
+
         init(_ arguments: [String]) throws {
             directory = try TempDir("imagemount-fg")
             try FileManager.default.createDirectory(atPath: directory.file("mnt"), withIntermediateDirectories: false)
-            let command = ([try ImageMountBinary.path()] + arguments + [directory.file("mnt")]).map(Shell.quote).joined(separator: " ")
-            try Shell.check("setsid \(command) </dev/null >\(Shell.quote(log)) 2>&1 &")
+            FileManager.default.createFile(atPath: directory.file("server.log"), contents: nil)
+            process.executableURL = URL(fileURLWithPath: try ImageMountBinary.path())
+            process.arguments = arguments + [directory.file("mnt")]
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle(forWritingAtPath: directory.file("server.log"))
+            try process.run()
             let deadline = Date().addingTimeInterval(20)
-            while !FuseMount.isMounted(path) || (try? FileManager.default.contentsOfDirectory(atPath: path)) == nil {
-                guard Date() < deadline else { close(); throw Shell.Failure(command: command, status: -1, stderr: logText) }
+            while !FuseMount.isMounted(path) {
+                guard Date() < deadline, process.isRunning else {
+                    close()
+                    throw Shell.Failure(command: "imagemount " + arguments.joined(separator: " "), status: -1, stderr: logText)
+                }
                 usleep(20_000)
             }
         }
@@ -34,7 +44,9 @@ import TestSupport
 
         func close() {
             _ = try? ImageMountBinary.run(["unmount", "-q", "--timeout", "20", path])
-            if FuseMount.isMounted(path) { _ = try? Shell.run("fusermount3 -u -z \(Shell.quote(path))") }
+            if FuseMount.isMounted(path) { _ = try? Shell.run("fusermount3 -u -z \(Shell.quote(path)) 2>/dev/null") }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
         }
 
         deinit { close() }
