@@ -174,6 +174,7 @@ struct MountCommand: ParsableCommand {
     func serverOptions() throws -> FuseServerOptions {
         let list = try mountOptionList()
         if list.readOnly == true && filesystems.readWrite { throw ValidationError("-o ro and --rw cannot be used together") }
+        if list.readOnly == false && filesystems.readOnly { throw ValidationError("-o rw and --ro cannot be used together") }
         if list.readOnly == false && !filesystems.readWrite {
             throw ValidationError("-o rw: imagemount mounts are read-only unless --rw (-w) is given; add --rw to write to the image")
         }
