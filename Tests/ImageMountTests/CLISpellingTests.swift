@@ -163,4 +163,50 @@ import TestSupport
         let bad = try ImageMountBinary.run(["unmount", "--fd=77", m.path])
         #expect(bad.status == 1 && bad.stderr.contains("--fd=77"), "\(bad.stderr)")
     }
+
+    /// -c/--connect goes to virsh, as libguestfs hands it to libvirt: a stand-in virsh on PATH
+    /// records its arguments and prints the domain's XML.
+    @Test func connectGoesToVirsh() throws {
+        let f = try MountFixture.get()
+        let dir = try TempDir()
+        let xml = "<domain type='kvm'><name>g1</name><devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+            + "<source file='\(f.rootImage)'/><target dev='vda'/></disk></devices></domain>"
+        try xml.write(toFile: dir.file("g1.xml"), atomically: false, encoding: .utf8)
+        let script = "#!/bin/sh\necho \"$@\" >> \(dir.file("args"))\ncase \"$*\" in *dumpxml*) cat \(dir.file("g1.xml"));; *) echo 'Id Name State';; esac\n"
+        try script.write(toFile: dir.file("virsh"), atomically: false, encoding: .utf8)
+        try Shell.check("chmod +x \(Shell.quote(dir.file("virsh")))")
+        let env = ["PATH": dir.path + ":/usr/sbin:/usr/bin:/sbin:/bin"]
+        for spelling in ["-c", "--connect"] {
+            let r = try ImageMountBinary.run(["cat", spelling, "qemu:///system", "-d", "g1", "/a.txt"], environment: env)
+            #expect(r.status == 0 && r.text == "hello\n", "\(r.stderr)")
+        }
+        let args = try String(contentsOfFile: dir.file("args"), encoding: .utf8)
+        #expect(args.contains("-c qemu:///system dumpxml g1"), "\(args)")
+    }
+
+    /// guestunmount's --retry=N and --no-retry on a busy mount (a shell sitting in it).
+    @Test func unmountRetries() throws {
+        let f = try MountFixture.get()
+        let m = try FuseMount(images: [f.rootImage])
+        defer { m.close() }
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/bin/sh")
+        holder.arguments = ["-c", "cd \(Shell.quote(m.path)) && exec sleep 30"]
+        holder.standardInput = FileHandle.nullDevice
+        holder.standardOutput = FileHandle.nullDevice
+        holder.standardError = FileHandle.nullDevice
+        try holder.run()
+        defer { if holder.isRunning { holder.terminate() }; holder.waitUntilExit() }
+        usleep(300_000)
+        var started = Date()
+        let once = try ImageMountBinary.run(["unmount", "--no-retry", m.path])
+        #expect(once.status == 1 && once.stderr.contains("busy"), "\(once.stderr)")
+        #expect(Date().timeIntervalSince(started) < 1)
+        started = Date()
+        let twice = try ImageMountBinary.run(["unmount", "--retry", "2", m.path])
+        #expect(twice.status == 1 && Date().timeIntervalSince(started) >= 0.9, "\(twice.stderr)")
+        holder.terminate()
+        holder.waitUntilExit()
+        #expect(try ImageMountBinary.run(["unmount", "--retry=3", m.path]).status == 0)
+    }
 }
