@@ -86,6 +86,20 @@ import TestSupport
             #expect(r.stderr.contains("trace: mount /dev/sda2 on / read-only"), "\(r.stderr)")
         }
         #expect(try ImageMountBinary.run(["cat", "-a", f.partitionedImage, "-m", "/dev/sda2", "/a.txt"]).stderr.isEmpty)
+        // Every command that opens images traces, and takes --selinux and --echo-keys.
+        let dir = try TempDir()
+        let scratch = dir.file("root.img"), host = dir.file("in.txt")
+        try Shell.check("cp --sparse=always \(Shell.quote(f.rootImage)) \(Shell.quote(scratch)) && echo in > \(Shell.quote(host))")
+        let commands: [[String]] = [
+            ["ls", "-a", f.rootImage, "/"], ["df", "-a", f.rootImage], ["filesystems", "-a", f.rootImage],
+            ["inspect", "-a", f.rootImage], ["copy-out", "-a", f.rootImage, "/a.txt", dir.path],
+            ["copy-in", "-a", scratch, host, "/"], ["edit", "-a", scratch, "-e", "s/in/out/", "/in.txt"],
+        ]
+        for command in commands {
+            let r = try ImageMountBinary.run([command[0], "-x", "--selinux", "--echo-keys"] + command.dropFirst())
+            #expect(r.stderr.contains("trace: add drive 0: "), "\(command): \(r.status) \(r.stderr)")
+        }
+        #expect(try ImageMountBinary.check(["cat", "-a", scratch, "/in.txt"]) == "out\n")
     }
 
     /// --format applies to the -a options after it, read from one parse; combined short options
