@@ -48,7 +48,7 @@ enum Main {
             // Options that print and exit, and unknown options, come first, as for getopt.
             preflight(arguments)
             let message = ImageMount.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            CommandLineCheck.usageError(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message,
+            CommandLineCheck.usageError(CommandLineCheck.getoptWording(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message),
                                         command: CommandLineCheck.command(for: arguments).name)
         }
         do {

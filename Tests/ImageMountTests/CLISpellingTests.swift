@@ -47,7 +47,9 @@ import TestSupport
             (["cat", "-q", "-a", "x"], "imagemount: invalid option -- 'q'", "imagemount cat"),
             (["df", "-a", "x", "-hZ"], "imagemount: invalid option -- 'Z'", "imagemount df"),
             (["ls"], "imagemount: no disk image given: add one with -a IMAGE or -d DOMAIN", "imagemount ls"),
-            (["cat", "-a"], "imagemount: Missing value for '-a <image>'", "imagemount cat"),
+            (["cat", "-a"], "imagemount: option requires an argument -- 'a'", "imagemount cat"),
+            (["ls", "-a", "x", "--format"], "imagemount: --format=auto comes after the last -a: it applies to the -a options after it", "imagemount ls"),
+            (["mount", "--pid-file"], "imagemount: option '--pid-file' requires an argument", "imagemount mount"),
         ]
         for (arguments, first, program) in cases {
             let r = try ImageMountBinary.run(arguments)

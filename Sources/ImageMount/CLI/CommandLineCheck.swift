@@ -129,6 +129,17 @@ enum CommandLineCheck {
         }
     }
 
+    /// ArgumentParser's "Missing value for '-a <image>'" in getopt's words, as the libguestfs
+    /// tools print it: `option requires an argument -- 'a'`, `option '--add' requires an argument`.
+    /// Any other message is returned as it is.
+    static func getoptWording(_ message: String) -> String {
+        let prefix = "Missing value for '"
+        guard message.hasPrefix(prefix),
+              let name = message.dropFirst(prefix.count).split(whereSeparator: { $0 == " " || $0 == "'" }).first,
+              name.hasPrefix("-") else { return message }
+        return name.hasPrefix("--") ? "option '\(name)' requires an argument" : "option requires an argument -- '\(name.dropFirst())'"
+    }
+
     /// libguestfs's usage error: the message, then where to find help; exit status 1.
     static func usageError(_ message: String, command: String?) -> Never {
         let program = "imagemount" + (command.map { " " + $0 } ?? "")
