@@ -41,7 +41,7 @@ enum Main {
         var parsed: ParsableCommand
         do {
             parsed = try ImageMount.parseAsRoot(arguments)
-            if arguments.contains(where: { CommandLineCheck.printAndExit.contains($0) }) { preflight(arguments) }
+            if arguments.contains(where: CommandLineCheck.mayPrintAndExit) { preflight(arguments) }
         } catch {
             // --help (and --experimental-dump-help) arrive as "errors" with a success code.
             if ImageMount.exitCode(for: error) == .success { ImageMount.exit(withError: error) }

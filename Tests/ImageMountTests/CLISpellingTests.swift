@@ -17,6 +17,9 @@ import TestSupport
         }
         // It acts where it stands, before later mistakes (as getopt meets it).
         #expect(try ImageMountBinary.run(["ls", "-V", "--no-such-option"]).status == 0)
+        let f = try MountFixture.get()
+        let clustered = try ImageMountBinary.run(["ls", "-lV", "-a", f.rootImage, "/"])
+        #expect(clustered.status == 0 && clustered.text == "imagemount 0.1.0\n", "\(clustered.text)")
     }
 
     @Test func longAndShortOptions() throws {

@@ -32,6 +32,12 @@ enum CommandLineCheck {
 
     static let printAndExit: Set<String> = ["-V", "--version", "--long-options", "--short-options", "--fuse-help"]
 
+    /// Whether `argument` may hold an option that prints and exits (`-V` also inside `-lV`);
+    /// only then does a command line that parsed need the scan.
+    static func mayPrintAndExit(_ argument: String) -> Bool {
+        printAndExit.contains(argument) || (argument.hasPrefix("-") && !argument.hasPrefix("--") && argument.contains("V"))
+    }
+
     /// The subcommand the arguments name (ArgumentParser takes it from the first argument
     /// only), or the default one; and the arguments that belong to it.
     static func command(for arguments: [String]) -> (type: ParsableCommand.Type, name: String?, rest: ArraySlice<String>) {
