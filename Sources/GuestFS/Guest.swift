@@ -2,7 +2,11 @@
 public struct DriveSpec: Sendable, Equatable {
     public var path: String
     public var format: ImageFormat?
-    public init(path: String, format: ImageFormat? = nil) { self.path = path; self.format = format }
+    /// The disk's sector size, the unit of its MBR or GPT (`--blocksize`): 512 or 4096.
+    public var sectorSize: UInt64
+    public init(path: String, format: ImageFormat? = nil, sectorSize: UInt64 = 512) {
+        self.path = path; self.format = format; self.sectorSize = sectorSize
+    }
 }
 
 /// A block device the guest would see: a whole disk, a partition, an LVM logical volume, or the
@@ -63,7 +67,11 @@ public final class Guest: Sendable {
                 keys: keys, keyIDs: Self.aliases(of: name)))
             let table: PartitionTable?
             do {
-                table = try PartitionTable.read(from: image, diskName: name)
+                guard PartitionTable.supportedSectorSizes.contains(spec.sectorSize) else {
+                    throw ImageError(path: spec.path, structure: "drive", reason: "sector size \(spec.sectorSize) is not 512 or 4096",
+                                     errno: .invalidArgument)
+                }
+                table = try PartitionTable.read(from: image, diskName: name, sectorSize: spec.sectorSize)
             } catch {
                 throw ImageError.wrap(error, path: spec.path)
             }

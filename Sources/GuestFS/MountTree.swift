@@ -17,6 +17,9 @@ public final class MountTree: Sendable {
         /// Where the mount is attached: the covered directory (nil for `/`).
         public let covers: GuestNode?
         public let coveredName: [UInt8]?
+        /// Opened read-only although the tree is writable (`-m DEV:MP:ro`): every write under
+        /// this mount is EROFS, as on a kernel mount with `-o ro`.
+        public let readOnly: Bool
     }
 
     public let mounts: [Mount]
@@ -30,22 +33,29 @@ public final class MountTree: Sendable {
     /// Builds the tree. `entries` pairs devices and mountpoints; one must be `/`.
     /// With `skipFailed`, a mount other than `/` that fails is reported to it and left out
     /// (inspection: only a failing `/` is fatal); without it every failure throws.
-    public init(entries: [(device: GuestDevice, mountpoint: String)], writable: Bool,
+    public convenience init(entries: [(device: GuestDevice, mountpoint: String)], writable: Bool,
+                            skipFailed: ((ImageError) -> Void)? = nil) throws {
+        try self.init(entries: entries.map { ($0.device, $0.mountpoint, false) }, writable: writable, skipFailed: skipFailed)
+    }
+
+    /// As above, with a per-entry `readOnly`: that filesystem is opened read-only even when
+    /// `writable` is true (guestmount's `-m DEV:MP:ro`).
+    public init(entries: [(device: GuestDevice, mountpoint: String, readOnly: Bool)], writable: Bool,
                 skipFailed: ((ImageError) -> Void)? = nil) throws {
-        let sorted = entries.map { ($0.device, Self.normalize($0.mountpoint)) }
+        let sorted = entries.map { ($0.device, Self.normalize($0.mountpoint), $0.readOnly) }
             .sorted { $0.1.split(separator: "/").count < $1.1.split(separator: "/").count }
         guard let first = sorted.first, first.1 == "/" else {
             throw ImageError(structure: "mount", reason: "no filesystem is mounted on / (use -m DEVICE or -m DEVICE:/)",
                              errno: .invalidArgument)
         }
         var mounts: [Mount] = [], covers: [CoverKey: Int] = [:], parents: [Int: GuestNode] = [:]
-        for (device, mountpoint) in sorted {
+        for (device, mountpoint, readOnly) in sorted {
             if mounts.contains(where: { $0.mountpoint == mountpoint }) {
                 throw ImageError(structure: "mount \(mountpoint)", reason: "two filesystems mounted on the same mountpoint",
                                  errno: .invalidArgument)
             }
             do {
-                try Self.mount(device, on: mountpoint, writable: writable, into: &mounts, covers: &covers, parents: &parents)
+                try Self.mount(device, on: mountpoint, writable: writable && !readOnly, into: &mounts, covers: &covers, parents: &parents)
             } catch let error as ImageError where mountpoint != "/" && skipFailed != nil {
                 skipFailed?(error)
             }
@@ -91,7 +101,7 @@ public final class MountTree: Sendable {
             parents[mounts.count] = parent
         }
         mounts.append(Mount(mountpoint: mountpoint, deviceName: device.name, filesystem: fs, covers: covered,
-                            coveredName: name))
+                            coveredName: name, readOnly: !writable))
     }
 
     private init(mounts: [Mount], covers: [CoverKey: Int], parents: [Int: GuestNode]) {
@@ -103,6 +113,9 @@ public final class MountTree: Sendable {
     public var root: GuestNode { GuestNode(mount: 0, inode: Ext2Filesystem.rootInode) }
 
     public func filesystem(of node: GuestNode) -> Ext2Filesystem { mounts[node.mount].filesystem }
+
+    /// Whether `node` lives on a filesystem opened read-only (the whole tree, or its `-m …:ro`).
+    public func isReadOnly(_ node: GuestNode) -> Bool { mounts[node.mount].readOnly }
 
     public func inode(_ node: GuestNode) throws -> Ext2Inode { try filesystem(of: node).inode(node.inode) }
 

@@ -14,10 +14,12 @@ struct ImageMount: ParsableCommand {
             filesystems, and reads them directly, in milliseconds. Options are spelled as in \
             guestmount and the virt-* tools: -a IMAGE adds a drive (the first is /dev/sda, its \
             partitions /dev/sda1...), --format=raw|qcow2 applies to the -a options after it, and \
-            -m DEVICE[:MOUNTPOINT] chooses filesystems. When the image holds exactly one \
-            filesystem, -m may be left out.
+            -m DEVICE[:MOUNTPOINT[:OPTIONS[:FSTYPE]]] chooses filesystems. When the image holds \
+            exactly one filesystem, -m may be left out. Every command also takes libguestfs's \
+            -v, -x, -V/--version, --long-options and --short-options. A usage error prints \
+            two lines (what is wrong, then "Try ‘imagemount --help’ for more information.") and \
+            exits with status 1; an unknown option is reported before any other mistake.
             """,
-        version: ImageMountVersion.string,
         subcommands: [
             MountCommand.self, UnmountCommand.self,
             CatCommand.self, LsCommand.self, CopyOutCommand.self, CopyInCommand.self, EditCommand.self, DfCommand.self, FilesystemsCommand.self,
@@ -35,9 +37,22 @@ enum ImageMountVersion {
 @main
 enum Main {
     static func main() {
+        let arguments = CommandLineCheck.normalized(Array(CommandLine.arguments.dropFirst()))
+        var parsed: ParsableCommand
         do {
-            var command = try ImageMount.parseAsRoot()
-            try command.run()
+            parsed = try ImageMount.parseAsRoot(arguments)
+            if arguments.contains(where: CommandLineCheck.mayPrintAndExit) { preflight(arguments) }
+        } catch {
+            // --help (and --experimental-dump-help) arrive as "errors" with a success code.
+            if ImageMount.exitCode(for: error) == .success { ImageMount.exit(withError: error) }
+            // Options that print and exit, and unknown options, come first, as for getopt.
+            preflight(arguments)
+            let message = ImageMount.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            CommandLineCheck.usageError(CommandLineCheck.getoptWording(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message),
+                                        command: CommandLineCheck.command(for: arguments).name)
+        }
+        do {
+            try parsed.run()
         } catch let error as ImageError {
             Diagnostics.fail(error.description, code: 1)
         } catch let error as CLIError {
@@ -46,12 +61,20 @@ enum Main {
             // The command already said what went wrong; only the status is left to give.
             exit(code.rawValue)
         } catch {
-            // --help and --version arrive as "errors" with a success code: let ArgumentParser print them.
-            // Usage mistakes become one line, like every other failure.
             let code = ImageMount.exitCode(for: error)
             if code == .success { ImageMount.exit(withError: error) }
             let message = ImageMount.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-            Diagnostics.fail(message + " (see imagemount --help)", code: code.rawValue)
+            Diagnostics.fail(message, code: code.rawValue)
+        }
+    }
+
+    /// Scans the arguments for an option that prints and exits or an unknown one, and acts on
+    /// the first met; returns when there is neither.
+    static func preflight(_ arguments: [String]) {
+        let (type, name, rest) = CommandLineCheck.command(for: arguments)
+        let spellings = CommandLineCheck.spellings(of: type)
+        if let finding = CommandLineCheck.scan(rest, spellings: spellings) {
+            CommandLineCheck.act(on: finding, command: type, name: name, spellings: spellings)
         }
     }
 }

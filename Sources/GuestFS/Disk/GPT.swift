@@ -54,8 +54,9 @@ struct GPTHeader {
 
     /// Decodes the sector read from `lba` (at byte `offset`), or throws what makes it unusable.
     /// `structure` names it in the problem ("primary GPT header").
-    init(sector: [UInt8], lba: UInt64, diskSectors: UInt64, structure: String) throws(GPTProblem) {
-        let offset = lba * PartitionTable.sectorSize
+    init(sector: [UInt8], lba: UInt64, diskSectors: UInt64, structure: String,
+         sectorSize: UInt64 = PartitionTable.sectorSize) throws(GPTProblem) {
+        let offset = lba * sectorSize
         func problem(_ reason: String) -> GPTProblem { GPTProblem(offset: offset, structure: structure, reason: reason) }
         let bytes = LittleEndianBytes(sector)
 
@@ -100,7 +101,7 @@ struct GPTHeader {
         sizeOfPartitionEntry = Int(entrySize)
         partitionEntryArrayCRC32 = bytes.u32(Field.partitionEntryArrayCRC32)
 
-        let arraySectors = (count * entrySize + PartitionTable.sectorSize - 1) / PartitionTable.sectorSize
+        let arraySectors = (count * entrySize + sectorSize - 1) / sectorSize
         guard partitionEntryLBA < diskSectors, arraySectors <= diskSectors - partitionEntryLBA else {
             throw problem("partition entry array at LBA \(partitionEntryLBA) (\(arraySectors) sectors) "
                           + "runs past the end of the disk (\(diskSectors) sectors)")
@@ -154,8 +155,10 @@ struct GPTPartitionEntry {
 struct GPTReader {
     let disk: any BlockDevice
     let diskName: String
+    /// The unit of every LBA: 512, or 4096 for a 4Kn disk (`--blocksize`).
+    var sectorSize: UInt64 = PartitionTable.sectorSize
 
-    private var diskSectors: UInt64 { disk.size / PartitionTable.sectorSize }
+    private var diskSectors: UInt64 { disk.size / sectorSize }
 
     /// A header whose entry array was read and passed its CRC32.
     private struct LoadedGPT {
@@ -164,7 +167,7 @@ struct GPTReader {
     }
 
     func read() throws -> PartitionTable {
-        var collector = PartitionCollector(disk: disk, diskName: diskName)
+        var collector = PartitionCollector(disk: disk, diskName: diskName, sectorSize: sectorSize)
         let lastLBA = diskSectors - 1   // the caller made sure the disk holds sector 0
         let primaryLBA: UInt64 = 1
 
@@ -202,7 +205,7 @@ struct GPTReader {
             chosen = backup
             collector.warn("\(primaryProblem.problem.structure) at \(PartitionTable.hex(primaryProblem.problem.offset)) "
                            + "is damaged (\(primaryProblem.problem.reason)); using the backup header at "
-                           + PartitionTable.hex(backup.header.myLBA * PartitionTable.sectorSize))
+                           + PartitionTable.hex(backup.header.myLBA * sectorSize))
         }
 
         let header = chosen.header
@@ -210,7 +213,7 @@ struct GPTReader {
             let entry = GPTPartitionEntry(chosen.entries, at: index * header.sizeOfPartitionEntry)
             if entry.isUnused { continue }
             let number = index + 1
-            let entryOffset = header.partitionEntryLBA * PartitionTable.sectorSize
+            let entryOffset = header.partitionEntryLBA * sectorSize
                 + UInt64(index * header.sizeOfPartitionEntry)
             let describe = "GPT entry \(index) at \(PartitionTable.hex(entryOffset))"
             guard entry.endingLBA >= entry.startingLBA else {
@@ -255,23 +258,24 @@ struct GPTReader {
     /// Reads and checks the header at `lba` and its entry array.
     private func load(lba: UInt64, role: String) -> Result<LoadedGPT, LoadFailure> {
         let headerStructure = "\(role) GPT header"
-        let offset = lba * PartitionTable.sectorSize
+        let offset = lba * sectorSize
         let sector: [UInt8]
         do {
-            sector = try disk.readBytes(at: offset, count: Int(PartitionTable.sectorSize))
+            sector = try disk.readBytes(at: offset, count: Int(sectorSize))
         } catch {
             return .failure(LoadFailure(problem: GPTProblem(offset: offset, structure: headerStructure,
                                                             reason: "cannot be read (\(error))"), header: nil))
         }
         let header: GPTHeader
         do {
-            header = try GPTHeader(sector: sector, lba: lba, diskSectors: diskSectors, structure: headerStructure)
+            header = try GPTHeader(sector: sector, lba: lba, diskSectors: diskSectors, structure: headerStructure,
+                                   sectorSize: sectorSize)
         } catch {
             return .failure(LoadFailure(problem: error, header: nil))
         }
 
         let arrayStructure = "\(role) GPT partition entry array"
-        let arrayOffset = header.partitionEntryLBA * PartitionTable.sectorSize
+        let arrayOffset = header.partitionEntryLBA * sectorSize
         let array: [UInt8]
         do {
             array = try disk.readBytes(at: arrayOffset, count: header.entryArrayBytes)

@@ -94,9 +94,11 @@ struct MBRReader {
 
     let disk: any BlockDevice
     let diskName: String
+    /// The unit of every LBA: 512, or 4096 for a 4Kn disk (`--blocksize`).
+    var sectorSize: UInt64 = PartitionTable.sectorSize
 
     func read(_ mbr: MBRSector) -> PartitionTable {
-        var collector = PartitionCollector(disk: disk, diskName: diskName)
+        var collector = PartitionCollector(disk: disk, diskName: diskName, sectorSize: sectorSize)
         let signature = mbr.diskSignature
         // blkid names the table "%08x" of the signature and gives no PARTUUID when it is zero.
         let tableID = signature == 0 ? nil : hex8(signature)
@@ -144,7 +146,6 @@ struct MBRReader {
     /// at the caps on logical partitions and EBRs.
     private func readLogicals(extendedNumber: Int, extendedStart: UInt64, budget: inout ChainBudget,
                               into collector: inout PartitionCollector, partUUID: (Int) -> String?) {
-        let sectorSize = PartitionTable.sectorSize
         let diskSectors = disk.size / sectorSize
         let extendedName = partitionName(diskName: diskName, number: extendedNumber)
         var ebrSector = extendedStart

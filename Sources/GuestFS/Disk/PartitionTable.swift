@@ -64,9 +64,13 @@ public struct Partition: Sendable {
 
 /// The partition table of one disk.
 public struct PartitionTable: Sendable {
-    /// The sector size every offset in MBR and GPT counts in. imagemount reads disk images, which
-    /// carry no logical block size of their own; QEMU presents them with 512-byte sectors.
+    /// The sector size every offset in MBR and GPT counts in, unless the caller says otherwise.
+    /// imagemount reads disk images, which carry no logical block size of their own; QEMU
+    /// presents them with 512-byte sectors unless told otherwise (libguestfs's --blocksize=4096,
+    /// QEMU's logical_block_size=4096, for 4Kn disks).
     public static let sectorSize: UInt64 = 512
+    /// The sector sizes `read(from:diskName:sectorSize:)` accepts.
+    public static let supportedSectorSizes: Set<UInt64> = [512, 4096]
 
     public let kind: PartitionTableKind
     /// MBR disk signature as `0x1234abcd`, or the GPT disk GUID (uppercase, as sfdisk prints it).
@@ -89,7 +93,11 @@ public struct PartitionTable: Sendable {
     /// Returns nil when the disk has no partition table: sector 0 lacks the 0x55AA signature or
     /// is not an MBR (a whole-disk filesystem, or a blank disk). The caller then treats the whole
     /// disk as one filesystem. Throws `ImageError` when a table is there but cannot be used at all.
-    public static func read(from disk: any BlockDevice, diskName: String) throws -> PartitionTable? {
+    ///
+    /// `sectorSize` (512 or 4096) is the unit of the table's LBAs.
+    public static func read(from disk: any BlockDevice, diskName: String,
+                            sectorSize: UInt64 = PartitionTable.sectorSize) throws -> PartitionTable? {
+        precondition(supportedSectorSizes.contains(sectorSize), "sector size \(sectorSize) is not 512 or 4096")
         guard disk.size >= sectorSize else { return nil }
         let sector0: [UInt8]
         do {
@@ -100,9 +108,9 @@ public struct PartitionTable: Sendable {
         }
         guard let mbr = MBRSector(sector0) else { return nil }
         if mbr.isProtective {
-            return try GPTReader(disk: disk, diskName: diskName).read()
+            return try GPTReader(disk: disk, diskName: diskName, sectorSize: sectorSize).read()
         }
-        return MBRReader(disk: disk, diskName: diskName).read(mbr)
+        return MBRReader(disk: disk, diskName: diskName, sectorSize: sectorSize).read(mbr)
     }
 }
 
@@ -111,12 +119,14 @@ public struct PartitionTable: Sendable {
 struct PartitionCollector {
     let disk: any BlockDevice
     let diskName: String
+    let sectorSize: UInt64
     private(set) var partitions: [Partition] = []
     private(set) var warnings: [String] = []
 
-    init(disk: any BlockDevice, diskName: String) {
+    init(disk: any BlockDevice, diskName: String, sectorSize: UInt64 = PartitionTable.sectorSize) {
         self.disk = disk
         self.diskName = diskName
+        self.sectorSize = sectorSize
     }
 
     /// Adds one `/dev/sdXN` line to the warnings.
@@ -129,7 +139,6 @@ struct PartitionCollector {
                       mbrType: UInt8? = nil, gptType: String? = nil, partUUID: String? = nil,
                       partLabel: String? = nil, bootable: Bool = false, isExtendedContainer: Bool = false) {
         let name = partitionName(diskName: diskName, number: number)
-        let sectorSize = PartitionTable.sectorSize
         let (start, o1) = startSector.multipliedReportingOverflow(by: sectorSize)
         let (size, o2) = sectors.multipliedReportingOverflow(by: sectorSize)
         let (end, o3) = start.addingReportingOverflow(size)

@@ -17,6 +17,13 @@ enum Diagnostics {
         line("imagemount: warning: \(message)\n")
     }
 
+    /// `-v`/`-x`: what is opened and mounted, one line each (set before the first image is opened).
+    nonisolated(unsafe) static var tracing = false
+
+    static func trace(_ message: @autoclosure () -> String) {
+        if tracing { line("imagemount: trace: \(message())\n") }
+    }
+
     static func fail(_ message: String, code: Int32) -> Never {
         line("imagemount: \(message)\n")
         exit(code)

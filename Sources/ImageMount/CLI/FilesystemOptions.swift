@@ -1,7 +1,8 @@
 import ArgumentParser
 import GuestFS
 
-/// Which filesystems to use and how: `-m DEV[:MOUNTPOINT]`, `-i`, `--root`, `--ro`/`--rw`.
+/// Which filesystems to use and how: `-m DEV[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]`, `-i`, `--root`,
+/// `-r`/`--ro` and `-w`/`--rw`.
 struct FilesystemOptions: ParsableArguments {
     @Flag(name: [.customShort("i"), .customLong("inspector")],
           help: "Inspect the disks and mount the operating system's filesystems as its /etc/fstab says, like guestmount -i.")
@@ -13,31 +14,28 @@ struct FilesystemOptions: ParsableArguments {
     var root: String?
 
     @Option(name: [.customShort("m"), .customLong("mount")],
-            help: ArgumentHelp("Mount the filesystem on DEVICE at MOUNTPOINT in the guest tree (default /). DEVICE is /dev/sdXN (also vdXN, hdXN, xvdXN), an LVM volume /dev/VG/LV or /dev/mapper/VG-LV, UUID=..., LABEL=..., PARTUUID=... or PARTLABEL=....",
-                               valueName: "device[:mountpoint]"))
+            help: ArgumentHelp("Mount the filesystem on DEVICE at MOUNTPOINT in the guest tree (default /). DEVICE is /dev/sdXN (also vdXN, hdXN, xvdXN), an LVM volume /dev/VG/LV or /dev/mapper/VG-LV, UUID=..., LABEL=..., PARTUUID=... or PARTLABEL=.... OPTIONS, comma-separated as for mount(8): ro (this filesystem read-only even with --rw: writes under it fail with EROFS), rw, and defaults, noatime, nodiratime, relatime, strictatime, acl, user_xattr, errors=continue|remount-ro|panic, accepted and ignored (atimes are never updated; ACLs and xattrs are always on). Any other option is an error. FSTYPE (ext2, ext3 or ext4) must be what the volume holds.",
+                               valueName: "device[:mountpoint[:options[:fstype]]]"))
     var mounts: [String] = []
 
-    @Flag(name: .customLong("ro"), help: "Open read-only (the default for reading commands).")
+    @Flag(name: [.customShort("r"), .customLong("ro")], help: "Open read-only (the default for reading commands).")
     var readOnly = false
 
-    @Flag(name: .customLong("rw"), help: "Open read-write.")
+    @Flag(name: [.customShort("w"), .customLong("rw")], help: "Open read-write.")
     var readWrite = false
 
     func validate() throws {
         if readOnly && readWrite { throw ValidationError("--ro and --rw cannot be used together") }
         if inspect && !mounts.isEmpty { throw ValidationError("-i and -m cannot be used together") }
         if root != nil && !mounts.isEmpty { throw ValidationError("--root goes with -i, not with -m") }
-        for m in mounts where m.split(separator: ":", omittingEmptySubsequences: false).first?.isEmpty ?? true {
-            throw ValidationError("-m '\(m)': missing device name")
+        // Every -m is checked here, before any image is opened.
+        for m in mounts {
+            do { _ = try MountSpec.parse(m) } catch { throw ValidationError(error.description) }
         }
     }
 
-    /// `-m` parsed into (device, mountpoint) pairs.
-    var mountSpecs: [(device: String, mountpoint: String)] {
-        mounts.map { spec in
-            // DEVICE may itself contain '=' (UUID=...) but not ':'; options after a second ':' are ignored.
-            let parts = spec.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-            return (parts[0], parts.count > 1 && !parts[1].isEmpty ? parts[1] : "/")
-        }
+    /// `-m` parsed (validate() has already refused the ones that do not parse).
+    var mountSpecs: [MountSpec] {
+        mounts.compactMap { try? MountSpec.parse($0) }
     }
 }

@@ -1,12 +1,17 @@
 import ArgumentParser
 import GuestFS
 
-/// The drives to open, spelled as in guestmount: `-a IMAGE` (repeatable) and `--format`.
+/// The drives to open, spelled as in guestmount: `-a IMAGE` (repeatable), `--format` and
+/// `--blocksize` (each applying to the `-a` options after it), `-d`, the keys; and the options
+/// every libguestfs tool has (`GlobalOptions`).
 struct ImageOptions: ParsableArguments {
+    @OptionGroup var global: GlobalOptions
+
     @Option(name: [.customShort("a"), .customLong("add")],
             help: ArgumentHelp("Add a disk image (raw or qcow2). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
-                               valueName: "image"))
-    var images: [String] = []
+                               valueName: "image"),
+            transform: { Positioned($0) })
+    var addedImages: [Positioned<String>] = []
 
     @Option(name: [.customShort("d"), .customLong("domain")],
             help: ArgumentHelp("Add the disks of a libvirt domain, in order, with their formats (from `virsh dumpxml`, or /etc/libvirt/qemu/DOMAIN.xml without virsh). Opened read-only; --rw is refused while the domain runs.",
@@ -23,9 +28,23 @@ struct ImageOptions: ParsableArguments {
     var snapshot: String?
 
     @Option(name: .customLong("format"),
-            help: ArgumentHelp("Format of the -a images that follow: raw or qcow2. Without it the format is probed. --format=auto goes back to probing.",
-                               valueName: "raw|qcow2|auto"))
-    var formats: [String] = []
+            help: ArgumentHelp("Format of the -a images that follow: raw or qcow2. Without it the format is probed; --format alone (or --format=auto) goes back to probing for the -a options after it. A --format after the last -a is an error, as in libguestfs.",
+                               valueName: "raw|qcow2|auto"),
+            transform: { Positioned($0) })
+    var formats: [Positioned<String>] = []
+
+    @Option(name: .customLong("blocksize"),
+            help: ArgumentHelp("Sector size of the -a images that follow, 512 (the default) or 4096: the unit of their MBR and GPT partition tables. --blocksize alone goes back to 512.",
+                               valueName: "512|4096"),
+            transform: { Positioned($0) })
+    var blocksizes: [Positioned<String>] = []
+
+    @Flag(name: .customLong("echo-keys"),
+          help: "Show the passphrase as it is typed at the key prompt (by default echo is turned off).")
+    var echoKeys = false
+
+    @Flag(name: .customLong("selinux"), help: "Accepted and ignored, as in libguestfs (which kept it for backwards compatibility).")
+    var selinux = false
 
     @Option(name: .customLong("key"),
             help: ArgumentHelp("Key for an encrypted qcow2 image or LUKS volume, as in libguestfs: ID:key:PASSPHRASE or ID:file:FILENAME, where ID is a device (/dev/sda2, /dev/VG/LV), a LUKS UUID, an image path, or 'all'. Repeatable.",
@@ -50,18 +69,29 @@ struct ImageOptions: ParsableArguments {
             }
         }
         if images.isEmpty && domains.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN") }
-        for f in formats where f != "auto" && ImageFormat(rawValue: f) == nil {
+        for f in formats.map(\.value) where f != "auto" && f != "" && ImageFormat(rawValue: f) == nil {
             throw ValidationError("unknown --format '\(f)': use raw, qcow2 or auto")
+        }
+        for b in blocksizes.map(\.value) where b != "" && UInt64(b) != 512 && UInt64(b) != 4096 {
+            throw ValidationError("--blocksize=\(b): use 512 or 4096")
+        }
+        // As libguestfs (CHECK_OPTION_format_consumed): a setting that no -a follows is a mistake.
+        let lastImage = addedImages.last?.position ?? -1
+        if let f = formats.last, f.position > lastImage {
+            throw ValidationError("--format=\(f.value) comes after the last -a: it applies to the -a options after it")
+        }
+        if let b = blocksizes.last, b.position > lastImage {
+            throw ValidationError("--blocksize=\(b.value) comes after the last -a: it applies to the -a options after it")
         }
     }
 
-    /// The drives in command-line order, each with the `--format` in force where it appears.
-    ///
-    /// guestmount's `--format` applies to the `-a` options *after* it. ArgumentParser keeps no
-    /// order between different options, so the order is recovered from the raw arguments; the
-    /// parsed arrays are the check that both readings agree.
-    func drives(arguments: [String] = CommandLine.arguments) throws -> [DriveSpec] {
-        var drives = orderedImages(arguments: arguments)
+    /// The -a paths, in order.
+    var images: [String] { addedImages.map(\.value) }
+
+    /// The drives in command-line order, each with the `--format` and `--blocksize` in force
+    /// where it appears (guestmount's rule: they apply to the `-a` options *after* them).
+    func drives() throws -> [DriveSpec] {
+        var drives = orderedImages()
         for name in domains {
             let domain = try Self.loadDomain(name, connect: connect)
             if domain.disks.isEmpty { throw CLIError(message: "domain \(name): has no disks") }
@@ -79,7 +109,8 @@ struct ImageOptions: ParsableArguments {
             return KeyStore(entries: entries, fallback: { _ in KeyPrompt.readLine(fd: 0) })
         }
         if entries.isEmpty, KeyPrompt.isTerminal(0) {
-            return KeyStore(entries: entries, fallback: { name in KeyPrompt.prompt("Enter key or passphrase (\"\(name)\"): ") })
+            let echo = echoKeys
+            return KeyStore(entries: entries, fallback: { name in KeyPrompt.prompt("Enter key or passphrase (\"\(name)\"): ", echo: echo) })
         }
         return KeyStore(entries: entries)
     }
@@ -97,30 +128,24 @@ struct ImageOptions: ParsableArguments {
         return try LibvirtDomain.load(name: name, xml: result.stdout)
     }
 
-    /// The -a images in command-line order, each with the --format in force where it appears.
-    private func orderedImages(arguments: [String]) -> [DriveSpec] {
+    /// The -a images in command-line order, each with the --format and --blocksize in force
+    /// where it appears: one merge of the three option lists by their positions.
+    private func orderedImages() -> [DriveSpec] {
+        enum Event { case image(String), format(String), blocksize(String) }
+        let events = (addedImages.map { ($0.position, Event.image($0.value)) }
+            + formats.map { ($0.position, Event.format($0.value)) }
+            + blocksizes.map { ($0.position, Event.blocksize($0.value)) })
+            .sorted { $0.0 < $1.0 }
         var format: ImageFormat? = nil
+        var sectorSize: UInt64 = 512
         var drives: [DriveSpec] = []
-        var i = 1
-        func value(_ arg: String, long: String) -> String? {
-            if arg.hasPrefix(long + "=") { return String(arg.dropFirst(long.count + 1)) }
-            if arg == long, i + 1 < arguments.count { i += 1; return arguments[i] }
-            return nil
-        }
-        while i < arguments.count {
-            let arg = arguments[i]
-            if arg == "--" { break }
-            if let f = value(arg, long: "--format") {
-                format = ImageFormat(rawValue: f)
-            } else if let path = value(arg, long: "--add") ?? value(arg, long: "-a") {
-                drives.append(DriveSpec(path: path, format: format))
-            } else if arg.hasPrefix("-a"), arg.count > 2, !arg.hasPrefix("--") {
-                drives.append(DriveSpec(path: String(arg.dropFirst(2)), format: format))
+        for (_, event) in events {
+            switch event {
+            case .format(let f): format = ImageFormat(rawValue: f)
+            case .blocksize(let b): sectorSize = UInt64(b) ?? 512
+            case .image(let path): drives.append(DriveSpec(path: path, format: format, sectorSize: sectorSize))
             }
-            i += 1
         }
-        // Fall back to the parsed list (formats probed) if argv could not be read back the same way.
-        guard drives.map(\.path) == images else { return images.map { DriveSpec(path: $0) } }
         return drives
     }
 }

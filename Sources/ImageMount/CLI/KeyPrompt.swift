@@ -30,10 +30,11 @@ enum KeyPrompt {
         return line.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
     }
 
-    /// Writes `text` to stderr, reads a line from stdin with echo off, restores the terminal.
-    static func prompt(_ text: String) -> SecretBytes? {
+    /// Writes `text` to stderr, reads a line from stdin with echo off (on with `echo`, as
+    /// libguestfs's --echo-keys), restores the terminal.
+    static func prompt(_ text: String, echo: Bool = false) -> SecretBytes? {
         var old = termios()
-        let haveTerminal = tcgetattr(0, &old) == 0
+        let haveTerminal = !echo && tcgetattr(0, &old) == 0
         if haveTerminal {
             var quiet = old
             quiet.c_lflag &= ~tcflag_t(ECHO)

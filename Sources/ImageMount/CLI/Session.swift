@@ -15,13 +15,18 @@ struct Session {
     }
 
     static func openGuest(_ image: ImageOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Guest {
+        image.global.apply()
         if writable, let running = try image.runningDomain() {
             throw CLIError(message: "domain \(running) is running: its disks cannot be opened for writing")
         }
         if writable && image.snapshot != nil {
             throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
         }
-        let guest = try Guest(drives: image.drives(), writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
+        let drives = try image.drives()
+        for (index, drive) in drives.enumerated() {
+            Diagnostics.trace("add drive \(index): \(drive.path) format=\(drive.format?.rawValue ?? "probed") blocksize=\(drive.sectorSize)\(writable ? "" : " readonly")")
+        }
+        let guest = try Guest(drives: drives, writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
         if writable, let readOnly = guest.drives.first(where: { !$0.device.isWritable }) {
             throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing")
         }
@@ -32,7 +37,7 @@ struct Session {
     /// `-m` mounts what it names; `-i` mounts the inspected OS; with neither, the OS is
     /// inspected as virt-cat does, and a disk with no OS but a single filesystem uses that.
     static func mountTree(_ guest: Guest, _ fs: FilesystemOptions, writable: Bool) throws -> MountTree {
-        var entries: [(device: GuestDevice, mountpoint: String)] = []
+        var entries: [(device: GuestDevice, mountpoint: String, readOnly: Bool)] = []
         if fs.mounts.isEmpty {
             if let os = try chooseOperatingSystem(guest, root: fs.root, required: fs.inspect) {
                 for warning in os.warnings { Diagnostics.warn(warning) }
@@ -47,14 +52,19 @@ struct Session {
                     ? "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no ext2/ext3/ext4 filesystem found"
                     : "no operating system found and several filesystems (\(names)): choose one with -m DEVICE")
             }
-            entries = [(only, "/")]
+            entries = [(only, "/", false)]
         } else {
-            for (name, mountpoint) in fs.mountSpecs {
+            for spec in fs.mountSpecs {
+                let name = spec.device
                 let device = try guest.device(named: name)
+                if let asked = spec.fstype, asked != device.content.type {
+                    throw CLIError(message: "\(name): -m asked for \(asked), but the volume holds \(device.content.type ?? "no recognised filesystem")")
+                }
                 guard device.content.isExt else {
                     throw CLIError(message: "\(name): \(device.content.type.map { "holds \($0), not" } ?? "holds no") ext2/ext3/ext4 filesystem")
                 }
-                entries.append((device, mountpoint))
+                entries.append((device, spec.mountpoint, spec.readOnly))
+                Diagnostics.trace("mount \(device.name) on \(spec.mountpoint)\(writable && !spec.readOnly ? "" : " read-only")")
             }
         }
         return try MountTree(entries: entries, writable: writable)

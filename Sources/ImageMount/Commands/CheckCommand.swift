@@ -21,6 +21,8 @@ struct CheckCommand: ParsableCommand {
             """
     )
 
+    @OptionGroup var global: GlobalOptions
+
     @Option(name: [.customShort("a"), .customLong("add")],
             help: ArgumentHelp("A qcow2 image to check. Repeat for several.", valueName: "image"))
     var images: [String] = []

@@ -56,6 +56,7 @@ struct CopyInCommand: ParsableCommand {
 
     private func copy(_ sources: [HostPath], to guestDirectory: String, _ tree: MountTree) throws {
         let dir = try tree.resolve(guestDirectory)
+        if tree.isReadOnly(dir) { throw CLIError(message: "\(guestDirectory): on \(tree.mounts[dir.mount].deviceName), mounted read-only (-m ...:ro)") }
         let fs = tree.filesystem(of: dir)
         guard try fs.inode(dir.inode).isDirectory else {
             throw CLIError(message: "\(guestDirectory): not a directory in the guest")

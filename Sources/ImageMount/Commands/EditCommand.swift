@@ -92,6 +92,7 @@ struct FileEdit {
         let dir = try tree.resolve(parentPath)
         guard let node = try tree.lookup(dir, name) else { throw CLIError(message: "\(file): no such file in the guest") }
         guard node.mount == dir.mount else { throw CLIError(message: "\(file): is a mountpoint") }
+        if tree.isReadOnly(node) { throw CLIError(message: "\(file): on \(tree.mounts[node.mount].deviceName), mounted read-only (-m ...:ro)") }
         let fs = tree.filesystem(of: node)
         let info = try fs.inode(node.inode)
         if info.isSymlink { throw CLIError(message: "\(file): is a symbolic link; edit the file it points to") }

@@ -16,6 +16,8 @@ struct InfoCommand: ParsableCommand {
             """
     )
 
+    @OptionGroup var global: GlobalOptions
+
     @Option(name: [.customShort("a"), .customLong("add")],
             help: ArgumentHelp("An image file to describe. Repeat for several.", valueName: "image"))
     var images: [String] = []

@@ -11,8 +11,12 @@ struct MountCommand: ParsableCommand {
         abstract: "Mount the filesystems of a disk image on a host directory (like guestmount).",
         discussion: """
             Several -m options build one tree as the guest sees it: -m /dev/sda3 -m /dev/sda2:/boot \
-            shows the root filesystem with the second one at /boot. The mount is read-only unless \
-            --rw is given; it is always nosuid and nodev and uses default_permissions. With --rw \
+            shows the root filesystem with the second one at /boot, and -m /dev/sda2:/boot:ro keeps \
+            that one read-only under --rw. The mount is read-only unless --rw (-w) is given (unlike \
+            guestmount, whose mounts are writable unless --ro); -o rw does not make it writable \
+            and is refused without --rw. It is always nosuid and nodev and uses \
+            default_permissions. Every -o option is checked before any image is opened \
+            (imagemount --fuse-help lists them). With --rw \
             every change (create, mkdir, rename, write, truncate, chmod, chown, xattrs, ...) goes \
             to the image; unmounting writes the filesystem's bitmaps and superblock and leaves it \
             clean for e2fsck. By default the command returns once the mount is \
@@ -26,10 +30,22 @@ struct MountCommand: ParsableCommand {
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
 
-    @Option(name: .customShort("o"),
-            help: ArgumentHelp("FUSE mount option(s), comma-separated: allow_other, uid=N, gid=N, max_read=N, ... (see fuse(8)).",
+    @Option(name: [.customShort("o"), .customLong("option")],
+            help: ArgumentHelp("FUSE mount option(s), comma-separated; repeatable: allow_other, allow_root, uid=N, gid=N, umask=M, kernel_cache, direct_io, attr_timeout=T, entry_timeout=T, negative_timeout=T, max_read=N, fsname=NAME, subtype=NAME, nonempty, kernel flags such as noexec. --fuse-help lists them all; any other is an error.",
                                valueName: "option"))
     var fuseOptions: [String] = []
+
+    @Option(name: .customLong("dir-cache-timeout"),
+            help: ArgumentHelp("Seconds the kernel may cache names and attributes (guestmount's readdir cache timeout); -o attr_timeout=, entry_timeout=, negative_timeout= override it. Default 86400 read-only, 1 with --rw.",
+                               valueName: "seconds"))
+    var dirCacheTimeout: Double?
+
+    @Flag(name: [.customShort("n"), .customLong("no-sync")],
+          help: "guestmount's \"don't sync at exit\". Accepted for its scripts; it changes nothing here: every change is written to the image as it is made, and unmounting still closes the filesystem cleanly, because skipping that would leave it damaged.")
+    var noSync = false
+
+    @Flag(name: .customLong("fuse-help"), help: "List the -o options and exit.")
+    var fuseHelp = false
 
     @Flag(name: [.customShort("f"), .customLong("no-fork")],
           help: "Stay in the foreground: serve the mount from this process until it is unmounted.")
@@ -45,7 +61,7 @@ struct MountCommand: ParsableCommand {
           help: "Leave the mount in place if the server dies (by default a helper removes it).")
     var noAutoUnmount = false
 
-    @Flag(name: .customLong("debug"), help: "Log every FUSE request and reply on stderr (use with --no-fork).")
+    @Flag(name: .customLong("debug"), help: "Log every FUSE request and reply on stderr (use with --no-fork; -v and -x do the same, and -x implies --no-fork, as in guestmount).")
     var debug = false
 
     /// Set on the background server this command starts: the pipe on which it reports
@@ -58,19 +74,23 @@ struct MountCommand: ParsableCommand {
     var mountdir: String
 
     func validate() throws {
+        if let t = dirCacheTimeout, !(t.isFinite && t >= 0) {
+            throw ValidationError("--dir-cache-timeout: expected a number of seconds (0 or more)")
+        }
         _ = try serverOptions()
     }
 
-    /// --rw, or -o rw.
-    var readWrite: Bool {
-        filesystems.readWrite || fuseOptions.contains { $0.split(separator: ",").contains("rw") }
-    }
+    /// Only --rw makes a mount writable (-o rw is accepted only alongside it).
+    var readWrite: Bool { filesystems.readWrite }
+
+    /// -x traces and stays in the foreground, as guestmount's -x does.
+    var foreground: Bool { noFork || image.global.trace }
 
     func run() throws {
         if let fd = daemonReadyFD { runDaemonChild(reportingTo: fd) }
-        let mountpoint = try Self.checkMountpoint(mountdir)
-        if noFork {
-            DebugLog.enabled = debug
+        let mountpoint = try Self.checkMountpoint(mountdir, allowNonEmpty: try mountOptionList().nonempty)
+        if foreground {
+            DebugLog.enabled = debug || image.global.verbose || image.global.trace
             let fd = readyFD
             try serve(on: mountpoint) { if let fd { Self.signalUser(fd) } }
         } else {
@@ -118,7 +138,7 @@ struct MountCommand: ParsableCommand {
         _ = setsid()
         Daemon.closeInheritedDescriptors(keeping: [fd] + (image.keyFD.map { [$0] } ?? []))
         do {
-            let mountpoint = try Self.checkMountpoint(mountdir)
+            let mountpoint = try Self.checkMountpoint(mountdir, allowNonEmpty: try mountOptionList().nonempty)
             try serve(on: mountpoint) { Self.signal(fd, "R") }
             Glibc.exit(0)
         } catch {
@@ -145,35 +165,40 @@ struct MountCommand: ParsableCommand {
         _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
     }
 
-    /// What the FUSE server is told: read-only, and `-o` split into ours (uid=, gid=) and libfuse's.
+    /// The -o options, parsed (validate() has already refused the ones that do not parse).
+    func mountOptionList() throws -> MountOptionList {
+        do { return try MountOptionList.parse(fuseOptions) } catch { throw ValidationError(error.description) }
+    }
+
+    /// What the FUSE server is told: read-only or not, and what -o and --dir-cache-timeout ask.
     func serverOptions() throws -> FuseServerOptions {
+        let list = try mountOptionList()
+        if list.readOnly == true && filesystems.readWrite { throw ValidationError("-o ro and --rw cannot be used together") }
+        if list.readOnly == false && filesystems.readOnly { throw ValidationError("-o rw and --ro cannot be used together") }
+        if list.readOnly == false && !filesystems.readWrite {
+            throw ValidationError("-o rw: imagemount mounts are read-only unless --rw (-w) is given; add --rw to write to the image")
+        }
         var options = FuseServerOptions()
         options.readOnly = !readWrite
         options.autoUnmount = !noAutoUnmount
-        options.fsname = image.images.first.map { "imagemount:" + $0.replacingCommas() } ?? "imagemount"
-        for group in fuseOptions {
-            for option in group.split(separator: ",").map(String.init) where !option.isEmpty {
-                if option.hasPrefix("uid=") {
-                    guard let v = UInt32(option.dropFirst(4)) else { throw ValidationError("-o \(option): not a number") }
-                    options.uid = v
-                } else if option.hasPrefix("gid=") {
-                    guard let v = UInt32(option.dropFirst(4)) else { throw ValidationError("-o \(option): not a number") }
-                    options.gid = v
-                } else if option == "ro" {
-                    if filesystems.readWrite { throw ValidationError("-o ro and --rw cannot be used together") }
-                } else if option == "rw" {
-                    if filesystems.readOnly { throw ValidationError("-o rw and --ro cannot be used together") }
-                } else {
-                    options.mountOptions.append(option)
-                }
-            }
-        }
+        options.fsname = list.fsname ?? image.images.first.map { "imagemount:" + $0.replacingCommas() } ?? "imagemount"
+        options.subtype = list.subtype ?? "imagemount"
+        options.uid = list.uid
+        options.gid = list.gid
+        options.umask = list.umask
+        options.maxRead = list.maxRead
+        options.kernelCache = list.kernelCache
+        options.directIO = list.directIO
+        options.attrTimeoutOverride = list.attrTimeout ?? dirCacheTimeout
+        options.entryTimeoutOverride = list.entryTimeout ?? dirCacheTimeout
+        options.negativeTimeoutOverride = list.negativeTimeout ?? dirCacheTimeout
+        options.mountOptions = list.passThrough
         return options
     }
 
     /// The mountpoint, made absolute: it must exist, be a directory, be empty and not already
     /// have something mounted on it.
-    static func checkMountpoint(_ path: String) throws -> String {
+    static func checkMountpoint(_ path: String, allowNonEmpty: Bool = false) throws -> String {
         guard let canonical = MountInfo.canonical(path) else {
             throw CLIError(message: "\(path): mountpoint does not exist")
         }
@@ -185,13 +210,14 @@ struct MountCommand: ParsableCommand {
             throw CLIError(message: "\(path): \(String(cString: strerror(errno)))")
         }
         guard st.st_mode & S_IFMT == S_IFDIR else { throw CLIError(message: "\(path): mountpoint is not a directory") }
+        if allowNonEmpty { return canonical }
         guard let dir = opendir(canonical) else {
             throw CLIError(message: "\(path): \(String(cString: strerror(errno)))")
         }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { throw CLIError(message: "\(path): mountpoint is not empty") }
+            if name != "." && name != ".." { throw CLIError(message: "\(path): mountpoint is not empty (-o nonempty mounts over it)") }
         }
         return canonical
     }

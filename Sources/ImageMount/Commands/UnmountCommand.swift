@@ -11,10 +11,14 @@ struct UnmountCommand: ParsableCommand {
         discussion: """
             Like guestunmount: retries while the mount is busy, then waits until the mount server \
             has flushed and exited, so the image can be used as soon as this returns. A mount \
-            whose server died is cleared. Exit status: 0 unmounted, 1 error, 2 not mounted. \
+            whose server died is cleared. With --fd=FD it first waits until that pipe is closed, as \
+            guestunmount --fd does, to clean up after a program that may die. Exit status: 0 \
+            unmounted, 1 error, 2 not mounted. \
             Example: imagemount unmount /mnt
             """
     )
+
+    @OptionGroup var global: GlobalOptions
 
     @Option(name: .customLong("retry"), help: ArgumentHelp("Try N times while the mount is busy, a second apart (default 5).", valueName: "n"))
     var retries: Int = 5
@@ -28,10 +32,22 @@ struct UnmountCommand: ParsableCommand {
     @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the server to exit (default 60).", valueName: "seconds"))
     var timeout: Double = 60
 
+    @Option(name: .customLong("fd"),
+            help: ArgumentHelp("As guestunmount --fd: first wait until the pipe whose read side is FD is closed (the watched program exited), then unmount.",
+                               valueName: "fd"))
+    var watchFD: Int32?
+
     @Argument(help: ArgumentHelp("The directory to unmount.", valueName: "mountdir"))
     var mountdir: String
 
+    func validate() throws {
+        if let fd = watchFD, fd < 0 || fcntl(fd, F_GETFD) < 0 { throw ValidationError("--fd=\(fd): not an open file descriptor") }
+    }
+
     func run() throws {
+        global.apply()
+        if let fd = watchFD { Self.waitForClose(fd) }
+        Diagnostics.trace("unmount \(mountdir)")
         guard let path = MountInfo.canonical(mountdir) ?? Optional(mountdir),
               let mount = MountInfo.find(mountpoint: path) else {
             if !quiet { Diagnostics.line("imagemount: \(mountdir): not mounted\n") }
@@ -60,6 +76,17 @@ struct UnmountCommand: ParsableCommand {
             throw CLIError(message: "\(mountdir): unmounted, but the server (pid \(server)) has not exited after \(Int(timeout)) s")
         }
         ServerRegistry.unregister(mountpoint: path)
+    }
+
+    /// Reads `fd` until end of file (every write side closed) or an error, then closes it.
+    static func waitForClose(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+        }
+        close(fd)
     }
 
     /// Unmounts `path`: umount2 as root, fusermount3 -u otherwise. Returns 0 or an errno.

@@ -6,24 +6,41 @@ import Synchronization
 import Glibc
 #endif
 
-/// How the mount behaves, decided by the command line.
+/// How the mount behaves, decided by the command line (`-o` is sorted by `MountOptionList`).
 struct FuseServerOptions: Sendable {
     var readOnly = true
     /// `-o uid=N` / `-o gid=N`: shown as the owner of every file instead of the guest's.
     var uid: UInt32? = nil
     var gid: UInt32? = nil
-    /// Options handed to libfuse's mount as they are (`allow_other`, `max_read=`, …).
+    /// `-o umask=M`: permission bits cleared from every mode shown.
+    var umask: UInt32? = nil
+    /// Options handed to libfuse's mount as they are (`allow_other`, context=, kernel flags…).
     var mountOptions: [String] = []
-    /// The mount's source name in /proc/mounts and df.
+    /// The mount's source name in /proc/mounts and df (`-o fsname=`).
     var fsname = "imagemount"
+    /// The mount's type is `fuse.<subtype>` (`-o subtype=`).
+    var subtype = "imagemount"
+    /// `-o max_read=N`: the largest read the kernel sends; init must tell libfuse the same.
+    var maxRead: UInt32? = nil
+    /// `-o kernel_cache` / `-o direct_io`.
+    var kernelCache = false
+    var directIO = false
     /// Worker threads of the session loop.
     var maxThreads: UInt32 = 16
     /// Remove the mount when the server dies (libfuse's auto_unmount, through fusermount3).
     var autoUnmount = true
+    /// `-o attr_timeout=`, `-o entry_timeout=`, `-o negative_timeout=`, and
+    /// `--dir-cache-timeout` (for all three); nil keeps `cacheTimeout`.
+    var attrTimeoutOverride: Double? = nil
+    var entryTimeoutOverride: Double? = nil
+    var negativeTimeoutOverride: Double? = nil
 
     /// Attribute and entry validity. A read-only image cannot change under us, so the kernel may
     /// keep what it learnt for as long as it likes; the same holds for "no such entry".
     var cacheTimeout: Double { readOnly ? 86_400 : 1 }
+    var attrTimeout: Double { attrTimeoutOverride ?? cacheTimeout }
+    var entryTimeout: Double { entryTimeoutOverride ?? cacheTimeout }
+    var negativeTimeout: Double { negativeTimeoutOverride ?? cacheTimeout }
 }
 
 /// The FUSE server: libfuse3's low-level API over a `MountTree` (the model is libfuse's
@@ -43,6 +60,10 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     /// The mount's device number "maj:min", found after mounting (for readahead tuning).
     private let mountDevice = Mutex<String?>(nil)
     private let tuned = Atomic<Bool>(false)
+    /// Where the session is mounted, for the readiness probe.
+    private let mountedOn = Mutex<String?>(nil)
+    /// Set once a stat of the mountpoint has gone through the mount (see `probeReadiness`).
+    private let ready = Atomic<Bool>(false)
 
     init(tree: MountTree, options: FuseServerOptions, onReady: @escaping @Sendable () -> Void) {
         self.tree = tree
@@ -62,7 +83,8 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     /// then unmounts. Resources are acquired session → signal handlers → mount and released
     /// in reverse order, on every path.
     func run(mountpoint: String) throws {
-        var mountOptions = ["nosuid", "nodev", "default_permissions", "fsname=\(options.fsname)", "subtype=imagemount"]
+        var mountOptions = ["nosuid", "nodev", "default_permissions", "fsname=\(options.fsname)", "subtype=\(options.subtype)"]
+        if let maxRead = options.maxRead { mountOptions.append("max_read=\(maxRead)") }
         if options.readOnly { mountOptions.append("ro") }
         if options.autoUnmount { mountOptions.append("auto_unmount") }
         mountOptions += options.mountOptions
@@ -91,10 +113,16 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         }
         defer { fuse_session_unmount(session) }
         mountDevice.withLock { $0 = MountInfo.find(mountpoint: mountpoint)?.device }
+        mountedOn.withLock { $0 = mountpoint }
 
         let rc = cfuse_session_loop_mt(session, options.maxThreads, 0)
         if rc < 0 && rc != -EINTR {
             DebugLog.always("session loop ended with error \(-rc)")
+        }
+        // libfuse can refuse the kernel's INIT after our init handler ran (it checks max_read,
+        // for one); the loop then ends at once. That is a failed mount, never a quiet exit 0.
+        guard ready.load(ordering: .acquiring) else {
+            throw CLIError(message: "\(mountpoint): the FUSE session ended before the mount answered (the kernel's INIT was refused; check the -o options)")
         }
     }
 
@@ -122,11 +150,41 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         if !options.readOnly { conn.pointee.want |= UInt32(FUSE_CAP_DONT_MASK) & c.capable }
         // An unchanging image needs no revalidation of cached data on every open.
         conn.pointee.want &= ~UInt32(FUSE_CAP_AUTO_INVAL_DATA)
+        // libfuse compares this with the max_read= mount option after init returns and
+        // refuses INIT (EPROTO) when they differ (fuse_lowlevel.c, do_init).
+        conn.pointee.max_read = options.maxRead ?? 0
         let first = readyOnce.withLock { done in
             defer { done = true }
             return !done
         }
-        if first { onReady() }
+        if first { probeReadiness() }
+    }
+
+    /// Reports readiness only once the mount really answers: a thread stats the mountpoint,
+    /// which the kernel holds until INIT has been replied to and fails (ECONNREFUSED) if libfuse
+    /// refused it. Only then does `onReady` run (the daemon's "R", --fd, the registry).
+    private func probeReadiness() {
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            Unmanaged<FuseServer>.fromOpaque(raw).takeUnretainedValue().confirmMount()
+            return nil
+        }, context)
+        if rc == 0 { pthread_detach(thread) } else { confirmMount() }
+    }
+
+    private func confirmMount() {
+        guard let path = mountedOn.withLock({ $0 }) else { return }
+        var st = stat()
+        var rc: Int32
+        repeat { rc = stat(path, &st) } while rc != 0 && errno == EINTR
+        guard rc == 0 else {
+            DebugLog.always("\(path): the mount does not answer: \(String(cString: strerror(errno)))")
+            return
+        }
+        ready.store(true, ordering: .releasing)
+        onReady()
     }
 
     /// 1 MiB: the largest request (FUSE_MAX_MAX_PAGES = 256 pages) libfuse 3.14 and Linux agree on.
@@ -159,8 +217,10 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     func attributes(_ node: GuestNode) throws(FuseError) -> stat {
         let inode: Ext2Inode
         do { inode = try tree.inode(node) } catch { throw FuseError(wrapping: error) }
-        return Attributes.stat(inode, node: node, blockSize: tree.filesystem(of: node).blockSize,
-                               uid: options.uid, gid: options.gid)
+        var st = Attributes.stat(inode, node: node, blockSize: tree.filesystem(of: node).blockSize,
+                                 uid: options.uid, gid: options.gid)
+        st.st_mode = maskedMode(st.st_mode)
+        return st
     }
 
     /// A lookup reply for `node`, taking one lookup reference on it.
@@ -169,8 +229,8 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         var e = fuse_entry_param()
         e.ino = inodes.lookup(node)
         e.attr = attr
-        e.attr_timeout = options.cacheTimeout
-        e.entry_timeout = options.cacheTimeout
+        e.attr_timeout = options.attrTimeout
+        e.entry_timeout = options.entryTimeout
         return e
     }
 }

@@ -10,7 +10,7 @@ extension FuseServer {
     func getattr(_ request: consuming Request, inode: UInt64) {
         tuneReadaheadOnce()
         do throws(FuseError) {
-            request.reply(attributes: try attributes(try node(inode)), timeout: options.cacheTimeout)
+            request.reply(attributes: try attributes(try node(inode)), timeout: options.attrTimeout)
         } catch {
             request.reply(error)
         }
@@ -38,8 +38,9 @@ extension FuseServer {
     /// "no writing to a read-only mount".
     func access(_ request: consuming Request, inode: UInt64, mask: Int32) {
         do throws(FuseError) {
-            _ = try attributes(try node(inode))
-            if mask & W_OK != 0 && options.readOnly { throw FuseError(.readOnlyFileSystem) }
+            let node = try node(inode)
+            _ = try attributes(node)
+            if mask & W_OK != 0 && tree.isReadOnly(node) { throw FuseError(.readOnlyFileSystem) }
             request.replyOK()
         } catch {
             request.reply(error)

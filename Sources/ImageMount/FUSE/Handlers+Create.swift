@@ -84,6 +84,7 @@ extension FuseServer {
             }
             var out = info
             out.fh = handles.insert(.file(file, OpenFlags(info.flags)))
+            applyOpenOptions(&out, node)
             request.reply(create: entry, open: out)
         } catch {
             request.reply(error)
@@ -104,7 +105,9 @@ extension FuseServer {
     /// The node for `inode`, on a mount that may be written (EROFS otherwise).
     func writableNode(_ inode: UInt64) throws(FuseError) -> GuestNode {
         guard !options.readOnly else { throw FuseError(.readOnlyFileSystem) }
-        return try node(inode)
+        let node = try node(inode)
+        guard !tree.isReadOnly(node) else { throw FuseError(.readOnlyFileSystem) }
+        return node
     }
 
     /// glibc's major() and minor() of a dev_t (sys/sysmacros.h macros).

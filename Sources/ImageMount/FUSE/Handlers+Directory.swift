@@ -18,7 +18,7 @@ extension FuseServer {
     }
 
     /// A positive entry (one lookup reference taken), or a negative one (ino 0) that the kernel
-    /// may cache for `cacheTimeout`.
+    /// may cache for `negativeTimeout`.
     private func lookupEntry(parent: UInt64, name: [UInt8]) throws(FuseError) -> fuse_entry_param {
         let dir = try node(parent)
         guard name.count <= 255 else { throw FuseError(.fileNameTooLong) }
@@ -27,7 +27,7 @@ extension FuseServer {
         guard let child else {
             var negative = fuse_entry_param()
             negative.ino = 0
-            negative.entry_timeout = options.cacheTimeout
+            negative.entry_timeout = options.negativeTimeout
             return negative
         }
         return try entry(for: child)

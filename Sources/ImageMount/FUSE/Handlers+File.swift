@@ -11,7 +11,7 @@ extension FuseServer {
         tuneReadaheadOnce()
         do throws(FuseError) {
             let node = try node(inode)
-            if info.flags & O_ACCMODE != O_RDONLY && options.readOnly { throw FuseError(.readOnlyFileSystem) }
+            if info.flags & O_ACCMODE != O_RDONLY && tree.isReadOnly(node) { throw FuseError(.readOnlyFileSystem) }
             let file: Ext2File
             do { file = try tree.filesystem(of: node).openFile(node.inode) } catch { throw FuseError(wrapping: error) }
             if file.inode.isDirectory { throw FuseError(.isDirectory) }
@@ -27,8 +27,7 @@ extension FuseServer {
             }
             var out = info
             out.fh = handles.insert(.file(file, OpenFlags(info.flags)))
-            // Data cannot change under a read-only mount: keep what the page cache holds.
-            if options.readOnly { out.keep_cache = 1 }
+            applyOpenOptions(&out, node)
             request.reply(open: out)
         } catch {
             request.reply(error)

@@ -33,7 +33,7 @@ extension FuseServer {
                 changes.changeTime = Timestamp(seconds: Int64(st.st_ctim.tv_sec), nanoseconds: Int32(st.st_ctim.tv_nsec))
             }
             do { try tree.filesystem(of: node).setAttributes(node.inode, changes) } catch { throw FuseError(wrapping: error) }
-            request.reply(attributes: try attributes(node), timeout: options.cacheTimeout)
+            request.reply(attributes: try attributes(node), timeout: options.attrTimeout)
         } catch {
             request.reply(error)
         }
