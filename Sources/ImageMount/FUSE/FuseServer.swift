@@ -59,6 +59,8 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     private let readyOnce = Mutex(false)
     /// The mount's device number "maj:min", found after mounting (for readahead tuning).
     private let mountDevice = Mutex<String?>(nil)
+    /// The bdi's read_ahead_kb, opened before the sandbox, written once after INIT.
+    private let readaheadFile = Mutex<Int32?>(nil)
     private let tuned = Atomic<Bool>(false)
     /// Where the session is mounted, for the readiness probe.
     private let mountedOn = Mutex<String?>(nil)
@@ -114,6 +116,16 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         defer { fuse_session_unmount(session) }
         mountDevice.withLock { $0 = MountInfo.find(mountpoint: mountpoint)?.device }
         mountedOn.withLock { $0 = mountpoint }
+        // Opened now, written after INIT (tuneReadaheadOnce): the sandbox opens no paths.
+        if let device = mountDevice.withLock({ $0 }) {
+            let fd = Glibc.open("/sys/class/bdi/\(device)/read_ahead_kb", O_WRONLY | O_CLOEXEC)
+            if fd >= 0 { readaheadFile.withLock { $0 = fd } }
+        }
+        defer { readaheadFile.withLock { if let fd = $0 { close(fd) }; $0 = nil } }
+        // Everything is open: requests parse guest bytes from here on (Sandbox.swift). Only
+        // with auto_unmount: the sandbox may not unmount, so fusermount3's helper (started by
+        // the mount) must be there to take the mount down when the server exits.
+        if options.autoUnmount { try Sandbox.enter() }
 
         let rc = cfuse_session_loop_mt(session, options.maxThreads, 0)
         if rc < 0 && rc != -EINTR {
@@ -196,11 +208,7 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     func tuneReadaheadOnce() {
         guard !tuned.load(ordering: .relaxed) else { return }
         guard tuned.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
-        guard let device = mountDevice.withLock({ $0 }) else { return }
-        let path = "/sys/class/bdi/\(device)/read_ahead_kb"
-        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        defer { close(fd) }
+        guard let fd = readaheadFile.withLock({ $0 }) else { return }
         let value = "\(Self.maxRequestBytes / 1024)\n"
         _ = value.withCString { Glibc.write(fd, $0, strlen($0)) }
     }
