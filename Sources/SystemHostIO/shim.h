@@ -1,6 +1,8 @@
 // Host-side calls that Swift's Glibc module does not expose: extended attributes
 // (<sys/xattr.h>), device numbers (gnu_dev_makedev behind the makedev macro), and system
 // calls glibc 2.36 has no wrapper for, which Swift cannot reach through the variadic syscall(2).
+#define _GNU_SOURCE 1
+#include <fcntl.h>
 #include <sys/xattr.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
@@ -48,3 +50,6 @@ static inline int hostio_landlock_restrict_self(int ruleset) {
 static inline int hostio_set_no_new_privs(void) {
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
+
+/// O_PATH (a GNU flag Swift's Glibc module leaves out): a descriptor that only names a place.
+static const int hostio_o_path = O_PATH;

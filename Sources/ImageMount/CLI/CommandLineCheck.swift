@@ -16,6 +16,11 @@ import Glibc
 /// The option names come from the declared commands themselves (their full help text, hidden
 /// options included), so this reads the command line exactly as the declarations do and
 /// holds no list of its own.
+/// A command with options it reads from its own arguments (see LsCommand's --checksum[=TYPE]).
+protocol HandParsedOptions {
+    static var handParsedOptions: [String] { get }
+}
+
 enum CommandLineCheck {
     /// One option spelling of a command: `-a` or `--add`, and whether a value follows it.
     struct Spelling: Equatable {
@@ -69,6 +74,11 @@ enum CommandLineCheck {
         // Built into ArgumentParser, never listed.
         result += ["--experimental-dump-help", "--generate-completion-script", "--help-hidden", "-help"].map {
             Spelling(name: $0, takesValue: $0 == "--generate-completion-script", shown: false)
+        }
+        // Options a command picks out of its arguments itself (an optional value, which
+        // ArgumentParser cannot declare): shown in --long-options like the declared ones.
+        if let own = command as? any HandParsedOptions.Type {
+            result += own.handParsedOptions.map { Spelling(name: $0, takesValue: false, shown: true) }
         }
         return result
     }

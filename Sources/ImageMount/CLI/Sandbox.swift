@@ -24,12 +24,29 @@ import Glibc
 enum Sandbox {
     static let environmentKey = "IMAGEMOUNT_SANDBOX"
 
+    /// Rights granted beneath one directory (open, possibly O_PATH, as `fd`).
+    struct Rule: Sendable {
+        let fd: Int32
+        let access: UInt64
+        /// Everything but executing: an output directory.
+        static func writable(_ fd: Int32) -> Rule { Rule(fd: fd, access: ~UInt64(1 << 0)) }
+        /// Only unlinking files: where a pid file the server removes at exit lives.
+        static func removeFiles(_ fd: Int32) -> Rule { Rule(fd: fd, access: removeFile) }
+        /// Making, writing, truncating and removing regular files: the server registry.
+        static func regularFiles(_ fd: Int32) -> Rule { Rule(fd: fd, access: writeFile | removeFile | makeRegular | truncate) }
+    }
+    static let writeFile: UInt64 = 1 << 1, removeFile: UInt64 = 1 << 5, makeRegular: UInt64 = 1 << 8, truncate: UInt64 = 1 << 14
+
     static func enter(writableBeneath directories: [Int32] = []) throws {
+        try enter(rules: directories.map(Rule.writable))
+    }
+
+    static func enter(rules: [Rule]) throws {
         let mode = getenv(environmentKey).map { String(cString: $0) } ?? "on"
         guard mode != "off" else { return }
         let required = mode == "required"
         guard hostio_set_no_new_privs() == 0 else { throw failure("no_new_privs", errno) }
-        do { try restrictFilesystem(writableBeneath: directories) } catch let e as CLIError {
+        do { try restrictFilesystem(rules) } catch let e as CLIError {
             if required { throw e }
             Diagnostics.warn(e.message + "; going on without the filesystem sandbox")
         }
@@ -52,16 +69,14 @@ enum Sandbox {
         return bits
     }
 
-    private static func restrictFilesystem(writableBeneath directories: [Int32]) throws {
+    private static func restrictFilesystem(_ rules: [Rule]) throws {
         let abi = hostio_landlock_abi()
         guard abi >= 1 else { throw failure("Landlock is not available", errno) }
         let handled = handledAccess(abi: abi)
         let ruleset = hostio_landlock_create_ruleset(handled)
         guard ruleset >= 0 else { throw failure("landlock_create_ruleset", errno) }
         defer { close(ruleset) }
-        // Beneath an output directory: everything but executing.
-        let execute: UInt64 = 1 << 0
-        for dir in directories where hostio_landlock_allow_beneath(ruleset, dir, handled & ~execute) != 0 {
+        for rule in rules where hostio_landlock_allow_beneath(ruleset, rule.fd, rule.access & handled) != 0 {
             throw failure("landlock_add_rule", errno)
         }
         guard hostio_landlock_restrict_self(ruleset) == 0 else { throw failure("landlock_restrict_self", errno) }
@@ -83,6 +98,7 @@ enum Sandbox {
         "open", "openat", "openat2", "stat", "lstat", "fstat", "newfstatat", "statx", "statfs", "fstatfs",
         "getdents64", "getcwd", "readlink", "readlinkat", "access", "faccessat", "faccessat2",
         "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat", "mknod", "mknodat",
+        "unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2",
         "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "utimensat", "umask",
         "setxattr", "lsetxattr", "fsetxattr", "getxattr", "lgetxattr", "fgetxattr",
         "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr",

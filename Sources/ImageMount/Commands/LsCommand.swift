@@ -375,3 +375,8 @@ struct ChecksumRequest {
         }
     }
 }
+
+extension LsCommand: HandParsedOptions {
+    /// --checksum[=TYPE] and --checksums[=TYPE] (ChecksumRequest), known to CommandLineCheck.
+    static let handParsedOptions = ["--checksum", "--checksums"]
+}

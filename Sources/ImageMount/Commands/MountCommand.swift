@@ -1,5 +1,6 @@
 import ArgumentParser
 import GuestFS
+import SystemHostIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -111,12 +112,32 @@ struct MountCommand: ParsableCommand {
         if let pidFile { PidFile.write(pid, to: pidFile) }
         defer { if let pidFile { unlink(pidFile) } }
         defer { ServerRegistry.unregister(mountpoint: mountpoint) }
-        let server = FuseServer(tree: session.tree, options: try serverOptions(), onReady: {
+        var options = try serverOptions()
+        // The sandbox lets the server register itself, and remove that and its pid file at exit.
+        let keep = Self.sandboxDirectories(pidFile: pidFile)
+        defer { keep.forEach { close($0.fd) } }
+        options.sandboxRules = keep
+        let server = FuseServer(tree: session.tree, options: options, onReady: {
             ServerRegistry.register(mountpoint: mountpoint, pid: pid)
             ready()
         })
         try withExtendedLifetime(session) { try server.run(mountpoint: mountpoint) }
         for mount in session.tree.mounts { try mount.filesystem.close() }
+    }
+
+    /// O_PATH descriptors of the server registry's directory and of the pid file's, with the
+    /// rights the sandboxed server needs there (Sandbox.Rule).
+    static func sandboxDirectories(pidFile: String?) -> [Sandbox.Rule] {
+        var rules: [Sandbox.Rule] = []
+        mkdir(ServerRegistry.directory, 0o700)
+        let registry = open(ServerRegistry.directory, hostio_o_path | O_DIRECTORY | O_CLOEXEC)
+        if registry >= 0 { rules.append(.regularFiles(registry)) }
+        if let pidFile {
+            let parent = pidFile.contains("/") ? String(pidFile[..<(pidFile.lastIndex(of: "/") ?? pidFile.endIndex)]) : "."
+            let dir = open(parent.isEmpty ? "/" : parent, hostio_o_path | O_DIRECTORY | O_CLOEXEC)
+            if dir >= 0 { rules.append(.removeFiles(dir)) }
+        }
+        return rules
     }
 
     /// Refuses a filesystem that claims more blocks than its device holds (a truncated image or

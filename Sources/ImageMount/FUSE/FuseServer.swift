@@ -29,6 +29,9 @@ struct FuseServerOptions: Sendable {
     var maxThreads: UInt32 = 16
     /// Remove the mount when the server dies (libfuse's auto_unmount, through fusermount3).
     var autoUnmount = true
+    /// What the sandbox entered after mounting leaves open (Sandbox.swift); the sandbox needs
+    /// auto_unmount, since a sandboxed server cannot unmount.
+    var sandboxRules: [Sandbox.Rule] = []
     /// `-o attr_timeout=`, `-o entry_timeout=`, `-o negative_timeout=`, and
     /// `--dir-cache-timeout` (for all three); nil keeps `cacheTimeout`.
     var attrTimeoutOverride: Double? = nil
@@ -125,7 +128,7 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         // Everything is open: requests parse guest bytes from here on (Sandbox.swift). Only
         // with auto_unmount: the sandbox may not unmount, so fusermount3's helper (started by
         // the mount) must be there to take the mount down when the server exits.
-        if options.autoUnmount { try Sandbox.enter() }
+        if options.autoUnmount { try Sandbox.enter(rules: options.sandboxRules) }
 
         let rc = cfuse_session_loop_mt(session, options.maxThreads, 0)
         if rc < 0 && rc != -EINTR {
