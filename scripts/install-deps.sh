@@ -7,7 +7,7 @@ packages=(
   # runtime
   fuse3 perl
   # test oracles and image builders
-  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin
+  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin btrfs-progs
   # benchmarks
   hyperfine time fuse2fs bc
 )
