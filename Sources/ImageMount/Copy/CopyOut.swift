@@ -26,6 +26,8 @@ final class CopyOut: @unchecked Sendable {
     private var pending: [(node: GuestNode, info: Ext2Inode, target: HostPath)] = []
     /// Directories made, in creation order; their metadata is applied in reverse at the end.
     private var directories: [(node: GuestNode, info: Ext2Inode, target: HostPath)] = []
+    /// Directories on the path being copied (a hard-link loop is skipped). Walker thread only.
+    private var ancestors = DirectoryWalkPath(top: GuestNode(mount: 0, inode: 0))
 
     /// Queued files are copied when this many are waiting (bounds the queue's memory).
     static let batchSize = 512
@@ -36,7 +38,10 @@ final class CopyOut: @unchecked Sendable {
 
     /// Copies each (guest node, host target) and finishes every queued file and directory.
     func run(_ items: [(node: GuestNode, target: HostPath)]) throws {
-        for item in items { try copy(item.node, to: item.target) }
+        for item in items {
+            ancestors = DirectoryWalkPath(top: item.node)
+            try copy(item.node, to: item.target)
+        }
         try drain()
         for directory in directories.reversed() {
             try applyMetadata(directory.info, node: directory.node, to: directory.target)
@@ -56,7 +61,14 @@ final class CopyOut: @unchecked Sendable {
             try target.makeDirectory()
             directories.append((node, info, target))
             for entry in try tree.entries(node) {
-                try copy(entry.node, to: target.appending(entry.name))
+                // Only a directory can already be on the path (an inode is one type).
+                let child = target.appending(entry.name)
+                guard ancestors.enter(entry.node) else {
+                    warnOnce("loop \(entry.node)", tree.loopWarning(path: child.display, node: entry.node))
+                    continue
+                }
+                defer { ancestors.leave(entry.node) }
+                try copy(entry.node, to: child)
             }
             return
         case Ext2Inode.typeRegular:

@@ -1,0 +1,126 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The commands on hostile or lightly damaged images built with real tools: the kernel's (or
+/// qemu-img's) answer, one clear line, a bounded run, and the image unchanged.
+@Suite struct HostileImageCommandTests {
+    final class Scratch {
+        let dir: TempDir
+        let image: String
+        init(_ build: (String, TempDir) throws -> Void) throws {
+            dir = try TempDir("imagemount-hostile-cli")
+            image = dir.file("disk.img")
+            try build(image, dir)
+        }
+        var sha256: String { (try? Shell.check("sha256sum < \(Shell.quote(image))")) ?? "?" }
+        func debugfs(_ command: String) throws {
+            try Shell.check("debugfs -w -R \(Shell.quote(command)) \(Shell.quote(image)) >/dev/null 2>&1")
+        }
+        func patch(_ offset: UInt64, _ bytes: [UInt8]) throws {
+            let hex = bytes.map { String(format: "\\%03o", $0) }.joined()
+            try Shell.check("printf '\(hex)' | dd of=\(Shell.quote(image)) bs=1 seek=\(offset) conv=notrunc status=none")
+        }
+    }
+
+    /// ext from a small tree: /file, /dir/a/b/leaf.
+    static func ext(_ type: String, options: String = "") throws -> Scratch {
+        try Scratch { image, dir in
+            let src = dir.file("src")
+            try Shell.check("mkdir -p \(src)/dir/a/b && echo leaf > \(src)/dir/a/b/leaf && head -c 3000 /dev/urandom > \(src)/file && mke2fs -q -F -t \(type) \(options) -d \(src) \(Shell.quote(image)) 8M")
+        }
+    }
+
+    @Test func lsRecursiveAndCopyOutSkipADirectoryHardLinkLoop() throws {
+        let s = try Self.ext("ext4")
+        // /dir/a/b/up names /dir's inode: /dir → a → b → up → /dir ...
+        try s.debugfs("ln /dir /dir/a/b/up")
+        let before = s.sha256
+        let lR = try ImageMountBinary.run(["ls", "-lR", "-a", s.image, "/"])
+        #expect(lR.status == 0, "\(lR.stderr)")
+        #expect(lR.stdout.count < 100_000, "ls -lR printed \(lR.stdout.count) bytes")
+        #expect(lR.text.contains("/dir/a/b/up"))
+        #expect(lR.stderr.contains("warning") && lR.stderr.contains("/dir/a/b/up") && lR.stderr.contains("loop"), "\(lR.stderr)")
+        let R = try ImageMountBinary.run(["ls", "-R", "-a", s.image, "/dir"])
+        #expect(R.status == 0 && R.stdout.count < 10_000, "\(R.stderr)")
+        #expect(R.stderr.contains("loop"))
+        let out = s.dir.file("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        let copy = try ImageMountBinary.run(["copy-out", "-a", s.image, "/dir", out])
+        #expect(copy.status == 0, "\(copy.stderr)")
+        #expect(copy.stderr.contains("loop"), "\(copy.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out + "/dir/a/b/leaf"))
+        #expect(!FileManager.default.fileExists(atPath: out + "/dir/a/b/up/a"))
+        #expect(s.sha256 == before)
+    }
+
+    @Test func dfWithReservedBlocksNear2to64() throws {
+        let s = try Self.ext("ext4", options: "-O 64bit,^metadata_csum")
+        // s_r_blocks_count_lo (+0x08) and _hi (+0x154) of the superblock at 1024, all ones.
+        try s.patch(1024 + 0x08, [0xFF, 0xFF, 0xFF, 0xFF])
+        try s.patch(1024 + 0x154, [0xFF, 0xFF, 0xFF, 0xFF])
+        let df = try ImageMountBinary.run(["df", "-a", s.image])
+        #expect(df.status == 0, "\(df.stderr)")
+        // Nothing available, as the kernel's statfs says (bavail 0 when bfree < reserve).
+        let fields = df.text.split(separator: "\n").last?.split(separator: " ") ?? []
+        #expect(fields.count >= 5 && fields[3] == "0", "\(df.text)")
+        // A live mount keeps serving after statfs.
+        let mount = try FuseMount(images: [s.image], arguments: ["-m", "/dev/sda"])
+        defer { mount.close() }
+        let kernel = try Shell.run("df -B1 --output=avail \(Shell.quote(mount.path)) | tail -1")
+        #expect(kernel.status == 0 && kernel.text.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "\(kernel.text) \(kernel.stderr)")
+        #expect(try Shell.check("cat \(Shell.quote(mount.path))/dir/a/b/leaf") == "leaf\n")
+    }
+
+    @Test func catRefusesAHugeSizeAndAStrayInlineFlag() throws {
+        let s = try Self.ext("ext4", options: "-O ^inline_data")
+        try s.debugfs("sif /file size 0x7FFFFFFFFFFFFFF0")
+        let cat = try ImageMountBinary.run(["cat", "-a", s.image, "/file"])
+        #expect(cat.status != 0 && cat.stdout.count == 0, "exit \(cat.status), \(cat.stdout.count) bytes")
+        #expect(cat.stderr.contains(s.image) && cat.stderr.contains("i_size"), "\(cat.stderr)")
+        let t = try Self.ext("ext4", options: "-O ^inline_data")
+        try t.debugfs("sif /file flags 0x10080000")
+        let inline = try ImageMountBinary.run(["cat", "-a", t.image, "/file"])
+        #expect(inline.status != 0 && inline.stdout.count == 0)
+        #expect(inline.stderr.contains("inline-data flag"), "\(inline.stderr)")
+    }
+
+    @Test func noExtAttrCopiesOutAndHasNoXattrsOnTheMount() throws {
+        let s = try Self.ext("ext3", options: "-O ^ext_attr")
+        let out = s.dir.file("out")
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        let copy = try ImageMountBinary.run(["copy-out", "-a", s.image, "/", out])
+        #expect(copy.status == 0, "\(copy.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out + "/root/dir/a/b/leaf"))
+        let mount = try FuseMount(images: [s.image], arguments: ["-m", "/dev/sda"])
+        defer { mount.close() }
+        let list = try Shell.run("getfattr -d -m - \(Shell.quote(mount.path))/file")
+        #expect(list.status == 0 && list.text.isEmpty, "\(list.status) \(list.stderr)")
+        let one = try Shell.run("getfattr -n user.x \(Shell.quote(mount.path))/file")
+        #expect(one.stderr.contains("No such attribute"), "\(one.stderr)")
+    }
+
+    @Test func wholeDiskExtWithABootSignature() throws {
+        let s = try Self.ext("ext4")
+        try s.patch(510, [0x55, 0xAA])
+        let cat = try ImageMountBinary.run(["cat", "-a", s.image, "-m", "/dev/sda", "/dir/a/b/leaf"])
+        #expect(cat.status == 0 && cat.text == "leaf\n", "\(cat.stderr)")
+        let inspected = try ImageMountBinary.run(["cat", "-a", s.image, "/dir/a/b/leaf"])
+        #expect(inspected.status == 0 && inspected.text == "leaf\n", "\(inspected.stderr)")
+    }
+
+    @Test func qcow2SnapshotsOffsetNear2to64() throws {
+        let s = try Scratch { image, _ in
+            try Shell.check("qemu-img create -q -f qcow2 \(Shell.quote(image)) 4M && qemu-img snapshot -c one \(Shell.quote(image))")
+        }
+        // snapshots_offset (qcow2 header bytes 64-71) = 0xffffffffffff0000.
+        try s.patch(64, [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00])
+        let before = s.sha256
+        for args in [["info", "-a", s.image], ["check", "-a", s.image], ["ls", "-a", s.image, "/"]] {
+            let r = try ImageMountBinary.run(args)
+            #expect(r.status == 1, "\(args[0]): exit \(r.status) \(r.stderr)")
+            #expect(r.stderr.hasPrefix("imagemount: ") && r.stderr.contains("snapshot table"), "\(args[0]): \(r.stderr)")
+        }
+        #expect(s.sha256 == before)
+    }
+}
