@@ -235,7 +235,7 @@ extension Ext2Filesystem {
     }
 
     /// Returns the runs covering `first...last`, or nil when more than `limit` would be needed.
-    private func mapBlocksLocked(raw: ext2_inode_large, inode: Ext2Inode, from first: UInt64, through last: UInt64,
+    func mapBlocksLocked(raw: ext2_inode_large, inode: Ext2Inode, from first: UInt64, through last: UInt64,
                                  limit: Int?, fs: ext2_filsys) throws -> [BlockRun]? {
         final class Collector {
             var runs: [BlockRun] = []

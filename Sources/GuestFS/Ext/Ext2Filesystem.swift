@@ -19,6 +19,8 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// What journal recovery did at open, when the journal needed it and was replayed.
     public let journalReplay: JournalReplayReport?
 
+    /// Where damage met after open is reported (Ext2Directory+Salvage.swift).
+    let damageLog = Ext2DamageLog()
     /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
     let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
 

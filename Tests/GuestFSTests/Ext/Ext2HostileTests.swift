@@ -104,4 +104,50 @@ import TestSupport
         let again = path.enter(dir)
         #expect(again)
     }
+
+    /// /big holds 40 entries with 100-byte names: with 1 KiB blocks, about 8 per block.
+    static func bigDirectory(_ options: String) throws -> HostileImage {
+        try HostileImage("dir.img") { p in
+            let src = p + ".src"
+            try Shell.check("mkdir -p \(Shell.quote(src))/big && cd \(Shell.quote(src))/big && for i in $(seq 10 49); do echo $i > $(printf 'n%s%0100d' $i 0 | cut -c1-100); done && mke2fs -q -F -t ext4 -b 1024 \(options) -d \(Shell.quote(src)) \(Shell.quote(p)) 8M")
+        }
+    }
+
+    /// The names the kernel's ext4 lists in /big of `image` (read-only loop mount, noload).
+    static func kernelNames(_ image: HostileImage) throws -> Set<String> {
+        let mount = try KernelMount(image: image.path)
+        defer { mount.close() }
+        return Set(try Shell.check("ls -f \(Shell.quote(mount.path))/big").split(separator: "\n").map(String.init).filter { $0 != "." && $0 != ".." })
+    }
+
+    /// Linear and htree directories without checksums lose the rest of the bad block; with
+    /// metadata_csum the block's checksum fails and the kernel skips it whole, as we do.
+    @Test(arguments: ["-O ^metadata_csum,^dir_index", "-O ^metadata_csum", ""])
+    func badEntryLosesOnlyTheRestOfItsBlock(options: String) throws {
+        let image = try Self.bigDirectory(options)
+        let (_, tree0) = try Self.open(image)
+        let all = Set(try tree0.entries(try tree0.resolve("/big")).map { String(decoding: $0.name, as: UTF8.self) })
+        #expect(all.count == 40)
+        let number = try tree0.resolve("/big").inode
+        // Logical block 1 of /big, from debugfs; its third entry's rec_len (bytes 4-5 of the
+        // entry, little-endian) becomes 5: not a multiple of 4, below 12.
+        let physical = try #require(UInt64(try Shell.check("debugfs -R 'bmap /big 1' \(Shell.quote(image.path)) 2>/dev/null").trimmingCharacters(in: .whitespacesAndNewlines)))
+        let blockStart = physical * 1024
+        let bytes = try RawImage(path: image.path, writable: false).readBytes(at: blockStart, count: 1024)
+        var offset = 0
+        for _ in 0..<2 { offset += Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 }
+        try image.patchLE(blockStart + UInt64(offset) + 4, 5, bytes: 2)
+        let before = image.sha256
+
+        let logged = Locked<[String]>([])
+        let (_, tree) = try Self.open(image)
+        tree.filesystem(of: tree.root).setDamageLog { line in logged.withValue { $0.append(line) } }
+        let listed = Set(try tree.entries(try tree.resolve("/big")).map { String(decoding: $0.name, as: UTF8.self) })
+        #expect(listed.count >= 40 - 10 && listed.count < 40, "\(listed.count) of 40 listed; \(logged.value)")
+        #expect(listed.isSubset(of: all))
+        #expect(listed == (try Self.kernelNames(image)), "the kernel lists the same names")
+        #expect(logged.value.count == 1 && logged.value.first.map { $0.contains("directory inode \(number), block 1") && $0.contains(options.isEmpty ? "checksum" : "rec_len 5") } == true,
+                "\(logged.value)")
+        #expect(image.sha256 == before)
+    }
 }
