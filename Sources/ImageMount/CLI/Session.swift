@@ -51,7 +51,9 @@ struct Session {
         } else {
             for (name, mountpoint) in fs.mountSpecs {
                 let device = try guest.device(named: name)
-                guard device.content.isExt else {
+                // A device with no signature the probe knows may still be ext with a damaged
+                // primary superblock: the ext opener decides (it falls back to a backup one).
+                guard device.content.isExt || device.content.type == nil else {
                     throw CLIError(message: "\(name): \(device.content.type.map { "holds \($0), not" } ?? "holds no") ext2/ext3/ext4 filesystem")
                 }
                 entries.append((device, mountpoint))

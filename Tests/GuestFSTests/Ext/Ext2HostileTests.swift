@@ -150,4 +150,28 @@ import TestSupport
                 "\(logged.value)")
         #expect(image.sha256 == before)
     }
+
+    /// The primary superblock zeroed (bytes 1024-2047): read-only opens use the first backup,
+    /// where e2fsck finds it (block 8193 with 1 KiB blocks, 32768 with 4 KiB), with a warning;
+    /// writable opens are refused; the image is not written.
+    @Test(arguments: [(1024, "16M", UInt64(8193)), (4096, "160M", UInt64(32768))])
+    func damagedPrimarySuperblockFallsBackToABackup(blockSize: Int, size: String, backupBlock: UInt64) throws {
+        let image = try HostileImage("fs.img") { p in
+            let src = p + ".src"
+            try Shell.check("mkdir -p \(Shell.quote(src))/dir && echo inner > \(Shell.quote(src))/dir/inner && mke2fs -q -F -t ext4 -b \(blockSize) -d \(Shell.quote(src)) \(Shell.quote(p)) \(size)")
+        }
+        try image.patch(1024, [UInt8](repeating: 0, count: 1024))
+        let before = image.sha256
+        let fs = try Ext2Filesystem(device: RawImage(path: image.path, writable: false))
+        #expect(fs.warnings.contains { $0.contains("backup superblock at block \(backupBlock)") && $0.contains("primary superblock is damaged") },
+                "\(fs.warnings)")
+        // As `-m /dev/sda` opens it (the probe, like blkid, sees no filesystem there).
+        let guest = try Guest(drives: [DriveSpec(path: image.path, format: .raw)])
+        let tree = try MountTree(entries: [(try guest.device(named: "/dev/sda"), "/")], writable: false)
+        let node = try tree.resolve("/dir/inner")
+        #expect(try GuestWalk.readAll(tree.filesystem(of: node).openFile(node.inode)) == Array("inner\n".utf8))
+        expectImageError(["bad magic"]) { _ = try Ext2Filesystem(device: RawImage(path: image.path, writable: true), writable: true) }
+        try fs.close()
+        #expect(image.sha256 == before)
+    }
 }
