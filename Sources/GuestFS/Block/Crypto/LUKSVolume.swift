@@ -57,6 +57,8 @@ public enum LUKSVolume {
         // The cost cap, before any work: a slot over it (or whose digest is over it) is skipped.
         var overCap: [String] = []
         let slots = active.filter { slot in
+            // Numbers past the hard limits are damage, reported as such when the slot is tried.
+            guard (try? slot.kdf.validate()) != nil else { return true }
             let digestExcess = header.digests.filter { $0.keyslots.contains(slot.index) }
                 .compactMap { limits.excess(of: .pbkdf2(hash: $0.digest.hash, iterations: $0.digest.iterations, salt: [])) }
             if let excess = limits.excess(of: slot.kdf) ?? digestExcess.first {
