@@ -139,4 +139,59 @@ import TestSupport
         #expect(rw.status != 0)
         #expect(s.sha256 == before)
     }
+
+    @Test func btrfsVolumeIsListedNotATrap() throws {
+        let s = try Scratch { image, _ in
+            try Shell.check("truncate -s 128M \(Shell.quote(image)) && mkfs.btrfs -q -f -L plain \(Shell.quote(image))")
+        }
+        let r = try ImageMountBinary.run(["filesystems", "-a", s.image, "--all", "--long"])
+        #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
+        #expect(r.text.contains("btrfs"), "\(r.text)")
+    }
+
+    /// A LUKS1 file (cryptsetup, 1000 PBKDF2 iterations) whose header is then patched.
+    static func luks1() throws -> Scratch {
+        try Scratch { image, dir in
+            try Shell.check("truncate -s 4M \(Shell.quote(image)) && printf pw > \(Shell.quote(dir.file("key"))) && cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file \(Shell.quote(dir.file("key"))) \(Shell.quote(image))")
+        }
+    }
+
+    @Test func luks1PayloadPastTheEndAndCostlyKeySlot() throws {
+        let s = try Self.luks1()
+        // payload-offset (LUKS1 "PHDR" bytes 104-107, big-endian sectors) = 0x00ffffff.
+        try s.patch(104, [0x00, 0xFF, 0xFF, 0xFF])
+        let before = s.sha256
+        let r = try ImageMountBinary.run(["filesystems", "-a", s.image, "--key", "all:key:pw"])
+        #expect(r.status == 1 && r.stderr.contains("LUKS payload") && r.stderr.contains("past the end"), "exit \(r.status): \(r.stderr)")
+        #expect(s.sha256 == before)
+        let t = try Self.luks1()
+        // Key slot 0's iterations (PHDR 208 + 4, big-endian) = 2^24.
+        try t.patch(212, [0x01, 0x00, 0x00, 0x00])
+        let start = Date()
+        let slow = try ImageMountBinary.run(["filesystems", "-a", t.image, "--key", "all:key:pw"])
+        #expect(Date().timeIntervalSince(start) < 3)
+        #expect(slow.status == 1 && slow.stderr.contains("16777216 iterations") && slow.stderr.contains("limit"), "exit \(slow.status): \(slow.stderr)")
+        #expect(slow.stderr.split(separator: "\n").filter { !$0.contains("warning:") }.count == 1, "\(slow.stderr)")
+    }
+
+    @Test func lsOfADirectoryWithOneBadEntryListsWhatTheKernelLists() throws {
+        let s = try Scratch { image, dir in
+            let src = dir.file("src")
+            try Shell.check("mkdir -p \(src)/big && cd \(src)/big && for i in $(seq 10 49); do echo $i > $(printf 'n%s%0100d' $i 0 | cut -c1-100); done && mke2fs -q -F -t ext4 -b 1024 -O ^metadata_csum -d \(src) \(Shell.quote(image)) 8M")
+        }
+        // Logical block 1 of /big: its third entry's rec_len (entry bytes 4-5) becomes 5.
+        let physical = try #require(UInt64(try Shell.check("debugfs -R 'bmap /big 1' \(Shell.quote(s.image)) 2>/dev/null").trimmingCharacters(in: .whitespacesAndNewlines)))
+        let block = Array(try Data(contentsOf: URL(fileURLWithPath: s.image))[Int(physical * 1024)..<Int(physical * 1024 + 1024)])
+        var offset = 0
+        for _ in 0..<2 { offset += Int(block[offset + 4]) | Int(block[offset + 5]) << 8 }
+        try s.patch(physical * 1024 + UInt64(offset) + 4, [5, 0])
+        let ls = try ImageMountBinary.run(["ls", "-a", s.image, "/big"])
+        #expect(ls.status == 0, "\(ls.stderr)")
+        #expect(ls.stderr.contains("warning") && ls.stderr.contains("block 1"), "\(ls.stderr)")
+        let kernel = try KernelMount(image: s.image)
+        defer { kernel.close() }
+        let expected = try Shell.check("ls -f \(Shell.quote(kernel.path))/big").split(separator: "\n").filter { $0 != "." && $0 != ".." }.sorted()
+        #expect(ls.text.split(separator: "\n").sorted() == expected)
+        #expect(expected.count > 30 && expected.count < 40)
+    }
 }
