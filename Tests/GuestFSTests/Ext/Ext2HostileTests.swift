@@ -84,6 +84,12 @@ import TestSupport
         #expect(try fs.xattrs(node.inode).isEmpty)
         #expect(try fs.xattr(node.inode, name: "user.note") == nil)
         #expect(try fs.xattrs(Ext2Filesystem.rootInode).isEmpty)
+        // Writable: setting one is ENOTSUP (no ext_attr to store it), removing one is ENODATA.
+        let (_, rw) = try GuestWalk.open(image.path, writable: true)
+        let rwfs = rw.filesystem(of: rw.root)
+        #expect(expectImageError(["ext_attr"]) { try rwfs.setXattr(node.inode, name: "user.x", value: [1]) }?.errno == .notSupported)
+        #expect(expectImageError(["no such attribute"]) { try rwfs.removeXattr(node.inode, name: "user.x") }?.errno == .noData)
+        try rwfs.close()
     }
 
     @Test func directoryHardLinkLoopIsDetectedOnThePath() throws {
