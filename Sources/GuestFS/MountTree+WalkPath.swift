@@ -8,12 +8,25 @@
 public struct DirectoryWalkPath: Sendable {
     private var onPath: Set<GuestNode> = []
 
+    /// Most directories a walk descends through: a guest path deeper than Linux's PATH_MAX
+    /// (4096 bytes, so 2048 levels of one-byte names) cannot be reached there, and a recursive
+    /// walk must not exhaust its stack on a hostile chain of nested directories.
+    public static let maxDepth = 2048
+
+    /// Directories on the path now, the top included.
+    public var depth: Int { onPath.count }
+
     /// Starts a walk at `top`, which counts as on the path.
     public init(top: GuestNode) { onPath.insert(top) }
 
     /// Enters directory `dir`: true when the walk may descend into it (then call `leave`
     /// after it), false when `dir` is already on the path (a loop).
     public mutating func enter(_ dir: GuestNode) -> Bool { onPath.insert(dir).inserted }
+
+    /// The one-line warning for a directory skipped because the walk is `maxDepth` deep.
+    public static func depthWarning(path: String) -> String {
+        "\(path): nested more than \(maxDepth) directories deep; not descending into it"
+    }
 
     /// Leaves directory `dir`, entered with `enter`.
     public mutating func leave(_ dir: GuestNode) { onPath.remove(dir) }

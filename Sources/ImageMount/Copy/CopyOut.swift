@@ -60,6 +60,10 @@ final class CopyOut: @unchecked Sendable {
         case Ext2Inode.typeDirectory:
             try target.makeDirectory()
             directories.append((node, info, target))
+            if ancestors.depth > DirectoryWalkPath.maxDepth {
+                warnOnce("depth", DirectoryWalkPath.depthWarning(path: target.display))
+                return
+            }
             for entry in try tree.entries(node) {
                 // Only a directory can already be on the path (an inode is one type).
                 let child = target.appending(entry.name)
