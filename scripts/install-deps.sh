@@ -7,7 +7,7 @@ packages=(
   # runtime
   fuse3 perl
   # test oracles and image builders
-  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3
+  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs
   # benchmarks
   hyperfine time fuse2fs bc
 )

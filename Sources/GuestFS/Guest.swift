@@ -75,8 +75,12 @@ public final class Guest: Sendable {
             } catch {
                 throw ImageError.wrap(error, path: spec.path)
             }
+            // A table with no usable partition (an MBR whose entries are all empty or invalid, as
+            // a 55AA boot signature over a whole-disk filesystem leaves it) hides nothing: the
+            // whole disk is probed, as blkid and the kernel read such a disk.
+            let wholeDisk = table?.partitions.isEmpty ?? true
             let disk = GuestDevice(name: name, kind: .disk, device: image, parent: nil, partition: nil,
-                                   content: table == nil ? VolumeProbe.probe(image) : VolumeContent(type: nil, label: nil, uuid: nil))
+                                   content: wholeDisk ? VolumeProbe.probe(image) : VolumeContent(type: nil, label: nil, uuid: nil))
             drives.append(disk)
             devices.append(disk)
             if let table {
@@ -138,7 +142,8 @@ public final class Guest: Sendable {
             let name = "/dev/mapper/luks-" + (uuid.isEmpty ? container.name.split(separator: "/").last.map(String.init) ?? "volume" : uuid)
             let plaintext: DecryptingDevice
             do {
-                plaintext = try LUKSVolume.open(container.device, passphrases: passphrases, name: name)
+                plaintext = try LUKSVolume.open(container.device, passphrases: passphrases, name: name,
+                                                limits: keys?.kdfLimits ?? .default)
             } catch {
                 var e = ImageError.wrap(error)
                 e.path = container.name

@@ -72,7 +72,7 @@ extension Ext2Filesystem {
     /// Also returns, for a block-based directory, the logical block each name is in (writers
     /// use it to remove an entry without searching; see Ext2Directory+Append.swift).
     func readDirectoryWithBlocks(_ dir: UInt32, fs: ext2_filsys) throws -> (entries: [DirEntry], blocks: [[UInt8]: UInt32]?) {
-        let (_, inode) = try readInode(dir, fs: fs)
+        let (raw, inode) = try readInode(dir, fs: fs)
         guard inode.isDirectory else {
             throw ImageError(path: device.displayName, structure: "inode \(dir)",
                              reason: "not a directory", errno: .notDirectory)
@@ -109,6 +109,11 @@ extension Ext2Filesystem {
                 collector.blocks[name] = UInt32(max(collector.block, 0))
                 return 0
             }, Unmanaged.passUnretained(collector).toOpaque())
+        }
+        if withBlocks, Self.isDirectoryDamage(rc) {
+            // One bad block must not cost the whole directory (Ext2Directory+Salvage.swift).
+            let salvaged = try salvageDirectory(dir, raw: raw, inode: inode, fs: fs)
+            return (salvaged.entries, salvaged.blocks)
         }
         try check(rc, "directory", inode: dir)
         if collector.overflow {

@@ -131,8 +131,15 @@ public final class Ext2File: Sendable {
                 if run.zeroed || run.physical == 0 {
                     target.initializeMemory(as: UInt8.self, repeating: 0)
                 } else {
-                    let host = (run.physical + (block - run.logical)) * blockSize + position % blockSize
-                    try filesystem.readData(into: target, at: host, inode: run)
+                    // physical comes from an extent or indirect block: checked, as readData checks the end.
+                    let (physical, o1) = run.physical.addingReportingOverflow(block - run.logical)
+                    let (base, o2) = physical.multipliedReportingOverflow(by: blockSize)
+                    guard !o1, !o2 else {
+                        throw ImageError(path: filesystem.device.displayName, structure: "extent",
+                                         reason: "data block \(run.physical) + \(block - run.logical) lies outside the filesystem",
+                                         errno: .ioError)
+                    }
+                    try filesystem.readData(into: target, at: base + position % blockSize, inode: run)
                 }
             } else {
                 let nextStart = index < runs.count ? runs[index].logical * blockSize : UInt64.max
@@ -151,6 +158,7 @@ extension Ext2Filesystem {
             // Read before the inode: a write that lands in between makes the next read map again.
             let version = isWritable ? dataVersion(number) : 0
             let (raw, inode) = try readInode(number, fs: fs)
+            try checkFileShape(inode)
             if inode.hasInlineData {
                 return Ext2File(filesystem: self, inode: inode, inline: try inlineData(raw, inode: inode, fs: fs), runs: nil,
                                 version: version)
@@ -163,6 +171,27 @@ extension Ext2Filesystem {
             let runs = try mapBlocksLocked(raw: raw, inode: inode, from: 0, through: lastBlock,
                                            limit: Ext2File.maxMappedRuns, fs: fs)
             return Ext2File(filesystem: self, inode: inode, inline: nil, runs: runs, version: version)
+        }
+    }
+
+    /// Refuses inodes the kernel's ext4_iget refuses, or whose size no read should walk:
+    /// - i_size ≥ 2^63 (a negative loff_t: "bad i_size value", EFSCORRUPTED), or above the largest
+    ///   file this filesystem can hold (the kernel's s_maxbytes, `ext4MaxFileSize`), where every
+    ///   byte past the mapped blocks would read as zeros;
+    /// - the inline-data flag on a filesystem without the inline_data feature (the kernel answers
+    ///   EUCLEAN: the flag would make i_block's extent header read as file data).
+    func checkFileShape(_ inode: Ext2Inode) throws {
+        if inode.hasInlineData, superblock.incompatFeatures & Ext2Superblock.incompatInlineData == 0 {
+            throw ImageError(path: device.displayName, structure: "inode \(inode.number)",
+                             reason: "has the inline-data flag, but the filesystem has no inline_data feature",
+                             errno: Ext2Superblock.errnoCorrupted)
+        }
+        guard inode.isRegular || inode.isSymlink else { return }
+        let limit = superblock.maxFileSize(extents: inode.usesExtents)
+        if inode.size > limit {
+            throw ImageError(path: device.displayName, structure: "inode \(inode.number)",
+                             reason: "i_size \(inode.size) exceeds the largest file this filesystem can hold (\(limit) bytes)",
+                             errno: Ext2Superblock.errnoCorrupted)
         }
     }
 
@@ -206,7 +235,7 @@ extension Ext2Filesystem {
     }
 
     /// Returns the runs covering `first...last`, or nil when more than `limit` would be needed.
-    private func mapBlocksLocked(raw: ext2_inode_large, inode: Ext2Inode, from first: UInt64, through last: UInt64,
+    func mapBlocksLocked(raw: ext2_inode_large, inode: Ext2Inode, from first: UInt64, through last: UInt64,
                                  limit: Int?, fs: ext2_filsys) throws -> [BlockRun]? {
         final class Collector {
             var runs: [BlockRun] = []

@@ -19,6 +19,8 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// What journal recovery did at open, when the journal needed it and was replayed.
     public let journalReplay: JournalReplayReport?
 
+    /// Where damage met after open is reported (Ext2Directory+Salvage.swift).
+    let damageLog = Ext2DamageLog()
     /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
     let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
 
@@ -49,33 +51,45 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// A filesystem whose journal needs recovery is recovered first (Journal/): read-only, the
     /// journal is replayed into a `MemoryOverlayDevice` over `device` (which then becomes
     /// `self.device`) and the image is not touched; writable, it is replayed into `device`.
+    ///
+    /// Read-only, a damaged primary superblock (bad magic, bad checksum, impossible geometry)
+    /// falls back to the first backup superblock that opens, as e2fsck does
+    /// (Ext2Filesystem+BackupSuperblock.swift), with a warning; nothing is written.
     public convenience init(device: any BlockDevice, writable: Bool = false) throws {
-        guard Ext2Superblock.probe(device) else {
-            throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
-                             reason: "no ext2/ext3/ext4 filesystem found (bad magic)", errno: .invalidArgument)
+        do {
+            guard Ext2Superblock.probe(device) else {
+                throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
+                                 reason: Self.badMagicReason, errno: .invalidArgument)
+            }
+            let recovered = try Self.recoverJournal(device: device, writable: writable)
+            try self.init(opening: recovered.device, writable: writable, warnings: recovered.warnings,
+                          journalReplay: recovered.report)
+        } catch let primary as ImageError where !writable && Self.isPrimarySuperblockDamage(primary) {
+            guard let backup = Self.findBackupSuperblock(on: device) else { throw primary }
+            try self.init(opening: device, writable: false, superblock: backup,
+                          warnings: [Self.backupWarning(device: device, primary: primary, backup: backup)])
         }
-        let recovered = try Self.recoverJournal(device: device, writable: writable)
-        try self.init(opening: recovered.device, writable: writable, warnings: recovered.warnings,
-                      journalReplay: recovered.report)
     }
 
-    /// Opens libext2fs over `device` as it is, with no journal recovery.
-    init(opening device: any BlockDevice, writable: Bool, warnings: [String] = [],
-         journalReplay: JournalReplayReport? = nil) throws {
-        guard Ext2Superblock.probe(device) else {
+    /// Opens libext2fs over `device` as it is, with no journal recovery; from the backup
+    /// superblock `superblock` when one is given (read-only opens only).
+    init(opening device: any BlockDevice, writable: Bool, superblock backup: BackupSuperblock? = nil,
+         warnings: [String] = [], journalReplay: JournalReplayReport? = nil) throws {
+        guard backup != nil || Ext2Superblock.probe(device) else {
             throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
-                             reason: "no ext2/ext3/ext4 filesystem found (bad magic)", errno: .invalidArgument)
+                             reason: Self.badMagicReason, errno: .invalidArgument)
         }
         let token = IOManagerBridge.register(device)
         defer { IOManagerBridge.unregister(token) }
         var flags = Int32(EXT2_FLAG_64BITS)
         if writable { flags |= Int32(EXT2_FLAG_RW) } else { flags |= Int32(EXT2_FLAG_SKIP_MMP) }
         var handle: ext2_filsys?
-        let rc = ext2fs_open2(token, nil, flags, 0, 0, cext2fs_io_manager(), &handle)
+        let rc = ext2fs_open2(token, nil, flags, Int32(backup?.block ?? 0), UInt32(backup?.blockSize ?? 0),
+                              cext2fs_io_manager(), &handle)
         guard rc == 0, let handle else {
-            throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
+            throw ImageError(path: device.displayName, offset: backup?.byteOffset ?? 1024, structure: "ext superblock",
                              reason: "cannot open filesystem: \(Ext2Error(code: rc).message)",
-                             errno: Ext2Error(code: rc).errno)
+                             errno: Ext2Error(code: rc).errno, underlying: Ext2Error(code: rc))
         }
         self.fs = handle
         self.device = device

@@ -22,7 +22,10 @@ extension Ext2Filesystem {
         // ext4_calculate_resv_clusters: 2% of the blocks, at most 4096, only with extents.
         let extents = sb.incompatFeatures & 0x40 != 0
         let delallocReserve = extents ? min(sb.blocksCount / 50, 4096) : 0
-        let reserve = sb.reservedBlocks + delallocReserve
+        // s_r_blocks_count comes from the image unchecked (libext2fs does not bound it): a count
+        // near 2^64 is a reserve larger than the filesystem, and leaves nothing available, as the
+        // kernel's comparison `f_bfree < r_blocks + resv` makes it.
+        let reserve = sb.reservedBlocks.saturatingAdd(delallocReserve)
         return FilesystemUsage(blockSize: sb.blockSize, totalBlocks: total, freeBlocks: sb.freeBlocks,
                                availableBlocks: sb.freeBlocks > reserve ? sb.freeBlocks - reserve : 0,
                                totalInodes: sb.inodesCount, freeInodes: sb.freeInodes)
@@ -47,14 +50,33 @@ extension Ext2Filesystem {
             }
             return false
         }
+        // Saturating sums: every term comes from the superblock (libext2fs bounds the group count
+        // by the descriptors it read, but not the sums), and an overhead past the block count
+        // only means f_blocks is 0.
         var overhead = sb.firstDataBlock
+        let backupBlocks = UInt64(1).saturatingAdd(gdtBlocks).saturatingAdd(sb.reservedGDTBlocks)
         for group in 0..<sb.groupCount {
-            if hasBackup(group) { overhead += 1 + gdtBlocks + sb.reservedGDTBlocks }
-            overhead += 2 + inodeTableBlocks
+            if hasBackup(group) { overhead = overhead.saturatingAdd(backupBlocks) }
+            overhead = overhead.saturatingAdd(inodeTableBlocks.saturatingAdd(2))
+            if overhead == .max { break }
         }
         if sb.hasJournal, sb.journalInode != 0, let journal = try? inode(sb.journalInode) {
-            overhead += journal.blocks512 * 512 / sb.blockSize
+            overhead = overhead.saturatingAdd(journal.blocks512.saturatingMultiply(512) / sb.blockSize)
         }
         return overhead
+    }
+}
+
+extension UInt64 {
+    /// `self + other`, or `.max` when the sum does not fit (for figures that only bound others).
+    func saturatingAdd(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
+    }
+
+    /// `self * other`, or `.max` when the product does not fit.
+    func saturatingMultiply(_ other: UInt64) -> UInt64 {
+        let (product, overflow) = multipliedReportingOverflow(by: other)
+        return overflow ? .max : product
     }
 }

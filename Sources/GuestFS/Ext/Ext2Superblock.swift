@@ -1,4 +1,5 @@
 import CExt2fs
+import SystemPackage
 
 /// The superblock facts the rest of imagemount needs, copied out once at open.
 ///
@@ -9,6 +10,8 @@ public struct Ext2Superblock: Sendable {
     public let label: String
     public let lastMounted: String
     public let blockSize: UInt64
+    /// s_log_block_size (block size = 1024 << it), as libext2fs bounds it.
+    let logBlockSize: UInt32
     public let blocksCount: UInt64
     public let freeBlocks: UInt64
     public let reservedBlocks: UInt64
@@ -32,6 +35,7 @@ public struct Ext2Superblock: Sendable {
     // Feature bits, ext4 super.rst "s_feature_compat" / "incompat" / "ro_compat".
     static let compatHasJournal: UInt32 = 0x4
     static let compatSparseSuper2: UInt32 = 0x200
+    static let compatExtAttr: UInt32 = 0x8
     static let incompatRecover: UInt32 = 0x4
     static let incompatMetaBG: UInt32 = 0x10
     static let incompatFileType: UInt32 = 0x2
@@ -45,7 +49,8 @@ public struct Ext2Superblock: Sendable {
         uuid = withUnsafeBytes(of: &copy.s_uuid) { Self.formatUUID(Array($0)) }
         label = withUnsafeBytes(of: &copy.s_volume_name) { Self.cString(Array($0)) }
         lastMounted = withUnsafeBytes(of: &copy.s_last_mounted) { Self.cString(Array($0)) }
-        blockSize = UInt64(1024) << UInt64(min(s.s_log_block_size, 6))
+        logBlockSize = min(s.s_log_block_size, 6)
+        blockSize = UInt64(1024) << UInt64(logBlockSize)
         blocksCount = ext2fs_blocks_count(&copy)
         freeBlocks = ext2fs_free_blocks_count(&copy)
         reservedBlocks = ext2fs_r_blocks_count(&copy)
@@ -60,7 +65,7 @@ public struct Ext2Superblock: Sendable {
         state = s.s_state
         blocksPerGroup = UInt64(max(s.s_blocks_per_group, 1))
         let dataBlocks = blocksCount > firstDataBlock ? blocksCount - firstDataBlock : 0
-        groupCount = (dataBlocks + blocksPerGroup - 1) / blocksPerGroup
+        groupCount = dataBlocks / blocksPerGroup + (dataBlocks % blocksPerGroup == 0 ? 0 : 1)   // no overflow near 2^64
         inodeSize = s.s_rev_level == 0 ? 128 : UInt32(s.s_inode_size)
         inodesPerGroup = UInt64(s.s_inodes_per_group)
         descriptorSize = (s.s_feature_incompat & 0x80) != 0 && s.s_desc_size >= 64 ? UInt32(s.s_desc_size) : 32
@@ -86,6 +91,47 @@ public struct Ext2Superblock: Sendable {
     public static func probe(_ device: any BlockDevice) -> Bool {
         guard device.size >= 2048, let magic = try? device.readBytes(at: 1024 + 56, count: 2) else { return false }
         return magic[0] == 0x53 && magic[1] == 0xEF
+    }
+
+    static let incompatExtents: UInt32 = 0x40
+    static let incompatInlineData: UInt32 = 0x8000
+    static let roCompatHugeFile: UInt32 = 0x8
+    /// EFSCORRUPTED, the kernel's errno for a corrupt inode (EUCLEAN, include/linux/jbd2.h).
+    static let errnoCorrupted = Errno(rawValue: 117)
+
+    /// The largest file size the kernel allows on this filesystem (fs/ext4/super.c):
+    /// `ext4_max_size` for extent-mapped files (2^32 - 1 logical blocks, and without huge_file
+    /// 2^32 - 1 512-byte sectors of i_blocks) and `ext4_max_bitmap_size` for block-mapped ones
+    /// (12 direct blocks plus single, double and triple indirect, less the indirect blocks
+    /// themselves when i_blocks limits the file). Both are capped at MAX_LFS_FILESIZE (2^63 - 1).
+    public func maxFileSize(extents: Bool) -> UInt64 {
+        let bits = UInt64(10 + min(logBlockSize, 6))
+        let hugeFiles = roCompatFeatures & Self.roCompatHugeFile != 0
+        let maxLFS = UInt64(Int64.max)
+        if extents {
+            var upper = maxLFS
+            if !hugeFiles { upper = (((UInt64(1) << 32) - 1) >> (bits - 9)) << bits }
+            return min(((UInt64(1) << 32) - 1) << bits, upper)
+        }
+        let ppb = UInt64(1) << (bits - 2)
+        var upper: UInt64 = hugeFiles ? (UInt64(1) << 48) - 1 : ((UInt64(1) << 32) - 1) >> (bits - 9)
+        var res: UInt64 = 12 + ppb + ppb * ppb + ppb * ppb * ppb
+        let treeMeta: UInt64 = 1 + (1 + ppb) + (1 + ppb + ppb * ppb)
+        if res + treeMeta > upper {
+            res = upper
+            upper -= 12
+            var meta: UInt64 = 1
+            upper -= ppb
+            if upper < ppb * ppb {
+                meta += 1 + (upper + ppb - 1) / ppb
+            } else {
+                meta += 1 + ppb
+                upper -= ppb * ppb
+                meta += 1 + (upper + ppb - 1) / ppb + (upper + ppb * ppb - 1) / (ppb * ppb)
+            }
+            res -= meta
+        }
+        return min(res << bits, maxLFS)
     }
 
     static func formatUUID(_ b: [UInt8]) -> String {

@@ -16,6 +16,11 @@ extension Ext2Filesystem {
     public func setXattr(_ number: UInt32, name: String, value: [UInt8], mode: XattrSetMode = .createOrReplace) throws {
         try Self.validateXattrName(name)
         guard value.count <= 65_536 else { throw error(.outOfRange, "xattr \(name)", "value larger than 64 KiB") }
+        // Without ext_attr there is nowhere to put one (the kernel would turn the feature on;
+        // we do not change a filesystem's features).
+        guard hasXattrFeature else {
+            throw error(.notSupported, "xattr \(name)", "the filesystem has no ext_attr feature")
+        }
         try withXattrHandle(number) { handle, fs in
             let exists = try xattrExists(handle, name, number)
             if mode == .create && exists { throw error(.fileExists, "xattr \(name)", "already exists") }
@@ -51,6 +56,10 @@ extension Ext2Filesystem {
 
     public func removeXattr(_ number: UInt32, name: String) throws {
         try Self.validateXattrName(name)
+        guard hasXattrFeature else {
+            if name == Self.accessACL || name == Self.defaultACL { return }
+            throw error(.noData, "xattr \(name)", "no such attribute")
+        }
         try withXattrHandle(number) { handle, fs in
             guard try xattrExists(handle, name, number) else {
                 // Removing an ACL that is not there is success (ext4_set_acl with no ACL).

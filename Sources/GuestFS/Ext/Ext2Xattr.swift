@@ -12,8 +12,13 @@ public struct Xattr: Sendable, Equatable {
 extension Ext2Filesystem {
     /// All extended attributes of inode `number`, in on-disk order.
     /// Inline data's "system.data" is an implementation detail of ext4 and is left out.
+    ///
+    /// A filesystem without the ext_attr feature (`mke2fs -O ^ext_attr`, common for ext2/3) has
+    /// no xattrs: the list is empty (libext2fs would refuse to open the xattr handle, with
+    /// EXT2_ET_MISSING_EA_FEATURE, unless inline_data is on).
     public func xattrs(_ number: UInt32) throws -> [Xattr] {
-        try withHandle { fs in
+        guard hasXattrFeature else { return [] }
+        return try withHandle { fs in
             var handle: OpaquePointer?
             try check(ext2fs_xattrs_open(fs, number, &handle), "xattrs", inode: number)
             defer { ext2fs_xattrs_close(&handle) }
@@ -44,6 +49,13 @@ extension Ext2Filesystem {
                 return Xattr(name: item.name, value: bytes)
             }
         }
+    }
+
+    /// Whether the filesystem can hold xattrs at all: ext_attr, or inline_data (whose
+    /// "system.data" is an xattr), as ext2fs_xattrs_open requires.
+    var hasXattrFeature: Bool {
+        superblock.compatFeatures & Ext2Superblock.compatExtAttr != 0
+            || superblock.incompatFeatures & Ext2Superblock.incompatInlineData != 0
     }
 
     /// The value of one extended attribute, or nil when the inode has none by that name.

@@ -60,8 +60,10 @@ public enum VolumeProbe {
         if let x = bytes(0, 128), x.starts(with: Array("XFSB".utf8)) {
             return VolumeContent(type: "xfs", label: text(x[108..<120]), uuid: Ext2Superblock.formatUUID(Array(x[32..<48])))
         }
-        // Btrfs: "_BHRfS_M" at 0x10040 (btrfs on-disk format, superblock).
-        if let b = bytes(0x10000, 0x200), Array(b[0x40..<0x48]) == Array("_BHRfS_M".utf8) {
+        // Btrfs: the 4 KiB superblock at 64 KiB, "_BHRfS_M" at +0x40, fsid at +0x20, the 256-byte
+        // label at +0x12B (btrfs on-disk format, "Superblock"; kernel fs/btrfs/accessors.h,
+        // struct btrfs_super_block). Read whole: the label ends at +0x22B.
+        if let b = bytes(0x10000, 0x1000), Array(b[0x40..<0x48]) == Array("_BHRfS_M".utf8) {
             return VolumeContent(type: "btrfs", label: text(b[0x12B..<0x22B]), uuid: Ext2Superblock.formatUUID(Array(b[0x20..<0x30])))
         }
         if let boot = bytes(0, 512), boot[510] == 0x55, boot[511] == 0xAA {

@@ -60,7 +60,9 @@ struct Session {
                 if let asked = spec.fstype, asked != device.content.type {
                     throw CLIError(message: "\(name): -m asked for \(asked), but the volume holds \(device.content.type ?? "no recognised filesystem")")
                 }
-                guard device.content.isExt else {
+                // A device with no signature the probe knows may still be ext with a damaged
+                // primary superblock: the ext opener decides (it falls back to a backup one).
+                guard device.content.isExt || device.content.type == nil else {
                     throw CLIError(message: "\(name): \(device.content.type.map { "holds \($0), not" } ?? "holds no") ext2/ext3/ext4 filesystem")
                 }
                 entries.append((device, spec.mountpoint, spec.readOnly))

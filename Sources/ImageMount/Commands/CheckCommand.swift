@@ -56,7 +56,7 @@ struct CheckCommand: ParsableCommand {
             for line in result.messages { _ = try? FileDescriptor.standardError.writeAll((line + "\n").utf8) }
             if index > 0 && !json { try StandardOutput.write("\n") }
             try StandardOutput.write(json ? Self.json(result, path: path) : Self.text(result))
-            let code: Int32 = result.corruptions > 0 ? 2 : result.leaks > 0 ? 3 : result.checkErrors > 0 ? 1 : 0
+            let code = result.exitStatus
             if code != 0, status == 0 || code == 2 { status = code }
         }
         if status != 0 { throw ExitCode(status) }

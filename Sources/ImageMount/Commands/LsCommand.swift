@@ -204,6 +204,8 @@ struct Lister {
     /// bytewise as a whole. Mounted filesystems are crossed; symbolic links are not followed.
     func find(_ path: String, into out: inout OutputBuffer) throws {
         var found: [[UInt8]] = []
+        let top = try directory(path)
+        var ancestors = DirectoryWalkPath(top: top)
         func walk(_ dir: GuestNode, prefix: [UInt8], depth: Int) throws {
             guard depth < Self.maxDepth else {
                 throw ImageError(structure: path, reason: "directories nested too deep (a loop in the filesystem?)", errno: .tooManySymbolicLinkLevels)
@@ -212,11 +214,16 @@ struct Lister {
                 let relative = prefix.isEmpty ? child.name : prefix + [0x2F] + child.name
                 found.append(relative)
                 if try tree.inode(child.node).isDirectory {
+                    guard ancestors.enter(child.node) else {
+                        Diagnostics.warn(tree.loopWarning(path: String(decoding: relative, as: UTF8.self), node: child.node))
+                        continue
+                    }
                     try walk(child.node, prefix: relative, depth: depth + 1)
+                    ancestors.leave(child.node)
                 }
             }
         }
-        try walk(directory(path), prefix: [], depth: 0)
+        try walk(top, prefix: [], depth: 0)
         found.sort { $0.lexicographicallyPrecedes($1) }
         for relative in found {
             out.append(relative)
@@ -234,6 +241,7 @@ struct Lister {
         if !topInode.isDirectory && !topInode.isSymlink { return }
         let dir = try tree.resolve(path)
         guard try tree.inode(dir).isDirectory else { return }
+        var ancestors = DirectoryWalkPath(top: dir)
         func walk(_ dir: GuestNode, _ dirPath: [UInt8], depth: Int) throws {
             guard depth < Self.maxDepth else {
                 throw ImageError(structure: path, reason: "directories nested too deep (a loop in the filesystem?)", errno: .tooManySymbolicLinkLevels)
@@ -241,7 +249,14 @@ struct Lister {
             for child in try sortedEntries(dir) {
                 let childPath = dirPath.last == 0x2F ? dirPath + child.name : dirPath + [0x2F] + child.name
                 let inode = try record(childPath, child.node, into: &out)
-                if inode.isDirectory { try walk(child.node, childPath, depth: depth + 1) }
+                if inode.isDirectory {
+                    guard ancestors.enter(child.node) else {
+                        Diagnostics.warn(tree.loopWarning(path: String(decoding: childPath, as: UTF8.self), node: child.node))
+                        continue
+                    }
+                    try walk(child.node, childPath, depth: depth + 1)
+                    ancestors.leave(child.node)
+                }
             }
         }
         try walk(dir, pathBytes, depth: 0)

@@ -31,6 +31,9 @@ final class CopyOut: @unchecked Sendable {
     /// directory, or one that contains its own ancestor: only a damaged or hostile image has
     /// these) is skipped, so the walk is bounded by the image, not by the paths through it.
     private var copiedDirectories: Set<GuestNode> = []
+    /// How deep the walk is now: a chain deeper than DirectoryWalkPath.maxDepth is not
+    /// descended into (the recursion's stack, and no real guest nests that deep).
+    private var depth = 0
     /// Guest entries left out because the image is damaged there (bad names, directory loops):
     /// the rest is copied, and the command fails at the end. Walker thread only.
     private(set) var skipped = 0
@@ -72,6 +75,14 @@ final class CopyOut: @unchecked Sendable {
                 return
             }
             let directory = try target.parent.makeDirectory(target.name)
+            guard depth < DirectoryWalkPath.maxDepth else {
+                warnOnce("depth", DirectoryWalkPath.depthWarning(path: target.display))
+                skipped += 1
+                finished.append((node, info, directory))
+                return
+            }
+            depth += 1
+            defer { depth -= 1 }
             let entries = try tree.entries(node) { rejected in
                 Diagnostics.warn(rejected.message)
                 skipped += 1
@@ -80,6 +91,7 @@ final class CopyOut: @unchecked Sendable {
                 guard let name = HostDirectory.Name(entry.name) else { continue }  // entries() left out bad names
                 try copy(entry.node, to: Target(parent: directory, name: name))
             }
+            // After its children: a drain applies its times only once nothing more appears in it.
             finished.append((node, info, directory))
             return
         case Ext2Inode.typeRegular:

@@ -21,9 +21,16 @@ public final class DecryptingDevice: BlockDevice {
     private let writeLock = Mutex(())
 
     public init(base: any BlockDevice, payloadOffset: UInt64, size: UInt64, cipher: SectorCipher,
-                firstIVSector: UInt64 = 0, name: String, header: LUKSHeader? = nil) {
-        precondition(size % UInt64(cipher.sectorSize) == 0, "payload is not a whole number of sectors")
-        precondition(payloadOffset <= base.size && size <= base.size - payloadOffset, "payload outside the device")
+                firstIVSector: UInt64 = 0, name: String, header: LUKSHeader? = nil) throws {
+        // Both come from the header on the device: a hostile one gets a typed error, not a trap.
+        guard size % UInt64(cipher.sectorSize) == 0 else {
+            throw ImageError(path: base.displayName, offset: payloadOffset, structure: "LUKS payload",
+                             reason: "payload of \(size) bytes is not a whole number of \(cipher.sectorSize)-byte sectors")
+        }
+        guard payloadOffset <= base.size, size <= base.size - payloadOffset else {
+            throw ImageError(path: base.displayName, offset: payloadOffset, structure: "LUKS payload",
+                             reason: "payload (\(size) bytes at 0x\(String(payloadOffset, radix: 16))) lies past the end of the device (\(base.size) bytes)")
+        }
         self.base = base
         self.payloadOffset = payloadOffset
         self.size = size

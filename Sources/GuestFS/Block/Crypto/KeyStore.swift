@@ -17,6 +17,8 @@ public final class KeyStore: Sendable {
     }
 
     public let entries: [Entry]
+    /// The most key-derivation work one unlock may cost (`LUKSKDFLimits`); a CLI option raises it.
+    public let kdfLimits: LUKSKDFLimits
     /// Asked for a key for the volume named by its argument when no entry applies.
     private let fallback: (@Sendable (String) -> SecretBytes?)?
     /// What `fallback` answered, by volume name: it is asked once per volume.
@@ -33,8 +35,10 @@ public final class KeyStore: Sendable {
     /// The largest key file read (cryptsetup's default `--keyfile-size` limit is 8 MiB).
     public static let maxKeyFileBytes = 8 << 20
 
-    public init(entries: [Entry] = [], fallback: (@Sendable (String) -> SecretBytes?)? = nil) {
+    public init(entries: [Entry] = [], fallback: (@Sendable (String) -> SecretBytes?)? = nil,
+                kdfLimits: LUKSKDFLimits = .default) {
         self.entries = entries
+        self.kdfLimits = kdfLimits
         self.fallback = fallback
     }
 

@@ -153,7 +153,7 @@ public enum LUKS2Header {
             default:
                 throw .unsupported("keyslot \(id): kdf '\(kdfType)'")
             }
-            let priority = Int(k["priority"]?.uint64Value ?? 1)
+            let priority = Int(clamping: k["priority"]?.uint64Value ?? 1)
             let slot = LUKSKeyslot(index: index, kdf: kdf, areaOffset: areaOffset, areaSize: areaSize, areaCipher: areaCipher,
                                    keyBytes: Int(keySize), stripes: UInt32(stripes), afHash: afHash, priority: priority)
             let (end, overflow) = areaOffset.addingReportingOverflow(areaSize)

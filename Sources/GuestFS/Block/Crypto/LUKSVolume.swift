@@ -44,11 +44,28 @@ public struct LUKSHeader: Sendable {
 public enum LUKSVolume {
     /// The master key that `passphrases` unlock, trying each passphrase on each usable keyslot
     /// (highest priority first). Throws EACCES when none matches, naming no passphrase.
-    public static func unlock(_ header: LUKSHeader, device: any BlockDevice, passphrases: [SecretBytes]) throws -> SecretBytes {
-        let slots = header.keyslots.filter { $0.priority > 0 }.sorted { ($0.priority, -$0.index) > ($1.priority, -$1.index) }
-        guard !slots.isEmpty else {
+    ///
+    /// Key slots (and digests) whose KDF costs more than `limits` are not tried; when nothing
+    /// else unlocks the volume, the error names the first such cost and the limit.
+    public static func unlock(_ header: LUKSHeader, device: any BlockDevice, passphrases: [SecretBytes],
+                              limits: LUKSKDFLimits = .default) throws -> SecretBytes {
+        let active = header.keyslots.filter { $0.priority > 0 }.sorted { ($0.priority, -$0.index) > ($1.priority, -$1.index) }
+        guard !active.isEmpty else {
             throw ImageError(path: device.displayName, structure: "LUKS keyslots", reason: "the volume has no active key slot",
                              errno: .permissionDenied)
+        }
+        // The cost cap, before any work: a slot over it (or whose digest is over it) is skipped.
+        var overCap: [String] = []
+        let slots = active.filter { slot in
+            // Numbers past the hard limits are damage, reported as such when the slot is tried.
+            guard (try? slot.kdf.validate()) != nil else { return true }
+            let digestExcess = header.digests.filter { $0.keyslots.contains(slot.index) }
+                .compactMap { limits.excess(of: .pbkdf2(hash: $0.digest.hash, iterations: $0.digest.iterations, salt: [])) }
+            if let excess = limits.excess(of: slot.kdf) ?? digestExcess.first {
+                overCap.append("key slot \(slot.index): \(excess)")
+                return false
+            }
+            return true
         }
         var problems: [String] = []
         for passphrase in passphrases {
@@ -64,6 +81,11 @@ public enum LUKSVolume {
                 }
             }
         }
+        if let first = overCap.first {
+            throw ImageError(path: device.displayName, structure: "LUKS keyslots",
+                             reason: "\(first) (a key derivation this costly is refused; raise the limit if the image is trusted)",
+                             errno: .permissionDenied)
+        }
         let reason = passphrases.isEmpty ? "no key given" : passphrases.count == 1 ? "the key matches no key slot (wrong passphrase?)"
             : "none of the \(passphrases.count) keys matches a key slot (wrong passphrase?)"
         throw ImageError(path: device.displayName, structure: "LUKS keyslots",
@@ -73,21 +95,26 @@ public enum LUKSVolume {
 
     /// Unlocks the LUKS volume on `device` and returns its plaintext payload as a device named
     /// `name` (writable when `device` is).
-    public static func open(_ device: any BlockDevice, passphrases: [SecretBytes], name: String) throws -> DecryptingDevice {
+    public static func open(_ device: any BlockDevice, passphrases: [SecretBytes], name: String,
+                            limits: LUKSKDFLimits = .default) throws -> DecryptingDevice {
         let header = try LUKSHeader.read(from: device)
-        let key = try unlock(header, device: device, passphrases: passphrases)
+        let key = try unlock(header, device: device, passphrases: passphrases, limits: limits)
         let cipher: SectorCipher
         do { cipher = try SectorCipher(spec: header.payloadCipher, key: key, sectorSize: header.sectorSize) } catch {
             throw imageError(error, device: device, structure: "LUKS payload cipher", offset: nil)
         }
-        let available = device.size > header.payloadOffset ? device.size - header.payloadOffset : 0
+        guard header.payloadOffset <= device.size else {
+            throw ImageError(path: device.displayName, offset: header.payloadOffset, structure: "LUKS payload",
+                             reason: "payload offset 0x\(String(header.payloadOffset, radix: 16)) lies past the end of the device (\(device.size) bytes)")
+        }
+        let available = device.size - header.payloadOffset
         let size = header.payloadSize ?? available
         guard size <= available else {
             throw ImageError(path: device.displayName, offset: header.payloadOffset, structure: "LUKS payload",
                              reason: "payload of \(size) bytes runs past the end of the device")
         }
         let usable = size / UInt64(header.sectorSize) * UInt64(header.sectorSize)
-        return DecryptingDevice(base: device, payloadOffset: header.payloadOffset, size: usable, cipher: cipher,
+        return try DecryptingDevice(base: device, payloadOffset: header.payloadOffset, size: usable, cipher: cipher,
                                 firstIVSector: 0, name: name, header: header)
     }
 

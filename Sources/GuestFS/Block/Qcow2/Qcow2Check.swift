@@ -17,6 +17,10 @@ public struct Qcow2CheckResult: Sendable {
     public var imageEndOffset: UInt64 = 0
     /// One line per problem, as qemu-img check prints them ("ERROR cluster 5 refcount=0 reference=1").
     public var messages: [String] = []
+
+    /// qemu-img check's exit status: 1 when the check itself could not look at everything,
+    /// else 2 for corruptions, 3 for leaks only, 0 for a clean image.
+    public var exitStatus: Int32 { checkErrors > 0 ? 1 : corruptions > 0 ? 2 : leaks > 0 ? 3 : 0 }
 }
 
 /// Our own consistency check of a qcow2 image (QEMU's qcow2_check_refcounts): count the references
@@ -40,11 +44,17 @@ enum Qcow2Check {
         let g: Qcow2Geometry
         let cs: UInt64
         let fileSize: UInt64
-        let clusterCount: UInt64
+        /// Clusters counted: those of the file, plus the one a last semi-allocated cluster may
+        /// reach past its end (QEMU grows its in-memory table the same way).
+        var clusterCount: UInt64
         var refs: [UInt16]
         var result = Qcow2CheckResult()
-        /// (cluster, COPIED set) of active L2 tables and active data clusters, checked at the end.
-        var copiedChecks: [(cluster: UInt64, copied: Bool, what: String)] = []
+        /// COPIED flags of active L2 tables (L1 entries) and active data clusters, checked at the
+        /// end against the stored refcounts, as QEMU's check_oflag_copied does.
+        var copiedChecks: [(cluster: UInt64, copied: Bool, line: (UInt64) -> String)] = []
+
+        /// Reserved bits of a standard L2 entry (QEMU's L2E_STD_RESERVED_MASK: bits 1-8, 56-61).
+        static let l2StandardReservedMask: UInt64 = 0x3F00_0000_0000_01FE
 
         init(_ image: Qcow2Image) throws {
             self.image = image
@@ -66,13 +76,27 @@ enum Qcow2Check {
             result.messages.append("ERROR \(message)")
         }
 
-        /// One more reference to every cluster of `[offset, offset + length)`.
+        /// A corruption whose whole line is QEMU's (its "ERROR:" forms have no space).
+        mutating func corruptLine(_ line: String) {
+            result.corruptions += 1
+            result.messages.append(line)
+        }
+
+        /// One more reference to every cluster of `[offset, offset + length)` (QEMU's
+        /// qcow2_inc_refcounts_imrt: a region ending a cluster or more past the end of the file
+        /// is a corruption and not counted; less than that is a semi-allocated last cluster).
         mutating func count(_ offset: UInt64, _ length: UInt64, _ what: String) {
             guard length > 0 else { return }
-            let first = offset / cs, last = (offset + length - 1) / cs
-            if last >= clusterCount {
-                corrupt("\(what) at 0x\(hex(offset)) lies past the end of the file (0x\(hex(fileSize)))")
+            // offset and length come from the image: a sum past 2^64 is past the end of the file too.
+            let (end, overflow) = offset.addingReportingOverflow(length)
+            if overflow || end > fileSize && end - fileSize >= cs {
+                corruptLine("ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x\(hex(offset)) size 0x\(hex(length))")
                 return
+            }
+            let first = offset / cs, last = (end - 1) / cs
+            while last >= clusterCount {
+                refs.append(0)
+                clusterCount += 1
             }
             for c in first...last where refs[Int(c)] < .max { refs[Int(c)] += 1 }
         }
@@ -85,7 +109,7 @@ enum Qcow2Check {
             try countL1(activeL1, active: true)
             for s in image.metadata.snapshots {
                 count(s.l1TableOffset, UInt64(s.l1Size) * 8, "L1 table of snapshot '\(s.name)'")
-                guard UInt64(s.l1Size) * 8 <= UInt64(Qcow2.maxL1TableBytes), s.l1TableOffset + UInt64(s.l1Size) * 8 <= fileSize else {
+                guard UInt64(s.l1Size) * 8 <= UInt64(Qcow2.maxL1TableBytes), s.l1TableOffset <= fileSize, fileSize - s.l1TableOffset >= UInt64(s.l1Size) * 8 else {
                     corrupt("L1 table of snapshot '\(s.name)' at 0x\(hex(s.l1TableOffset)) is too large or past the end of the file")
                     continue
                 }
@@ -99,14 +123,6 @@ enum Qcow2Check {
             }
             let (tableOffset, entries) = try image.refcounts.tableEntries()
             count(tableOffset, UInt64(entries.count) * 8, "refcount table")
-            for (i, e) in entries.enumerated() where e & Qcow2.offsetMask != 0 {
-                let block = e & Qcow2.offsetMask
-                if !g.isClusterAligned(block) {
-                    corrupt("refcount block \(i) is not cluster aligned; refcount table entry corrupted")
-                    continue
-                }
-                count(block, cs, "refcount block \(i)")
-            }
             // The LUKS header of an encrypted image lies in clusters of its own (QEMU's
             // calculate_refcounts counts s->crypto_header too); the extension was bounds-checked
             // only when the key was used, so a bad pointer is a corruption here.
@@ -121,63 +137,103 @@ enum Qcow2Check {
                 result.checkErrors += 1
                 result.messages.append("WARNING the \(b.nbBitmaps) persistent bitmaps are not checked; their clusters count as leaks")
             }
-        }
-
-        mutating func countL1(_ l1: [UInt64], active: Bool) throws {
-            var previousHost: UInt64?
-            for (l1Index, entry) in l1.enumerated() {
-                let table = entry & Qcow2.offsetMask
-                if table == 0 { continue }
-                guard g.isClusterAligned(table), table >= cs, table + cs <= fileSize else {
-                    corrupt("L2 table at 0x\(hex(table)) (L1 index \(l1Index)) is unaligned, in the header or past the end of the file")
+            // Refcount blocks last, as QEMU's check_refblocks: each must be referenced exactly once.
+            for (i, e) in entries.enumerated() where e & Qcow2.offsetMask != 0 {
+                let block = e & Qcow2.offsetMask
+                if !g.isClusterAligned(block) {
+                    corrupt("refcount block \(i) is not cluster aligned; refcount table entry corrupted")
                     continue
                 }
-                count(table, cs, "L2 table")
-                previousHost = nil     // as qemu-img check counts fragmentation: within one L2 table
-                if active { copiedChecks.append((table / cs, entry & Qcow2.copiedFlag != 0, "L2 table: l1_index=\(l1Index) l1_entry=\(hex(entry))")) }
-                let bytes = try image.file.readBytes(at: table, count: Int(cs))
-                bytes.withUnsafeBytes { b in
-                    for i in 0..<g.l2Entries {
-                        let word = Qcow2Bytes.u64(b, i * g.l2EntryBytes)
-                        let bitmap = g.extendedL2 ? Qcow2Bytes.u64(b, i * g.l2EntryBytes + 8) : 0
-                        let e: Qcow2L2Entry
-                        do { e = try Qcow2L2Entry(word: word, bitmap: bitmap, geometry: g, externalData: false) } catch {
-                            corrupt("L2 entry \(i) of the table at 0x\(hex(table)): \(error)")
-                            continue
-                        }
-                        if case .compressed(let d) = e.kind {
-                            count(d.hostOffset, UInt64(max(d.length, 1)), "compressed cluster")
-                            if active {
-                                result.allocatedClusters += 1
-                                result.compressedClusters += 1
-                            }
-                            continue
-                        }
-                        guard let host = e.hostCluster else { continue }
-                        guard host >= cs, host + cs <= fileSize || host < fileSize else {
-                            corrupt("data cluster at 0x\(hex(host)) (L2 table 0x\(hex(table)) entry \(i)) lies in the header or past the end of the file (0x\(hex(fileSize)))")
-                            continue
-                        }
-                        count(host, cs, "data cluster")
-                        if active {
-                            result.allocatedClusters += 1
-                            if let p = previousHost, host != p + cs { result.fragmentedClusters += 1 }
-                            previousHost = host
-                            copiedChecks.append((host / cs, e.copied, "data cluster: l2_entry=\(hex(word))"))
-                        }
-                    }
+                if block / cs >= clusterCount {
+                    corrupt("refcount block \(i) is outside image")
+                    continue
                 }
+                count(block, cs, "refcount block \(i)")
+                if refs[Int(block / cs)] != 1 { corrupt("refcount block \(i) refcount=\(refs[Int(block / cs)])") }
+            }
+        }
+
+        /// The L1 table's L2 tables and what they reference (QEMU's check_refcounts_l1 and
+        /// check_refcounts_l2, with their messages and their effect on the counts).
+        mutating func countL1(_ l1: [UInt64], active: Bool) throws {
+            for (l1Index, entry) in l1.enumerated() {
+                if entry & Qcow2.l1ReservedMask != 0 { corrupt("found L1 entry with reserved bits set: \(hex(entry))") }
+                let table = entry & Qcow2.offsetMask
+                if table == 0 { continue }
+                count(table, cs, "L2 table")
+                if !g.isClusterAligned(table) { corrupt("l2_offset=\(hex(table)): Table is not cluster aligned; L1 entry corrupted") }
+                if active {
+                    copiedChecks.append((table / cs, entry & Qcow2.copiedFlag != 0,
+                                         { "ERROR OFLAG_COPIED L2 cluster: l1_index=\(l1Index) l1_entry=\(hex(entry)) refcount=\($0)" }))
+                }
+                // Past the end of the file the table reads as zeros, as QEMU's file driver reads it.
+                var bytes = [UInt8](repeating: 0, count: Int(cs))
+                try bytes.withUnsafeMutableBytes { try image.file.readPaddingPastEnd(into: $0, at: table) }
+                try countL2(bytes, table: table, active: active)
+            }
+        }
+
+        mutating func countL2(_ bytes: [UInt8], table: UInt64, active: Bool) throws {
+            var nextContiguous: UInt64?   // fragmentation, as qemu-img check counts it: within one L2 table
+            for i in 0..<g.l2Entries {
+                let (word, bitmap) = bytes.withUnsafeBytes { b in
+                    (Qcow2Bytes.u64(b, i * g.l2EntryBytes), g.extendedL2 ? Qcow2Bytes.u64(b, i * g.l2EntryBytes + 8) : 0)
+                }
+                let alloc = bitmap & 0xFFFF_FFFF, zero = bitmap >> 32
+                if word & Qcow2.compressedFlag != 0 {
+                    if word & Qcow2.copiedFlag != 0 {
+                        corruptLine("ERROR: coffset=0x\(hex(word & g.compressedOffsetMask)): copied flag must never be set for compressed clusters")
+                    }
+                    // iotest 271: a compressed cluster's bitmap must be zero; it is then not counted.
+                    if g.extendedL2, bitmap != 0 {
+                        corrupt("compressed cluster \(i) with non-zero subcluster allocation bitmap, entry=0x\(hex(word))")
+                        continue
+                    }
+                    let d = Qcow2CompressedDescriptor(entry: word & ~Qcow2.copiedFlag, geometry: g)
+                    count(d.hostOffset, UInt64(max(d.length, 1)), "compressed cluster")
+                    if active {
+                        // QEMU counts every compressed cluster as fragmented too.
+                        result.allocatedClusters += 1
+                        result.compressedClusters += 1
+                        result.fragmentedClusters += 1
+                    }
+                    continue
+                }
+                if word & Self.l2StandardReservedMask != 0 { corrupt("found l2 entry with reserved bits set: \(hex(word))") }
+                let host = word & Qcow2.offsetMask
+                let zeroFlag = !g.extendedL2 && word & Qcow2.zeroFlag != 0
+                guard host != 0 else {
+                    if g.extendedL2, alloc != 0 { corruptLine("ERROR: Unallocated cluster has non-zero subcluster allocation map") }
+                    continue
+                }
+                if g.extendedL2, alloc & zero != 0 {
+                    corrupt("offset=\(hex(host)): Allocated cluster has corrupted subcluster allocation bitmap")
+                }
+                if !g.isClusterAligned(host) {
+                    let containsData = g.extendedL2 ? alloc != 0 : !zeroFlag
+                    corrupt("offset=\(hex(host)): \(containsData ? "Data" : "Preallocated") cluster is not properly aligned; L2 entry corrupted.")
+                }
+                if active {
+                    result.allocatedClusters += 1
+                    if let expected = nextContiguous, host != expected { result.fragmentedClusters += 1 }
+                    nextContiguous = host &+ cs
+                    copiedChecks.append((host / cs, word & Qcow2.copiedFlag != 0,
+                                         { "ERROR OFLAG_COPIED data cluster: l2_entry=\(hex(word)) refcount=\($0)" }))
+                }
+                count(host, cs, "data cluster")
             }
         }
 
         /// The stored refcount of every cluster against the counted one.
         mutating func mismatches() throws -> [(cluster: UInt64, stored: UInt64, counted: UInt64)] {
             var out: [(UInt64, UInt64, UInt64)] = []
+            // (highest cluster + 1) × cluster size, highest starting at 0, as compare_refcounts.
+            result.imageEndOffset = cs
             for c in 0..<clusterCount {
                 let stored: UInt64
-                do { stored = try image.refcounts.refcount(ofCluster: c) } catch {
+                do { stored = try storedRefcount(c) } catch {
                     result.checkErrors += 1
-                    result.messages.append("ERROR cannot read the refcount of cluster \(c): \(error)")
+                    result.messages.append("Can't get refcount for cluster \(c): \(error)")
                     continue
                 }
                 let counted = UInt64(refs[Int(c)])
@@ -187,9 +243,21 @@ enum Qcow2Check {
             return out
         }
 
+        /// The stored refcount of cluster `c` as QEMU's qcow2_get_refcount reads it: an aligned
+        /// refcount block past the end of the file reads as zeros (our reader refuses it, since
+        /// it would be written there); an unaligned one is an error.
+        func storedRefcount(_ c: UInt64) throws -> UInt64 {
+            let (_, table) = try image.refcounts.tableEntries()
+            let index = c / UInt64(image.refcounts.blockEntries)
+            let block = index < UInt64(table.count) ? table[Int(index)] & Qcow2.offsetMask : 0
+            if block != 0, g.isClusterAligned(block), block >= fileSize { return 0 }
+            return try image.refcounts.refcount(ofCluster: c)
+        }
+
         mutating func compare() throws {
             for m in try mismatches() {
-                if m.counted == 0 {
+                // As compare_refcounts: a stored count above the references is a leak, below an error.
+                if m.stored > m.counted {
                     result.leaks += 1
                     result.messages.append("Leaked cluster \(m.cluster) refcount=\(m.stored) reference=0")
                 } else {
@@ -210,7 +278,7 @@ enum Qcow2Check {
             }
             for m in found where m.counted < m.stored {
                 try refcounts.set(cluster: m.cluster, to: m.counted, sink: sink)
-                if m.counted == 0 { result.leaksFixed += 1 } else { result.corruptionsFixed += 1 }
+                result.leaksFixed += 1     // a stored count above the references (compare_refcounts)
             }
             try refcounts.cache.flush(write: { offset, bytes in try sink.writeMetadata(bytes, at: offset, structure: .refcountBlock) },
                                       barrier: { try sink.barrier() })
@@ -218,13 +286,13 @@ enum Qcow2Check {
             refcounts.table.withLock { $0.freeClusterHint = 0 }
         }
 
-        /// COPIED must be set exactly when the refcount is one (qcow2 spec, "Cluster mapping").
+        /// COPIED must be set exactly when the stored refcount is one (qcow2 spec, "Cluster
+        /// mapping"; QEMU's check_oflag_copied reads the refcounts, not the references counted).
+        /// A refcount that cannot be read is skipped without a word, as there.
         mutating func checkCopiedFlags() {
             for check in copiedChecks {
-                let counted = refs[Int(check.cluster)]
-                if (counted == 1) != check.copied {
-                    corrupt("OFLAG_COPIED \(check.what) refcount=\(counted)")
-                }
+                guard let stored = try? storedRefcount(check.cluster) else { continue }
+                if (stored == 1) != check.copied { corruptLine(check.line(stored)) }
             }
         }
     }

@@ -81,7 +81,7 @@ struct Qcow2Encryption: Sendable {
                 throw ImageError(path: path, offset: pointer.offset, structure: "LUKS header",
                                  reason: "sector size \(header.sectorSize) inside qcow2 (QEMU uses 512)", errno: .notSupported)
             }
-            let key = try LUKSVolume.unlock(header, device: region, passphrases: passphrases)
+            let key = try LUKSVolume.unlock(header, device: region, passphrases: passphrases, limits: keys?.kdfLimits ?? .default)
             let cipher: SectorCipher
             do { cipher = try SectorCipher(spec: header.payloadCipher, key: key) } catch {
                 throw ImageError(path: path, structure: "LUKS payload cipher", reason: error.description, errno: .notSupported)

@@ -384,6 +384,11 @@ public struct Qcow2L2Entry: Sendable, Equatable {
     init(word: UInt64, bitmap: UInt64, geometry g: Qcow2Geometry, externalData: Bool) throws(Qcow2FormatError) {
         if word & Qcow2.compressedFlag != 0 {
             guard !externalData else { throw .init("compressed cluster in an image with an external data file") }
+            // qcow2 spec, "Extended L2 Entries": the bitmap of a compressed cluster is reserved and
+            // must be zero (QEMU's qcow2_get_subcluster_type calls anything else invalid).
+            if g.extendedL2, bitmap != 0 {
+                throw .init("compressed cluster with a non-zero subcluster bitmap (0x\(String(bitmap, radix: 16)))")
+            }
             kind = .compressed(Qcow2CompressedDescriptor(entry: word, geometry: g))
             copied = false
             hostCluster = nil

@@ -40,7 +40,13 @@ extension Qcow2Snapshot {
         guard offset % UInt64(clusterSize) == 0, offset >= UInt64(clusterSize) else {
             throw bad("offset 0x\(hex(offset)) is not cluster-aligned or points into the header", at: offset)
         }
-        let limit = min(fileSize, offset + UInt64(Qcow2.maxSnapshotTableBytes))
+        guard offset < fileSize else {
+            throw bad("offset 0x\(hex(offset)) lies past the end of the file (0x\(hex(fileSize)))", at: offset)
+        }
+        // offset < fileSize, so neither sum below can overflow: fileSize fits the host's off_t,
+        // the table limit is 64 MiB and every entry is at most a few KiB.
+        let limit = min(fileSize, offset.addingReportingOverflow(UInt64(Qcow2.maxSnapshotTableBytes)).overflow
+                        ? fileSize : offset + UInt64(Qcow2.maxSnapshotTableBytes))
         var snapshots: [Qcow2Snapshot] = []
         var pos = offset
         for index in 0..<Int(count) {
