@@ -93,7 +93,9 @@ enum Sandbox {
         "splice", "vmsplice", "tee", "sendfile", "copy_file_range", "fsync", "fdatasync", "sync_file_range",
         "ftruncate", "fallocate", "fadvise64", "readahead", "flock",
         "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
-        "eventfd2",
+        "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+        // libdispatch's workers (QoS through setpriority, a socketpair for wakeups): local only
+        "setpriority", "getpriority", "socketpair", "sched_setaffinity", "sched_getparam", "sched_getscheduler",
         // paths (Landlock decides which ones may be opened or made)
         "open", "openat", "openat2", "stat", "lstat", "fstat", "newfstatat", "statx", "statfs", "fstatfs",
         "getdents64", "getcwd", "readlink", "readlinkat", "access", "faccessat", "faccessat2",
