@@ -26,6 +26,20 @@ import TestSupport
         #expect(file.text == g.hostname + "\n", "\(file.stderr)")
     }
 
+    /// The KDF cost caps are options: a cap below the fixture's own cost refuses its key slot
+    /// with one line naming the cost; raising the cap past it opens the volume.
+    @Test func kdfCapsAreOptions() throws {
+        let g = try LUKSFixtures.luksOnLVM()
+        let key = ["--key", "all:key:" + LUKSFixtures.passphrase]
+        let low = try ImageMountBinary.run(["cat", "--max-kdf-iterations", "1000", "-a", g.image, "-i"] + key + ["/etc/hostname"])
+        #expect(low.status != 0 && low.stderr.contains("above the limit of 1000"), "\(low.stderr)")
+        let high = try ImageMountBinary.run(["cat", "--max-kdf-iterations", "4000000000", "-a", g.image, "-i"] + key + ["/etc/hostname"])
+        #expect(high.status == 0 && high.text == g.hostname + "\n", "\(high.stderr)")
+        let argon = try LUKSFixtures.argon2WholeDisk()
+        let small = try ImageMountBinary.run(["filesystems", "--max-kdf-memory", "16", "-a", argon.image] + key)
+        #expect(small.status != 0 || small.stderr.contains("argon2"), "\(small.stderr)")
+    }
+
     @Test func filesystemsListsTheUnlockedVolume() throws {
         let g = try LUKSFixtures.argon2WholeDisk()
         let result = try ImageMountBinary.run(["filesystems", "-a", g.image, "--key", "all:key:" + LUKSFixtures.passphrase])

@@ -55,6 +55,27 @@ struct ImageOptions: ParsableArguments {
           help: "Read a passphrase from standard input, one line for each encrypted image or volume that no --key covers.")
     var keysFromStdin = false
 
+    @Option(name: .customLong("max-kdf-iterations"),
+            help: ArgumentHelp("Refuse LUKS key slots whose PBKDF2 needs more iterations than this (default 16000000, well above what cryptsetup and qemu-img create; a hostile image could ask for billions). Raise it for an image made with a very long --iter-time.",
+                               valueName: "count"))
+    var maxKDFIterations: UInt32?
+
+    @Option(name: .customLong("max-kdf-memory"),
+            help: ArgumentHelp("Refuse LUKS2 argon2 key slots needing more memory than this many KiB (default 2097152, 2 GiB; cryptsetup's default is 1 GiB).",
+                               valueName: "KiB"))
+    var maxKDFMemory: UInt32?
+
+    /// The KDF cost caps: the defaults, or what --max-kdf-iterations/--max-kdf-memory say.
+    var kdfLimits: LUKSKDFLimits {
+        var limits = LUKSKDFLimits.default
+        if let maxKDFIterations { limits.maxPBKDF2Iterations = maxKDFIterations }
+        if let maxKDFMemory {
+            limits.maxArgon2MemoryKiB = maxKDFMemory
+            limits.maxArgon2Cost = max(limits.maxArgon2Cost, UInt64(maxKDFMemory) * 8)
+        }
+        return limits
+    }
+
     /// Internal: the mount server reads its keys from this descriptor (see Daemon.swift), so
     /// that no key travels on its command line.
     @Option(name: .customLong("key-fd"), help: .hidden)
@@ -103,16 +124,18 @@ struct ImageOptions: ParsableArguments {
     /// The keys of --key, with --keys-from-stdin or (on a terminal, when no --key was given) a
     /// no-echo prompt for any encrypted image or volume no selector covers.
     func keyStore() throws -> KeyStore {
-        if let keyFD { return KeyStore(entries: try Daemon.readKeys(from: keyFD)) }
+        let limits = kdfLimits
+        if let keyFD { return KeyStore(entries: try Daemon.readKeys(from: keyFD), kdfLimits: limits) }
         let entries = try keySelectors.map { try KeyStore.parseSelector($0) }
         if keysFromStdin {
-            return KeyStore(entries: entries, fallback: { _ in KeyPrompt.readLine(fd: 0) })
+            return KeyStore(entries: entries, fallback: { _ in KeyPrompt.readLine(fd: 0) }, kdfLimits: limits)
         }
         if entries.isEmpty, KeyPrompt.isTerminal(0) {
             let echo = echoKeys
-            return KeyStore(entries: entries, fallback: { name in KeyPrompt.prompt("Enter key or passphrase (\"\(name)\"): ", echo: echo) })
+            return KeyStore(entries: entries, fallback: { name in KeyPrompt.prompt("Enter key or passphrase (\"\(name)\"): ", echo: echo) },
+                            kdfLimits: limits)
         }
-        return KeyStore(entries: entries)
+        return KeyStore(entries: entries, kdfLimits: limits)
     }
 
     /// Whether a domain given with -d is running now (a running guest's disks must not be written).
