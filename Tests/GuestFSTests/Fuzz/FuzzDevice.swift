@@ -10,51 +10,64 @@ import GuestFS
 final class FuzzDevice: BlockDevice, @unchecked Sendable {
     /// "IMFZSPRS": marks an input as a sparse image.
     static let sparseMagic: [UInt8] = Array("IMFZSPRS".utf8)
-    /// A sparse image may describe at most this much device (bytes are allocated for all of it).
+    /// A sparse image may describe at most this much device (nothing is allocated for the zeros).
     static let maxSparseSize: UInt64 = 16 << 20
 
-    // @unchecked: `bytes` is written only in init, then only read.
-    private let bytes: [UInt8]
+    /// Non-zero pieces of the device, in input order (a later record wins where records overlap).
+    // @unchecked: written only in init, then only read.
+    private let pieces: [(offset: UInt64, bytes: ArraySlice<UInt8>)]
+    let size: UInt64
     let displayName: String
     var isWritable: Bool { false }
-    var size: UInt64 { UInt64(bytes.count) }
 
+    /// A device holding exactly `bytes`.
     init(bytes: [UInt8], name: String) {
-        self.bytes = bytes
+        self.pieces = [(0, bytes[...])]
+        self.size = UInt64(bytes.count)
         self.displayName = name
     }
 
     /// Decodes a fuzz input (raw or sparse, see the type's comment) into a device.
-    convenience init(input: [UInt8], name: String = "/nonexistent-fuzz/input") {
-        self.init(bytes: Self.decode(input), name: name)
-    }
-
-    static func decode(_ input: [UInt8]) -> [UInt8] {
-        guard input.starts(with: sparseMagic), input.count >= 16 else { return input }
+    init(input: [UInt8], name: String = "/nonexistent-fuzz/input") {
+        self.displayName = name
+        guard input.starts(with: Self.sparseMagic), input.count >= 16 else {
+            self.pieces = [(0, input[...])]
+            self.size = UInt64(input.count)
+            return
+        }
         var size: UInt64 = 0
         for i in 0..<8 { size |= UInt64(input[8 + i]) << (8 * i) }
-        size = min(size, maxSparseSize)
-        var out = [UInt8](repeating: 0, count: Int(size))
+        size = min(size, Self.maxSparseSize)
+        var pieces: [(offset: UInt64, bytes: ArraySlice<UInt8>)] = []
         var pos = 16
         while pos + 6 <= input.count {
-            var offset = 0
-            for i in 0..<4 { offset |= Int(input[pos + i]) << (8 * i) }
+            var offset: UInt64 = 0
+            for i in 0..<4 { offset |= UInt64(input[pos + i]) << (8 * i) }
             let length = Int(input[pos + 4]) | Int(input[pos + 5]) << 8
             pos += 6
             let available = min(length, input.count - pos)
-            if offset < out.count {
-                let n = min(available, out.count - offset)
-                out.replaceSubrange(offset ..< offset + n, with: input[pos ..< pos + n])
+            if offset < size {
+                let n = Int(min(UInt64(available), size - offset))
+                if n > 0 { pieces.append((offset, input[pos ..< pos + n])) }
             }
             pos += available
         }
-        return out
+        self.pieces = pieces
+        self.size = size
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
-        bytes.withUnsafeBytes {
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[Int(offset) ..< Int(offset) + buffer.count]))
+        if pieces.count != 1 || pieces[0].offset != 0 { buffer.initializeMemory(as: UInt8.self, repeating: 0) }
+        let end = offset + UInt64(buffer.count)
+        for piece in pieces {
+            let pieceEnd = piece.offset + UInt64(piece.bytes.count)
+            let from = max(offset, piece.offset), to = min(end, pieceEnd)
+            guard from < to else { continue }
+            let source = piece.bytes.startIndex + Int(from - piece.offset)
+            piece.bytes[source ..< source + Int(to - from)].withUnsafeBytes {
+                UnsafeMutableRawBufferPointer(rebasing: buffer[Int(from - offset) ..< Int(to - offset)]).copyMemory(from: $0)
+            }
         }
     }
 
