@@ -1,5 +1,5 @@
 import CLibFuzzer
-import FuzzHarnesses
+@testable import FuzzHarnesses
 import Glibc
 
 // libFuzzer target `qcow2`: FuzzHarness.swift (Tests/GuestFSTests/Fuzz) says what it exercises.

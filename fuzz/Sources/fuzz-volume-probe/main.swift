@@ -1,5 +1,5 @@
 import CLibFuzzer
-import FuzzHarnesses
+@testable import FuzzHarnesses
 import Glibc
 
 // libFuzzer target `volume-probe`: FuzzHarness.swift (Tests/GuestFSTests/Fuzz) says what it exercises.
