@@ -1,0 +1,1 @@
+// Empty: CLibFuzzer is a header (include/CLibFuzzer.h); libFuzzer itself comes from -sanitize=fuzzer.
