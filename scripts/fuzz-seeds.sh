@@ -168,6 +168,6 @@ raw luks2-json luks2a.json luks2-argon2
 sparse volume-probe luks2-header luks2
 
 # volume probe: a swap signature. (No btrfs seed yet: plain mkfs.btrfs output traps VolumeProbe,
-# one of issue 13's known crashes; fuzz/crashers-pending/volume-probe holds it until the fix lands.)
+# one of issue 13's known crashes; fuzz/crashers/volume-probe holds it, replayed by the tests.)
 truncate -s 1M swap; mkswap -q -L fuzzswap swap >/dev/null; sparse volume-probe swap swap
 echo "fuzz-seeds: wrote $(find "$out" -type f | wc -l) seeds under $out"

@@ -6,7 +6,7 @@ import XCTest
 /// thrown-and-caught error or in success, never in a trap. A trap kills the test process, which
 /// names the input last printed.
 ///
-/// Inputs of known crashes whose fix has not landed yet wait in fuzz/crashers-pending/ (not replayed).
+/// (The first five, issue 13's known crashes, are in fuzz/CRASHERS.md.)
 final class FuzzCrasherReplayTests: XCTestCase {
     static let fuzzDirectory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
