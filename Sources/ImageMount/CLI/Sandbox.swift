@@ -11,9 +11,9 @@ import Glibc
 ///
 /// - `no_new_privs` (prctl), so nothing exec'd could gain privileges, and seccomp may load;
 /// - Landlock (Documentation/userspace-api/landlock.rst): every filesystem access right the
-///   kernel knows is handled and none is granted, except beneath directories passed in
-///   `writableBeneath` (copy-out's target), so no new host file can be opened, created or
-///   executed elsewhere; descriptors opened before keep working;
+///   kernel knows is handled and none is granted, except beneath the directories of the rules
+///   (copy-out's target) and reading beneath /proc (libdispatch needs it, see below), so no
+///   other host file can be opened, created or executed; descriptors opened before keep working;
 /// - a seccomp allowlist (libseccomp): the syscalls file I/O, memory, threads, signals and time
 ///   need; everything else (execve, socket, ptrace, mount, setuid, bpf, module loading…) fails
 ///   with EPERM instead of running.
@@ -78,6 +78,15 @@ enum Sandbox {
         defer { close(ruleset) }
         for rule in rules where hostio_landlock_allow_beneath(ruleset, rule.fd, rule.access & handled) != 0 {
             throw failure("landlock_add_rule", errno)
+        }
+        // /proc stays readable: libdispatch's worker monitor opens /proc/TID/stat of its pool
+        // threads and aborts the process when it cannot (workqueue.c, "registered worker exited
+        // prematurely"). A known gap, closed once the sandboxed paths run on threads of our own.
+        let readOnly: UInt64 = (1 << 2) | (1 << 3)  // READ_FILE, READ_DIR
+        let proc = open("/proc", hostio_o_path | O_DIRECTORY | O_CLOEXEC)
+        if proc >= 0 {
+            defer { close(proc) }
+            guard hostio_landlock_allow_beneath(ruleset, proc, readOnly & handled) == 0 else { throw failure("landlock_add_rule /proc", errno) }
         }
         guard hostio_landlock_restrict_self(ruleset) == 0 else { throw failure("landlock_restrict_self", errno) }
     }
