@@ -56,12 +56,12 @@ struct ImageOptions: ParsableArguments {
     var keysFromStdin = false
 
     @Option(name: .customLong("max-kdf-iterations"),
-            help: ArgumentHelp("Refuse LUKS key slots whose PBKDF2 needs more iterations than this (default 16000000, well above what cryptsetup and qemu-img create; a hostile image could ask for billions). Raise it for an image made with a very long --iter-time.",
+            help: ArgumentHelp("Refuse LUKS key slots whose PBKDF2 needs more iterations than this (default \(LUKSKDFLimits.default.maxPBKDF2Iterations), above what cryptsetup's and qemu-img's 2-second defaults make on a fast machine; a hostile image could ask for billions). Raise it for an image made with a long --iter-time.",
                                valueName: "count"))
     var maxKDFIterations: UInt32?
 
     @Option(name: .customLong("max-kdf-memory"),
-            help: ArgumentHelp("Refuse LUKS2 argon2 key slots needing more memory than this many KiB (default 2097152, 2 GiB; cryptsetup's default is 1 GiB).",
+            help: ArgumentHelp("Refuse LUKS2 argon2 key slots needing more memory than this many KiB (default \(LUKSKDFLimits.default.maxArgon2MemoryKiB); cryptsetup's default is 1 GiB).",
                                valueName: "KiB"))
     var maxKDFMemory: UInt32?
 
