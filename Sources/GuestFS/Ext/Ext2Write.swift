@@ -48,9 +48,8 @@ extension Ext2Filesystem {
     }
 
     /// Sets the size of regular file `number`: blocks past the new end are freed, the tail of
-    /// the last block is zeroed, and growing leaves a hole.
-    /// mtime and ctime change even when the size stays, as on the kernel's ext4 (truncate(2),
-    /// ftruncate(2) and open(O_TRUNC) alike).
+    /// the last block is zeroed, and growing leaves a hole. mtime and ctime change even when the
+    /// size stays, as on the kernel's ext4 (truncate(2), ftruncate(2) and open(O_TRUNC) alike).
     public func truncate(_ number: UInt32, to size: UInt64) throws {
         guard size <= Self.maxFileSize else { throw error(.fileTooLarge, "truncate", "file would exceed 16 TiB") }
         try withWriteHandle { fs in
@@ -96,8 +95,7 @@ extension Ext2Filesystem {
                 try writeInode(number, raw, fs: fs)
                 try check(rc, "fallocate", inode: number)
             }
-            let grows = !keepSize && end > (UInt64(raw.i_size) | UInt64(raw.i_size_high) << 32)
-            if grows {
+            if !keepSize && end > (UInt64(raw.i_size) | UInt64(raw.i_size_high) << 32) {
                 raw.i_size = UInt32(truncatingIfNeeded: end)
                 raw.i_size_high = UInt32(truncatingIfNeeded: end >> 32)
             }
