@@ -1,7 +1,8 @@
 // Host-side calls that Swift's Glibc module does not expose: extended attributes
 // (<sys/xattr.h>), device numbers (gnu_dev_makedev behind the makedev macro), and system
 // calls glibc 2.36 has no wrapper for, which Swift cannot reach through the variadic syscall(2).
-#define _GNU_SOURCE 1
+// No _GNU_SOURCE here: it changes glibc structs (fd_set) and a clean build then fails
+// with module conflicts against CFuse. GNU-only values come from glibc's __ names.
 #include <fcntl.h>
 #include <sys/xattr.h>
 #include <sys/sysmacros.h>
@@ -52,4 +53,5 @@ static inline int hostio_set_no_new_privs(void) {
 }
 
 /// O_PATH (a GNU flag Swift's Glibc module leaves out): a descriptor that only names a place.
-static const int hostio_o_path = O_PATH;
+/// glibc defines __O_PATH unconditionally and O_PATH only under _GNU_SOURCE.
+static const int hostio_o_path = __O_PATH;
