@@ -1,29 +1,6 @@
 import CExt2fs
 import SystemPackage
 
-/// What a setattr changes; nil fields stay as they are (FUSE_SET_ATTR_* bits, utimensat's
-/// UTIME_OMIT).
-public struct AttributeChanges: Sendable {
-    public enum Time: Sendable, Equatable {
-        /// UTIME_NOW.
-        case now
-        case at(Timestamp)
-    }
-    /// Permission bits (the type bits of the inode never change).
-    public var mode: UInt16?
-    public var uid: UInt32?
-    public var gid: UInt32?
-    public var size: UInt64?
-    public var accessTime: Time?
-    public var modificationTime: Time?
-    /// An explicit ctime (FUSE_SET_ATTR_CTIME); otherwise any change sets it to now.
-    public var changeTime: Timestamp?
-    public init(mode: UInt16? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: UInt64? = nil,
-                accessTime: Time? = nil, modificationTime: Time? = nil, changeTime: Timestamp? = nil) {
-        self.mode = mode; self.uid = uid; self.gid = gid; self.size = size
-        self.accessTime = accessTime; self.modificationTime = modificationTime; self.changeTime = changeTime
-    }
-}
 
 /// setattr: chmod, chown, truncate and utimens (fuse2fs's op_chmod, op_chown, op_truncate,
 /// op_utimens). Permission checks are the kernel's (default_permissions); this applies.

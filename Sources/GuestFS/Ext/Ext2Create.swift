@@ -1,19 +1,6 @@
 import CExt2fs
 import SystemPackage
 
-/// Who creates a new inode and with what: the caller's ids (FUSE request context, or the
-/// owner copy-in wants), the mode including the S_IF* type bits, and a device number.
-public struct NewInode: Sendable {
-    public var mode: UInt16
-    public var uid: UInt32
-    public var gid: UInt32
-    public var rdevMajor: UInt32 = 0
-    public var rdevMinor: UInt32 = 0
-    public init(mode: UInt16, uid: UInt32, gid: UInt32, rdevMajor: UInt32 = 0, rdevMinor: UInt32 = 0) {
-        self.mode = mode; self.uid = uid; self.gid = gid; self.rdevMajor = rdevMajor; self.rdevMinor = rdevMinor
-    }
-}
-
 /// create, mknod, mkdir, symlink and link (fuse2fs's op_create, op_mknod, op_mkdir,
 /// op_symlink, op_link): a new inode or a new name, linked into a directory whose directory
 /// cache entry is then dropped.

@@ -1,11 +1,5 @@
 import CExt2fs
 
-/// A point in time with nanoseconds, as ext4 stores it (seconds plus an "extra" word).
-public struct Timestamp: Sendable, Equatable {
-    public var seconds: Int64
-    public var nanoseconds: Int32
-    public init(seconds: Int64, nanoseconds: Int32) { self.seconds = seconds; self.nanoseconds = nanoseconds }
-}
 
 /// What `stat` needs of an inode, decoded once from the on-disk inode.
 ///

@@ -1,17 +1,3 @@
-/// Space and inode figures as the Linux kernel's ext4 `statfs` reports them, so that `df`,
-/// FUSE `statfs` and the kernel's own mount agree (fs/ext4/super.c, ext4_statfs).
-public struct FilesystemUsage: Sendable, Equatable {
-    public let blockSize: UInt64
-    /// f_blocks: all blocks less the metadata overhead.
-    public let totalBlocks: UInt64
-    /// f_bfree.
-    public let freeBlocks: UInt64
-    /// f_bavail: free blocks less the root reserve and ext4's delayed-allocation reserve.
-    public let availableBlocks: UInt64
-    public let totalInodes: UInt64
-    public let freeInodes: UInt64
-    public let maxNameLength: UInt64 = 255
-}
 
 extension Ext2Filesystem {
     /// The statfs figures of this filesystem; on a writable one, as they are now.

@@ -1,14 +1,5 @@
 import CExt2fs
 
-/// One extended attribute: the full name ("user.comment", "security.selinux",
-/// "system.posix_acl_access") and its value. POSIX ACLs come back in the Linux xattr form
-/// (libext2fs converts them from ext4's on-disk form unless asked for raw values).
-public struct Xattr: Sendable, Equatable {
-    public let name: String
-    public let value: [UInt8]
-    public init(name: String, value: [UInt8]) { self.name = name; self.value = value }
-}
-
 extension Ext2Filesystem {
     /// All extended attributes of inode `number`, in on-disk order.
     /// Inline data's "system.data" is an implementation detail of ext4 and is left out.
