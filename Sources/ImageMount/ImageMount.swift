@@ -37,6 +37,8 @@ enum ImageMountVersion {
 @main
 enum Main {
     static func main() {
+        // edit's helper process (EditorAgent.swift) serves its parent and exits here.
+        EditorAgent.runIfAgent()
         let arguments = CommandLineCheck.normalized(Array(CommandLine.arguments.dropFirst()))
         var parsed: ParsableCommand
         do {

@@ -52,10 +52,7 @@ public struct ImageInfo: Sendable {
                                  errno: .tooManySymbolicLinkLevels)
             }
             let file = try RawImage(path: current, writable: false)
-            let st: stat
-            do { st = try Syscall.fileStatus(file.fd) } catch {
-                throw ImageError(path: current, reason: "cannot stat: \(error.description)", errno: error)
-            }
+            let st = try status(of: file)
             guard !seen.contains(where: { $0 == (UInt64(st.st_dev), UInt64(st.st_ino)) }) else {
                 throw ImageError(path: current, structure: "backing chain", reason: "backing chain loops back to '\(current)'",
                                  errno: .tooManySymbolicLinkLevels)
@@ -78,6 +75,18 @@ public struct ImageInfo: Sendable {
             next = (full, backingFormat)
         }
         return infos
+    }
+
+    /// What one image file that is already open holds, its backing file named but not opened
+    /// (`info` without --backing-chain opens its files, enters the sandbox, then parses).
+    public static func describe(_ file: RawImage, format: ImageFormat? = nil) throws -> ImageInfo {
+        try ImageInfo(file: file, format: format, actualSize: UInt64(status(of: file).st_blocks) * 512)
+    }
+
+    private static func status(of file: RawImage) throws -> stat {
+        do { return try Syscall.fileStatus(file.fd) } catch {
+            throw ImageError(path: file.path, reason: "cannot stat: \(error.description)", errno: error)
+        }
     }
 
     init(file: RawImage, format forced: ImageFormat?, actualSize: UInt64) throws {

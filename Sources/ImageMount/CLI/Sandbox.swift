@@ -12,8 +12,9 @@ import Glibc
 /// - `no_new_privs` (prctl), so nothing exec'd could gain privileges, and seccomp may load;
 /// - Landlock (Documentation/userspace-api/landlock.rst): every filesystem access right the
 ///   kernel knows is handled and none is granted, except beneath the directories of the rules
-///   (copy-out's target) and reading beneath /proc (libdispatch needs it, see below), so no
-///   other host file can be opened, created or executed; descriptors opened before keep working;
+///   (copy-out's target), so no other host file (not /proc either) can be opened, created or
+///   executed; descriptors opened before keep working. Nothing parsing runs on libdispatch,
+///   whose worker monitor needs /proc (WorkerThreads.swift);
 /// - a seccomp allowlist (libseccomp): the syscalls file I/O, memory, threads, signals and time
 ///   need; everything else (execve, socket, ptrace, mount, setuid, bpf, module loading…) fails
 ///   with EPERM instead of running.
@@ -30,12 +31,14 @@ enum Sandbox {
         let access: UInt64
         /// Everything but executing: an output directory.
         static func writable(_ fd: Int32) -> Rule { Rule(fd: fd, access: ~UInt64(1 << 0)) }
+        /// Reading: copy-in's sources, a directory (files and listings beneath it) or a file.
+        static func readable(_ fd: Int32, directory: Bool) -> Rule { Rule(fd: fd, access: directory ? readFile | readDirectory : readFile) }
         /// Only unlinking files: where a pid file the server removes at exit lives.
         static func removeFiles(_ fd: Int32) -> Rule { Rule(fd: fd, access: removeFile) }
         /// Making, writing, truncating and removing regular files: the server registry.
         static func regularFiles(_ fd: Int32) -> Rule { Rule(fd: fd, access: writeFile | removeFile | makeRegular | truncate) }
     }
-    static let writeFile: UInt64 = 1 << 1, removeFile: UInt64 = 1 << 5, makeRegular: UInt64 = 1 << 8, truncate: UInt64 = 1 << 14
+    static let writeFile: UInt64 = 1 << 1, readFile: UInt64 = 1 << 2, readDirectory: UInt64 = 1 << 3, removeFile: UInt64 = 1 << 5, makeRegular: UInt64 = 1 << 8, truncate: UInt64 = 1 << 14
 
     static func enter(writableBeneath directories: [Int32] = []) throws {
         try enter(rules: directories.map(Rule.writable))
@@ -79,15 +82,6 @@ enum Sandbox {
         for rule in rules where hostio_landlock_allow_beneath(ruleset, rule.fd, rule.access & handled) != 0 {
             throw failure("landlock_add_rule", errno)
         }
-        // /proc stays readable: libdispatch's worker monitor opens /proc/TID/stat of its pool
-        // threads and aborts the process when it cannot (workqueue.c, "registered worker exited
-        // prematurely"). A known gap, closed once the sandboxed paths run on threads of our own.
-        let readOnly: UInt64 = (1 << 2) | (1 << 3)  // READ_FILE, READ_DIR
-        let proc = open("/proc", hostio_o_path | O_DIRECTORY | O_CLOEXEC)
-        if proc >= 0 {
-            defer { close(proc) }
-            guard hostio_landlock_allow_beneath(ruleset, proc, readOnly & handled) == 0 else { throw failure("landlock_add_rule /proc", errno) }
-        }
         guard hostio_landlock_restrict_self(ruleset) == 0 else { throw failure("landlock_restrict_self", errno) }
     }
 
@@ -103,7 +97,7 @@ enum Sandbox {
         "ftruncate", "fallocate", "fadvise64", "readahead", "flock",
         "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
         "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
-        // libdispatch's workers (QoS through setpriority, a socketpair for wakeups): local only
+        // thread scheduling queries; a socketpair is local only
         "setpriority", "getpriority", "socketpair", "sched_setaffinity", "sched_getparam", "sched_getscheduler",
         // paths (Landlock decides which ones may be opened or made)
         "open", "openat", "openat2", "stat", "lstat", "fstat", "newfstatat", "statx", "statfs", "fstatfs",
@@ -146,17 +140,20 @@ enum Sandbox {
 
     // MARK: The tests' probe
 
-    /// `IMAGEMOUNT_SANDBOX_PROBE=PATH`: once inside, try to open PATH and to run /bin/true, and
-    /// say on stderr what happened. The test of the sandbox reads this; nothing else sets it.
+    /// `IMAGEMOUNT_SANDBOX_PROBE=PATH[:PATH...]`: once inside, try to open each PATH and to run
+    /// /bin/true, and say on stderr what happened. The test of the sandbox reads this; nothing
+    /// else sets it.
     private static func probeForTests() {
         guard let probe = getenv("IMAGEMOUNT_SANDBOX_PROBE").map({ String(cString: $0) }) else { return }
-        let fd = open(probe, O_RDONLY | O_CLOEXEC)
-        let openResult = fd >= 0 ? "opened" : "denied (\(String(cString: strerror(errno))))"
-        if fd >= 0 { close(fd) }
+        for path in probe.split(separator: ":").map(String.init) {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            let openResult = fd >= 0 ? "opened" : "denied (\(String(cString: strerror(errno))))"
+            if fd >= 0 { close(fd) }
+            Diagnostics.warn("sandbox probe: open \(path): \(openResult)")
+        }
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
         defer { free(argv[0]) }
         execv("/bin/true", &argv)
-        let execResult = "denied (\(String(cString: strerror(errno))))"
-        Diagnostics.warn("sandbox probe: open \(probe): \(openResult); exec /bin/true: \(execResult)")
+        Diagnostics.warn("sandbox probe: exec /bin/true: denied (\(String(cString: strerror(errno))))")
     }
 }

@@ -43,11 +43,15 @@ struct CheckCommand: ParsableCommand {
 
     func run() throws {
         var status: Int32 = 0
+        // Metadata only: an encrypted image is checked without its key, as qemu-img check does.
+        var options = ImageOpenOptions()
+        options.metadataOnly = true
+        // Every image (and its chain) is opened first, then the tables are walked inside the
+        // sandbox (Sandbox.swift); an image that failed to open fails at its turn.
+        let devices = images.map { path in Result { try ImageOpener.open(path: path, options: options) } }
+        try Sandbox.enter()
         for (index, path) in images.enumerated() {
-            // Metadata only: an encrypted image is checked without its key, as qemu-img check does.
-            var options = ImageOpenOptions()
-            options.metadataOnly = true
-            let device = try ImageOpener.open(path: path, options: options)
+            let device = try devices[index].get()
             guard let image = device as? Qcow2Image else {
                 try StandardOutput.write("\(path): raw images have no metadata to check\n")
                 continue

@@ -1,5 +1,6 @@
 import ArgumentParser
 import GuestFS
+import SystemHostIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,6 +44,10 @@ struct CopyInCommand: ParsableCommand {
         let session = try Session.open(image, filesystems, writable: true)
         var failure: (any Error)?
         do {
+            // Everything is open; from here on only the sources may be read (Sandbox.swift).
+            let rules = try Self.sourceRules(sources)
+            defer { rules.forEach { close($0.fd) } }
+            try Sandbox.enter(rules: rules)
             try copy(sources, to: guestDirectory, session.tree)
         } catch {
             failure = error
@@ -52,6 +57,23 @@ struct CopyInCommand: ParsableCommand {
             do { try mount.filesystem.close() } catch { failure = failure ?? error }
         }
         if let failure { throw failure }
+    }
+
+    /// A read rule for each source that is a directory or a regular file (O_PATH descriptors,
+    /// closed by the caller once the sandbox holds them). A symbolic link is copied as a link,
+    /// never followed, and readlink is not something Landlock restricts.
+    static func sourceRules(_ sources: [HostPath]) throws -> [Sandbox.Rule] {
+        var rules: [Sandbox.Rule] = []
+        for source in sources {
+            guard let type = source.existingType(), type == S_IFDIR || type == S_IFREG else { continue }
+            let fd = source.withCString { open($0, hostio_o_path | O_NOFOLLOW | O_CLOEXEC) }
+            guard fd >= 0 else {
+                rules.forEach { close($0.fd) }
+                throw CLIError(message: "\(source.display): \(String(cString: strerror(errno)))")
+            }
+            rules.append(.readable(fd, directory: type == S_IFDIR))
+        }
+        return rules
     }
 
     private func copy(_ sources: [HostPath], to guestDirectory: String, _ tree: MountTree) throws {

@@ -50,10 +50,17 @@ struct EditCommand: ParsableCommand {
     }
 
     func run() throws {
+        // The helper that runs perl or $EDITOR starts before any image is opened; this process
+        // then parses the image inside the sandbox, which runs no program (EditorAgent.swift).
+        let agent = try EditorAgent.start()
+        defer { agent.finish() }
         let session = try Session.open(image, filesystems, writable: true)
         var failure: (any Error)?
         do {
-            for file in files { try FileEdit(command: self, file: file).edit(session.tree) }
+            // Everything is open; what follows parses guest bytes and writes through the open
+            // image descriptors (Sandbox.swift).
+            try Sandbox.enter()
+            for file in files { try FileEdit(command: self, file: file, agent: agent).edit(session.tree) }
         } catch {
             failure = error
         }
@@ -81,6 +88,7 @@ struct EditCommand: ParsableCommand {
 struct FileEdit {
     let command: EditCommand
     let file: String
+    let agent: EditorAgent.Connection
 
     var expression: String? { command.expression }
     var backupExtension: String? { command.backupExtension }
@@ -100,13 +108,7 @@ struct FileEdit {
         guard info.size <= Self.maxSize else { throw CLIError(message: "\(file): larger than 1 GiB; not edited") }
 
         let original = try EditCommand.contents(fs.openFile(node.inode))
-        let edited = try withTemporaryCopy(original) { path in
-            if let expression {
-                try runPerl(expression, on: path)
-            } else {
-                try runEditor(on: path)
-            }
-        }
+        let edited = try agent.edit(original, path: file, expression: expression)
         guard edited != original else { return }
         try replace(fs: fs, dir: dir.inode, name: name, old: node.inode, info: info, with: edited)
     }
@@ -138,8 +140,20 @@ struct FileEdit {
 
     static var maxSize: UInt64 { EditCommand.maxSize }
 
+    /// In the editor agent: `bytes` (the guest file `file`) edited with perl when `expression`
+    /// is given, else with $EDITOR, on a private host copy.
+    static func editCopy(_ bytes: [UInt8], path file: String, expression: String?) throws -> [UInt8] {
+        try withTemporaryCopy(bytes, file: file) { path in
+            if let expression {
+                try runPerl(expression, on: path, file: file)
+            } else {
+                try runEditor(on: path, file: file)
+            }
+        }
+    }
+
     /// A host copy in a private temporary directory, handed to `body`, read back, removed.
-    private func withTemporaryCopy(_ bytes: [UInt8], _ body: (String) throws -> Void) throws -> [UInt8] {
+    private static func withTemporaryCopy(_ bytes: [UInt8], file: String, _ body: (String) throws -> Void) throws -> [UInt8] {
         let base = (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp") + "/imagemount-edit.XXXXXX"
         var template = Array(base.utf8CString)
         guard let made = mkdtemp(&template) else {
@@ -167,7 +181,7 @@ struct FileEdit {
     }
 
     /// virt-edit's -e: perl evaluates EXPR for each line with $_ and $lineno set, and prints $_.
-    private func runPerl(_ expression: String, on path: String) throws {
+    private static func runPerl(_ expression: String, on path: String, file: String) throws {
         guard Subprocess.exists("perl") else { throw CLIError(message: "-e needs perl, which is not installed") }
         let script = """
             my $expr = shift @ARGV; my $path = shift @ARGV;
@@ -184,7 +198,7 @@ struct FileEdit {
 
     /// $EDITOR (default vi) on the copy; its words are split on spaces, as a shell would for a
     /// plain command ("code -w").
-    private func runEditor(on path: String) throws {
+    private static func runEditor(on path: String, file: String) throws {
         let editor = getenv("EDITOR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "vi"
         let words = editor.split(separator: " ").map(String.init)
         let result = try Subprocess.run(words + [path], captureOutput: false)

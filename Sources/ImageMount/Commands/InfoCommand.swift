@@ -45,8 +45,22 @@ struct InfoCommand: ParsableCommand {
     }
 
     func run() throws {
-        for (index, path) in images.enumerated() {
-            let infos = try ImageInfo.gather(path: path, format: format.flatMap(ImageFormat.init(rawValue:)), backingChain: backingChain)
+        let forced = format.flatMap(ImageFormat.init(rawValue:))
+        // Open first, then parse inside the sandbox (Sandbox.swift). With --backing-chain the
+        // chain is walked, headers parsed and backing files opened, before it, as every command
+        // opens its chains; without it only the files are opened first. A file that fails
+        // keeps its place: the images before it are printed, then its error ends the command.
+        let prepared: [Result<[ImageInfo], any Error>]
+        if backingChain {
+            prepared = images.map { path in Result { try ImageInfo.gather(path: path, format: forced, backingChain: true) } }
+            try Sandbox.enter()
+        } else {
+            let files = images.map { path in Result { try RawImage(path: path, writable: false) } }
+            try Sandbox.enter()
+            prepared = files.map { file in Result { [try ImageInfo.describe(file.get(), format: forced)] } }
+        }
+        for (index, result) in prepared.enumerated() {
+            let infos = try result.get()
             if index > 0 && !json { try StandardOutput.write("\n") }
             try StandardOutput.write(json ? ImageInfo.json(infos, chain: backingChain) : ImageInfo.text(infos))
         }

@@ -1,4 +1,3 @@
-import Dispatch
 import GuestFS
 import Synchronization
 import SystemPackage
@@ -132,7 +131,7 @@ final class CopyOut: @unchecked Sendable {
         if !jobs.isEmpty {
             let next = Atomic<Int>(0)
             let failure = Mutex<(any Error)?>(nil)
-            DispatchQueue.concurrentPerform(iterations: min(Self.workers, jobs.count)) { _ in
+            WorkerThreads.perform(iterations: min(Self.workers, jobs.count)) { _ in
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
                 defer { buffer.deallocate() }
                 while true {

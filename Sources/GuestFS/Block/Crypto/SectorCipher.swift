@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 import SystemCrypto
 
@@ -233,9 +232,9 @@ public final class SectorCipher: @unchecked Sendable {
             run(buffer, firstSector: firstSector, encrypt: encrypt)
             return
         }
-        // Each worker owns a disjoint part of `buffer`; concurrentPerform returns after all ran.
+        // Each worker owns a disjoint part of `buffer`; WorkerThreads.perform returns after all ran.
         let shared = SendableBuffer(buffer: buffer)
-        DispatchQueue.concurrentPerform(iterations: width) { worker in
+        WorkerThreads.perform(iterations: width) { worker in
             let lower = sectors * worker / width, upper = sectors * (worker + 1) / width
             let part = UnsafeMutableRawBufferPointer(rebasing: shared.buffer[(lower * sectorSize)..<(upper * sectorSize)])
             run(part, firstSector: firstSector &+ UInt64(lower) &* UInt64(sectorSize / 512), encrypt: encrypt)
@@ -286,7 +285,7 @@ public final class SectorCipher: @unchecked Sendable {
     }
 }
 
-/// A buffer handed to the workers of one `concurrentPerform`, each touching its own part.
+/// A buffer handed to the workers of one `WorkerThreads.perform`, each touching its own part.
 private struct SendableBuffer: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
 }

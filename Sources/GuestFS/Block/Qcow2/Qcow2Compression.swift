@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 import SystemZlib
 import SystemZstd
@@ -97,10 +96,10 @@ enum Qcow2Compression {
         let width = min(poolWidth, count)
         if width <= 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { body in
-            // concurrentPerform returns only after every iteration has run, so `body` (and the
+            // WorkerThreads.perform returns only after every iteration has run, so `body` (and the
             // buffers it writes, each worker its own disjoint part) outlives all of its uses.
             let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: width) { worker in
+            WorkerThreads.perform(iterations: width) { worker in
                 shared.value((count * worker / width)..<(count * (worker + 1) / width))
             }
         }

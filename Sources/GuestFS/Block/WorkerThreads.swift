@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small pool of threads of our own for the parallel parts of the read path (qcow2
+/// decompression, LUKS sector decryption, copy-out's file copies), in place of libdispatch's
+/// `concurrentPerform`.
+///
+/// Why not libdispatch: its worker-pool monitor opens `/proc/TID/stat` for every pool thread
+/// and aborts the process when that fails ("registered worker exited prematurely"), so a
+/// sandbox that closes /proc (Sandbox.swift) kills it. These threads need nothing from the
+/// host once started: pthread_create, futexes, nothing else.
+///
+/// The caller runs iteration 0 itself and, while it waits, runs queued iterations too, so a
+/// nested `perform` (a copy-out worker whose read decompresses in parallel) always makes
+/// progress even when every pool thread is busy.
+public final class WorkerThreads: @unchecked Sendable {
+    /// The process's pool: at most this many threads are ever started.
+    public static let shared = WorkerThreads(maxThreads: 8)
+
+    private struct Job {
+        let group: Group
+        let index: Int
+        let body: (Int) -> Void
+    }
+
+    /// One `perform` call: how many of its queued iterations have not finished.
+    private final class Group {
+        var remaining: Int
+        init(remaining: Int) { self.remaining = remaining }
+    }
+
+    private let maxThreads: Int
+    // Every field below is guarded by `mutex`.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    /// Signalled when a job is queued.
+    private let workAvailable: UnsafeMutablePointer<pthread_cond_t>
+    /// Broadcast when a group's last job finishes.
+    private let jobFinished: UnsafeMutablePointer<pthread_cond_t>
+    private var queue: [Job] = []
+    private var head = 0
+    private var threads = 0
+    private var idle = 0
+
+    init(maxThreads: Int) {
+        self.maxThreads = maxThreads
+        mutex = .allocate(capacity: 1)
+        workAvailable = .allocate(capacity: 1)
+        jobFinished = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(workAvailable, nil)
+        pthread_cond_init(jobFinished, nil)
+    }
+
+    /// Runs `body(0)` … `body(iterations - 1)`, in parallel where threads are free, and returns
+    /// when all have run (the same contract as `DispatchQueue.concurrentPerform`).
+    public static func perform(iterations: Int, _ body: (Int) -> Void) {
+        guard iterations > 1 else {
+            if iterations == 1 { body(0) }
+            return
+        }
+        // `body` is queued for other threads but every queued job has finished, and dropped its
+        // reference, before `run` returns, so it does not really escape.
+        withoutActuallyEscaping(body) { shared.run(iterations, $0) }
+    }
+
+    private func run(_ iterations: Int, _ body: @escaping (Int) -> Void) {
+        let group = Group(remaining: iterations - 1)
+        pthread_mutex_lock(mutex)
+        for index in 1..<iterations { queue.append(Job(group: group, index: index, body: body)) }
+        let wanted = iterations - 1 - idle
+        var started = 0
+        while started < wanted, threads < maxThreads, startThread() { threads += 1; started += 1 }
+        pthread_cond_broadcast(workAvailable)
+        pthread_mutex_unlock(mutex)
+
+        body(0)
+
+        pthread_mutex_lock(mutex)
+        while group.remaining > 0 {
+            if head < queue.count {
+                runOneLocked()
+            } else {
+                pthread_cond_wait(jobFinished, mutex)
+            }
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Takes the oldest queued job and runs it with the lock dropped. Called and returns with
+    /// `mutex` held.
+    private func runOneLocked() {
+        var job: Job? = queue[head]
+        head += 1
+        if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 }
+        pthread_mutex_unlock(mutex)
+        if let j = job { j.body(j.index) }
+        let group = job?.group
+        // The job (and with it the caller's closure) is released before its group can reach
+        // zero, so the caller's `withoutActuallyEscaping` sees no reference left.
+        job = nil
+        pthread_mutex_lock(mutex)
+        if let group {
+            group.remaining -= 1
+            if group.remaining == 0 { pthread_cond_broadcast(jobFinished) }
+        }
+    }
+
+    private func workerLoop() {
+        pthread_mutex_lock(mutex)
+        while true {
+            while head >= queue.count {
+                idle += 1
+                pthread_cond_wait(workAvailable, mutex)
+                idle -= 1
+            }
+            runOneLocked()
+        }
+    }
+
+    /// Starts one detached worker; false when the system refuses a thread (the caller and the
+    /// threads already running then do the work).
+    private func startThread() -> Bool {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, &attributes, { context in
+            // The pool lives for the whole process; the retain taken above is never given back.
+            let pool = Unmanaged<WorkerThreads>.fromOpaque(context!).takeUnretainedValue()
+            pool.workerLoop()
+            return nil
+        }, context)
+        if rc != 0 { Unmanaged<WorkerThreads>.fromOpaque(context).release() }
+        return rc == 0
+    }
+}
