@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Runs the figures of cat-copyout.sh, mount-read.sh and qcow2-read.sh with two imagemount
+# builds side by side, in one run: the current tree and an older revision (default be8e785,
+# the last commit before the untrusted-image work: name checks, checked arithmetic, the probing
+# policy and the sandbox). Runs alternate between the two builds so that drift in the machine's
+# load hits both alike. Prints each figure for both, the ratio new/old (time: below 1 means the
+# new build is faster) and whether it is within TOLERANCE percent (default 3).
+#
+# usage: bench/before-after.sh [REVISION] [workdir]
+#        RUNS=N (default 7) repetitions of each timed step; the median is compared.
+# Needs hyperfine-free tools only (GNU time, bc), plus e2fsprogs, fdisk, qemu-img.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REV=${1:-be8e785}
+WORK=${2:-$(mktemp -d /tmp/imagemount-before-after.XXXXXX)}
+RUNS=${RUNS:-7}
+TOLERANCE=${TOLERANCE:-3}
+mkdir -p "$WORK"
+
+# The two builds (release, static stdlib, as the other bench scripts build).
+swift build -c release --static-swift-stdlib --product imagemount >/dev/null
+swift build -c release --static-swift-stdlib --product qcow2-bench >/dev/null
+NEW_DIR=$(swift build -c release --show-bin-path)
+OLD_TREE=$WORK/old-tree
+if [ ! -x "$WORK/old/imagemount" ]; then
+  git worktree remove --force "$OLD_TREE" 2>/dev/null || true
+  git worktree add --detach "$OLD_TREE" "$REV" >/dev/null 2>&1
+  (cd "$OLD_TREE" && swift build -c release --static-swift-stdlib --product imagemount >/dev/null &&
+     swift build -c release --static-swift-stdlib --product qcow2-bench >/dev/null)
+  mkdir -p "$WORK/old"
+  OLD_BIN=$(cd "$OLD_TREE" && swift build -c release --show-bin-path)
+  cp "$OLD_BIN/imagemount" "$OLD_BIN/qcow2-bench" "$WORK/old/"
+  git worktree remove --force "$OLD_TREE"
+fi
+mkdir -p "$WORK/new"
+cp "$NEW_DIR/imagemount" "$NEW_DIR/qcow2-bench" "$WORK/new/"
+
+# Images: the 4000-entry tree of cat-copyout.sh on a partitioned raw disk, the 1 GiB file and
+# 10 000-entry tree of mount-read.sh, the compressed qcow2 of qcow2-read.sh (256 MiB of data).
+DISK=$WORK/disk.img
+if [ ! -f "$DISK" ]; then
+  echo "building images in $WORK ..." >&2
+  src=$WORK/src; rm -rf "$src"; mkdir -p "$src/etc" "$src/tree" "$src/walk"
+  echo bench-guest > "$src/etc/hostname"
+  python3 - "$src/tree" <<'PY'
+import os, sys, random
+random.seed(4000)
+root = sys.argv[1]
+for d in range(40):
+    dd = os.path.join(root, f"dir{d:02d}")
+    os.mkdir(dd)
+    for f in range(99):
+        with open(os.path.join(dd, f"file{f:03d}"), "wb") as fh:
+            fh.write(random.randbytes(random.choice([0, 10, 700, 4096, 9000, 30000, 65000])))
+PY
+  for d in $(seq -w 0 99); do
+    mkdir -p "$src/walk/d$d"
+    (cd "$src/walk/d$d" && seq -f "f%03g" 0 99 | xargs -n 100 sh -c 'for f; do echo "$f" > "$f"; done' sh)
+  done
+  head -c 1G /dev/urandom > "$src/big.bin"
+  truncate -s 3G "$DISK"
+  printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$DISK"
+  offset=$((2048 * 512))
+  mke2fs -F -q -t ext4 -b 4096 -I 256 -E offset=$offset -d "$src" "$DISK" $(( ($(stat -c %s "$DISK") - offset) / 1024 ))k
+  rm -rf "$src"
+  truncate -s 1G "$WORK/src.raw"
+  for ((i = 0; i < 64; i++)); do
+    head -c $((3 << 20)) /dev/urandom | base64 -w0 |
+      dd of="$WORK/src.raw" bs=1M seek=$((i * 16)) conv=notrunc status=none iflag=fullblock
+  done
+  qemu-img convert -c -O qcow2 "$WORK/src.raw" "$WORK/zlib.qcow2"
+  qemu-img convert -c -O qcow2 -o compression_type=zstd "$WORK/src.raw" "$WORK/zstd.qcow2"
+  rm -f "$WORK/src.raw"
+fi
+
+MNT=$WORK/mnt; OUT=$WORK/out; mkdir -p "$MNT"
+cleanup() { fusermount3 -u -z "$MNT" 2>/dev/null || true; rm -rf "$OUT"; }
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+# seconds of one run of "$@" (stdout discarded)
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+step_cat()     { "$1/imagemount" cat -a "$DISK" /etc/hostname; }
+step_copyout() { rm -rf "$OUT"; mkdir -p "$OUT"; "$1/imagemount" copy-out -a "$DISK" /tree "$OUT"; }
+step_zlib()    { "$1/qcow2-bench" "$WORK/zlib.qcow2"; }
+step_zstd()    { "$1/qcow2-bench" "$WORK/zstd.qcow2"; }
+mount_with()   { "$1/imagemount" -a "$DISK" --ro --pid-file "$WORK/im.pid" "$MNT"; }
+unmount_with() { "$1/imagemount" unmount "$MNT"; sleep 0.2; }
+step_read()    { drop_caches; mount_with "$1"; timed cat "$MNT/big.bin" > "$WORK/t"; RSS=$(peak_rss_kb "$(cat "$WORK/im.pid")"); unmount_with "$1"; cat "$WORK/t"; }
+step_walk()    { drop_caches; mount_with "$1"; timed find "$MNT/walk" -exec stat -c '%i %s %Y' {} + > "$WORK/t"; unmount_with "$1"; cat "$WORK/t"; }
+
+declare -A T
+figures="cat copyout zlib zstd read walk"
+for f in $figures; do for b in old new; do : > "$WORK/times.$f.$b"; done; done
+for run in $(seq "$RUNS"); do
+  for f in $figures; do
+    # Alternate which build goes first, run by run.
+    order="old new"; [ $((run % 2)) = 0 ] && order="new old"
+    for b in $order; do
+      case $f in
+        read|walk) step_$f "$WORK/$b" >> "$WORK/times.$f.$b" ;;
+        *) cat "$DISK" "$WORK/zlib.qcow2" "$WORK/zstd.qcow2" > /dev/null 2>&1 || true
+           timed step_$f "$WORK/$b" >> "$WORK/times.$f.$b" ;;
+      esac
+    done
+  done
+done
+
+printf '%-9s %12s %12s %10s %s\n' figure "old s" "new s" "new/old" "within ${TOLERANCE}%"
+fail=0
+for f in $figures; do
+  o=$(median < "$WORK/times.$f.old"); n=$(median < "$WORK/times.$f.new")
+  ratio=$(echo "$n / $o" | bc -l)
+  ok=$(echo "$ratio <= 1 + $TOLERANCE / 100" | bc -l)
+  [ "$ok" = 1 ] && verdict=yes || { verdict=NO; fail=1; }
+  printf '%-9s %12.4f %12.4f %10.3f %s\n' "$f" "$o" "$n" "$ratio" "$verdict"
+done
+echo "(median of $RUNS runs each; cat = cat of one small file, copyout = 4000-entry tree,"
+echo " zlib/zstd = whole-image read of a compressed qcow2 by the qcow2 engine, read = cold 1 GiB"
+echo " sequential read through the mount, walk = cold find+stat of 10 000 entries through the mount)"
+exit $fail
