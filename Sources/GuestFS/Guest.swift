@@ -155,8 +155,10 @@ public final class Guest: Sendable {
         return opened
     }
 
-    /// Devices holding a filesystem we can open (ext2/3/4).
+    /// The devices holding ext2/3/4.
     public var extFilesystems: [GuestDevice] { devices.filter { $0.content.isExt } }
+    /// The devices holding a filesystem a registered driver opens (FilesystemRegistry).
+    public var openableFilesystems: [GuestDevice] { devices.filter { FilesystemRegistry.canOpen($0.content) } }
 
     /// Finds a device by any name a user or /etc/fstab may use for it: `/dev/sda1`,
     /// `/dev/vda1`, `/dev/hda1`, `/dev/xvda1`, `UUID=`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`,

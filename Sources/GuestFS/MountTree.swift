@@ -1,9 +1,10 @@
-/// A node of the guest's tree: an inode of one of the mounted filesystems.
+/// A node of the guest's tree: a node of one of the mounted filesystems.
 public struct GuestNode: Sendable, Hashable {
     /// Index into `MountTree.mounts`.
     public let mount: Int
-    public let inode: UInt32
-    public init(mount: Int, inode: UInt32) { self.mount = mount; self.inode = inode }
+    /// The node's id in its filesystem (GuestFilesystem).
+    public let inode: UInt64
+    public init(mount: Int, inode: UInt64) { self.mount = mount; self.inode = inode }
 }
 
 /// Several filesystems arranged as the guest would see them: `/` from one device, `/boot`
@@ -13,7 +14,7 @@ public final class MountTree: Sendable {
     public struct Mount: Sendable {
         public let mountpoint: String
         public let deviceName: String
-        public let filesystem: Ext2Filesystem
+        public let filesystem: any GuestFilesystem
         /// Where the mount is attached: the covered directory (nil for `/`).
         public let covers: GuestNode?
         public let coveredName: [UInt8]?
@@ -68,12 +69,7 @@ public final class MountTree: Sendable {
     /// Opens `device`'s filesystem and attaches it at `mountpoint` of the tree built so far.
     private static func mount(_ device: GuestDevice, on mountpoint: String, writable: Bool, into mounts: inout [Mount],
                               covers: inout [CoverKey: Int], parents: inout [Int: GuestNode]) throws {
-        let fs: Ext2Filesystem
-        do {
-            fs = try Ext2Filesystem(device: device.device, writable: writable)
-        } catch let e as ImageError {
-            throw e.withPath(device.name)
-        }
+        let fs = try FilesystemRegistry.open(device, writable: writable)
         var covered: GuestNode? = nil, name: [UInt8]? = nil
         if mountpoint != "/" {
             let partial = MountTree(mounts: mounts, covers: covers, parents: parents)
@@ -91,7 +87,7 @@ public final class MountTree: Sendable {
             } catch let e as ImageError {
                 throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: e.reason, errno: e.errno)
             }
-            guard try partial.inode(target).isDirectory else {
+            guard try partial.attributes(target).isDirectory else {
                 throw ImageError(structure: "mount \(device.name) on \(mountpoint)", reason: "mountpoint is not a directory",
                                  errno: .notDirectory)
             }
@@ -110,38 +106,53 @@ public final class MountTree: Sendable {
         self.parentOfRoot = parents
     }
 
-    public var root: GuestNode { GuestNode(mount: 0, inode: Ext2Filesystem.rootInode) }
+    public var root: GuestNode { rootNode(of: 0) }
 
-    public func filesystem(of node: GuestNode) -> Ext2Filesystem { mounts[node.mount].filesystem }
+    /// The root directory of mount `index`.
+    public func rootNode(of index: Int) -> GuestNode { GuestNode(mount: index, inode: mounts[index].filesystem.rootNode) }
+
+    /// Whether `node` is the root directory of its mount.
+    public func isMountRoot(_ node: GuestNode) -> Bool { node.inode == mounts[node.mount].filesystem.rootNode }
+
+    public func filesystem(of node: GuestNode) -> any GuestFilesystem { mounts[node.mount].filesystem }
+
+    /// The filesystem of `node` for writing: EROFS when the tree or that mount is read-only.
+    public func writableFilesystem(of node: GuestNode) throws -> any WritableGuestFilesystem {
+        guard !mounts[node.mount].readOnly, let fs = mounts[node.mount].filesystem as? any WritableGuestFilesystem,
+              fs.isWritable else {
+            throw ImageError(path: mounts[node.mount].deviceName, reason: "mounted read-only", errno: .readOnlyFileSystem)
+        }
+        return fs
+    }
 
     /// Whether `node` lives on a filesystem opened read-only (the whole tree, or its `-m …:ro`).
     public func isReadOnly(_ node: GuestNode) -> Bool { mounts[node.mount].readOnly }
 
-    public func inode(_ node: GuestNode) throws -> Ext2Inode { try filesystem(of: node).inode(node.inode) }
+    public func attributes(_ node: GuestNode) throws -> NodeAttributes { try filesystem(of: node).attributes(node.inode) }
 
     /// Looks `name` up in directory `dir`, crossing onto a mounted filesystem where one covers it.
     public func lookup(_ dir: GuestNode, _ name: [UInt8]) throws -> GuestNode? {
         if let mount = coverIndex[CoverKey(parent: dir, name: name)] {
-            return GuestNode(mount: mount, inode: Ext2Filesystem.rootInode)
+            return rootNode(of: mount)
         }
-        guard let entry = try filesystem(of: dir).lookup(dir.inode, name) else { return nil }
-        return GuestNode(mount: dir.mount, inode: entry.inode)
+        guard let node = try filesystem(of: dir).lookup(dir.inode, name) else { return nil }
+        return GuestNode(mount: dir.mount, inode: node)
     }
 
     /// The directory entries of `dir` as the guest sees them: an entry covered by a mount
     /// points at the mounted filesystem's root. Entries whose names cannot be a path component
     /// (`GuestName`) are left out and handed to `rejected`, which reports them.
-    public func entries(_ dir: GuestNode, rejected: (RejectedName) -> Void) throws -> [(name: [UInt8], node: GuestNode, fileType: UInt8)] {
-        var out: [(name: [UInt8], node: GuestNode, fileType: UInt8)] = []
-        for entry in try filesystem(of: dir).directoryEntries(dir.inode) {
+    public func entries(_ dir: GuestNode, rejected: (RejectedName) -> Void) throws -> [(name: [UInt8], node: GuestNode, type: NodeType)] {
+        var out: [(name: [UInt8], node: GuestNode, type: NodeType)] = []
+        for entry in try filesystem(of: dir).entries(dir.inode) {
             if let problem = GuestName.problem(entry.name) {
                 rejected(RejectedName(directory: dir, device: mounts[dir.mount].deviceName, name: entry.name, problem: problem))
                 continue
             }
             if let mount = coverIndex[CoverKey(parent: dir, name: entry.name)] {
-                out.append((entry.name, GuestNode(mount: mount, inode: Ext2Filesystem.rootInode), DirEntry.typeDirectory))
+                out.append((entry.name, rootNode(of: mount), .directory))
             } else {
-                out.append((entry.name, GuestNode(mount: dir.mount, inode: entry.inode), entry.fileType))
+                out.append((entry.name, GuestNode(mount: dir.mount, inode: entry.node), entry.type))
             }
         }
         return out
@@ -168,13 +179,13 @@ public final class MountTree: Sendable {
             if name == [0x2E] { continue }
             if name == [0x2E, 0x2E] { if stack.count > 1 { stack.removeLast() }; continue }
             guard let dir = stack.last else { break }
-            guard try inode(dir).isDirectory else {
+            guard try attributes(dir).isDirectory else {
                 throw ImageError(structure: path, reason: "not a directory", errno: .notDirectory)
             }
             guard let child = try lookup(dir, name) else {
                 throw ImageError(structure: path, reason: "no such file or directory in the guest", errno: .noSuchFileOrDirectory)
             }
-            let info = try inode(child)
+            let info = try attributes(child)
             if info.isSymlink && (followFinal || !pending.isEmpty) {
                 symlinks += 1
                 guard symlinks <= 40 else {

@@ -14,9 +14,9 @@ import TestSupport
         let tree = try MountTree(entries: [(guest.devices[0], "/")], writable: false)
         let server = FuseServer(tree: tree, options: FuseServerOptions(), onReady: {})
         let entries = try tree.entries(tree.root) { Issue.record("rejected \($0.message)") }
-        var items: [DirectoryListing.Item] = [.init(name: [0x2E], node: tree.root, fileType: 2, isDot: true),
-                                               .init(name: [0x2E, 0x2E], node: tree.root, fileType: 2, isDot: true)]
-        items += entries.map { .init(name: $0.name, node: $0.node, fileType: $0.fileType, isDot: false) }
+        var items: [DirectoryListing.Item] = [.init(name: [0x2E], node: tree.root, type: .directory, isDot: true),
+                                               .init(name: [0x2E, 0x2E], node: tree.root, type: .directory, isDot: true)]
+        items += entries.map { .init(name: $0.name, node: $0.node, type: $0.type, isDot: false) }
         let listing = DirectoryListing(items: items)
         let entrySize = 100
         var packedNames: [[UInt8]] = []

@@ -150,10 +150,18 @@ public protocol GuestFile: AnyObject, Sendable {
 public protocol GuestFilesystem: AnyObject, Sendable {
     /// The type as blkid names it: "ext4", "vfat", "iso9660".
     var typeName: String { get }
+    /// The device the filesystem was opened on.
+    var device: any BlockDevice { get }
     var rootNode: UInt64 { get }
     var isWritable: Bool { get }
+    /// What opening found and worked around (a backup superblock used, a journal replayed in
+    /// memory, the dirty bit set): one line each, for the commands to print.
+    var warnings: [String] { get }
     /// The preferred I/O size (st_blksize).
     var blockSize: UInt32 { get }
+    /// How many bytes the filesystem says it spans (ext: blocks count × block size), which a
+    /// truncated image's device may not hold.
+    var declaredSize: UInt64 { get }
     func attributes(_ node: UInt64) throws -> NodeAttributes
     /// The node `name` names in directory `dir`, or nil.
     func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64?
@@ -163,6 +171,8 @@ public protocol GuestFilesystem: AnyObject, Sendable {
     func readlink(_ node: UInt64) throws -> [UInt8]
     func openFile(_ node: UInt64) throws -> any GuestFile
     func xattrs(_ node: UInt64) throws -> [Xattr]
+    /// One attribute's value, or nil.
+    func xattr(_ node: UInt64, name: String) throws -> [UInt8]?
     func usage() throws -> FilesystemUsage
     /// Writes back what is pending (a writable filesystem is left clean for its fsck) and
     /// releases the library's state. Nothing may be called afterwards.
@@ -197,4 +207,17 @@ public protocol WritableGuestFilesystem: GuestFilesystem {
     func releaseNode(_ node: UInt64) throws
     /// Makes everything written so far durable (fsync/syncfs).
     func sync() throws
+    /// Set by the FUSE server: whether the kernel still holds `node`, so that a node unlinked
+    /// while open is freed at its last forget, not at unlink. Called under the driver's lock;
+    /// must not call back into the filesystem.
+    func setNodeInUse(_ check: @escaping @Sendable (UInt64) -> Bool)
+}
+
+extension GuestFilesystem {
+    public var warnings: [String] { [] }
+    public var declaredSize: UInt64 { device.size }
+
+    public func xattr(_ node: UInt64, name: String) throws -> [UInt8]? {
+        try xattrs(node).first { $0.name == name }?.value
+    }
 }

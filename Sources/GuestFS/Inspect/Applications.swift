@@ -37,8 +37,8 @@ public enum Applications {
     }
 
     static func read(_ tree: MountTree, _ path: String) -> String? {
-        guard let n = try? tree.resolve(path), let file = try? tree.filesystem(of: n).openFile(n.inode),
-              file.inode.isRegular, file.size <= maxDatabaseSize else { return nil }
+        guard let n = try? tree.resolve(path), (try? tree.attributes(n))?.isRegular == true,
+              let file = try? tree.filesystem(of: n).openFile(n.inode), file.size <= maxDatabaseSize else { return nil }
         var bytes = [UInt8](repeating: 0, count: Int(file.size))
         var done = 0
         while done < bytes.count {
@@ -155,10 +155,10 @@ public enum Applications {
         guard let dir = try? tree.resolve("/var/lib/pacman/local"), let entries = try? tree.entries(dir, rejected: { _ in }) else { return [] }
         var apps: [Application] = []
         for entry in entries where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
-            guard (try? tree.inode(entry.node))?.isDirectory == true,
+            guard (try? tree.attributes(entry.node))?.isDirectory == true,
                   let descNode = try? tree.lookup(entry.node, Array("desc".utf8)),
-                  let file = try? tree.filesystem(of: descNode).openFile(descNode.inode),
-                  file.inode.isRegular, file.size <= maxPacmanDesc else { continue }
+                  (try? tree.attributes(descNode))?.isRegular == true,
+                  let file = try? tree.filesystem(of: descNode).openFile(descNode.inode), file.size <= maxPacmanDesc else { continue }
             var bytes = [UInt8](repeating: 0, count: Int(file.size))
             guard let count = try? bytes.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) }) else { continue }
             if let app = pacmanDesc(String(decoding: bytes.prefix(count), as: UTF8.self)) { apps.append(app) }

@@ -7,7 +7,7 @@ public enum Inspector {
 
     /// Every root found, in device order. Filesystems that cannot be opened are passed over.
     public static func inspect(_ guest: Guest) -> [OperatingSystem] {
-        guest.extFilesystems.compactMap { device in
+        guest.openableFilesystems.compactMap { device in
             guard let tree = try? MountTree(entries: [(device, "/")], writable: false), isLinuxRoot(tree) else { return nil }
             return facts(root: device, tree: tree, guest: guest)
         }
@@ -23,9 +23,9 @@ public enum Inspector {
     }
 
     static func isLinuxRoot(_ tree: MountTree) -> Bool {
-        func node(_ path: String, follow: Bool = true) -> Ext2Inode? {
+        func node(_ path: String, follow: Bool = true) -> NodeAttributes? {
             guard let n = try? tree.resolve(path, followFinal: follow) else { return nil }
-            return try? tree.inode(n)
+            return try? tree.attributes(n)
         }
         guard node("/etc")?.isDirectory == true else { return false }
         let bin = node("/bin", follow: false)
@@ -40,8 +40,8 @@ public enum Inspector {
 
     /// Reads a small regular file of the guest, or nil.
     static func readText(_ tree: MountTree, _ path: String) -> String? {
-        guard let n = try? tree.resolve(path), let file = try? tree.filesystem(of: n).openFile(n.inode),
-              file.inode.isRegular, file.size <= maxFileSize else { return nil }
+        guard let n = try? tree.resolve(path), (try? tree.attributes(n))?.isRegular == true,
+              let file = try? tree.filesystem(of: n).openFile(n.inode), file.size <= maxFileSize else { return nil }
         var bytes = [UInt8](repeating: 0, count: Int(file.size))
         guard let count = try? bytes.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) }) else { return nil }
         return String(decoding: bytes.prefix(count), as: UTF8.self)
@@ -79,8 +79,8 @@ public enum Inspector {
     /// The architecture of the first system binary found (the binaries libguestfs looks at).
     static func architecture(_ tree: MountTree) -> String? {
         for path in ["/bin/bash", "/bin/ls", "/bin/echo", "/bin/rm", "/bin/sh", "/usr/bin/bash", "/usr/bin/ls"] {
-            guard let n = try? tree.resolve(path), let file = try? tree.filesystem(of: n).openFile(n.inode),
-                  file.inode.isRegular else { continue }
+            guard let n = try? tree.resolve(path), (try? tree.attributes(n))?.isRegular == true,
+                  let file = try? tree.filesystem(of: n).openFile(n.inode) else { continue }
             var header = [UInt8](repeating: 0, count: 64)
             guard let count = try? header.withUnsafeMutableBytes({ try file.read(into: $0, at: 0) }) else { continue }
             if let arch = ElfHeader.architecture(Array(header.prefix(count))) { return arch }
@@ -97,8 +97,9 @@ public enum Inspector {
                 os.warnings.append("fstab: \(entry.spec) for \(mountpoint): no such device in this guest; not mounted")
                 continue
             }
-            guard device.content.isExt else {
-                os.warnings.append("fstab: \(entry.spec) for \(mountpoint) holds \(device.content.type ?? "no known filesystem"); not mounted")
+            guard FilesystemRegistry.canOpen(device.content) else {
+                let what = device.content.type.map { "\($0), which imagemount cannot open yet" } ?? "no known filesystem"
+                os.warnings.append("fstab: \(entry.spec) for \(mountpoint) holds \(what); not mounted")
                 continue
             }
             mountpoints.append((mountpoint, device.name))

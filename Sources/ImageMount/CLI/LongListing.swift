@@ -15,7 +15,7 @@ import Glibc
 struct LongListing {
     struct Entry {
         let name: [UInt8]
-        let inode: Ext2Inode
+        let inode: NodeAttributes
         let linkTarget: [UInt8]?
     }
 
@@ -30,8 +30,8 @@ struct LongListing {
             out.append("total \((blocks512 + 1) / 2)")
             try out.endLine()
         }
-        let isDevice = { (i: Ext2Inode) in
-            i.fileType == Ext2Inode.typeCharDevice || i.fileType == Ext2Inode.typeBlockDevice
+        let isDevice = { (i: NodeAttributes) in
+            i.type == .characterDevice || i.type == .blockDevice
         }
         let linkWidth = entries.map { String($0.inode.links).utf8.count }.max() ?? 0
         let ownerWidth = entries.map { Self.userName($0.inode.uid).utf8.count }.max() ?? 0
@@ -69,17 +69,18 @@ struct LongListing {
 
     /// gnulib `filemodestring`: type letter, then rwx for user, group and others with
     /// set-user-ID, set-group-ID and sticky bits folded into the x positions.
-    static func modeString(_ mode: UInt16) -> String {
+    static func modeString(_ wide: UInt32) -> String {
+        let mode = UInt16(truncatingIfNeeded: wide)
         let type: Character
-        switch mode & Ext2Inode.typeMask {
-        case Ext2Inode.typeRegular: type = "-"
-        case Ext2Inode.typeDirectory: type = "d"
-        case Ext2Inode.typeSymlink: type = "l"
-        case Ext2Inode.typeCharDevice: type = "c"
-        case Ext2Inode.typeBlockDevice: type = "b"
-        case Ext2Inode.typeFIFO: type = "p"
-        case Ext2Inode.typeSocket: type = "s"
-        default: type = "?"
+        switch NodeType(mode: wide) {
+        case .regular: type = "-"
+        case .directory: type = "d"
+        case .symlink: type = "l"
+        case .characterDevice: type = "c"
+        case .blockDevice: type = "b"
+        case .fifo: type = "p"
+        case .socket: type = "s"
+        case .unknown: type = "?"
         }
         func bit(_ mask: UInt16, _ c: Character) -> Character { mode & mask != 0 ? c : "-" }
         func exec(_ x: UInt16, _ special: UInt16, _ set: Character, _ unset: Character) -> Character {

@@ -45,7 +45,7 @@ struct Session {
                     Diagnostics.warn("\(error.description); left unmounted")
                 }
             }
-            let candidates = guest.extFilesystems
+            let candidates = guest.openableFilesystems
             guard candidates.count == 1, let only = candidates.first else {
                 let names = candidates.map(\.name).joined(separator: ", ")
                 throw CLIError(message: candidates.isEmpty
@@ -62,8 +62,8 @@ struct Session {
                 }
                 // A device with no signature the probe knows may still be ext with a damaged
                 // primary superblock: the ext opener decides (it falls back to a backup one).
-                guard device.content.isExt || device.content.type == nil else {
-                    throw CLIError(message: "\(name): \(device.content.type.map { "holds \($0), not" } ?? "holds no") ext2/ext3/ext4 filesystem")
+                if let type = device.content.type, !FilesystemRegistry.canOpen(device.content) {
+                    throw CLIError(message: "\(name) holds \(type), which imagemount cannot open yet")
                 }
                 entries.append((device, spec.mountpoint, spec.readOnly))
                 Diagnostics.trace("mount \(device.name) on \(spec.mountpoint)\(writable && !spec.readOnly ? "" : " read-only")")

@@ -17,7 +17,7 @@ enum StandardOutput {
     }
 }
 
-extension Ext2File {
+extension GuestFile {
     /// Streams the whole file to `sink` in chunks of `chunkSize` bytes.
     func stream(chunkSize: Int = 4 << 20, to sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(UInt64(chunkSize), max(size, 1))), alignment: 4096)

@@ -44,11 +44,10 @@ struct CatCommand: ParsableCommand {
         // virt-cat reports "download: download_stub: path must start with a / character".
         guard path.hasPrefix("/") else { throw CLIError(message: "\(path): path must start with a / character") }
         let node = try tree.resolve(path)
-        let fs = tree.filesystem(of: node)
-        let file = try fs.openFile(node.inode)
-        guard file.inode.isRegular else {
-            throw CLIError(message: "\(path): \(file.inode.isDirectory ? "is a directory" : "is not a regular file")")
+        let attributes = try tree.attributes(node)
+        guard attributes.isRegular else {
+            throw CLIError(message: "\(path): \(attributes.isDirectory ? "is a directory" : "is not a regular file")")
         }
-        try file.stream(to: StandardOutput.write)
+        try tree.filesystem(of: node).openFile(node.inode).stream(to: StandardOutput.write)
     }
 }

@@ -79,13 +79,13 @@ struct CopyInCommand: ParsableCommand {
     private func copy(_ sources: [HostPath], to guestDirectory: String, _ tree: MountTree) throws {
         let dir = try tree.resolve(guestDirectory)
         if tree.isReadOnly(dir) { throw CLIError(message: "\(guestDirectory): on \(tree.mounts[dir.mount].deviceName), mounted read-only (-m ...:ro)") }
-        let fs = tree.filesystem(of: dir)
-        guard try fs.inode(dir.inode).isDirectory else {
+        let fs = try tree.writableFilesystem(of: dir)
+        guard try fs.attributes(dir.inode).isDirectory else {
             throw CLIError(message: "\(guestDirectory): not a directory in the guest")
         }
         let need = try CopyIn.requirement(of: sources, blockSize: UInt64(fs.blockSize))
-        let usage = fs.usage()
-        let reserve = max(64, min(fs.superblock.blocksCount / 256, 4096))
+        let usage = try fs.usage()
+        let reserve = max(64, min(fs.declaredSize / UInt64(fs.blockSize) / 256, 4096))
         if need.blocks + reserve > usage.freeBlocks || need.inodes > usage.freeInodes {
             throw CLIError(message: "\(guestDirectory): not enough space in the guest filesystem " +
                            "(needs about \(need.blocks) blocks and \(need.inodes) inodes; " +

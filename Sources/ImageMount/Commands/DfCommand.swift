@@ -65,21 +65,21 @@ struct DfCommand: ParsableCommand {
             ?? Self.displayName(image.drives().map(\.path))
         var out = title()
         for (device, type) in FilesystemsCommand.filesystems(of: guest) where type != "swap" && type != "unknown" {
-            guard device.content.isExt else {
-                Diagnostics.warn("\(device.name): \(type) filesystem skipped (only ext2/ext3/ext4 can be read)")
+            guard FilesystemRegistry.canOpen(device.content) else {
+                Diagnostics.warn("\(device.name): \(type) filesystem skipped (imagemount cannot open \(type) yet)")
                 continue
             }
             // As virt-df: a filesystem that cannot be opened is reported and skipped, not fatal.
-            let fs: Ext2Filesystem
+            let fs: any GuestFilesystem
             do {
-                fs = try Ext2Filesystem(device: device.device, writable: false)
+                fs = try FilesystemRegistry.open(device, writable: false)
             } catch {
                 Diagnostics.warn("\(device.name): skipped: \(LsCommand.describe(error))")
                 continue
             }
             defer { try? fs.close() }
             for warning in fs.warnings { Diagnostics.warn(warning) }
-            out += line(name: name, device: device.name, usage: fs.usage())
+            out += line(name: name, device: device.name, usage: try fs.usage())
         }
         try StandardOutput.write(out)
     }

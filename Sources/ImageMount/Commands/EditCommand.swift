@@ -72,7 +72,7 @@ struct EditCommand: ParsableCommand {
 
     static let maxSize: UInt64 = 1 << 30
 
-    static func contents(_ file: Ext2File) throws -> [UInt8] {
+    static func contents(_ file: any GuestFile) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: Int(file.size))
         var done = 0
         while done < bytes.count {
@@ -101,8 +101,8 @@ struct FileEdit {
         guard let node = try tree.lookup(dir, name) else { throw CLIError(message: "\(file): no such file in the guest") }
         guard node.mount == dir.mount else { throw CLIError(message: "\(file): is a mountpoint") }
         if tree.isReadOnly(node) { throw CLIError(message: "\(file): on \(tree.mounts[node.mount].deviceName), mounted read-only (-m ...:ro)") }
-        let fs = tree.filesystem(of: node)
-        let info = try fs.inode(node.inode)
+        let fs = try tree.writableFilesystem(of: node)
+        let info = try fs.attributes(node.inode)
         if info.isSymlink { throw CLIError(message: "\(file): is a symbolic link; edit the file it points to") }
         guard info.isRegular else { throw CLIError(message: "\(file): not a regular file") }
         guard info.size <= Self.maxSize else { throw CLIError(message: "\(file): larger than 1 GiB; not edited") }
@@ -116,26 +116,26 @@ struct FileEdit {
     /// Writes the new contents to a fresh file next to the old one, gives it the old one's
     /// owner, mode and xattrs, then renames it over the old name (after moving the old file to
     /// its backup name with -b). A failure before the rename removes the new file.
-    private func replace(fs: Ext2Filesystem, dir: UInt32, name: [UInt8], old: UInt32, info: Ext2Inode, with data: [UInt8]) throws {
+    private func replace(fs: any WritableGuestFilesystem, dir: UInt64, name: [UInt8], old: UInt64, info: NodeAttributes, with data: [UInt8]) throws {
         let temporary = Array(".imagemount-edit-\(getpid())-\(UInt32.random(in: 0...UInt32.max))".utf8)
-        let fresh = try fs.createNode(in: dir, name: temporary, NewInode(mode: Ext2Inode.typeRegular | 0o600, uid: info.uid, gid: info.gid))
+        let fresh = try fs.createNode(in: dir, name: temporary, NewInode(mode: UInt16(NodeType.regular.modeBits) | 0o600, uid: info.uid, gid: info.gid))
         do {
             var done = 0
             while done < data.count {
                 done += try data.withUnsafeBytes { try fs.write(fresh, at: UInt64(done), UnsafeRawBufferPointer(rebasing: $0[done...])) }
             }
             for attribute in try fs.xattrs(old) {
-                try fs.setXattr(fresh, name: attribute.name, value: attribute.value)
+                try fs.setXattr(fresh, name: attribute.name, value: attribute.value, mode: .createOrReplace)
             }
-            try fs.setAttributes(fresh, AttributeChanges(mode: info.permissions, uid: info.uid, gid: info.gid, accessTime: .now))
+            try fs.setAttributes(fresh, AttributeChanges(mode: UInt16(truncatingIfNeeded: info.permissions), uid: info.uid, gid: info.gid, accessTime: .now))
         } catch {
             try? fs.unlink(in: dir, name: temporary)
             throw error
         }
         if let backupExtension {
-            try fs.rename(from: dir, name, to: dir, name + Array(backupExtension.utf8))
+            try fs.rename(from: dir, name, to: dir, name + Array(backupExtension.utf8), flags: [])
         }
-        try fs.rename(from: dir, temporary, to: dir, name)
+        try fs.rename(from: dir, temporary, to: dir, name, flags: [])
     }
 
     static var maxSize: UInt64 { EditCommand.maxSize }

@@ -230,12 +230,11 @@ struct FilesystemsCommand: ParsableCommand {
     }
 
     /// virt-filesystems mounts each filesystem and reports statfs blocks × block size; for
-    /// what it cannot mount (here: anything but ext2/3/4) it falls back to the device size.
+    /// what it cannot mount (here: a type without a driver) it falls back to the device size.
     static func filesystemSize(_ device: GuestDevice) -> UInt64 {
-        if device.content.isExt, let fs = try? Ext2Filesystem(device: device.device, writable: false) {
+        if FilesystemRegistry.canOpen(device.content), let fs = try? FilesystemRegistry.open(device, writable: false) {
             defer { try? fs.close() }
-            let usage = fs.usage()
-            return usage.totalBlocks * usage.blockSize
+            if let usage = try? fs.usage() { return usage.totalBlocks * usage.blockSize }
         }
         return deviceSize(device)
     }

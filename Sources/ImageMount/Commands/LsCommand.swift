@@ -162,7 +162,7 @@ struct Lister {
 
     func directory(_ path: String) throws -> GuestNode {
         let node = try tree.resolve(path)
-        guard try tree.inode(node).isDirectory else {
+        guard try tree.attributes(node).isDirectory else {
             throw ImageError(structure: path, reason: "not a directory", errno: .notDirectory)
         }
         return node
@@ -180,22 +180,22 @@ struct Lister {
     /// symbolic link) is listed on its own, as ls lists a file named on its command line.
     func longListing(_ path: String, into out: inout OutputBuffer) throws {
         let node = try tree.resolve(path, followFinal: false)
-        let inode = try tree.inode(node)
+        let inode = try tree.attributes(node)
         guard inode.isDirectory else {
             try LongListing(entries: [entry(Array(path.utf8), node, inode)], withTotal: false, now: now).render(into: &out)
             return
         }
         var entries = [try entry([0x2E], node, inode)]
         let parent = try tree.resolve(path + "/..")
-        entries.append(try entry([0x2E, 0x2E], parent, tree.inode(parent)))
+        entries.append(try entry([0x2E, 0x2E], parent, tree.attributes(parent)))
         for child in try sortedEntries(node) {
-            entries.append(try entry(child.name, child.node, tree.inode(child.node)))
+            entries.append(try entry(child.name, child.node, tree.attributes(child.node)))
         }
         entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
         try LongListing(entries: entries, withTotal: true, now: now).render(into: &out)
     }
 
-    private func entry(_ name: [UInt8], _ node: GuestNode, _ inode: Ext2Inode) throws -> LongListing.Entry {
+    private func entry(_ name: [UInt8], _ node: GuestNode, _ inode: NodeAttributes) throws -> LongListing.Entry {
         LongListing.Entry(name: name, inode: inode,
                           linkTarget: inode.isSymlink ? try tree.filesystem(of: node).readlink(node.inode) : nil)
     }
@@ -213,7 +213,7 @@ struct Lister {
             for child in try sortedEntries(dir) {
                 let relative = prefix.isEmpty ? child.name : prefix + [0x2F] + child.name
                 found.append(relative)
-                if try tree.inode(child.node).isDirectory {
+                if try tree.attributes(child.node).isDirectory {
                     guard ancestors.enter(child.node) else {
                         Diagnostics.warn(tree.loopWarning(path: String(decoding: relative, as: UTF8.self), node: child.node))
                         continue
@@ -240,7 +240,7 @@ struct Lister {
         let topInode = try record(pathBytes, top, into: &out)
         if !topInode.isDirectory && !topInode.isSymlink { return }
         let dir = try tree.resolve(path)
-        guard try tree.inode(dir).isDirectory else { return }
+        guard try tree.attributes(dir).isDirectory else { return }
         var ancestors = DirectoryWalkPath(top: dir)
         func walk(_ dir: GuestNode, _ dirPath: [UInt8], depth: Int) throws {
             guard depth < Self.maxDepth else {
@@ -265,13 +265,13 @@ struct Lister {
     /// One -lR record (virt-ls `show_file`). As there, only the type, the path and the link
     /// target are CSV-quoted; numbers and times are written as printf formats them.
     @discardableResult
-    func record(_ path: [UInt8], _ node: GuestNode, into out: inout OutputBuffer) throws -> Ext2Inode {
-        let i = try tree.inode(node)
+    func record(_ path: [UInt8], _ node: GuestNode, into out: inout OutputBuffer) throws -> NodeAttributes {
+        let i = try tree.attributes(node)
         var fields = RecordFields(csv: command.csv)
         // virt-ls writes "u" where ls writes "?" (a type it does not know).
         let type = LongListing.modeString(i.mode).prefix(1)
         fields.add(string: type == "?" ? "u" : String(type))
-        fields.add(Self.octal4(i.permissions))
+        fields.add(Self.octal4(UInt16(truncatingIfNeeded: i.permissions)))
         let size = command.human ? HumanSize.format(i.size) : String(i.size)
         fields.add(command.csv ? size : size.rightAligned(10))
         if command.uids {
@@ -284,9 +284,9 @@ struct Lister {
         if command.extraStats {
             let dev = Self.deviceNumber(tree.mounts[node.mount].deviceName)
             fields.add("\(dev.major):\(dev.minor)")
-            fields.add(String(i.number))
+            fields.add(String(i.node))
             fields.add(String(i.links))
-            let isDevice = i.fileType == Ext2Inode.typeCharDevice || i.fileType == Ext2Inode.typeBlockDevice
+            let isDevice = i.type == .characterDevice || i.type == .blockDevice
             fields.add(isDevice ? "\(i.rdevMajor):\(i.rdevMinor)" : "0:0")
             fields.add(String(i.blocks512))
         }
@@ -308,7 +308,7 @@ struct Lister {
         return i
     }
 
-    static func checksum(_ type: String, of file: Ext2File) throws -> String {
+    static func checksum(_ type: String, of file: any GuestFile) throws -> String {
         guard var sum = FileChecksum(type: type) else { throw CLIError(message: "\(type): unknown checksum type") }
         try file.stream { sum.update($0) }
         return sum.finish()

@@ -146,7 +146,7 @@ struct MountCommand: ParsableCommand {
     static func checkSizes(_ tree: MountTree) throws {
         for mount in tree.mounts {
             let fs = mount.filesystem
-            let needed = fs.superblock.blocksCount * UInt64(fs.blockSize)
+            let needed = fs.declaredSize
             if needed > fs.device.size {
                 throw CLIError(message: "\(mount.deviceName): filesystem (\(needed) bytes) is larger than its device (\(fs.device.size) bytes); truncated or damaged image?")
             }

@@ -11,15 +11,15 @@ import Glibc
 ///
 /// An existing guest directory is merged into; an existing non-directory is replaced.
 final class CopyIn {
-    let fs: Ext2Filesystem
+    let fs: any WritableGuestFilesystem
     /// Host (device, inode) of files with several links already copied, and their guest inode.
-    private var linked: [HostInode: UInt32] = [:]
+    private var linked: [HostInode: UInt64] = [:]
     private var warned: Set<String> = []
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
 
     private struct HostInode: Hashable { let device: UInt64; let inode: UInt64 }
 
-    init(filesystem: Ext2Filesystem) { fs = filesystem }
+    init(filesystem: any WritableGuestFilesystem) { fs = filesystem }
     deinit { buffer.deallocate() }
 
     /// What copying `sources` needs: blocks (of the guest's size, plus one per directory and a
@@ -53,15 +53,15 @@ final class CopyIn {
     }
 
     /// Copies `source` into directory `dir` of the guest under `name`.
-    func copy(_ source: HostPath, into dir: UInt32, name: [UInt8]) throws {
+    func copy(_ source: HostPath, into dir: UInt64, name: [UInt8]) throws {
         let st = try source.status()
         let type = st.st_mode & S_IFMT
         let existing = try fs.lookup(dir, name)
         if let existing {
-            let isDir = try fs.inode(existing.inode).isDirectory
+            let isDir = try fs.attributes(existing).isDirectory
             if type == S_IFDIR && isDir {
-                try copyDirectoryContents(source, into: existing.inode)
-                try applyMetadata(st, source: source, to: existing.inode)
+                try copyDirectoryContents(source, into: existing)
+                try applyMetadata(st, source: source, to: existing)
                 return
             }
             if isDir { throw CLIError(message: "\(source.display): a directory is in the way in the guest") }
@@ -75,9 +75,9 @@ final class CopyIn {
         let spec = NewInode(mode: mode, uid: st.st_uid, gid: st.st_gid)
         // As tar -x in the guest would leave it: the directory's default ACL is inherited at
         // creation (umask 0, as for root's tar -p), then the source's own xattrs and mode are
-        // applied over it (a chmod rewrites an inherited ACL's mask: Ext2ACLInheritance.swift).
+        // applied over it (a chmod rewrites an inherited ACL's mask: ACLInheritance.swift).
         let inherited = try fs.inheritedACL(directory: dir, mode: mode, umask: 0)
-        let node: UInt32
+        let node: UInt64
         switch type {
         case S_IFDIR:
             node = try fs.makeDirectory(in: dir, name: name, NewInode(mode: 0o700, uid: st.st_uid, gid: st.st_gid))
@@ -104,14 +104,14 @@ final class CopyIn {
         try applyMetadata(st, source: source, to: node)
     }
 
-    private func copyDirectoryContents(_ source: HostPath, into dir: UInt32) throws {
+    private func copyDirectoryContents(_ source: HostPath, into dir: UInt64) throws {
         for name in try source.directoryNames() {
             try copy(source.appending(name), into: dir, name: name)
         }
     }
 
     /// Only the parts of the file that hold data are written; a trailing hole is a size.
-    private func copyData(_ source: HostPath, size: UInt64, to node: UInt32) throws {
+    private func copyData(_ source: HostPath, size: UInt64, to node: UInt64) throws {
         let fd = try source.openForReading()
         defer { try? fd.close() }
         var end: UInt64 = 0
@@ -139,10 +139,10 @@ final class CopyIn {
     }
 
     /// Xattrs, then owner and mode, then times last (as tar does).
-    private func applyMetadata(_ st: stat, source: HostPath, to node: UInt32) throws {
+    private func applyMetadata(_ st: stat, source: HostPath, to node: UInt64) throws {
         for attribute in try source.xattrs() {
             do {
-                try fs.setXattr(node, name: attribute.name, value: attribute.value)
+                try fs.setXattr(node, name: attribute.name, value: attribute.value, mode: .createOrReplace)
             } catch let e as ImageError where e.errno == .notSupported {
                 warnOnce("xattr-\(attribute.name)", "\(source.display): \(attribute.name) not copied (\(e.reason))")
             }

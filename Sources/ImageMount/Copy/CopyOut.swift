@@ -39,10 +39,10 @@ final class CopyOut: @unchecked Sendable {
     /// Warnings already given, so a tree of 10 000 files does not print 10 000 lines.
     private let warned = Mutex<Set<String>>([])
     /// Regular files waiting for the workers. Walker thread only.
-    private var pending: [(node: GuestNode, info: Ext2Inode, target: Target)] = []
+    private var pending: [(node: GuestNode, info: NodeAttributes, target: Target)] = []
     /// Directories whose walk is done, children first; their metadata is applied once the
     /// files queued in them are written (after the next drain), then their descriptors close.
-    private var finished: [(node: GuestNode, info: Ext2Inode, directory: HostDirectory)] = []
+    private var finished: [(node: GuestNode, info: NodeAttributes, directory: HostDirectory)] = []
 
     /// Queued files are copied when this many are waiting (bounds the queue's memory).
     static let batchSize = 512
@@ -60,13 +60,13 @@ final class CopyOut: @unchecked Sendable {
     /// Copies the guest object at `node` to `target` (which must not exist yet).
     private func copy(_ node: GuestNode, to target: Target) throws {
         let fs = tree.filesystem(of: node)
-        let info = try fs.inode(node.inode)
+        let info = try fs.attributes(node.inode)
         if !info.isDirectory, info.links > 1, let first = linked[node] {
             try target.parent.makeHardLink(target.name, to: first.name, in: first.parent)
             return
         }
-        switch info.fileType {
-        case Ext2Inode.typeDirectory:
+        switch info.type {
+        case .directory:
             guard copiedDirectories.insert(node).inserted else {
                 Diagnostics.warn("\(target.display): skipped: guest directory inode \(node.inode) was met before " +
                                  "(a directory hard link or loop: the image is damaged)")
@@ -93,7 +93,7 @@ final class CopyOut: @unchecked Sendable {
             // After its children: a drain applies its times only once nothing more appears in it.
             finished.append((node, info, directory))
             return
-        case Ext2Inode.typeRegular:
+        case .regular:
             if info.links > 1 {
                 // Copied here, not queued: later names of the inode link to it as they are met.
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
@@ -105,11 +105,11 @@ final class CopyOut: @unchecked Sendable {
                 if pending.count >= Self.batchSize { try drain() }
             }
             return
-        case Ext2Inode.typeSymlink:
+        case .symlink:
             try target.parent.makeSymlink(target.name, to: fs.readlink(node.inode))
-        case Ext2Inode.typeFIFO:
-            try target.parent.makeNode(target.name, mode: UInt32(S_IFIFO) | UInt32(info.permissions), major: 0, minor: 0)
-        case Ext2Inode.typeCharDevice, Ext2Inode.typeBlockDevice:
+        case .fifo:
+            try target.parent.makeNode(target.name, mode: UInt32(S_IFIFO) | info.permissions, major: 0, minor: 0)
+        case .characterDevice, .blockDevice:
             guard asRoot else {
                 warnOnce("device nodes", "\(target.display): device node skipped (creating device nodes needs root)")
                 return
@@ -155,7 +155,7 @@ final class CopyOut: @unchecked Sendable {
     }
 
     /// A regular file: data, then metadata through the open descriptor.
-    private func copyRegular(_ node: GuestNode, _ info: Ext2Inode, to target: Target,
+    private func copyRegular(_ node: GuestNode, _ info: NodeAttributes, to target: Target,
                              buffer: UnsafeMutableRawBufferPointer) throws {
         let file = try target.parent.createFile(target.name)
         defer { try? file.fd.close() }
@@ -164,7 +164,7 @@ final class CopyOut: @unchecked Sendable {
     }
 
     /// Writes only the parts of the file that hold data, then sets the length: holes stay holes.
-    private func copyData(_ file: Ext2File, to target: HostFile, buffer: UnsafeMutableRawBufferPointer) throws {
+    private func copyData(_ file: any GuestFile, to target: HostFile, buffer: UnsafeMutableRawBufferPointer) throws {
         let fd = target.fd
         var written: UInt64 = 0
         do {
@@ -188,18 +188,18 @@ final class CopyOut: @unchecked Sendable {
     }
 
     /// Owner first (chown clears set-id bits), then xattrs, mode, and times last.
-    private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: Target) throws {
+    private func applyMetadata(_ info: NodeAttributes, node: GuestNode, to target: Target) throws {
         if asRoot { try target.parent.changeOwner(target.name, uid: info.uid, gid: info.gid) }
         try copyXattrs(node) { try target.parent.setXattr(target.name, $0) }
-        if !info.isSymlink { try target.parent.changeMode(target.name, info.permissions) }
+        if !info.isSymlink { try target.parent.changeMode(target.name, UInt16(truncatingIfNeeded: info.permissions)) }
         try target.parent.setTimes(target.name, access: info.atime, modification: info.mtime)
     }
 
     /// The same order for a regular file or a directory, through its open descriptor.
-    private func applyMetadata(_ info: Ext2Inode, node: GuestNode, to target: HostFile) throws {
+    private func applyMetadata(_ info: NodeAttributes, node: GuestNode, to target: HostFile) throws {
         if asRoot { try target.changeOwner(uid: info.uid, gid: info.gid) }
         try copyXattrs(node, set: target.setXattr)
-        try target.changeMode(info.permissions)
+        try target.changeMode(UInt16(truncatingIfNeeded: info.permissions))
         try target.setTimes(access: info.atime, modification: info.mtime)
     }
 

@@ -4,31 +4,34 @@ import GuestFS
 import Glibc
 #endif
 
-/// `struct stat` from an ext inode, with the values the kernel's ext4 would show.
+/// `struct stat` from a node's attributes, with the values the kernel's driver would show.
 enum Attributes {
-    /// st_ino: the ext inode number for the filesystem at `/`, so that `stat` through the mount
-    /// and through the kernel's own ext4 agree; filesystems mounted below it carry their index
-    /// in the high 32 bits so that numbers stay unique within the one FUSE mount.
+    /// st_ino: the node id for the filesystem at `/`, so that `stat` through the mount and
+    /// through the kernel's own mount agree (ext: the inode number); filesystems mounted below
+    /// it carry their index in the high bits so that numbers stay unique within the one FUSE
+    /// mount (bit 32 up for ids below 2^32, as ext's are; bit 48 up for larger ids).
     static func inodeNumber(_ node: GuestNode) -> UInt64 {
-        UInt64(node.mount) << 32 | UInt64(node.inode)
+        guard node.mount > 0 else { return node.inode }
+        let shift: UInt64 = node.inode >> 32 == 0 ? 32 : 48
+        return UInt64(node.mount) << shift | node.inode
     }
 
-    static func stat(_ inode: Ext2Inode, node: GuestNode, blockSize: Int, uid: UInt32?, gid: UInt32?) -> Glibc.stat {
+    static func stat(_ a: NodeAttributes, node: GuestNode, blockSize: UInt32, uid: UInt32?, gid: UInt32?) -> Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = ino_t(inodeNumber(node))
-        st.st_mode = mode_t(inode.mode)
-        st.st_nlink = nlink_t(inode.links)
-        st.st_uid = uid ?? inode.uid
-        st.st_gid = gid ?? inode.gid
-        if inode.fileType == Ext2Inode.typeCharDevice || inode.fileType == Ext2Inode.typeBlockDevice {
-            st.st_rdev = dev_t(deviceNumber(major: inode.rdevMajor, minor: inode.rdevMinor))
+        st.st_mode = mode_t(a.mode)
+        st.st_nlink = nlink_t(a.links)
+        st.st_uid = uid ?? a.uid
+        st.st_gid = gid ?? a.gid
+        if a.type == .characterDevice || a.type == .blockDevice {
+            st.st_rdev = dev_t(deviceNumber(major: a.rdevMajor, minor: a.rdevMinor))
         }
-        st.st_size = off_t(Int64(bitPattern: inode.size))
-        st.st_blocks = blkcnt_t(inode.blocks512)
+        st.st_size = off_t(Int64(bitPattern: a.size))
+        st.st_blocks = blkcnt_t(a.blocks512)
         st.st_blksize = blksize_t(blockSize)
-        st.st_atim = timespec(inode.atime)
-        st.st_mtim = timespec(inode.mtime)
-        st.st_ctim = timespec(inode.ctime)
+        st.st_atim = timespec(a.atime)
+        st.st_mtim = timespec(a.mtime)
+        st.st_ctim = timespec(a.ctime)
         return st
     }
 
@@ -43,6 +46,6 @@ enum Attributes {
         Glibc.timespec(tv_sec: Int(t.seconds), tv_nsec: Int(t.nanoseconds))
     }
 
-    /// The S_IF* type bits for a directory entry's EXT2_FT_* type (d_type for readdir).
-    static func mode(fileType: UInt8) -> mode_t { mode_t(DirEntry.modeBits(forFileType: fileType)) }
+    /// The S_IF* type bits for a directory entry's type (d_type for readdir).
+    static func mode(type: NodeType) -> mode_t { mode_t(type.modeBits) }
 }

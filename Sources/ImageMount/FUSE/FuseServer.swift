@@ -79,7 +79,7 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
             // An inode unlinked while the kernel still holds it stays allocated until forget.
             let inodes = self.inodes
             for (index, mount) in tree.mounts.enumerated() {
-                mount.filesystem.setInodeInUse { inodes.contains(GuestNode(mount: index, inode: $0)) }
+                (mount.filesystem as? any WritableGuestFilesystem)?.setNodeInUse { inodes.contains(GuestNode(mount: index, inode: $0)) }
             }
         }
     }
@@ -224,11 +224,11 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         return node
     }
 
-    /// `struct stat` for a guest node, as the kernel's ext4 would fill it.
+    /// `struct stat` for a guest node, as the kernel's driver would fill it.
     func attributes(_ node: GuestNode) throws(FuseError) -> stat {
-        let inode: Ext2Inode
-        do { inode = try tree.inode(node) } catch { throw FuseError(wrapping: error) }
-        var st = Attributes.stat(inode, node: node, blockSize: tree.filesystem(of: node).blockSize,
+        let attributes: NodeAttributes
+        do { attributes = try tree.attributes(node) } catch { throw FuseError(wrapping: error) }
+        var st = Attributes.stat(attributes, node: node, blockSize: tree.filesystem(of: node).blockSize,
                                  uid: options.uid, gid: options.gid)
         st.st_mode = maskedMode(st.st_mode)
         return st

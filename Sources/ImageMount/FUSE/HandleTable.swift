@@ -4,7 +4,7 @@ import Synchronization
 /// What an open file or directory handle (`fi->fh`) stands for.
 enum OpenHandle: Sendable {
     /// A regular file with its block map resolved at open; reads go to the device unlocked.
-    case file(Ext2File, OpenFlags)
+    case file(any GuestFile, OpenFlags)
     /// A directory listing taken at opendir, so offsets stay stable across readdir calls.
     case directory(DirectoryListing)
 }
@@ -36,8 +36,8 @@ struct DirectoryListing: Sendable {
     struct Item: Sendable {
         let name: [UInt8]
         let node: GuestNode
-        /// EXT2_FT_* type, for d_type.
-        let fileType: UInt8
+        /// The node's type, for d_type.
+        let type: NodeType
         /// `.` and `..` are listed but never looked up (passthrough_ll.c does the same).
         let isDot: Bool
     }

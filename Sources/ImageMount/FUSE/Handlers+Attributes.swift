@@ -20,7 +20,11 @@ extension FuseServer {
     /// kernel's ext4_statfs computes them.
     func statfs(_ request: consuming Request, inode: UInt64) {
         let fs = tree.filesystem(of: inodes.node(inode) ?? tree.root)
-        let u = fs.usage()
+        let u: FilesystemUsage
+        do { u = try fs.usage() } catch {
+            request.reply(FuseError(wrapping: error))
+            return
+        }
         var s = statvfs()
         s.f_bsize = UInt(u.blockSize)
         s.f_frsize = UInt(u.blockSize)

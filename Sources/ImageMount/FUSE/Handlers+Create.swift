@@ -28,7 +28,7 @@ extension FuseServer {
         let ctx = request.context
         do throws(FuseError) {
             request.reply(entry: try newEntry(parent) { fs, dir in
-                let requested = Ext2Inode.typeDirectory | (UInt16(truncatingIfNeeded: mode) & 0o7777)
+                let requested = UInt16(NodeType.directory.modeBits) | (UInt16(truncatingIfNeeded: mode) & 0o7777)
                 let inherited = try fs.inheritedACL(directory: dir.inode, mode: requested, umask: ctx.umask)
                 let child = try fs.makeDirectory(in: dir.inode, name: name, NewInode(mode: inherited.mode & 0o7777, uid: ctx.uid, gid: ctx.gid))
                 try fs.applyInheritedACL(child, inherited)
@@ -69,7 +69,7 @@ extension FuseServer {
         do throws(FuseError) {
             var created: GuestNode?
             let entry = try newEntry(parent) { fs, dir in
-                let requested = Ext2Inode.typeRegular | (UInt16(truncatingIfNeeded: mode) & 0o7777)
+                let requested = UInt16(NodeType.regular.modeBits) | (UInt16(truncatingIfNeeded: mode) & 0o7777)
                 let inherited = try fs.inheritedACL(directory: dir.inode, mode: requested, umask: ctx.umask)
                 let child = try fs.createNode(in: dir.inode, name: name, NewInode(mode: inherited.mode, uid: ctx.uid, gid: ctx.gid))
                 created = GuestNode(mount: dir.mount, inode: child)
@@ -77,7 +77,7 @@ extension FuseServer {
                 return child
             }
             guard let node = created else { throw FuseError(.ioError) }
-            let file: Ext2File
+            let file: any GuestFile
             do { file = try tree.filesystem(of: node).openFile(node.inode) } catch {
                 drop(entry.ino, count: 1)
                 throw FuseError(wrapping: error)
@@ -95,10 +95,10 @@ extension FuseServer {
 
     /// Runs `make` on the filesystem of directory `parent` (EROFS on a read-only mount) and
     /// answers with the entry of the inode it returns, taking one lookup reference.
-    func newEntry(_ parent: UInt64, _ make: (Ext2Filesystem, GuestNode) throws -> UInt32) throws(FuseError) -> fuse_entry_param {
+    func newEntry(_ parent: UInt64, _ make: (any WritableGuestFilesystem, GuestNode) throws -> UInt64) throws(FuseError) -> fuse_entry_param {
         let dir = try writableNode(parent)
-        let child: UInt32
-        do { child = try make(tree.filesystem(of: dir), dir) } catch { throw FuseError(wrapping: error) }
+        let child: UInt64
+        do { child = try make(tree.writableFilesystem(of: dir), dir) } catch { throw FuseError(wrapping: error) }
         return try entry(for: GuestNode(mount: dir.mount, inode: child))
     }
 

@@ -49,7 +49,7 @@ extension FuseServer {
         guard let node = inodes.forget(inode, count: count), !options.readOnly else { return }
         // forget has no reply to carry an error: it is logged, and the inode stays an orphan
         // that unmount frees (or reports) again.
-        do { try tree.filesystem(of: node).releaseInode(node.inode) } catch {
+        do { try tree.writableFilesystem(of: node).releaseNode(node.inode) } catch {
             DebugLog.always("freeing unlinked inode \(node.inode) failed: \(error)")
         }
     }
@@ -71,16 +71,16 @@ extension FuseServer {
 
     /// The entries of `dir` as the guest sees them, with `.` and `..` first.
     private func listing(_ dir: GuestNode) throws(FuseError) -> DirectoryListing {
-        let entries: [(name: [UInt8], node: GuestNode, fileType: UInt8)]
+        let entries: [(name: [UInt8], node: GuestNode, type: NodeType)]
         // A name the kernel would refuse (a '/', a NUL, another '.' or '..') never reaches it.
         do { entries = try tree.entries(dir) { DebugLog.always($0.message) } } catch { throw FuseError(wrapping: error) }
-        let parent = dir.inode == Ext2Filesystem.rootInode ? (tree.parentOfMountRoot(dir.mount) ?? dir) : dir
+        let parent = tree.isMountRoot(dir) ? (tree.parentOfMountRoot(dir.mount) ?? dir) : dir
         var items: [DirectoryListing.Item] = [
-            .init(name: [0x2E], node: dir, fileType: DirEntry.typeDirectory, isDot: true),
-            .init(name: [0x2E, 0x2E], node: parent, fileType: DirEntry.typeDirectory, isDot: true),
+            .init(name: [0x2E], node: dir, type: .directory, isDot: true),
+            .init(name: [0x2E, 0x2E], node: parent, type: .directory, isDot: true),
         ]
         items.reserveCapacity(entries.count + 2)
-        for e in entries { items.append(.init(name: e.name, node: e.node, fileType: e.fileType, isDot: false)) }
+        for e in entries { items.append(.init(name: e.name, node: e.node, type: e.type, isDot: false)) }
         return DirectoryListing(items: items)
     }
 
@@ -144,7 +144,7 @@ enum DirectoryPacker {
             } else {
                 // readdir and the dot entries: only d_ino and d_type are used, no lookup is taken.
                 e.attr.st_ino = ino_t(Attributes.inodeNumber(item.node))
-                e.attr.st_mode = Attributes.mode(fileType: item.fileType)
+                e.attr.st_mode = Attributes.mode(type: item.type)
             }
             let room = UnsafeMutableRawBufferPointer(rebasing: buffer[used...])
             let needed = add(item.name + [0], e, index + 1, room)

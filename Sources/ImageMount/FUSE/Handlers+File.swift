@@ -12,16 +12,19 @@ extension FuseServer {
         do throws(FuseError) {
             let node = try node(inode)
             if info.flags & O_ACCMODE != O_RDONLY && tree.isReadOnly(node) { throw FuseError(.readOnlyFileSystem) }
-            let file: Ext2File
-            do { file = try tree.filesystem(of: node).openFile(node.inode) } catch { throw FuseError(wrapping: error) }
-            if file.inode.isDirectory { throw FuseError(.isDirectory) }
-            guard file.inode.isRegular else { throw FuseError(.permissionDenied) }
+            let file: any GuestFile
+            do {
+                let attributes = try tree.attributes(node)
+                if attributes.isDirectory { throw FuseError(.isDirectory) }
+                guard attributes.isRegular else { throw FuseError(.permissionDenied) }
+                file = try tree.filesystem(of: node).openFile(node.inode)
+            } catch { throw FuseError(wrapping: error) }
             // With FUSE_CAP_ATOMIC_O_TRUNC (asked for in init, and libfuse's default) the kernel
             // sends O_TRUNC here and no setattr: truncating is ours, with the times ext4's
             // handle_truncate sets (mtime and ctime, even on an empty file). Without the
             // capability the kernel strips O_TRUNC (fuse_send_open), so this test is right either way.
             if info.flags & O_TRUNC != 0 {
-                do { try tree.filesystem(of: node).truncate(node.inode, to: 0) } catch {
+                do { try tree.writableFilesystem(of: node).truncate(node.inode, to: 0) } catch {
                     throw FuseError(wrapping: error)
                 }
             }

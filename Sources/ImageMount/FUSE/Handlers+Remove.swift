@@ -11,7 +11,7 @@ extension FuseServer {
     func unlink(_ request: consuming Request, parent: UInt64, name: [UInt8]) {
         do throws(FuseError) {
             let dir = try removableName(parent, name)
-            do { try tree.filesystem(of: dir).unlink(in: dir.inode, name: name) } catch { throw FuseError(wrapping: error) }
+            do { try tree.writableFilesystem(of: dir).unlink(in: dir.inode, name: name) } catch { throw FuseError(wrapping: error) }
             request.replyOK()
         } catch {
             request.reply(error)
@@ -21,7 +21,7 @@ extension FuseServer {
     func rmdir(_ request: consuming Request, parent: UInt64, name: [UInt8]) {
         do throws(FuseError) {
             let dir = try removableName(parent, name)
-            do { try tree.filesystem(of: dir).removeDirectory(in: dir.inode, name: name) } catch { throw FuseError(wrapping: error) }
+            do { try tree.writableFilesystem(of: dir).removeDirectory(in: dir.inode, name: name) } catch { throw FuseError(wrapping: error) }
             request.replyOK()
         } catch {
             request.reply(error)
@@ -37,7 +37,7 @@ extension FuseServer {
             let renameFlags = RenameFlags(rawValue: flags)
             guard renameFlags.isSubset(of: [.noReplace, .exchange]) else { throw FuseError(.invalidArgument) }
             do {
-                try tree.filesystem(of: from).rename(from: from.inode, name, to: to.inode, newName, flags: renameFlags)
+                try tree.writableFilesystem(of: from).rename(from: from.inode, name, to: to.inode, newName, flags: renameFlags)
             } catch {
                 throw FuseError(wrapping: error)
             }

@@ -32,7 +32,7 @@ extension FuseServer {
             if toSet & FUSE_SET_ATTR_CTIME != 0 {
                 changes.changeTime = Timestamp(seconds: Int64(st.st_ctim.tv_sec), nanoseconds: Int32(st.st_ctim.tv_nsec))
             }
-            do { try tree.filesystem(of: node).setAttributes(node.inode, changes) } catch { throw FuseError(wrapping: error) }
+            do { try tree.writableFilesystem(of: node).setAttributes(node.inode, changes) } catch { throw FuseError(wrapping: error) }
             request.reply(attributes: try attributes(node), timeout: options.attrTimeout)
         } catch {
             request.reply(error)
@@ -50,7 +50,7 @@ extension FuseServer {
             case 2: mode = .replace
             default: throw FuseError(.invalidArgument)
             }
-            do { try tree.filesystem(of: node).setXattr(node.inode, name: name, value: value, mode: mode) } catch {
+            do { try tree.writableFilesystem(of: node).setXattr(node.inode, name: name, value: value, mode: mode) } catch {
                 throw FuseError(wrapping: error)
             }
             request.replyOK()
@@ -62,7 +62,7 @@ extension FuseServer {
     func removexattr(_ request: consuming Request, inode: UInt64, name: String) {
         do throws(FuseError) {
             let node = try writableNode(inode)
-            do { try tree.filesystem(of: node).removeXattr(node.inode, name: name) } catch { throw FuseError(wrapping: error) }
+            do { try tree.writableFilesystem(of: node).removeXattr(node.inode, name: name) } catch { throw FuseError(wrapping: error) }
             request.replyOK()
         } catch {
             request.reply(error)

@@ -15,7 +15,7 @@ extension FuseServer {
             guard offset >= 0 else { throw FuseError(.invalidArgument) }
             if case .file(_, let flags)? = handles.get(handle) { try flags.check(offset: offset, size: data.count) }
             let n: Int
-            do { n = try tree.filesystem(of: node).write(node.inode, at: UInt64(offset), data) } catch { throw FuseError(wrapping: error) }
+            do { n = try tree.writableFilesystem(of: node).write(node.inode, at: UInt64(offset), data) } catch { throw FuseError(wrapping: error) }
             request.reply(written: n)
         } catch {
             request.reply(error)
@@ -28,8 +28,8 @@ extension FuseServer {
         do throws(FuseError) {
             let node = try writableNode(inode)
             guard offset >= 0, length > 0 else { throw FuseError(.invalidArgument) }
-            let fs = tree.filesystem(of: node)
             do {
+                let fs = try tree.writableFilesystem(of: node)
                 switch mode {
                 case 0, Self.fallocKeepSize:
                     try fs.allocate(node.inode, at: UInt64(offset), length: UInt64(length), keepSize: mode == Self.fallocKeepSize)
@@ -62,7 +62,7 @@ extension FuseServer {
         do throws(FuseError) {
             guard !options.readOnly else { request.replyOK(); return }
             let node = try node(inode)
-            do { try tree.filesystem(of: node).sync() } catch { throw FuseError(wrapping: error) }
+            do { try tree.writableFilesystem(of: node).sync() } catch { throw FuseError(wrapping: error) }
             request.replyOK()
         } catch {
             request.reply(error)

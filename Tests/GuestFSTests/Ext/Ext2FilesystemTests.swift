@@ -44,7 +44,7 @@ import TestSupport
         for (path, facts) in host where !path.isEmpty { #expect(guest[path]?.facts == facts) }
         for relative in Fixtures.tree.regularFiles {
             let node = try tree.resolve("/" + relative)
-            let data = try GuestWalk.readAll(tree.filesystem(of: node).openFile(node.inode))
+            let data = try GuestWalk.readAll(tree.ext(of: node).openFile(node.inode))
             #expect(data == (try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tree.root + "/" + relative)))), "\(relative)")
         }
     }
@@ -54,7 +54,7 @@ import TestSupport
         let (_, tree) = try GuestWalk.open(image(variant))
         for relative in Fixtures.tree.regularFiles {
             let node = try tree.resolve("/" + relative)
-            let data = try GuestWalk.readAll(tree.filesystem(of: node).openFile(node.inode))
+            let data = try GuestWalk.readAll(tree.ext(of: node).openFile(node.inode))
             let expected = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tree.root + "/" + relative)))
             #expect(data == expected, "\(relative)")
         }
@@ -64,7 +64,7 @@ import TestSupport
     func readsAtRandomOffsetsMatch(variant: String) throws {
         let (_, tree) = try GuestWalk.open(image(variant))
         let node = try tree.resolve("/data/r1048579")
-        let file = try tree.filesystem(of: node).openFile(node.inode)
+        let file = try tree.ext(of: node).openFile(node.inode)
         let expected = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tree.root + "/data/r1048579")))
         var rng = SplitMix64(seed: 7)
         for _ in 0..<200 {
@@ -82,7 +82,7 @@ import TestSupport
     func sparseFileKeepsItsHoles(variant: String) throws {
         let (_, tree) = try GuestWalk.open(image(variant))
         let node = try tree.resolve("/" + Fixtures.tree.sparseFile)
-        let file = try tree.filesystem(of: node).openFile(node.inode)
+        let file = try tree.ext(of: node).openFile(node.inode)
         let ranges = try file.dataRanges()
         let mapped = ranges.reduce(0) { $0 + $1.length }
         // 12 100 bytes of data in a 5 MiB file: the map must be a few blocks, not the whole file.
@@ -97,12 +97,12 @@ import TestSupport
         let (_, tree) = try GuestWalk.open(image(variant))
         for (path, name) in [("etc/hostname", "user.comment"), ("data/one", "user.binary"), ("modes/private", "trusted.secret")] {
             let node = try tree.resolve("/" + path, followFinal: false)
-            let ours = try tree.filesystem(of: node).xattr(node.inode, name: name)
+            let ours = try tree.ext(of: node).xattr(node.inode, name: name)
             let hex = try Shell.check("getfattr --absolute-names -h -e hex -n \(name) --only-values \(Shell.quote(Fixtures.tree.root + "/" + path)) | od -An -tx1 | tr -d ' \\n'")
             #expect(ours.map { $0.map { String(format: "%02x", $0) }.joined() } == hex, "\(path) \(name)")
         }
         let plain = try tree.resolve("/data/r4096")
-        #expect(try tree.filesystem(of: plain).xattrs(plain.inode).isEmpty)
+        #expect(try tree.ext(of: plain).xattrs(plain.inode).isEmpty)
     }
 
     @Test func nanosecondTimesAreRead() throws {
@@ -149,7 +149,7 @@ import TestSupport
         let expected = try files.map { try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tree.root + "/" + $0))) }
         let opened = try files.map { path -> Ext2File in
             let node = try tree.resolve("/" + path)
-            return try tree.filesystem(of: node).openFile(node.inode)
+            return try tree.ext(of: node).openFile(node.inode)
         }
         let failures = Locked(0)
         DispatchQueue.concurrentPerform(iterations: 64) { i in

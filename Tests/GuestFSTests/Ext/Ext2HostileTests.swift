@@ -23,7 +23,7 @@ import TestSupport
         try image.patchLE(1024 + 0x154, 0xFFFF_FFFF, bytes: 4)
         let before = image.sha256
         let (_, tree) = try Self.open(image)
-        let usage = tree.filesystem(of: tree.root).usage()
+        let usage = tree.ext(of: tree.root).usage()
         #expect(usage.availableBlocks == 0)
         #expect(usage.freeBlocks > 0 && usage.totalBlocks > 0)
         #expect(image.sha256 == before)
@@ -36,22 +36,22 @@ import TestSupport
         for size in ["0x7FFFFFFFFFFFFFF0", "0xFFFFFFFFFFFFFFFF", "0x100000000000"] {
             try image.debugfs(["sif /file size \(size)"])
             let (_, tree) = try Self.open(image)
-            let fs = tree.filesystem(of: tree.root)
+            let fs = tree.ext(of: tree.root)
             let e = expectImageError(["inode \(number)", "i_size", "exceeds the largest file"]) { _ = try fs.openFile(number) }
             #expect(e?.errno.rawValue == 117, "\(label): EFSCORRUPTED (EUCLEAN)")
         }
         // The largest size the kernel allows still opens (ext4_max_size / ext4_max_bitmap_size).
         let (_, tree) = try Self.open(image)
-        let limit = tree.filesystem(of: tree.root).superblock.maxFileSize(extents: type == "ext4")
+        let limit = tree.ext(of: tree.root).superblock.maxFileSize(extents: type == "ext4")
         try image.debugfs(["sif /file size \(limit)"])
         let (_, again) = try Self.open(image)
-        #expect(try again.filesystem(of: again.root).openFile(number).size == limit)
+        #expect(try again.ext(of: again.root).openFile(number).size == limit)
     }
 
     @Test func maxFileSizeMatchesTheKernelFormulas() throws {
         func sb(_ log: UInt32, huge: Bool) throws -> Ext2Superblock {
             let image = try Self.image("ext4", options: "-b \(1024 << log) \(huge ? "" : "-O ^huge_file")")
-            return try Self.open(image).1.filesystem(of: try Self.open(image).1.root).superblock
+            return try Self.open(image).1.ext(of: try Self.open(image).1.root).superblock
         }
         // ext4_max_size: (2^32 - 1) blocks; ext4_max_bitmap_size for 4 KiB blocks with huge_file
         // is 4402345721856 bytes (the kernel's s_bitmap_maxbytes on a default ext4).
@@ -70,7 +70,7 @@ import TestSupport
         let (_, tree) = try Self.open(image)
         let node = try tree.resolve("/file")
         let e = expectImageError(["inode \(node.inode)", "inline-data flag", "no inline_data feature"]) {
-            _ = try tree.filesystem(of: node).openFile(node.inode)
+            _ = try tree.ext(of: node).openFile(node.inode)
         }
         #expect(e?.errno.rawValue == 117)
     }
@@ -80,15 +80,15 @@ import TestSupport
         let image = try Self.image(type, options: "-O ^ext_attr")
         let (_, tree) = try Self.open(image)
         let node = try tree.resolve("/file")
-        let fs = tree.filesystem(of: node)
+        let fs = tree.ext(of: node)
         #expect(try fs.xattrs(node.inode).isEmpty)
         #expect(try fs.xattr(node.inode, name: "user.note") == nil)
         #expect(try fs.xattrs(Ext2Filesystem.rootInode).isEmpty)
         // Writable: setting one is ENOTSUP (no ext_attr to store it), removing one is ENODATA.
         let (_, rw) = try GuestWalk.open(image.path, writable: true)
-        let rwfs = rw.filesystem(of: rw.root)
-        #expect(expectImageError(["ext_attr"]) { try rwfs.setXattr(node.inode, name: "user.x", value: [1]) }?.errno == .notSupported)
-        #expect(expectImageError(["no such attribute"]) { try rwfs.removeXattr(node.inode, name: "user.x") }?.errno == .noData)
+        let rwfs = rw.ext(of: rw.root)
+        #expect(expectImageError(["ext_attr"]) { try rwfs.setXattr(UInt32(node.inode), name: "user.x", value: [1]) }?.errno == .notSupported)
+        #expect(expectImageError(["no such attribute"]) { try rwfs.removeXattr(UInt32(node.inode), name: "user.x") }?.errno == .noData)
         try rwfs.close()
     }
 
@@ -147,7 +147,7 @@ import TestSupport
 
         let logged = Locked<[String]>([])
         let (_, tree) = try Self.open(image)
-        tree.filesystem(of: tree.root).setDamageLog { line in logged.withValue { $0.append(line) } }
+        tree.ext(of: tree.root).setDamageLog { line in logged.withValue { $0.append(line) } }
         let listed = Set(try tree.entries(try tree.resolve("/big"), rejected: { _ in }).map { String(decoding: $0.name, as: UTF8.self) })
         #expect(listed.count >= 40 - 10 && listed.count < 40, "\(listed.count) of 40 listed; \(logged.value)")
         #expect(listed.isSubset(of: all))
@@ -175,7 +175,7 @@ import TestSupport
         let guest = try Guest(drives: [DriveSpec(path: image.path, format: .raw)])
         let tree = try MountTree(entries: [(try guest.device(named: "/dev/sda"), "/")], writable: false)
         let node = try tree.resolve("/dir/inner")
-        #expect(try GuestWalk.readAll(tree.filesystem(of: node).openFile(node.inode)) == Array("inner\n".utf8))
+        #expect(try GuestWalk.readAll(tree.ext(of: node).openFile(node.inode)) == Array("inner\n".utf8))
         expectImageError(["bad magic"]) { _ = try Ext2Filesystem(device: RawImage(path: image.path, writable: true), writable: true) }
         try fs.close()
         #expect(image.sha256 == before)

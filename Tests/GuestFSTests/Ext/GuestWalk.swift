@@ -7,7 +7,7 @@ enum GuestWalk {
     static func walk(_ tree: MountTree, skipping: Set<[UInt8]> = [Array("lost+found".utf8)]) throws -> [[UInt8]: (facts: EntryFacts, node: GuestNode)] {
         var result: [[UInt8]: (EntryFacts, GuestNode)] = [:]
         func visit(_ node: GuestNode, _ relative: [UInt8]) throws {
-            let fs = tree.filesystem(of: node)
+            let fs = tree.ext(of: node)
             let inode = try fs.inode(node.inode)
             result[relative] = (try facts(inode, fs: fs), node)
             guard inode.isDirectory else { return }

@@ -10,28 +10,28 @@ public struct InheritedACL: Sendable, Equatable {
     public var defaultACL: [UInt8]?
 }
 
-extension Ext2Filesystem {
+extension WritableGuestFilesystem {
     /// The mode and ACLs of an inode of `mode` (type and permission bits, as requested, before
     /// any umask) about to be created in `directory` by a caller whose umask is `umask`.
     /// Symbolic links take neither the umask nor an ACL. A default ACL that cannot be parsed
     /// counts as none.
-    public func inheritedACL(directory: UInt32, mode: UInt16, umask: UInt16) throws -> InheritedACL {
-        let type = mode & Ext2Inode.typeMask
-        if type == Ext2Inode.typeSymlink { return InheritedACL(mode: mode) }
-        guard let value = try xattr(directory, name: Self.defaultACL),
-              let acl = try? POSIXACL(value, name: Self.defaultACL), !acl.entries.isEmpty else {
+    public func inheritedACL(directory: UInt64, mode: UInt16, umask: UInt16) throws -> InheritedACL {
+        let type = NodeType(mode: UInt32(mode))
+        if type == .symlink { return InheritedACL(mode: mode) }
+        guard let value = try xattr(directory, name: POSIXACL.defaultName),
+              let acl = try? POSIXACL(value, name: POSIXACL.defaultName), !acl.entries.isEmpty else {
             return InheritedACL(mode: mode & ~(umask & 0o777))
         }
         var newMode = mode
         let access = acl.masked(creating: &newMode)
         return InheritedACL(mode: newMode, access: access.isEquivalentToMode ? nil : access.bytes,
-                            defaultACL: type == Ext2Inode.typeDirectory ? value : nil)
+                            defaultACL: type == .directory ? value : nil)
     }
 
     /// Stores the ACLs of `inherited` on `inode`, just created with `inherited.mode`.
-    public func applyInheritedACL(_ inode: UInt32, _ inherited: InheritedACL) throws {
-        if let value = inherited.defaultACL { try setXattr(inode, name: Self.defaultACL, value: value) }
-        if let value = inherited.access { try setXattr(inode, name: Self.accessACL, value: value) }
+    public func applyInheritedACL(_ inode: UInt64, _ inherited: InheritedACL) throws {
+        if let value = inherited.defaultACL { try setXattr(inode, name: POSIXACL.defaultName, value: value, mode: .createOrReplace) }
+        if let value = inherited.access { try setXattr(inode, name: POSIXACL.accessName, value: value, mode: .createOrReplace) }
     }
 }
 

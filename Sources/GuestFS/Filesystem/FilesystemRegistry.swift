@@ -1,0 +1,51 @@
+/// One filesystem driver: the volume types (as the probe names them) it opens, and how.
+public struct FilesystemDriver: Sendable {
+    public let types: [String]
+    /// Opens the filesystem on `device`; `options` are the mount options of `-m DEV:MP:OPTS`
+    /// or the guest's fstab (a driver takes the ones the kernel's driver takes, ignores the rest).
+    public let open: @Sendable (_ device: any BlockDevice, _ writable: Bool, _ options: [String]) throws -> any GuestFilesystem
+
+    public init(types: [String], open: @escaping @Sendable (any BlockDevice, Bool, [String]) throws -> any GuestFilesystem) {
+        self.types = types
+        self.open = open
+    }
+}
+
+/// The drivers, keyed by the probed volume type: one registration per driver.
+public enum FilesystemRegistry {
+    public static let drivers: [FilesystemDriver] = [
+        ExtFilesystem.driver,
+    ]
+
+    /// The driver for a probed type, or nil.
+    public static func driver(for type: String) -> FilesystemDriver? {
+        drivers.first { $0.types.contains(type) }
+    }
+
+    /// Whether imagemount can open what the probe found.
+    public static func canOpen(_ content: VolumeContent) -> Bool {
+        content.type.map { driver(for: $0) != nil } ?? false
+    }
+
+    /// Opens the filesystem `device` holds. A device whose type the probe could not tell is
+    /// tried as ext, whose opener looks further (a backup superblock when the primary is
+    /// damaged, a whole-disk ext behind an empty MBR); a known type without a driver is
+    /// refused in one line.
+    public static func open(_ device: GuestDevice, writable: Bool, options: [String] = []) throws -> any GuestFilesystem {
+        let driver: FilesystemDriver
+        if let type = device.content.type {
+            guard let found = self.driver(for: type) else {
+                throw ImageError(reason: "\(device.name) holds \(type), which imagemount cannot open yet",
+                                 errno: .notSupported)
+            }
+            driver = found
+        } else {
+            driver = ExtFilesystem.driver
+        }
+        do {
+            return try driver.open(device.device, writable, options)
+        } catch let e as ImageError {
+            throw e.withPath(device.name)
+        }
+    }
+}
