@@ -1,0 +1,138 @@
+/// FAT12, FAT16 and FAT32 ("vfat").
+///
+/// Layout: Microsoft "FAT: General Overview of On-Disk Format" (fatgen103), the BPB: bytes per
+/// sector u16 at 11, sectors per cluster u8 at 13, reserved sectors u16 at 14, FAT count u8 at 16,
+/// root entries u16 at 17, total sectors u16 at 19 (else u32 at 32), media u8 at 21, FAT size u16
+/// at 22 (FAT32: u32 at 36); FAT12/16 serial at 39 and label at 43; FAT32 root cluster u32 at 44,
+/// FSInfo sector u16 at 48, serial at 67, label at 71. Directory entries are 32 bytes: name[11],
+/// attributes at 11, first cluster high u16 at 20 and low u16 at 26.
+///
+/// Checks as libblkid superblocks/vfat.c: the first of vfat_idinfo's magics found decides how
+/// much the boot sector must prove (a bare jump byte or 55AA needs the boot signature and must not
+/// be a JFS/HPFS pseudo-BPB); then the BPB sanity checks of `fat_valid_superblock`, computed, as
+/// there, in 32-bit unsigned arithmetic that wraps (`&+`, `&-`, `&*` below mirror C's uint32_t,
+/// so a garbage BPB gets blkid's answer and never traps). The label is the root directory's
+/// volume-label entry when there is one (and is not "NO NAME"), else the BPB's; FAT32's root
+/// directory is followed through at most 99 clusters, as blkid does. The UUID is the serial as
+/// XXXX-XXXX.
+enum FatProbe {
+    static let noName = [UInt8](ascii: "NO NAME    ")
+    static let fat12Max: UInt32 = 0xFF4
+    static let fat16Max: UInt32 = 0xFFF4
+    static let fat32Max: UInt32 = 0x0FFF_FFF6
+
+    /// vfat_idinfo's magics: (bytes, offset in the boot sector).
+    static let magics: [(magic: [UInt8], offset: Int)] = [
+        ([UInt8](ascii: "MSWIN"), 0x52), ([UInt8](ascii: "FAT32   "), 0x52), ([UInt8](ascii: "MSDOS"), 0x36),
+        ([UInt8](ascii: "FAT16   "), 0x36), ([UInt8](ascii: "FAT12   "), 0x36), ([UInt8](ascii: "FAT     "), 0x36),
+        ([0xEB], 0), ([0xE9], 0), ([0x55, 0xAA], 0x1FE),
+    ]
+
+    struct Geometry {
+        let sectorSize: UInt32, reserved: UInt32, fatSize: UInt32, clusterCount: UInt32
+    }
+
+    static func probe(_ r: ProbeReader) -> ProbeResult {
+        guard let bs = r.bytes(0, 512), let magic = magics.first(where: { bs.has($0.magic, at: $0.offset) }) else { return .noMatch }
+        guard let g = validate(bs, weakMagic: magic.magic.count <= 2) else { return .noMatch }
+        var label: [UInt8]?
+        var serial: [UInt8]?
+        if bs.le16(0x16) != 0 {
+            // FAT12/16: the root directory follows the FATs.
+            let rootStart = (g.reserved &+ g.fatSize) &* g.sectorSize
+            label = searchLabel(r, at: UInt64(rootStart), entries: UInt32(bs.le16(0x11)))
+            if label == nil || label == noName { label = bs.slice(0x2B, 11) }
+            serial = bs.slice(0x27, 4)
+        } else if bs.le32(0x24) != 0 {
+            // FAT32: the root directory is a cluster chain.
+            let clusterSectors = UInt32(bs.u8(0x0D))
+            let clusterBytes = clusterSectors &* g.sectorSize
+            let dataStart = g.reserved &+ g.fatSize
+            let fatEntries = bs.le32(0x24) &* g.sectorSize / 4
+            var next = bs.le32(0x2C)
+            var loops = 100
+            while next != 0 && next < fatEntries {
+                loops -= 1
+                if loops == 0 { break }
+                let offset = UInt64(dataStart &+ (next &- 2) &* clusterSectors) * UInt64(g.sectorSize)
+                if let found = searchLabel(r, at: offset, entries: clusterBytes / 32) {
+                    label = found
+                    break
+                }
+                // blkid reads a cluster's worth at the FAT entry and uses its first 4 bytes.
+                let entryOffset = UInt64(g.reserved) * UInt64(g.sectorSize) + UInt64(next) * 4
+                guard r.fits(entryOffset, Int(clusterBytes)), let entry = r.bytes(entryOffset, 4) else { break }
+                next = entry.le32(0) & 0x0FFF_FFFF
+            }
+            if label == nil || label == noName { label = bs.slice(0x47, 11) }
+            serial = bs.slice(0x43, 4)
+            // The FSInfo sector must carry its signatures, or be all zeros there.
+            let fsinfoSector = UInt64(bs.le16(0x30))
+            if fsinfoSector != 0 {
+                guard let info = r.bytes(fsinfoSector * UInt64(g.sectorSize), 512) else { return .failed }
+                let lead = info.slice(0, 4), middle = info.slice(484, 4)
+                guard lead == [0x52, 0x52, 0x61, 0x41] || lead == [0x52, 0x52, 0x64, 0x41] || lead == [0, 0, 0, 0] else { return .failed }
+                guard middle == [0x72, 0x72, 0x41, 0x61] || middle == [0, 0, 0, 0] else { return .failed }
+            }
+        }
+        let text = label.flatMap { $0 == noName ? nil : ProbeText.label($0) }
+        return .match(label: text, uuid: serial.flatMap(ProbeText.serial4))
+    }
+
+    /// fat_valid_superblock (vfat.c).
+    static func validate(_ bs: ProbeBytes, weakMagic: Bool) -> Geometry? {
+        if weakMagic {
+            guard bs.u8(0x1FE) == 0x55, bs.u8(0x1FF) == 0xAA else { return nil }
+            if bs.has([UInt8](ascii: "JFS     "), at: 0x36) || bs.has([UInt8](ascii: "HPFS    "), at: 0x36) { return nil }
+        }
+        let fats = UInt32(bs.u8(0x10)), reserved = UInt32(bs.le16(0x0E)), media = bs.u8(0x15)
+        let clusterSectors = UInt32(bs.u8(0x0D))
+        guard fats != 0, reserved != 0, media >= 0xF8 || media == 0xF0, isPowerOfTwo(clusterSectors) else { return nil }
+        let sectorSize = UInt32(bs.le16(0x0B))
+        guard isPowerOfTwo(sectorSize), (512 ... 4096).contains(sectorSize) else { return nil }
+        let dirEntries = UInt32(bs.le16(0x11))
+        var sectors = UInt32(bs.le16(0x13))
+        if sectors == 0 { sectors = bs.le32(0x20) }
+        var fatLength = UInt32(bs.le16(0x16))
+        if fatLength == 0 { fatLength = bs.le32(0x24) }
+        let fatSize = fatLength &* fats
+        let dirSectors = (dirEntries * 32 + (sectorSize - 1)) / sectorSize
+        let clusters = (sectors &- (reserved &+ fatSize &+ dirSectors)) / clusterSectors
+        let maxCount: UInt32
+        if bs.le16(0x16) == 0 && bs.le32(0x24) != 0 {
+            maxCount = fat32Max
+        } else {
+            maxCount = clusters > fat12Max ? fat16Max : fat12Max
+        }
+        guard clusters <= maxCount else { return nil }
+        return Geometry(sectorSize: sectorSize, reserved: reserved, fatSize: fatSize, clusterCount: clusters)
+    }
+
+    static func isPowerOfTwo(_ n: UInt32) -> Bool { n != 0 && n & (n - 1) == 0 }
+
+    /// search_fat_label: the first volume-label entry of a directory of `entries` entries at
+    /// `offset`, stopping at the end-of-directory mark. As blkid on a non-tiny device, the whole
+    /// directory must lie inside the device; it is read a sector at a time, and only up to the
+    /// end mark.
+    static func searchLabel(_ r: ProbeReader, at offset: UInt64, entries: UInt32) -> [UInt8]? {
+        let total = UInt64(entries) * 32
+        guard total <= UInt64(ProbeReader.maxRead), r.fits(offset, Int(total)) else { return nil }
+        var done: UInt64 = 0
+        while done < total {
+            let n = Int(min(512, total - done))
+            guard let chunk = r.bytes(offset + done, n) else { return nil }
+            var at = 0
+            while at + 32 <= n {
+                let first = chunk.u8(at), attr = chunk.u8(at + 11)
+                if first == 0 { return nil }
+                let hasCluster = chunk.le16(at + 20) != 0 || chunk.le16(at + 26) != 0
+                if first != 0xE5, !hasCluster, attr & 0x3F != 0x0F, attr & (0x08 | 0x10) == 0x08 {
+                    return chunk.slice(at, 11)
+                }
+                at += 32
+            }
+            done += UInt64(n)
+        }
+        return nil
+    }
+}
