@@ -111,27 +111,33 @@ enum FatProbe {
     static func isPowerOfTwo(_ n: UInt32) -> Bool { n != 0 && n & (n - 1) == 0 }
 
     /// search_fat_label: the first volume-label entry of a directory of `entries` entries at
-    /// `offset`, stopping at the end-of-directory mark. As blkid on a non-tiny device, the whole
-    /// directory must lie inside the device; it is read a sector at a time, and only up to the
-    /// end mark.
+    /// `offset`, stopping at the end-of-directory mark. As blkid, on a device that is not tiny the
+    /// whole directory must lie inside it (blkid reads it in one piece); on a tiny one entries are
+    /// read one by one, as far as they go. Either way only the entries up to the end mark are
+    /// read, a sector at a time where the device allows.
     static func searchLabel(_ r: ProbeReader, at offset: UInt64, entries: UInt32) -> [UInt8]? {
         let total = UInt64(entries) * 32
-        guard total <= UInt64(ProbeReader.maxRead), r.fits(offset, Int(total)) else { return nil }
+        if !r.isTiny {
+            guard total <= UInt64(ProbeReader.maxRead), r.fits(offset, Int(total)) else { return nil }
+        }
+        var chunk: ProbeBytes?, chunkStart: UInt64 = 0
         var done: UInt64 = 0
         while done < total {
-            let n = Int(min(512, total - done))
-            guard let chunk = r.bytes(offset + done, n) else { return nil }
-            var at = 0
-            while at + 32 <= n {
-                let first = chunk.u8(at), attr = chunk.u8(at + 11)
-                if first == 0 { return nil }
-                let hasCluster = chunk.le16(at + 20) != 0 || chunk.le16(at + 26) != 0
-                if first != 0xE5, !hasCluster, attr & 0x3F != 0x0F, attr & (0x08 | 0x10) == 0x08 {
-                    return chunk.slice(at, 11)
-                }
-                at += 32
+            let (at, overflow) = offset.addingReportingOverflow(done)
+            if overflow { return nil }
+            if chunk == nil || at - chunkStart + 32 > UInt64(chunk?.count ?? 0) {
+                chunk = r.bytes(at, Int(min(512, total - done))) ?? r.bytes(at, 32)
+                chunkStart = at
             }
-            done += UInt64(n)
+            guard let c = chunk else { return nil }
+            let e = Int(at - chunkStart)
+            let first = c.u8(e), attr = c.u8(e + 11)
+            if first == 0 { return nil }
+            let hasCluster = c.le16(e + 20) != 0 || c.le16(e + 26) != 0
+            if first != 0xE5, !hasCluster, attr & 0x3F != 0x0F, attr & (0x08 | 0x10) == 0x08 {
+                return c.slice(e, 11)
+            }
+            done += 32
         }
         return nil
     }

@@ -14,6 +14,8 @@ enum Iso9660Probe {
     static let superblockOffset: UInt64 = 0x8000
     static let sectorSize: UInt64 = 0x800
     static let maxDescriptors = 16
+    /// sizeof(struct iso_volume_descriptor) in iso9660.c: through the modification date.
+    static let descriptorSize = 847
     static let jolietEscapes: [[UInt8]] = [[0x25, 0x2F, 0x40], [0x25, 0x2F, 0x43], [0x25, 0x2F, 0x45]]
 
     static func probe(_ r: ProbeReader) -> ProbeResult {
@@ -21,7 +23,7 @@ enum Iso9660Probe {
             guard let hs = r.bytes(superblockOffset, 80) else { return .noMatch }
             return .match(label: ProbeText.label(hs.slice(48, 32)))
         }
-        guard let pvd = r.bytes(superblockOffset, 847), pvd.has([UInt8](ascii: "CD001"), at: 1) else { return .noMatch }
+        guard let pvd = r.bytes(superblockOffset, descriptorSize), pvd.has([UInt8](ascii: "CD001"), at: 1) else { return .noMatch }
         let volumeID = pvd.slice(40, 32)
         var uuid: String?
         switch dateUUID(pvd.slice(830, 17)) {
@@ -31,7 +33,7 @@ enum Iso9660Probe {
         }
         var offset = superblockOffset + sectorSize
         for _ in 0 ..< maxDescriptors {
-            guard let vd = r.bytes(offset, 120), vd.u8(0) != 0xFF else { break }
+            guard let vd = r.bytes(offset, descriptorSize), vd.u8(0) != 0xFF else { break }
             offset += sectorSize
             guard vd.u8(0) == 2, jolietEscapes.contains(vd.slice(88, 3)) else { continue }
             let joliet = vd.slice(40, 32)

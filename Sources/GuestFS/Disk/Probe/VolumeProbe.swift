@@ -1,6 +1,6 @@
 /// What a block device holds, as blkid would name it (`TYPE=`), with its label and UUID.
 public struct VolumeContent: Sendable, Equatable {
-    /// blkid's TYPE: "ext2", "ext3", "ext4", "jbd", "xfs", "btrfs", "ntfs", "vfat", "exfat",
+    /// blkid's TYPE: "ext2", "ext3", "ext4", "ext4dev", "jbd", "xfs", "btrfs", "ntfs", "vfat", "exfat",
     /// "iso9660", "udf", "squashfs", "squashfs3", "swap", "LVM2_member", "crypto_LUKS",
     /// "BitLocker", or nil when nothing is recognised (or the signatures are ambivalent).
     public let type: String?
@@ -117,6 +117,7 @@ struct VolumeProber: Sendable {
         VolumeProber(name: "vfat", usage: .filesystem, probe: FatProbe.probe),
         VolumeProber(name: "swap", usage: .other, minimumSize: SwapProbe.minimumSize, probe: SwapProbe.probe),
         VolumeProber(name: "xfs", usage: .filesystem, probe: XfsProbe.probe),
+        VolumeProber(name: "ext4dev", usage: .filesystem, probe: ExtProbe.probeExt4Dev),
         VolumeProber(name: "ext4", usage: .filesystem, probe: ExtProbe.probeExt4),
         VolumeProber(name: "ext3", usage: .filesystem, probe: ExtProbe.probeExt3),
         VolumeProber(name: "ext2", usage: .filesystem, probe: ExtProbe.probeExt2),
