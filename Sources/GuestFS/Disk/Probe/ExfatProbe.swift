@@ -5,10 +5,12 @@
 /// u32 at 96, VolumeSerialNumber at 100, FileSystemRevision at 104, BytesPerSectorShift u8 at
 /// 108, SectorsPerClusterShift u8 at 109; §7.3 Volume Label directory entry: type 0x83,
 /// CharacterCount u8 at 1, VolumeLabel (11 UTF-16LE characters) at 2; the FAT holds u32 entries.
-/// Checks as libblkid 2.38 superblocks/exfat.c: the name and a cluster size that fits in 32 bits
-/// (blkid 2.38 checks neither the boot checksum nor the must-be-zero bytes; later versions do).
-/// The label is the root directory's label entry, the directory followed through the FAT; the
-/// offsets are 64-bit and wrap as in blkid (`&+`, `&<<`). Tighter than blkid: at most
+/// Checks as libblkid 2.38 superblocks/exfat.c: the name and a non-zero cluster size (blkid 2.38
+/// checks neither the boot checksum nor the must-be-zero bytes; later versions do). The label is
+/// the root directory's label entry, the directory followed through the FAT. blkid computes the
+/// sizes as `1u << BytesPerSectorShift` and the offsets as 64-bit shifts without bounding the
+/// shift counts, which C leaves undefined and x86-64 masks to the operand's width; Swift's
+/// masking shift `&<<` is exactly that, and `&+`/`&-` wrap as C's unsigned arithmetic does. Tighter than blkid: at most
 /// `maxEntries` entries are looked at (blkid allows 8 Mi, a FAT cycle would make it read them all).
 enum ExfatProbe {
     static let maxEntries = 16384
@@ -20,8 +22,7 @@ enum ExfatProbe {
     static func probe(_ r: ProbeReader) -> ProbeResult {
         guard let sb = r.bytes(0, 512), sb.has([UInt8](ascii: "EXFAT   "), at: 3) else { return .noMatch }
         let sectorShift = UInt32(sb.u8(108)), clusterShift = UInt32(sb.u8(109))
-        guard sectorShift < 32, clusterShift < 32 else { return .noMatch }
-        let clusterSize = (UInt32(1) << sectorShift) &<< clusterShift
+        let clusterSize = (UInt32(1) &<< sectorShift) &<< clusterShift
         guard clusterSize != 0 else { return .noMatch }
         let fatOffset = UInt64(sb.le32(80)), heapOffset = UInt64(sb.le32(88))
         func offset(ofCluster c: UInt32) -> UInt64 {

@@ -7,16 +7,16 @@
 /// FSInfo sector u16 at 48, serial at 67, label at 71. Directory entries are 32 bytes: name[11],
 /// attributes at 11, first cluster high u16 at 20 and low u16 at 26.
 ///
-/// Checks as libblkid superblocks/vfat.c: the first of vfat_idinfo's magics found decides how
+/// Checks as libblkid 2.38 superblocks/vfat.c: the first of vfat_idinfo's magics found decides how
 /// much the boot sector must prove (a bare jump byte or 55AA needs the boot signature and must not
 /// be a JFS/HPFS pseudo-BPB); then the BPB sanity checks of `fat_valid_superblock`, computed, as
 /// there, in 32-bit unsigned arithmetic that wraps (`&+`, `&-`, `&*` below mirror C's uint32_t,
-/// so a garbage BPB gets blkid's answer and never traps). The label is the root directory's
-/// volume-label entry when there is one (and is not "NO NAME"), else the BPB's; FAT32's root
-/// directory is followed through at most 99 clusters, as blkid does. The UUID is the serial as
-/// XXXX-XXXX.
+/// so a garbage BPB gets blkid's answer and never traps). LABEL is the root directory's
+/// volume-label entry only (FAT32's root directory followed through at most 99 clusters, as
+/// blkid does): the boot sector's copy is what blkid calls LABEL_FATBOOT, not LABEL, so a volume
+/// whose directory entry is gone has no label, as `blkid` and udev's by-label links see it. The
+/// UUID is the serial as XXXX-XXXX (on FAT12/16 only with an extended boot signature 0x28/0x29).
 enum FatProbe {
-    static let noName = [UInt8](ascii: "NO NAME    ")
     static let fat12Max: UInt32 = 0xFF4
     static let fat16Max: UInt32 = 0xFFF4
     static let fat32Max: UInt32 = 0x0FFF_FFF6
@@ -41,14 +41,13 @@ enum FatProbe {
             // FAT12/16: the root directory follows the FATs.
             let rootStart = (g.reserved &+ g.fatSize) &* g.sectorSize
             label = searchLabel(r, at: UInt64(rootStart), entries: UInt32(bs.le16(0x11)))
-            if label == nil || label == noName { label = bs.slice(0x2B, 11) }
-            serial = bs.slice(0x27, 4)
+            if bs.u8(0x26) == 0x28 || bs.u8(0x26) == 0x29 { serial = bs.slice(0x27, 4) }
         } else if bs.le32(0x24) != 0 {
             // FAT32: the root directory is a cluster chain.
             let clusterSectors = UInt32(bs.u8(0x0D))
             let clusterBytes = clusterSectors &* g.sectorSize
             let dataStart = g.reserved &+ g.fatSize
-            let fatEntries = bs.le32(0x24) &* g.sectorSize / 4
+            let fatEntries = UInt32(truncatingIfNeeded: UInt64(bs.le32(0x24)) * UInt64(g.sectorSize) / 4)
             var next = bs.le32(0x2C)
             var loops = 100
             while next != 0 && next < fatEntries {
@@ -64,19 +63,17 @@ enum FatProbe {
                 guard r.fits(entryOffset, Int(clusterBytes)), let entry = r.bytes(entryOffset, 4) else { break }
                 next = entry.le32(0) & 0x0FFF_FFFF
             }
-            if label == nil || label == noName { label = bs.slice(0x47, 11) }
             serial = bs.slice(0x43, 4)
             // The FSInfo sector must carry its signatures, or be all zeros there.
             let fsinfoSector = UInt64(bs.le16(0x30))
             if fsinfoSector != 0 {
-                guard let info = r.bytes(fsinfoSector * UInt64(g.sectorSize), 512) else { return .failed }
+                guard let info = r.bytes(fsinfoSector * UInt64(g.sectorSize), 512) else { return .noMatch }
                 let lead = info.slice(0, 4), middle = info.slice(484, 4)
-                guard lead == [0x52, 0x52, 0x61, 0x41] || lead == [0x52, 0x52, 0x64, 0x41] || lead == [0, 0, 0, 0] else { return .failed }
-                guard middle == [0x72, 0x72, 0x41, 0x61] || middle == [0, 0, 0, 0] else { return .failed }
+                guard lead == [0x52, 0x52, 0x61, 0x41] || lead == [0x52, 0x52, 0x64, 0x41] || lead == [0, 0, 0, 0] else { return .noMatch }
+                guard middle == [0x72, 0x72, 0x41, 0x61] || middle == [0, 0, 0, 0] else { return .noMatch }
             }
         }
-        let text = label.flatMap { $0 == noName ? nil : ProbeText.label($0) }
-        return .match(label: text, uuid: serial.flatMap(ProbeText.serial4))
+        return .match(label: label.flatMap(ProbeText.label), uuid: serial.flatMap(ProbeText.serial4))
     }
 
     /// fat_valid_superblock (vfat.c).

@@ -3,9 +3,10 @@
 /// Layout: the LUKS1 on-disk format specification ("PHDR": magic "LUKS\xBA\xBE", version u16 BE
 /// at 6, UUID text at 168, 40 bytes) and the LUKS2 on-disk format, binary header (same magic and
 /// version, label at 24 (48 bytes), UUID at 168, hdr_offset u64 BE at 256; the secondary header
-/// has the magic "SKUL\xBA\xBE"). Checks as libblkid superblocks/luks.c: a primary header at 0
-/// (a LUKS2 one must say it is at offset 0), else a LUKS2 secondary header at one of the offsets
-/// cryptsetup may put it, saying it is there. The label is LUKS2's only.
+/// has the magic "SKUL\xBA\xBE"). Checks as libblkid 2.38 superblocks/luks.c: a primary header at
+/// 0, else a secondary header at one of the offsets cryptsetup may put it, each known by its
+/// magic alone (later libblkid also wants hdr_offset to name the header's own offset). The label
+/// is LUKS2's only; a version other than 1 or 2 still matches, with neither.
 enum LUKSProbe {
     static let primaryMagic: [UInt8] = [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]
     static let secondaryMagic: [UInt8] = [0x53, 0x4B, 0x55, 0x4C, 0xBA, 0xBE]
@@ -15,17 +16,12 @@ enum LUKSProbe {
 
     static func probe(_ r: ProbeReader) -> ProbeResult {
         guard let primary = r.bytes(0, headerSize) else { return .noMatch }
-        if valid(primary, magic: primaryMagic, at: 0) { return attributes(primary) }
+        if primary.has(primaryMagic, at: 0) { return attributes(primary) }
         for offset in secondaryOffsets {
             guard let header = r.bytes(offset, headerSize) else { return .noMatch }
-            if valid(header, magic: secondaryMagic, at: offset) { return attributes(header) }
+            if header.has(secondaryMagic, at: 0) { return attributes(header) }
         }
         return .noMatch
-    }
-
-    static func valid(_ h: ProbeBytes, magic: [UInt8], at offset: UInt64) -> Bool {
-        guard h.has(magic, at: 0) else { return false }
-        return h.be16(6) != 2 || h.be64(256) == offset
     }
 
     static func attributes(_ h: ProbeBytes) -> ProbeResult {

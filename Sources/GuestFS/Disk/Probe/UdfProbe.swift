@@ -5,9 +5,11 @@
 /// also "CD001", "BOOT2", "CDW02"); the anchor volume descriptor pointer at block 256 (3/10.2:
 /// descriptor tag (3/7.2) with identifier u16 at 0 and tag location u32 at 12, main volume
 /// descriptor sequence extent length u32 at 16 and location u32 at 20); in that sequence the
-/// primary volume descriptor (tag 1, 3/10.1: volume set identifier dstring[128] at 72) and the
-/// logical volume descriptor (tag 6, 3/10.6: logical volume identifier dstring[128] at 84); a
-/// terminating descriptor is tag 8. A dstring (1/7.2.12) is a compression id (8: Latin-1, 16:
+/// primary volume descriptor (tag 1, 3/10.1: volume set identifier dstring[128] at 72, its
+/// descriptor character set (charspec, 1/7.2.1) at 200) and the logical volume descriptor (tag 6,
+/// 3/10.6: descriptor character set at 20, logical volume identifier dstring[128] at 84); a
+/// terminating descriptor is tag 8. A descriptor's identifiers are read only when its character
+/// set is UDF's (type 0, "OSTA Compressed Unicode", UDF 2.1.2), as blkid 2.38 does. A dstring (1/7.2.12) is a compression id (8: Latin-1, 16:
 /// UTF-16BE) followed by characters, its used length in the last byte.
 /// Checks as libblkid superblocks/udf.c: block sizes 512, 1024, 2048 and 4096 are tried (an image
 /// file's sector size is 512); LABEL is the logical volume identifier, UUID derives from the
@@ -35,12 +37,12 @@ enum UdfProbe {
             guard let vd = r.bytes(UInt64(block) * blockSize, descriptorSize) else { return .noMatch }
             let tag = vd.le16(0)
             if tag == 0 || vd.le32(12) != block || tag == 8 { break }
-            if tag == 1 && !haveUUID {
+            if tag == 1 && !haveUUID && isUDFCharset(vd.slice(200, 64)) {
                 if let generated = volumeSetUUID(vd.slice(72, 128)) {
                     uuid = generated
                     haveUUID = true
                 }
-            } else if tag == 6 && !haveLabel {
+            } else if tag == 6 && !haveLabel && isUDFCharset(vd.slice(20, 64)) {
                 if let (chars, encoding) = dstring(vd.slice(84, 128)) {
                     label = ProbeText.label(chars, encoding: encoding)
                     haveLabel = true
@@ -76,6 +78,13 @@ enum UdfProbe {
             if anchor.le32(12) == 256 && anchor.le16(0) == 2 { return bs }
         }
         return nil
+    }
+
+    /// A charspec of type 0 whose information (63 bytes, compared as a C string) is
+    /// "OSTA Compressed Unicode".
+    static func isUDFCharset(_ charspec: [UInt8]) -> Bool {
+        let name = [UInt8](ascii: "OSTA Compressed Unicode")
+        return charspec[0] == 0 && charspec[1 ..< 1 + name.count].elementsEqual(name) && charspec[1 + name.count] == 0
     }
 
     /// A dstring's characters (its used length less the compression id byte, at most the field)
