@@ -167,7 +167,31 @@ dd if=luks2-argon2 bs=1 skip=4096 count=12288 status=none | tr -d '\0' > luks2a.
 raw luks2-json luks2a.json luks2-argon2
 sparse volume-probe luks2-header luks2
 
-# volume probe: a swap signature. (No btrfs seed yet: plain mkfs.btrfs output traps VolumeProbe,
-# one of issue 13's known crashes; fuzz/crashers/volume-probe holds it, replayed by the tests.)
+# volume probe: the first MiB of an image of every type Disk/Probe knows, made by its own mkfs
+# (the same tools the probe tests compare with blkid); a tool that is missing is skipped.
 truncate -s 1M swap; mkswap -q -L fuzzswap swap >/dev/null; sparse volume-probe swap swap
+probe_seed() {  # NAME SIZE COMMAND (the image is $img)
+    local name=$1 size=$2 img=vp-$1; shift 2
+    rm -f "$img"; truncate -s "$size" "$img"
+    if (eval "$*") >/dev/null 2>&1; then
+        head -c 1M "$img" > "$img.1m"; sparse volume-probe "$img.1m" "$name"
+    else
+        echo "fuzz-seeds: no $name seed (tool missing?)" >&2
+    fi
+}
+probe_seed ext3 8M 'mkfs.ext3 -q -F -L fuzz $img'
+probe_seed ext4 8M 'mkfs.ext4 -q -F -L fuzz $img'
+probe_seed jbd 8M 'mke2fs -q -F -O journal_dev $img'
+probe_seed xfs 300M 'mkfs.xfs -q -f -L fuzz $img'
+probe_seed btrfs 128M 'mkfs.btrfs -q -f -L fuzz $img'
+probe_seed ntfs 16M 'mkntfs -q -F -f -L fuzz $img'
+probe_seed fat12 4M 'mkfs.vfat -F 12 -n FUZZ $img'
+probe_seed fat16 32M 'mkfs.vfat -F 16 -n FUZZ $img'
+probe_seed fat32 64M 'mkfs.vfat -F 32 -n FUZZ $img'
+probe_seed exfat 16M 'mkfs.exfat -L fuzz $img'
+probe_seed udf 16M 'mkudffs --label=fuzz $img'
+probe_seed udf4k 16M 'mkudffs --blocksize=4096 --label=fuzz $img'
+probe_seed iso9660 0 'xorriso -as mkisofs -quiet -V FUZZ -J -o $img tree'
+probe_seed squashfs 0 'mksquashfs tree $img -quiet -noappend'
+probe_seed luks1 4M 'printf fuzz | cryptsetup luksFormat -q --batch-mode --type luks1 --pbkdf-force-iterations 1000 --key-file - $img && truncate -s 4096 $img'
 echo "fuzz-seeds: wrote $(find "$out" -type f | wc -l) seeds under $out"

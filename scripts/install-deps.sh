@@ -8,6 +8,8 @@ packages=(
   fuse3 perl
   # test oracles and image builders
   e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs
+  # volume probe oracles (Tests/GuestFSTests/Disk/Probe): mkfs tools for every type blkid names
+  xfsprogs ntfs-3g dosfstools exfatprogs udftools squashfs-tools xorriso genisoimage
   # benchmarks
   hyperfine time fuse2fs bc
 )

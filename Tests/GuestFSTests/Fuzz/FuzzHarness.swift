@@ -130,11 +130,17 @@ enum FuzzHarness {
         _ = try? LVMVolumeGroup(name: name, section: section, source: "fuzz")
     }
 
-    // MARK: Inspect
+    // MARK: Disk/Probe
 
-    /// Inspect/VolumeProbe.swift.
+    /// Disk/Probe: every prober in blkid's order, on the whole input and on its first 1440 KiB
+    /// (the "tiny device" rules: no RAID probing, first match wins).
     static func volumeProbe(_ data: [UInt8]) {
-        _ = VolumeProbe.probe(FuzzDevice(input: data, name: "/nonexistent-fuzz/volume"))
+        let device = FuzzDevice(input: data, name: "/nonexistent-fuzz/volume")
+        _ = VolumeProbe.probe(device)
+        if device.size > ProbeReader.tinySize,
+           let tiny = try? SliceDevice(base: device, start: 0, size: ProbeReader.tinySize, name: "/nonexistent-fuzz/tiny") {
+            _ = VolumeProbe.probe(tiny)
+        }
     }
 
     // MARK: Ext
