@@ -31,32 +31,51 @@ public final class MountTree: Sendable {
 
     private struct CoverKey: Hashable { let parent: GuestNode; let name: [UInt8] }
 
+    /// One filesystem to mount: the device, where, whether read-only in a writable tree
+    /// (guestmount's `-m DEV:MP:ro`), and the mount options its driver takes (vfat's umask=…).
+    public struct Entry: Sendable {
+        public let device: GuestDevice
+        public let mountpoint: String
+        public let readOnly: Bool
+        public let options: [String]
+        public init(device: GuestDevice, mountpoint: String, readOnly: Bool = false, options: [String] = []) {
+            self.device = device; self.mountpoint = mountpoint; self.readOnly = readOnly; self.options = options
+        }
+    }
+
     /// Builds the tree. `entries` pairs devices and mountpoints; one must be `/`.
     /// With `skipFailed`, a mount other than `/` that fails is reported to it and left out
     /// (inspection: only a failing `/` is fatal); without it every failure throws.
     public convenience init(entries: [(device: GuestDevice, mountpoint: String)], writable: Bool,
                             skipFailed: ((ImageError) -> Void)? = nil) throws {
-        try self.init(entries: entries.map { ($0.device, $0.mountpoint, false) }, writable: writable, skipFailed: skipFailed)
+        try self.init(mounting: entries.map { Entry(device: $0.device, mountpoint: $0.mountpoint) }, writable: writable, skipFailed: skipFailed)
     }
 
     /// As above, with a per-entry `readOnly`: that filesystem is opened read-only even when
     /// `writable` is true (guestmount's `-m DEV:MP:ro`).
-    public init(entries: [(device: GuestDevice, mountpoint: String, readOnly: Bool)], writable: Bool,
-                skipFailed: ((ImageError) -> Void)? = nil) throws {
-        let sorted = entries.map { ($0.device, Self.normalize($0.mountpoint), $0.readOnly) }
-            .sorted { $0.1.split(separator: "/").count < $1.1.split(separator: "/").count }
-        guard let first = sorted.first, first.1 == "/" else {
+    public convenience init(entries: [(device: GuestDevice, mountpoint: String, readOnly: Bool)], writable: Bool,
+                            skipFailed: ((ImageError) -> Void)? = nil) throws {
+        try self.init(mounting: entries.map { Entry(device: $0.device, mountpoint: $0.mountpoint, readOnly: $0.readOnly) },
+                      writable: writable, skipFailed: skipFailed)
+    }
+
+    public init(mounting entries: [Entry], writable: Bool, skipFailed: ((ImageError) -> Void)? = nil) throws {
+        let sorted = entries.map { Entry(device: $0.device, mountpoint: Self.normalize($0.mountpoint), readOnly: $0.readOnly, options: $0.options) }
+            .sorted { $0.mountpoint.split(separator: "/").count < $1.mountpoint.split(separator: "/").count }
+        guard let first = sorted.first, first.mountpoint == "/" else {
             throw ImageError(structure: "mount", reason: "no filesystem is mounted on / (use -m DEVICE or -m DEVICE:/)",
                              errno: .invalidArgument)
         }
         var mounts: [Mount] = [], covers: [CoverKey: Int] = [:], parents: [Int: GuestNode] = [:]
-        for (device, mountpoint, readOnly) in sorted {
+        for entry in sorted {
+            let mountpoint = entry.mountpoint
             if mounts.contains(where: { $0.mountpoint == mountpoint }) {
                 throw ImageError(structure: "mount \(mountpoint)", reason: "two filesystems mounted on the same mountpoint",
                                  errno: .invalidArgument)
             }
             do {
-                try Self.mount(device, on: mountpoint, writable: writable && !readOnly, into: &mounts, covers: &covers, parents: &parents)
+                try Self.mount(entry.device, on: mountpoint, writable: writable && !entry.readOnly, options: entry.options,
+                               into: &mounts, covers: &covers, parents: &parents)
             } catch let error as ImageError where mountpoint != "/" && skipFailed != nil {
                 skipFailed?(error)
             }
@@ -67,9 +86,9 @@ public final class MountTree: Sendable {
     }
 
     /// Opens `device`'s filesystem and attaches it at `mountpoint` of the tree built so far.
-    private static func mount(_ device: GuestDevice, on mountpoint: String, writable: Bool, into mounts: inout [Mount],
-                              covers: inout [CoverKey: Int], parents: inout [Int: GuestNode]) throws {
-        let fs = try FilesystemRegistry.open(device, writable: writable)
+    private static func mount(_ device: GuestDevice, on mountpoint: String, writable: Bool, options: [String],
+                              into mounts: inout [Mount], covers: inout [CoverKey: Int], parents: inout [Int: GuestNode]) throws {
+        let fs = try FilesystemRegistry.open(device, writable: writable, options: options)
         var covered: GuestNode? = nil, name: [UInt8]? = nil
         if mountpoint != "/" {
             let partial = MountTree(mounts: mounts, covers: covers, parents: parents)

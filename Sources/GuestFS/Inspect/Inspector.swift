@@ -15,9 +15,15 @@ public enum Inspector {
 
     /// The (device, mountpoint) pairs to mount for `os`, root first, shortest mountpoint first.
     public static func mountEntries(for os: OperatingSystem, in guest: Guest) throws -> [(device: GuestDevice, mountpoint: String)] {
-        var entries: [(device: GuestDevice, mountpoint: String)] = [(try guest.device(named: os.root), "/")]
+        try mountPlan(for: os, in: guest).map { ($0.device, $0.mountpoint) }
+    }
+
+    /// The same, with each filesystem's fstab options (for the drivers that take some).
+    public static func mountPlan(for os: OperatingSystem, in guest: Guest) throws -> [MountTree.Entry] {
+        var entries = [MountTree.Entry(device: try guest.device(named: os.root), mountpoint: "/", options: os.mountOptions["/"] ?? [])]
         for (mountpoint, device) in os.mountpoints where mountpoint != "/" {
-            entries.append((try guest.device(named: device), mountpoint))
+            entries.append(MountTree.Entry(device: try guest.device(named: device), mountpoint: mountpoint,
+                                           options: os.mountOptions[mountpoint] ?? []))
         }
         return entries
     }
@@ -103,6 +109,7 @@ public enum Inspector {
                 continue
             }
             mountpoints.append((mountpoint, device.name))
+            os.mountOptions[mountpoint] = entry.options.split(separator: ",").map(String.init)
         }
         os.mountpoints = mountpoints.sorted { depth($0.0) < depth($1.0) || (depth($0.0) == depth($1.0) && $0.0 < $1.0) }
     }

@@ -15,6 +15,8 @@ public struct OperatingSystem: Sendable {
     public var osinfo: String?
     /// Mountpoints from /etc/fstab that resolve to devices of this guest, `/` first.
     public var mountpoints: [(mountpoint: String, device: String)] = []
+    /// The fstab options of each mountpoint, split at commas (vfat's umask=, uid=…).
+    public var mountOptions: [String: [String]] = [:]
     /// Entries that could not be used, one line each (device missing, unsupported type…).
     public var warnings: [String] = []
 

@@ -1,3 +1,5 @@
+import GuestFS
+
 /// One `-m DEVICE[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]`, split as guestmount splits it (libguestfs
 /// options.c, OPTION_m): DEVICE may contain `=` (UUID=…) but not `:`; an empty MOUNTPOINT is `/`.
 struct MountSpec: Equatable {
@@ -7,6 +9,8 @@ struct MountSpec: Equatable {
     var readOnly: Bool
     /// FSTYPE, checked against what the volume probe found.
     var fstype: String?
+    /// Options a filesystem driver takes (vfat's umask=, uid=…), passed on to it.
+    var driverOptions: [String] = []
 
     /// Mount options that change nothing here: imagemount never updates atimes (as `noatime`),
     /// always stores and enforces POSIX ACLs and user xattrs, and reports errors to the caller
@@ -15,7 +19,7 @@ struct MountSpec: Equatable {
     /// ext4's `errors=` values (mount(8), "Mount options for ext4").
     static let errorsValues: Set<String> = ["continue", "remount-ro", "panic"]
     /// The FSTYPE values a driver here answers to.
-    static let knownTypes: Set<String> = ["ext2", "ext3", "ext4"]
+    static var knownTypes: Set<String> { Set(FilesystemRegistry.types) }
 
     /// Parses `text`; the error is one sentence naming the -m and the offending part.
     static func parse(_ text: String) throws(MountSpecError) -> MountSpec {
@@ -29,6 +33,8 @@ struct MountSpec: Equatable {
                 case "ro": spec.readOnly = true
                 case "rw": spec.readOnly = false
                 case _ where ignoredOptions.contains(option): continue
+                case _ where FilesystemRegistry.takesOption(String(option.split(separator: "=", maxSplits: 1).first ?? "")):
+                    spec.driverOptions.append(option)
                 case _ where option.hasPrefix("errors="):
                     guard errorsValues.contains(String(option.dropFirst("errors=".count))) else {
                         throw MountSpecError("-m '\(text)': '\(option)': errors= takes continue, remount-ro or panic")
@@ -40,7 +46,7 @@ struct MountSpec: Equatable {
         }
         if parts.count > 3 && !parts[3].isEmpty {
             guard knownTypes.contains(parts[3]) else {
-                throw MountSpecError("-m '\(text)': unknown filesystem type '\(parts[3])' (imagemount mounts ext2, ext3 and ext4)")
+                throw MountSpecError("-m '\(text)': unknown filesystem type '\(parts[3])' (imagemount mounts \(FilesystemRegistry.types.joined(separator: ", ")))")
             }
             spec.fstype = parts[3]
         }

@@ -37,11 +37,11 @@ struct Session {
     /// `-m` mounts what it names; `-i` mounts the inspected OS; with neither, the OS is
     /// inspected as virt-cat does, and a disk with no OS but a single filesystem uses that.
     static func mountTree(_ guest: Guest, _ fs: FilesystemOptions, writable: Bool) throws -> MountTree {
-        var entries: [(device: GuestDevice, mountpoint: String, readOnly: Bool)] = []
+        var entries: [MountTree.Entry] = []
         if fs.mounts.isEmpty {
             if let os = try chooseOperatingSystem(guest, root: fs.root, required: fs.inspect) {
                 for warning in os.warnings { Diagnostics.warn(warning) }
-                return try MountTree(entries: Inspector.mountEntries(for: os, in: guest), writable: writable) { error in
+                return try MountTree(mounting: Inspector.mountPlan(for: os, in: guest), writable: writable) { error in
                     Diagnostics.warn("\(error.description); left unmounted")
                 }
             }
@@ -52,7 +52,7 @@ struct Session {
                     ? "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no ext2/ext3/ext4 filesystem found"
                     : "no operating system found and several filesystems (\(names)): choose one with -m DEVICE")
             }
-            entries = [(only, "/", false)]
+            entries = [MountTree.Entry(device: only, mountpoint: "/")]
         } else {
             for spec in fs.mountSpecs {
                 let name = spec.device
@@ -65,11 +65,12 @@ struct Session {
                 if let type = device.content.type, !FilesystemRegistry.canOpen(device.content) {
                     throw CLIError(message: "\(name) holds \(type), which imagemount cannot open yet")
                 }
-                entries.append((device, spec.mountpoint, spec.readOnly))
+                entries.append(MountTree.Entry(device: device, mountpoint: spec.mountpoint, readOnly: spec.readOnly,
+                                               options: spec.driverOptions))
                 Diagnostics.trace("mount \(device.name) on \(spec.mountpoint)\(writable && !spec.readOnly ? "" : " read-only")")
             }
         }
-        return try MountTree(entries: entries, writable: writable)
+        return try MountTree(mounting: entries, writable: writable)
     }
 
     /// The operating system to mount: the one found, or the one `--root` names. Several roots
