@@ -4,7 +4,8 @@
 # the last commit before the untrusted-image work: name checks, checked arithmetic, the probing
 # policy and the sandbox). Runs alternate between the two builds so that drift in the machine's
 # load hits both alike. Prints each figure for both, the ratio new/old (time: below 1 means the
-# new build is faster) and whether it is within TOLERANCE percent (default 3).
+# new build is faster) for wall time and for CPU time (user + system, steadier on a loaded
+# machine), and whether the CPU time is within TOLERANCE percent (default 3).
 #
 # usage: bench/before-after.sh [REVISION] [workdir]
 #        RUNS=N (default 7) repetitions of each timed step; the median is compared.
@@ -78,10 +79,16 @@ cleanup() { fusermount3 -u -z "$MNT" 2>/dev/null || true; rm -rf "$OUT"; }
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-# seconds of one run of "$@" (stdout discarded)
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; }
+# "wall cpu" seconds of one run of "$@" (stdout discarded); cpu = user + system, which a loaded
+# machine disturbs far less than wall time.
+timed() {
+  /usr/bin/time -f '%e %U %S' -o "$WORK/time" "$@" >/dev/null
+  awk '{ printf "%s %.3f\n", $1, $2 + $3 }' "$WORK/time"
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU seconds the mount server has used so far (utime + stime of /proc/PID/stat).
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 step_cat()     { "$1/imagemount" cat -a "$DISK" /etc/hostname; }
@@ -90,12 +97,22 @@ step_zlib()    { "$1/qcow2-bench" "$WORK/zlib.qcow2"; }
 step_zstd()    { "$1/qcow2-bench" "$WORK/zstd.qcow2"; }
 mount_with()   { "$1/imagemount" -a "$DISK" --ro --pid-file "$WORK/im.pid" "$MNT"; }
 unmount_with() { "$1/imagemount" unmount "$MNT"; sleep 0.2; }
-step_read()    { drop_caches; mount_with "$1"; timed cat "$MNT/big.bin" > "$WORK/t"; RSS=$(peak_rss_kb "$(cat "$WORK/im.pid")"); unmount_with "$1"; cat "$WORK/t"; }
-step_walk()    { drop_caches; mount_with "$1"; timed find "$MNT/walk" -exec stat -c '%i %s %Y' {} + > "$WORK/t"; unmount_with "$1"; cat "$WORK/t"; }
+# A step through the mount: wall time of the client, CPU time of the server for it.
+through_mount() {
+  local bin=$1; shift
+  drop_caches; mount_with "$bin" >/dev/null; local pid; pid=$(cat "$WORK/im.pid")
+  local c0 t0 t1 c1; c0=$(server_cpu "$pid"); t0=$(now)
+  "$@" > /dev/null
+  t1=$(now); c1=$(server_cpu "$pid")
+  echo "$(peak_rss_kb "$pid")" >> "$WORK/rss.$(basename "$bin")"
+  unmount_with "$bin" >/dev/null
+  echo "$(echo "$t1 - $t0" | bc -l) $(echo "$c1 - $c0" | bc -l)"
+}
+step_read()    { through_mount "$1" cat "$MNT/big.bin"; }
+step_walk()    { through_mount "$1" find "$MNT/walk" -exec stat -c '%i %s %Y' {} +; }
 
-declare -A T
 figures="cat copyout zlib zstd read walk"
-for f in $figures; do for b in old new; do : > "$WORK/times.$f.$b"; done; done
+for b in old new; do : > "$WORK/rss.$b"; for f in $figures; do : > "$WORK/times.$f.$b"; done; done
 for run in $(seq "$RUNS"); do
   for f in $figures; do
     # Alternate which build goes first, run by run.
@@ -110,16 +127,19 @@ for run in $(seq "$RUNS"); do
   done
 done
 
-printf '%-9s %12s %12s %10s %s\n' figure "old s" "new s" "new/old" "within ${TOLERANCE}%"
+printf '%-9s %10s %10s %8s   %10s %10s %8s   %s\n' figure "old wall" "new wall" "new/old" "old cpu" "new cpu" "new/old" "cpu within ${TOLERANCE}%"
 fail=0
 for f in $figures; do
-  o=$(median < "$WORK/times.$f.old"); n=$(median < "$WORK/times.$f.new")
-  ratio=$(echo "$n / $o" | bc -l)
-  ok=$(echo "$ratio <= 1 + $TOLERANCE / 100" | bc -l)
+  ow=$(cut -d' ' -f1 "$WORK/times.$f.old" | median); nw=$(cut -d' ' -f1 "$WORK/times.$f.new" | median)
+  oc=$(cut -d' ' -f2 "$WORK/times.$f.old" | median); nc=$(cut -d' ' -f2 "$WORK/times.$f.new" | median)
+  rw=$(echo "$nw / $ow" | bc -l); rc=$(echo "$nc / $oc" | bc -l)
+  ok=$(echo "$rc <= 1 + $TOLERANCE / 100" | bc -l)
   [ "$ok" = 1 ] && verdict=yes || { verdict=NO; fail=1; }
-  printf '%-9s %12.4f %12.4f %10.3f %s\n' "$f" "$o" "$n" "$ratio" "$verdict"
+  printf '%-9s %10.4f %10.4f %8.3f   %10.4f %10.4f %8.3f   %s\n' "$f" "$ow" "$nw" "$rw" "$oc" "$nc" "$rc" "$verdict"
 done
-echo "(median of $RUNS runs each; cat = cat of one small file, copyout = 4000-entry tree,"
-echo " zlib/zstd = whole-image read of a compressed qcow2 by the qcow2 engine, read = cold 1 GiB"
-echo " sequential read through the mount, walk = cold find+stat of 10 000 entries through the mount)"
+echo "peak RSS of the mount server: old $(sort -n "$WORK/rss.old" | tail -1) KiB, new $(sort -n "$WORK/rss.new" | tail -1) KiB"
+echo "(median of $RUNS runs each; wall and CPU (user + system) seconds; for read and walk, wall time"
+echo " of the client and CPU time of the mount server. cat = cat of one small file, copyout ="
+echo " 4000-entry tree, zlib/zstd = whole-image read of a compressed qcow2 by the qcow2 engine,"
+echo " read = cold 1 GiB sequential read through the mount, walk = cold find+stat of 10 000 entries)"
 exit $fail

@@ -43,6 +43,7 @@ extension Qcow2Refcount {
             var run = 0
             var cluster = start
             while run < count {
+                try checkScanBound(cluster, count: count)
                 if try refcount(ofCluster: cluster) == 0 {
                     run += 1
                 } else {
@@ -71,6 +72,23 @@ extension Qcow2Refcount {
             try add(1, toClusters: start..<(start + UInt64(count)))
             table.withLock { $0.freeClusterHint = start + UInt64(count) }
             return start
+        }
+    }
+
+    /// How far past the end of the image file a search for free clusters may go. Clusters past
+    /// the end hold nothing yet; a few are counted while a write's clusters are allocated before
+    /// their data lands, never this many. Refcounts that claim more (table entries sharing one
+    /// block full of ones, say) are damage, and a search over them could run for 2^35 clusters.
+    static let scanSlackClusters: UInt64 = 1 << 16
+
+    /// Throws once a free-cluster search reaches `cluster` that far past the end of the file.
+    private func checkScanBound(_ cluster: UInt64, count: Int) throws {
+        let fileClusters = currentFileSize() >> UInt64(geometry.clusterBits)
+        let limit = fileClusters.saturatingAdd(Self.scanSlackClusters).saturatingAdd(UInt64(count))
+        guard cluster <= limit else {
+            throw ImageError(offset: fileClusters << UInt64(geometry.clusterBits), structure: "refcount table",
+                             reason: "refcounts claim clusters more than \(Self.scanSlackClusters) past the end of the image file; " +
+                                     "nothing was written (repair with qemu-img check -r all)", errno: .ioError)
         }
     }
 
@@ -138,7 +156,7 @@ extension Qcow2Refcount {
                 continue
             }
             var x = table.withLock { $0.freeClusterHint }
-            while try refcount(ofCluster: x) != 0 { x += 1 }
+            while try refcount(ofCluster: x) != 0 { x += 1; try checkScanBound(x, count: 1) }
             let xHasBlock = try block(forCluster: x) != nil
             if x / perBlock == tableIndex || !xHasBlock {
                 // Self-describing: the block of x's range, in x (maybe the one wanted).
@@ -194,7 +212,7 @@ extension Qcow2Refcount {
         let cs = UInt64(geometry.clusterSize), perBlock = UInt64(blockEntries)
         // The new area starts past the end of the file and past every counted cluster we know of.
         var areaStart = max((currentFileSize() + cs - 1) / cs, table.withLock { $0.freeClusterHint })
-        while try refcount(ofCluster: areaStart) != 0 { areaStart += 1 }
+        while try refcount(ofCluster: areaStart) != 0 { areaStart += 1; try checkScanBound(areaStart, count: 1) }
         func missing(_ i: UInt64) -> Bool { i >= UInt64(old.count) || old[Int(i)] & Qcow2.offsetMask == 0 }
 
         var blocks: [UInt64] = []     // table indices that get a new block, in order

@@ -53,4 +53,39 @@ import TestSupport
         #expect(try device.readBytes(at: 65536, count: 65536) == [UInt8](repeating: 2, count: 65536))
         #expect(image.sha256 == before)
     }
+
+    /// Refcount table entries that all name one refcount block full of ones claim every cluster
+    /// of 2^28 as used: the free-cluster search of a write stops a bounded distance past the end
+    /// of the file with a typed error (it would otherwise walk all of them), and nothing is
+    /// written.
+    @Test func refcountsClaimingClustersFarPastTheFileFailTheWriteQuickly() throws {
+        let image = try HostileImage("shared-refcount.qcow2") { p in
+            try Shell.check("qemu-img create -q -f qcow2 -o cluster_size=65536,refcount_bits=16 \(Shell.quote(p)) 1G")
+        }
+        // Header: refcount_table_offset at 48 (8 bytes), refcount_table_clusters at 56 (4 bytes).
+        let table = try image.readBE(48, bytes: 8)
+        let tableClusters = try image.readBE(56, bytes: 4)
+        let block = try image.readBE(table, bytes: 8)
+        // Every 16-bit entry of the block is 1; every table entry names that block.
+        let ones = [UInt8](repeating: 0, count: 65536).enumerated().map { $0.offset % 2 == 1 ? UInt8(1) : 0 }
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: image.path))
+        try handle.seek(toOffset: block)
+        try handle.write(contentsOf: Data(ones))
+        let entries = Int(tableClusters) * 65536 / 8
+        var bytes = Data(capacity: entries * 8)
+        for _ in 0..<entries { withUnsafeBytes(of: block.bigEndian) { bytes.append(contentsOf: $0) } }
+        try handle.seek(toOffset: table)
+        try handle.write(contentsOf: bytes)
+        try handle.close()
+        let before = image.sha256
+        let device = try ImageOpener.open(path: image.path, format: .qcow2, writable: true)
+        let started = Date()
+        let e = expectImageError(["refcount", "past the end of the image file"]) {
+            try device.writeBytes([UInt8](repeating: 9, count: 65536), at: 0)
+        }
+        #expect(e?.errno == .ioError)
+        #expect(Date().timeIntervalSince(started) < 10)
+        try? device.flush()
+        #expect(image.sha256 == before)
+    }
 }
