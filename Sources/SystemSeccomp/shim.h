@@ -1,5 +1,25 @@
-// libseccomp (seccomp.h), for the syscall allowlist of the sandbox (ImageMount's Sandbox.swift).
-// SCMP_ACT_ERRNO is a macro with an argument, which Swift cannot import: wrapped here.
+// libseccomp (seccomp.h), for the syscall allowlist of the sandbox (ImageMount's Sandbox.swift):
+// it resolves syscall names for the running architecture. SCMP_ACT_ERRNO is a macro with an
+// argument, which Swift cannot import: wrapped here. The filter itself is a classic BPF program
+// Sandbox+Filter.swift builds; installing it is one prctl (linux/seccomp.h, linux/filter.h).
 #include <seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 static inline uint32_t seccomp_shim_act_errno(uint16_t e) { return SCMP_ACT_ERRNO(e); }
+
+/// SECCOMP_RET_ALLOW and SECCOMP_RET_ERRNO | errno (linux/seccomp.h).
+static const uint32_t seccomp_shim_ret_allow = SECCOMP_RET_ALLOW;
+static inline uint32_t seccomp_shim_ret_errno(uint16_t e) { return SECCOMP_RET_ERRNO | e; }
+
+/// Offsets of struct seccomp_data's nr and arch, for BPF_LD|BPF_W|BPF_ABS.
+static const uint32_t seccomp_shim_offset_nr = offsetof(struct seccomp_data, nr);
+static const uint32_t seccomp_shim_offset_arch = offsetof(struct seccomp_data, arch);
+
+/// Installs `count` BPF instructions as this thread's seccomp filter (no_new_privs must be set).
+static inline int seccomp_shim_install(const struct sock_filter *filter, unsigned short count) {
+    struct sock_fprog program = { .len = count, .filter = (struct sock_filter *)filter };
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0);
+}

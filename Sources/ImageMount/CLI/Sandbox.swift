@@ -120,15 +120,25 @@ enum Sandbox {
     ]
 
     private static func loadSyscallFilter() throws {
+        var numbers: [UInt32] = []
+        for name in allowedSyscalls {
+            let number = seccomp_syscall_resolve_name(name)
+            guard number != __NR_SCMP_ERROR, number >= 0 else { continue }
+            numbers.append(UInt32(number))
+        }
+        // Our own BPF program (Sandbox+Filter.swift); libseccomp's generator when it cannot be.
+        if let program = filterProgram(allowing: numbers, arch: seccomp_arch_native(), deny: seccomp_shim_ret_errno(UInt16(EPERM))) {
+            let rc = program.withUnsafeBufferPointer { seccomp_shim_install($0.baseAddress, UInt16($0.count)) }
+            guard rc == 0 else { throw failure("seccomp filter", errno) }
+            return
+        }
         guard let filter = seccomp_init(seccomp_shim_act_errno(UInt16(EPERM))) else {
             throw failure("seccomp_init", ENOMEM)
         }
         defer { seccomp_release(filter) }
-        for name in allowedSyscalls {
-            let number = seccomp_syscall_resolve_name(name)
-            guard number != __NR_SCMP_ERROR else { continue }
-            let rc = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, number, 0, nil)
-            guard rc == 0 else { throw failure("seccomp_rule_add \(name)", -rc) }
+        for number in numbers {
+            let rc = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, Int32(number), 0, nil)
+            guard rc == 0 else { throw failure("seccomp_rule_add \(number)", -rc) }
         }
         let rc = seccomp_load(filter)
         guard rc == 0 else { throw failure("seccomp_load", -rc) }
