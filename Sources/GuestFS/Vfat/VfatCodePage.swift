@@ -8,6 +8,7 @@ enum VfatCodePage {
     /// Lower-case letter → upper-case letter, both in code page 437.
     static let upper: [UInt8: UInt8] = [0x87: 0x80, 0x81: 0x9A, 0x82: 0x90, 0x84: 0x8E, 0x86: 0x8F, 0x91: 0x92,
                                         0x94: 0x99, 0xA4: 0xA5]
+    static let lower: [UInt8: UInt8] = Dictionary(uniqueKeysWithValues: upper.map { ($0.value, $0.key) })
     /// Unicode scalar → byte, for the high half.
     static let encoding: [Unicode.Scalar: UInt8] = {
         var map: [Unicode.Scalar: UInt8] = [:]

@@ -73,7 +73,8 @@ struct VfatShortEntry: Sendable, Equatable {
     }
 
     /// The short name as shown without a long name: base and extension without their padding,
-    /// joined by a dot, each lower-cased when its DIR_NTRes bit says so (shortname=mixed shows
+    /// joined by a dot, each lower-cased (in code page 437, as the kernel's
+    /// nls_tolower) when its DIR_NTRes bit says so (shortname=mixed shows
     /// names the way Windows NT does), 0x05 back to 0xE5, bytes above 0x7F from code page 437.
     var displayName: [UInt8] {
         var base = Array(name[0..<8]), ext = Array(name[8..<11])
@@ -81,7 +82,7 @@ struct VfatShortEntry: Sendable, Equatable {
         while base.last == 0x20 { base.removeLast() }
         while ext.last == 0x20 { ext.removeLast() }
         func lower(_ s: [UInt8], _ flag: UInt8) -> [UInt8] {
-            caseFlags & flag != 0 ? s.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 } : s
+            caseFlags & flag != 0 ? s.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : VfatCodePage.lower[$0] ?? $0 } : s
         }
         var text = VfatCodePage.decode(lower(base, Self.lowerBase))
         if !ext.isEmpty { text += "." + VfatCodePage.decode(lower(ext, Self.lowerExtension)) }
