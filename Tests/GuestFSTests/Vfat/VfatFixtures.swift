@@ -11,7 +11,7 @@ enum VfatFixtures {
     /// mtools refuses images whose geometry it cannot guess without MTOOLS_SKIP_CHECK; times in
     /// UTC, which is how the driver reads them by default.
     static func run(_ command: String) throws -> Shell.Output {
-        try Shell.run("export MTOOLS_SKIP_CHECK=1 TZ=UTC; " + command)
+        try Shell.run("export MTOOLS_SKIP_CHECK=1 TZ=UTC LC_ALL=C.UTF-8; " + command)
     }
 
     @discardableResult
