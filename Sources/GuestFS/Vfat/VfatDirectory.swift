@@ -56,12 +56,6 @@ struct VfatDirectory: Sendable {
         return dataOffset + UInt64(cluster - 2) * UInt64(clusterSize) + UInt64(byte % clusterSize)
     }
 
-    /// The slot whose device offset is `position`, if it is in this directory.
-    func slot(at position: UInt64) -> Int? {
-        for i in 0 ..< slotCount where self.position(ofSlot: i) == position { return i }
-        return nil
-    }
-
     func shortEntry(at slot: Int, fat32: Bool) -> VfatShortEntry { VfatShortEntry(raw, at: slot * 32, fat32: fat32) }
 
     /// Items other than "." and "..".

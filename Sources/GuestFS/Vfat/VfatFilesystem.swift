@@ -212,6 +212,8 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
             if links == 0 { links = 1 }
             mode = UInt32(perms & ~options.dmask) | NodeType.directory.modeBits
         } else {
+            // An unlinked file still open has no name left (the kernel's clear_nlink).
+            if s.nodes.isDetached(node) { links = 0 }
             // fat_make_mode: the read-only attribute clears the write bits of a file.
             if options.showexec {
                 let ext = e.name[8..<11]

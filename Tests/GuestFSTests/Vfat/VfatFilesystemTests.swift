@@ -82,6 +82,12 @@ import TestSupport
         #expect(try fs.attributes(fs.rootNode).links == 3)
         #expect(try fs.xattrs(ro).isEmpty)
         #expect(VfatFixtures.errno { _ = try fs.readlink(ro) } == .invalidArgument)
+        // time_offset=60: stored times are UTC+1, so the instants are an hour earlier.
+        let shifted = try VfatFilesystem(device: RawImage(path: image, writable: false),
+                                         options: VfatMountOptions(parsing: "time_offset=60"))
+        defer { try? shifted.close() }
+        let roShifted = try #require(try shifted.lookup(shifted.rootNode, Array("ro.txt".utf8)))
+        #expect(try shifted.attributes(roShifted).mtime.seconds == a.mtime.seconds - 3600)
         #expect(try VfatMountOptions(parsing: "umask=077") == { var o = VfatMountOptions(); o.fmask = 0o77; o.dmask = 0o77; return o }())
         #expect(VfatFixtures.errno { _ = try VfatMountOptions(parsing: "umask=999") } == .invalidArgument)
     }
