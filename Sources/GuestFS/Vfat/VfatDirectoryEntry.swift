@@ -159,7 +159,9 @@ struct VfatTime: Sendable, Equatable {
     /// The FAT fields for `t` (seconds since the epoch), as the kernel's fat_time_unix2fat:
     /// clamped to 1980-01-01 00:00:00 … 2107-12-31 23:59:58.
     init(_ t: Timestamp, offsetMinutes: Int32) {
-        var seconds = t.seconds + Int64(offsetMinutes) * 60
+        // Times come from callers (utimensat allows any 64-bit second): no overflow, clamped below.
+        let (shifted, overflow) = t.seconds.addingReportingOverflow(Int64(offsetMinutes) * 60)
+        var seconds = overflow ? (t.seconds > 0 ? Int64.max : Int64.min) : shifted
         let minimum: Int64 = 315_532_800  // 1980-01-01
         let maximum: Int64 = 4_354_819_198  // 2107-12-31 23:59:58
         if seconds < minimum {
@@ -170,8 +172,8 @@ struct VfatTime: Sendable, Equatable {
         let (y, m, d) = VfatTime.civil(fromDays: days)
         date = UInt16((y - 1980) << 9 | m << 5 | d)
         time = UInt16(rest / 3600) << 11 | UInt16(rest / 60 % 60) << 5 | UInt16(rest % 60 / 2)
-        let ns = Int64(t.nanoseconds)
-        centiseconds = UInt8(rest % 2 * 100 + ns / 10_000_000)
+        let hundredths = min(99, max(0, Int64(t.nanoseconds) / 10_000_000))
+        centiseconds = UInt8(rest % 2 * 100 + hundredths)
     }
 
     init(date: UInt16, time: UInt16, centiseconds: UInt8 = 0) {

@@ -51,7 +51,7 @@ public struct VfatMountOptions: Sendable, Equatable {
                 timeOffsetMinutes = 0
             case "time_offset":
                 // The kernel accepts -24h … +24h in minutes.
-                guard let value, let v = Int32(value), abs(v) <= 24 * 60 else { throw bad() }
+                guard let value, let v = Int32(value), v >= -24 * 60, v <= 24 * 60 else { throw bad() }
                 timeOffsetMinutes = v
             default: continue
             }

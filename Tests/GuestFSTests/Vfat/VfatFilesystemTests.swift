@@ -34,6 +34,34 @@ import TestSupport
         }
     }
 
+    /// The FUSE server reads in parallel: reads of several files from several threads at once,
+    /// while another thread writes a different file.
+    @Test func parallelReadsDuringWrites() throws {
+        let dir = try TempDir("imagemount-vfat")
+        let (image, tree, _) = try VfatFixtures.filled("fat32", in: dir)
+        let fs = try VfatFilesystem(device: RawImage(path: image, writable: true), writable: true)
+        let paths = ["data/three-mb.bin", "data/one-mb-plus-3.bin", "data/r65537", "readme.txt"]
+        let nodes = try paths.map { try lookupPath(fs, $0) }
+        let other = try fs.createNode(in: fs.rootNode, name: Array("scratch".utf8), NewInode(mode: 0o100644, uid: 0, gid: 0))
+        let failures = Locked(0)
+        DispatchQueue.concurrentPerform(iterations: 9) { i in
+            if i == 8 {
+                let chunk = [UInt8](repeating: 0xAB, count: 65_536)
+                for k in 0..<32 { _ = try? chunk.withUnsafeBytes { try fs.write(other, at: UInt64(k) * 65_536, $0) } }
+                return
+            }
+            let k = i % nodes.count
+            guard let data = try? VfatFixtures.readAll(fs, nodes[k]), data == tree[paths[k]] ?? nil else {
+                failures.withValue { $0 += 1 }
+                return
+            }
+        }
+        #expect(failures.value == 0)
+        #expect(try fs.attributes(other).size == 32 * 65_536)
+        try fs.close()
+        try VfatFixtures.expectClean(image)
+    }
+
     func lookupPath(_ fs: VfatFilesystem, _ path: String) throws -> UInt64 {
         var node = fs.rootNode
         for part in path.split(separator: "/") {

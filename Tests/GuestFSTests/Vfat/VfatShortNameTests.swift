@@ -44,5 +44,7 @@ import Testing
         #expect(t.timestamp(offsetMinutes: 0) == Timestamp(seconds: 1_700_000_001, nanoseconds: 250_000_000))
         #expect(VfatTime(date: t.date, time: t.time).timestamp(offsetMinutes: 0).seconds == 1_700_000_000)
         #expect(VfatTime(Timestamp(seconds: 0, nanoseconds: 0), offsetMinutes: 0).timestamp(offsetMinutes: 0).seconds == 315_532_800)
+        #expect(VfatTime(Timestamp(seconds: .max, nanoseconds: -5), offsetMinutes: 60).timestamp(offsetMinutes: 0).seconds == 4_354_819_198)
+        #expect(VfatTime(Timestamp(seconds: .min, nanoseconds: 0), offsetMinutes: -60).date == 0x21)
     }
 }
