@@ -32,6 +32,9 @@ struct VfatDirectory: Sendable {
     let dataOffset: UInt64
     var raw: [UInt8]
     private(set) var items: [Item] = []
+    /// Case-folded long and short names → index in `items` (the first item wins, as the
+    /// kernel's search stops at the first match).
+    private var index: [[UInt8]: Int] = [:]
     /// The volume-label entry's name (root directory only).
     private(set) var volumeLabel: [UInt8]?
 
@@ -67,12 +70,13 @@ struct VfatDirectory: Sendable {
         var wanted = name[...]
         while wanted.count > 1, wanted.last == 0x2E { wanted.removeLast() }
         let folded = VfatName.folded(Array(wanted))
-        guard folded != [0x2E], folded != [0x2E, 0x2E] else { return nil }
-        return names.first { VfatName.folded($0.name) == folded || VfatName.folded($0.entry.displayName) == folded }
+        guard folded != [0x2E], folded != [0x2E, 0x2E], let i = index[folded] else { return nil }
+        return items[i]
     }
 
     mutating func parse(fat32: Bool) {
         items = []
+        index = [:]
         volumeLabel = nil
         let count = slotCount
         var i = 0
@@ -88,7 +92,8 @@ struct VfatDirectory: Sendable {
                     i += 1; continue
                 }
                 let entry = VfatShortEntry(raw, at: off, fat32: fat32)
-                add(entry.displayName, first: i, short: i, entry)
+                let short = entry.displayName
+                add(short, short: short, first: i, short: i, entry)
                 i += 1; continue
             }
             // A long-name run (fat_parse_long).
@@ -115,23 +120,23 @@ struct VfatDirectory: Sendable {
             if raw[o + 11] == VfatShortEntry.longName { i = j; continue }
             if raw[o] == 0 || raw[o + 11] & VfatShortEntry.volumeID != 0 { i = j + 1; continue }
             let entry = VfatShortEntry(raw, at: o, fat32: fat32)
-            var name = entry.displayName
+            let short = entry.displayName
             if VfatShortEntry.checksum(entry.name) == checksum {
                 let end = units.firstIndex(of: 0) ?? units.count
                 let long = Array(String(decoding: units[..<end], as: UTF16.self).utf8)
-                if !long.isEmpty { name = long }
-                add(name, first: i, short: j, entry)
+                add(long.isEmpty ? short : long, short: short, first: i, short: j, entry)
             } else {
-                add(name, first: j, short: j, entry)
+                add(short, short: short, first: j, short: j, entry)
             }
             i = j + 1
         }
     }
 
     /// Keeps an item unless its name could not be a name (damage): empty, with a slash or a NUL.
-    private mutating func add(_ name: [UInt8], first: Int, short: Int, _ entry: VfatShortEntry) {
+    private mutating func add(_ name: [UInt8], short display: [UInt8], first: Int, short: Int, _ entry: VfatShortEntry) {
         if !entry.isDot {
             guard !name.isEmpty, !name.contains(0x2F), !name.contains(0), name != [0x2E], name != [0x2E, 0x2E] else { return }
+            for key in [VfatName.folded(name), VfatName.folded(display)] where index[key] == nil { index[key] = items.count }
         }
         items.append(Item(name: name, firstSlot: first, shortSlot: short, entry: entry))
     }
