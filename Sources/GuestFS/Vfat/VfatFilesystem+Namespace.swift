@@ -135,6 +135,9 @@ extension VfatFilesystem: WritableGuestFilesystem {
     /// past the end of a named one (the kernel's fat_free_eofblocks at eviction).
     public func releaseNode(_ node: UInt64) throws {
         guard isWritable else { return }
+        // The FUSE server calls this at every forget: only a node with something to free may
+        // mark the volume dirty.
+        guard try locked({ s in s.nodes.isDetached(node) || s.preallocated.contains(node) }) else { return }
         try writing { s in
             if s.nodes.isDetached(node) { try release(node, &s) } else if s.preallocated.contains(node) {
                 try trimPreallocation(node, &s)

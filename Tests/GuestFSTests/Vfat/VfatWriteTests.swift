@@ -237,5 +237,13 @@ import TestSupport
         #expect(VfatFixtures.errno { _ = try ro.createNode(in: ro.rootNode, name: Self.b("y"), Self.file) } == .readOnlyFileSystem)
         try ro.close()
         #expect(try VfatFixtures.check("sha256sum \(Shell.quote(image))") == before)
+        // Opened writable, reads and releases of named nodes write nothing either.
+        let rw = try VfatFilesystem(device: RawImage(path: image, writable: true), writable: true)
+        let x = try #require(try rw.lookup(rw.rootNode, Self.b("x")))
+        _ = try rw.attributes(x)
+        try rw.releaseNode(x)
+        try rw.sync()
+        try rw.close()
+        #expect(try VfatFixtures.check("sha256sum \(Shell.quote(image))") == before)
     }
 }
