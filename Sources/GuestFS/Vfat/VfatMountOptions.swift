@@ -19,6 +19,9 @@ public struct VfatMountOptions: Sendable, Equatable {
 
     public init() {}
 
+    /// The option names this struct uses (FilesystemDriver.optionNames).
+    public static let names: Set<String> = ["uid", "gid", "umask", "fmask", "dmask", "showexec", "tz", "time_offset"]
+
     /// Parses an fstab / `-m DEV:MP:OPTS` option string ("umask=0077,uid=1000,showexec").
     /// Options that do not change what the driver shows or writes (iocharset=, codepage=,
     /// shortname=, utf8, quiet, errors=, flush, rw, ro, noatime…) are accepted and ignored;

@@ -62,6 +62,24 @@ import TestSupport
         try VfatFixtures.expectClean(image)
     }
 
+    @Test func driverOptionsWarningsAndDeclaredSize() throws {
+        let dir = try TempDir("imagemount-vfat")
+        let image = dir.file("fs.img")
+        try VfatFixtures.mkfs("fat16", at: image)
+        let fs = try VfatFilesystem.driver.open(RawImage(path: image, writable: false), false, ["uid=7", "umask=077", "iocharset=utf8"])
+        #expect(try fs.attributes(fs.rootNode).uid == 7)
+        #expect(try fs.attributes(fs.rootNode).mode == 0o40700)
+        #expect(fs.declaredSize == 32 << 20 && fs.warnings.isEmpty)
+        try fs.close()
+        // A volume left dirty says so, and a writable open leaves its dirty bit alone.
+        try RawImage(path: image, writable: true).writeBytes([0x01], at: 37)
+        let dirty = try VfatFilesystem(device: RawImage(path: image, writable: true), writable: true)
+        #expect(dirty.warnings.count == 1)
+        _ = try dirty.createNode(in: dirty.rootNode, name: Array("f".utf8), NewInode(mode: 0o100644, uid: 0, gid: 0))
+        try dirty.close()
+        #expect(try RawImage(path: image, writable: false).readBytes(at: 37, count: 1) == [0x01])
+    }
+
     func lookupPath(_ fs: VfatFilesystem, _ path: String) throws -> UInt64 {
         var node = fs.rootNode
         for part in path.split(separator: "/") {
