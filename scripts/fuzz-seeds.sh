@@ -60,6 +60,26 @@ journal jbd2-v2 -t ext4 -O ^metadata_csum
 journal jbd2-64bit -t ext4 -O 64bit,metadata_csum
 journal jbd2-ext3 -t ext3
 
+# vfat: FAT12, FAT16, a small FAT32 (mkfs.fat warns; the kernel and we go by the FAT size
+# fields) and a 1440 KiB floppy, filled by mcopy with long, short and mixed-case names.
+mkdir -p fat/sub/deeper
+printf 'hello\n' > fat/readme.txt; printf 'up\n' > fat/UPPER.TXT; printf 'x\n' > "fat/A long file name.text"
+head -c 5000 /dev/urandom > fat/sub/random.bin; : > fat/sub/deeper/zero.dat
+vfat() {  # NAME SIZE fill|empty mkfs.vfat-options...
+    local name=$1 size=$2 fill=$3; shift 3
+    rm -f "$name"; truncate -s "$size" "$name"
+    mkfs.vfat "$@" "$name" >/dev/null 2>&1
+    [ "$fill" = fill ] && MTOOLS_SKIP_CHECK=1 mcopy -s -i "$name" fat/* ::/
+    sparse vfat "$name" "$name"
+}
+vfat fat12 1M fill -F 12 -n FUZZ12
+vfat fat16 4M fill -F 16 -s 1
+# mtools picks the FAT type by cluster count and finds no root directory in a FAT32 this small
+# (a FuzzDevice holds at most 16 MiB): this one stays empty, the harness's writes fill it.
+vfat fat32 8M empty -F 32 -s 1
+rm -f floppy; mkfs.fat -C floppy 1440 >/dev/null; MTOOLS_SKIP_CHECK=1 mcopy -s -i floppy fat/* ::/
+sparse vfat floppy floppy
+
 # qcow2: versions, cluster sizes, extended L2, zlib and zstd compression, snapshots, a backing file.
 qcow() {  # NAME qemu-img-create-options... (then data written with qemu-io)
     local name=$1; shift

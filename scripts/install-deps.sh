@@ -7,7 +7,7 @@ packages=(
   # runtime
   fuse3 perl
   # test oracles and image builders
-  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs
+  e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs mtools
   # volume probe oracles (Tests/GuestFSTests/Disk/Probe): mkfs tools for every type blkid names
   xfsprogs ntfs-3g dosfstools exfatprogs udftools squashfs-tools xorriso genisoimage
   # benchmarks

@@ -21,6 +21,7 @@ enum FuzzHarness {
         "volume-probe": volumeProbe,
         "ext": ext,
         "journal": journal,
+        "vfat": vfat,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).

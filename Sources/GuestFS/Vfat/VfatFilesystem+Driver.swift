@@ -1,0 +1,20 @@
+/// The registration FilesystemRegistry can list (not listed yet: the mount tree, CLI and FUSE
+/// wiring land separately), and the protocol's facts about the volume.
+extension VfatFilesystem {
+    /// Opens "vfat" volumes (what the probe names FAT12/16/32) with the kernel vfat options the
+    /// driver uses (VfatMountOptions); the others are accepted and ignored.
+    static let driver = FilesystemDriver(types: ["vfat"], optionNames: VfatMountOptions.names) { device, writable, options in
+        try VfatFilesystem(device: device, writable: writable, options: VfatMountOptions(parsing: options.joined(separator: ",")))
+    }
+
+    /// The bytes the boot sector says the volume spans (BPB_TotSec16/32 × BPB_BytsPerSec).
+    public var declaredSize: UInt64 { boot.volumeBytes }
+
+    /// As the kernel's fat_fill_super warns ("Volume was not properly unmounted"): the volume
+    /// was marked dirty when opened.
+    public var warnings: [String] {
+        wasDirtyAtOpen
+            ? ["\(device.displayName): FAT volume was not properly unmounted (dirty bit set); some data may be corrupt, run fsck.fat"]
+            : []
+    }
+}
