@@ -19,6 +19,7 @@ public struct FilesystemDriver: Sendable {
 public enum FilesystemRegistry {
     public static let drivers: [FilesystemDriver] = [
         ExtFilesystem.driver,
+        VfatFilesystem.driver,
     ]
 
     /// Every type some driver opens (what `-m …:FSTYPE` may name).

@@ -168,7 +168,11 @@ extension VfatFilesystem {
             if let uid = changes.uid, uid != options.uid { throw error(.notPermitted, "chown", "FAT files all belong to uid \(options.uid)") }
             if let gid = changes.gid, gid != options.gid { throw error(.notPermitted, "chown", "FAT files all belong to gid \(options.gid)") }
             if let mode = changes.mode, mode & ~0o777 != 0 { throw error(.notPermitted, "chmod", "FAT keeps no setuid, setgid or sticky bits") }
-            if let size = changes.size { try truncate(node, to: size, &s) }
+            if let size = changes.size {
+                // The kernel's inode_newsize_ok: past s_maxbytes is EFBIG before any space is counted.
+                guard size <= Self.maxFileSize else { throw error(.fileTooLarge, "truncate", "past the 4 GiB - 1 limit of FAT") }
+                try truncate(node, to: size, &s)
+            }
             var (e, _) = try entry(node, &s)
             if let mode = changes.mode {
                 let isDir = attrs.isDirectory

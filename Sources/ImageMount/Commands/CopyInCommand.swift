@@ -86,7 +86,9 @@ struct CopyInCommand: ParsableCommand {
         let need = try CopyIn.requirement(of: sources, blockSize: UInt64(fs.blockSize))
         let usage = try fs.usage()
         let reserve = max(64, min(fs.declaredSize / UInt64(fs.blockSize) / 256, 4096))
-        if need.blocks + reserve > usage.freeBlocks || need.inodes > usage.freeInodes {
+        // A filesystem without inode counts (vfat's statfs gives 0 files) is limited by space alone.
+        let inodesShort = usage.totalInodes > 0 && need.inodes > usage.freeInodes
+        if need.blocks + reserve > usage.freeBlocks || inodesShort {
             throw CLIError(message: "\(guestDirectory): not enough space in the guest filesystem " +
                            "(needs about \(need.blocks) blocks and \(need.inodes) inodes; " +
                            "\(usage.freeBlocks > reserve ? usage.freeBlocks - reserve : 0) blocks and \(usage.freeInodes) inodes free); nothing was copied")
