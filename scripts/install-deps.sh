@@ -11,7 +11,7 @@ packages=(
   # volume probe oracles (Tests/GuestFSTests/Disk/Probe): mkfs tools for every type blkid names
   xfsprogs ntfs-3g dosfstools exfatprogs udftools squashfs-tools xorriso genisoimage
   # benchmarks
-  hyperfine time fuse2fs bc
+  hyperfine time fuse2fs bc fusefat fuseiso
 )
 missing=()
 for p in "${packages[@]}"; do
