@@ -7,7 +7,7 @@ public struct ElToritoBootEntry: Sendable, Equatable {
     /// Boot indicator 0x88 (2.2, 2.4).
     public let bootable: Bool
     public enum Emulation: UInt8, Sendable, Equatable {
-        case none = 0, floppy1_2M = 1, floppy1_44M = 2, floppy2_88M = 3, hardDisk = 4
+        case noEmulation = 0, floppy1_2M = 1, floppy1_44M = 2, floppy2_88M = 3, hardDisk = 4
     }
     /// Boot media type (low 4 bits of byte 1); nil for a value the specification does not define.
     public let emulation: Emulation?
