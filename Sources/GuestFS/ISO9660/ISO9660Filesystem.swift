@@ -33,7 +33,10 @@ public final class ISO9660Filesystem: GuestFilesystem {
     let tree: ISO9660Tree
     let damage = ISO9660DamageLog()
 
-    public init(device: any BlockDevice) throws {
+    /// Opens the volume on `device`; damage met while opening (and later, until `setDamageLog`)
+    /// goes to `damageLog`, or to standard error when none is given.
+    public init(device: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil) throws {
+        if let damageLog { damage.setSink(damageLog) }
         let set = try ISO9660VolumeDescriptorSet.read(from: device)
         let pvd = set.primary
         let name = device.displayName

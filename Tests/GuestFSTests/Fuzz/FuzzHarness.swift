@@ -200,8 +200,7 @@ enum FuzzHarness {
     /// SUSP with CE chains, Rock Ridge, Joliet names, the loop guard), symlinks and file reads.
     static func iso9660(_ data: [UInt8]) {
         let device = FuzzDevice(input: data, name: "/nonexistent-fuzz/iso")
-        guard let fs = try? ISO9660Filesystem(device: device) else { return }
-        fs.setDamageLog { _ in }
+        guard let fs = try? ISO9660Filesystem(device: device, damageLog: { _ in }) else { return }
         _ = try? fs.usage()
         var pending: [(node: UInt64, depth: Int)] = [(fs.rootNode, 0)]
         var budget = 300   // nodes looked at, in all

@@ -111,8 +111,6 @@ enum ISO9660Fixtures {
     }
 
     static func open(_ path: String) throws -> ISO9660Filesystem {
-        let fs = try ISO9660Filesystem(device: try RawImage(path: path, writable: false))
-        fs.setDamageLog { _ in }
-        return fs
+        try ISO9660Filesystem(device: try RawImage(path: path, writable: false), damageLog: { _ in })
     }
 }
