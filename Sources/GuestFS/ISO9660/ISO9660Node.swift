@@ -90,7 +90,7 @@ struct ISO9660NodeDecoder: Sendable {
             // non-directory types. A PX that contradicts the flag is not believed.
             if !isDirectory && recorded != .directory && recorded != .unknown { type = recorded }
         }
-        if type == .symlink, rr.symlinkTarget != nil { size = UInt64(rr.symlinkTarget!.count) }
+        if type == .symlink, let target = rr.symlinkTarget { size = UInt64(target.count) }
         let date = first.date
         var attributes = NodeAttributes(
             node: id, mode: type.modeBits | permissions, uid: rr.uid ?? 0, gid: rr.gid ?? 0, size: size,
