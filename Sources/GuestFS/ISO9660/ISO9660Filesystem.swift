@@ -28,6 +28,8 @@ public final class ISO9660Filesystem: GuestFilesystem {
     public let blockSize: UInt32
 
     public var typeName: String { "iso9660" }
+    /// The PVD's volume space size in bytes (8.4.8 × 8.4.12); a truncated image holds less.
+    public var declaredSize: UInt64 { UInt64(primaryVolume.volumeSpaceSize) * UInt64(primaryVolume.logicalBlockSize) }
     public var isWritable: Bool { false }
 
     let tree: ISO9660Tree

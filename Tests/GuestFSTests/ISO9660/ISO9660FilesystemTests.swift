@@ -316,6 +316,7 @@ import TestSupport
         #expect(usage == FilesystemUsage(blockSize: 2048, totalBlocks: size, freeBlocks: 0, availableBlocks: 0,
                                          totalInodes: 0, freeInodes: 0, maxNameLength: 255))
         #expect(fs.blockSize == 2048)
+        #expect(fs.declaredSize == size * 2048)
         #expect(try fs.xattrs(fs.rootNode).isEmpty)
         #expect(!fs.isWritable)
     }
