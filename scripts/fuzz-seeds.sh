@@ -187,6 +187,22 @@ dd if=luks2-argon2 bs=1 skip=4096 count=12288 status=none | tr -d '\0' > luks2a.
 raw luks2-json luks2a.json luks2-argon2
 sparse volume-probe luks2-header luks2
 
+# iso9660: Rock Ridge + Joliet (xorriso and genisoimage, whose deep tree is relocated), Joliet only,
+# plain level 1, El Torito with an isohybrid MBR; a tree of small files so the seeds stay small.
+mkdir -p isotree/d/1/2/3/4/5/6/7/8/9
+printf 'hi\n' > isotree/hello.txt; printf 'x' > isotree/d/1/2/3/4/5/6/7/8/9/deep
+ln -s hello.txt isotree/link; ln -s "$(printf 'a%.0s' {1..150})/$(printf 'b%.0s' {1..150})" isotree/long-link
+touch "isotree/$(printf 'n%.0s' {1..180})"; mknod isotree/null c 1 3 2>/dev/null || true
+iso() { sparse iso9660 "$1" "$1"; }  # NAME
+xorriso -as mkisofs -quiet -R -J -o rr-joliet isotree 2>/dev/null; iso rr-joliet
+rm -f isotree/long-link  # genisoimage 1.1.11 spins on it
+genisoimage -quiet -R -J -o genisoimage isotree 2>/dev/null; iso genisoimage
+xorriso -as mkisofs -quiet --norock -J -o joliet isotree 2>/dev/null; iso joliet
+xorriso -as mkisofs -quiet --norock -iso-level 1 -o plain1 isotree 2>/dev/null; iso plain1
+head -c 2048 /dev/zero | tr '\0' B > isotree/boot.img
+xorriso -as mkisofs -quiet -R -isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin -c boot.cat -b boot.img -no-emul-boot \
+    -eltorito-alt-boot -e boot.img -no-emul-boot -o eltorito isotree 2>/dev/null; iso eltorito
+
 # volume probe: the first MiB of an image of every type Disk/Probe knows, made by its own mkfs
 # (the same tools the probe tests compare with blkid); a tool that is missing is skipped.
 truncate -s 1M swap; mkswap -q -L fuzzswap swap >/dev/null; sparse volume-probe swap swap

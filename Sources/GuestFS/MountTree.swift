@@ -116,7 +116,7 @@ public final class MountTree: Sendable {
             parents[mounts.count] = parent
         }
         mounts.append(Mount(mountpoint: mountpoint, deviceName: device.name, filesystem: fs, covers: covered,
-                            coveredName: name, readOnly: !writable))
+                            coveredName: name, readOnly: !writable || !fs.isWritable))
     }
 
     private init(mounts: [Mount], covers: [CoverKey: Int], parents: [Int: GuestNode]) {

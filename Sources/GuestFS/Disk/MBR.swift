@@ -34,8 +34,11 @@ struct MBRPartitionRecord {
         sizeInLBA = sector.u32(offset + Field.sizeInLBA)
     }
 
-    /// Type 0 marks an unused slot (as util-linux reads it); so does a zero length (as Linux does).
-    var isUnused: Bool { osType == 0 || sizeInLBA == 0 }
+    /// A zero length marks an unused slot, as Linux (block/partitions/msdos.c, `if (!size)
+    /// continue`) and libblkid (partitions/dos.c) read it. Type 0 with a length is a partition:
+    /// isohybrid images describe their ISO as one (type 0, from sector 0), and the kernel and
+    /// blkid show it as sdX1.
+    var isUnused: Bool { sizeInLBA == 0 }
 
     /// DOS (0x05), Windows LBA (0x0F) and Linux (0x85) extended partitions, as Linux's
     /// `is_extended_partition` recognises them.

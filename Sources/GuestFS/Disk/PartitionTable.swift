@@ -147,10 +147,8 @@ struct PartitionCollector {
                  + "(\(disk.size / sectorSize) sectors); partition skipped")
             return
         }
-        guard startSector > 0 else {
-            warn("\(name) (\(describe)): starts at sector 0, over the partition table; partition skipped")
-            return
-        }
+        // A partition may start at sector 0, over the table itself: isohybrid images describe
+        // their whole ISO so (MBR record 1, type 0), and Linux and blkid show it as sdX1.
         do {
             let device = try SliceDevice(base: disk, start: start, size: size, name: name)
             partitions.append(Partition(number: number, name: name, start: start, size: size, device: device,

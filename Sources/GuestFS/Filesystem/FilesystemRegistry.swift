@@ -20,6 +20,7 @@ public enum FilesystemRegistry {
     public static let drivers: [FilesystemDriver] = [
         ExtFilesystem.driver,
         VfatFilesystem.driver,
+        ISO9660Filesystem.driver,
     ]
 
     /// Every type some driver opens (what `-m …:FSTYPE` may name).

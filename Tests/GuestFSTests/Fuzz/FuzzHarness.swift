@@ -22,6 +22,7 @@ enum FuzzHarness {
         "ext": ext,
         "journal": journal,
         "vfat": vfat,
+        "iso9660": iso9660,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).
@@ -193,5 +194,42 @@ enum FuzzHarness {
         _ = try? ExtSuperblockPatch.read(from: outcome.device)
         _ = outcome.device.fuzzRead(at: 0, count: 8192)
     }
-}
 
+    // MARK: ISO9660
+
+    /// ISO9660/: volume descriptors, El Torito, a bounded walk of the tree (directory records,
+    /// SUSP with CE chains, Rock Ridge, Joliet names, the loop guard), symlinks and file reads.
+    static func iso9660(_ data: [UInt8]) {
+        let device = FuzzDevice(input: data, name: "/nonexistent-fuzz/iso")
+        guard let fs = try? ISO9660Filesystem(device: device, damageLog: { _ in }) else { return }
+        _ = try? fs.usage()
+        var pending: [(node: UInt64, depth: Int)] = [(fs.rootNode, 0)]
+        var budget = 300   // nodes looked at, in all
+        while let (dir, depth) = pending.popLast(), budget > 0 {
+            guard let entries = try? fs.entries(dir) else { continue }
+            _ = try? fs.lookup(dir, entries.first?.name ?? [0x61])
+            for entry in entries.prefix(64) {
+                budget -= 1
+                if budget <= 0 { break }
+                guard let a = try? fs.attributes(entry.node) else { continue }
+                if a.isDirectory {
+                    if depth < 8 { pending.append((entry.node, depth + 1)) }
+                } else if a.isSymlink {
+                    _ = try? fs.readlink(entry.node)
+                } else if a.isRegular, let file = try? fs.openFile(entry.node) {
+                    readGuestFile(file)
+                }
+            }
+        }
+    }
+
+    /// Reads the start and the end of a file (never all of it: sizes come from the input).
+    static func readGuestFile(_ file: any GuestFile) {
+        var buffer = [UInt8](repeating: 0, count: 16 << 10)
+        buffer.withUnsafeMutableBytes { b in
+            _ = try? file.read(into: b, at: 0)
+            if file.size > UInt64(b.count) { _ = try? file.read(into: b, at: file.size - UInt64(b.count)) }
+        }
+        _ = try? file.dataRanges()
+    }
+}

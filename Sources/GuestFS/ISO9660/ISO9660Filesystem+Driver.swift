@@ -1,0 +1,13 @@
+/// The registration FilesystemRegistry lists. ISO 9660 is read-only: a writable tree still
+/// opens it, and every write under it is EROFS (MountTree.writableFilesystem), as the kernel's
+/// isofs mounts read-only whatever is asked.
+extension ISO9660Filesystem {
+    /// Mount options the kernel's isofs takes (mount(8), "Mount options for iso9660") change
+    /// nothing here yet: the tree is always shown as with none (Rock Ridge, else Joliet).
+    static let ignoredOptionNames: Set<String> = ["norock", "nojoliet", "check", "uid", "gid", "map", "mode", "dmode",
+                                                  "unhide", "block", "conv", "cruft", "session", "sbsector", "iocharset", "utf8"]
+
+    static let driver = FilesystemDriver(types: ["iso9660"], optionNames: ignoredOptionNames) { device, _, _ in
+        try ISO9660Filesystem(device: device)
+    }
+}
