@@ -10,8 +10,9 @@ struct ImageMount: ParsableCommand {
         commandName: "imagemount",
         abstract: "Work with the files inside raw and qcow2 virtual-machine disk images, without booting them.",
         discussion: """
-            imagemount opens disk images on the host, finds their partitions and ext2/3/4 \
-            filesystems, and reads them directly, in milliseconds. Options are spelled as in \
+            imagemount opens disk images on the host, finds their partitions and filesystems \
+            (ext2/3/4, vfat and ISO 9660; the others are listed), and reads them directly, in \
+            milliseconds. Options are spelled as in \
             guestmount and the virt-* tools: -a IMAGE adds a drive (the first is /dev/sda, its \
             partitions /dev/sda1...), --format=raw|qcow2 applies to the -a options after it, and \
             -m DEVICE[:MOUNTPOINT[:OPTIONS[:FSTYPE]]] chooses filesystems. When the image holds \

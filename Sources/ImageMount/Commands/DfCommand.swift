@@ -8,17 +8,17 @@ import Glibc
 ///
 /// Layout follows guestfs-tools `df/output.c` (`print_title`, `print_stat`) and the display
 /// name `df/main.c` (`make_display_name`); the figures are the kernel's statfs ones
-/// (`Ext2Filesystem.usage()`), which is what virt-df gets from its appliance.
+/// (each driver's `usage()`), which is what virt-df gets from its appliance.
 struct DfCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "df",
         abstract: "Show free and used space on the filesystems in disk images.",
         discussion: """
-            Like virt-df: one line per ext2/3/4 filesystem, named IMAGE:DEVICE where IMAGE is the \
+            Like virt-df: one line per filesystem imagemount can open (ext2/3/4, vfat, iso9660), named IMAGE:DEVICE where IMAGE is the \
             file name of the first -a image (with a "+" for each further image). Sizes are in \
             1024-byte blocks, or rounded with -h; Use% is rounded up as df does. The figures are \
-            those the Linux kernel's statfs gives for the mounted filesystem: the size leaves out \
-            the filesystem's own metadata, and Available leaves out the blocks reserved for root. \
+            those the Linux kernel's statfs gives for the mounted filesystem: for ext the size leaves \
+            out the filesystem's own metadata, and Available leaves out the blocks reserved for root. \
             Filesystems of other types are skipped with a warning. All the -a and -d drives are \
             taken as one guest, as virt-df takes them; --one-per-guest and -P are accepted for \
             its scripts and change nothing. \
