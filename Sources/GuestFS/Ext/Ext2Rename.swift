@@ -1,16 +1,6 @@
 import CExt2fs
 import SystemPackage
 
-/// renameat2's flags (linux/fs.h).
-public struct RenameFlags: OptionSet, Sendable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    /// Fail with EEXIST instead of replacing an existing target.
-    public static let noReplace = RenameFlags(rawValue: 1)
-    /// Swap the two names atomically; both must exist.
-    public static let exchange = RenameFlags(rawValue: 2)
-}
-
 /// rename within one filesystem (fuse2fs's op_rename, plus RENAME_NOREPLACE and
 /// RENAME_EXCHANGE, which fuse2fs refuses). A replaced target is swapped in place: its entry is
 /// pointed at the source inode, so the target name never goes missing.

@@ -1,15 +1,6 @@
 import CExt2fs
 import SystemPackage
 
-/// How setxattr treats an existing attribute (XATTR_CREATE / XATTR_REPLACE, sys/xattr.h).
-public enum XattrSetMode: Sendable {
-    case createOrReplace
-    /// EEXIST when the attribute exists.
-    case create
-    /// ENODATA when it does not.
-    case replace
-}
-
 /// setxattr and removexattr (fuse2fs's op_setxattr, op_removexattr). POSIX ACLs arrive in the
 /// Linux xattr form and libext2fs stores them in ext4's on-disk form.
 extension Ext2Filesystem {

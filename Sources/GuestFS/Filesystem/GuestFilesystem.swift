@@ -179,7 +179,24 @@ public protocol GuestFilesystem: AnyObject, Sendable {
     func close() throws
 }
 
-// XattrSetMode and RenameFlags: Ext/Ext2Xattr+Write.swift and Ext/Ext2Rename.swift (to move here).
+/// renameat2's flags (linux/fs.h).
+public struct RenameFlags: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// Fail with EEXIST instead of replacing an existing target.
+    public static let noReplace = RenameFlags(rawValue: 1)
+    /// Swap the two names atomically; both must exist.
+    public static let exchange = RenameFlags(rawValue: 2)
+}
+
+/// How setxattr treats an existing attribute (XATTR_CREATE / XATTR_REPLACE, sys/xattr.h).
+public enum XattrSetMode: Sendable {
+    case createOrReplace
+    /// EEXIST when the attribute exists.
+    case create
+    /// ENODATA when it does not.
+    case replace
+}
 
 /// A filesystem opened for writing: every write operation the FUSE server, copy-in and edit
 /// use. Permission checks are the kernel's (default_permissions) or the caller's; a driver
