@@ -3,13 +3,10 @@ public enum ImageFormat: String, CaseIterable, Sendable {
     case raw
     case qcow2
 
-    /// Guesses the format from the first bytes of a file, as QEMU's probe does:
-    /// qcow2 starts with the magic "QFI\xfb" (qcow2 spec, "Header"); anything else is raw.
+    /// Guesses the format from the first bytes of a file, as QEMU's probe does: the first
+    /// registered format whose probe claims them (qcow2: the magic "QFI\xfb"); raw otherwise.
     public static func probe(header: [UInt8]) -> ImageFormat {
-        if header.count >= 4, header[0] == 0x51, header[1] == 0x46, header[2] == 0x49, header[3] == 0xFB {
-            return .qcow2
-        }
-        return .raw
+        ImageFormatRegistry.probe(header: header)
     }
 }
 

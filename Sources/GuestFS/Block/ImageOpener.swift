@@ -43,8 +43,10 @@ public struct ImageOpenOptions: Sendable {
     }
 }
 
-/// Backing chains (qcow2 spec, "Header", backing_file_offset): resolution of backing names, the
-/// depth limit and cycle detection.
+/// Opening an image file: the format probed or given, QEMU's lock bytes, the probing policy, and
+/// backing chains (qcow2 spec, "Header", backing_file_offset): resolution of backing names, the
+/// depth limit and cycle detection. What each format does is its registration's
+/// (ImageFormatRegistry).
 extension ImageOpener {
     /// Most images in one chain, the opened image included; deeper chains are refused.
     public static let maxBackingChainDepth = 64
@@ -115,33 +117,30 @@ extension ImageOpener {
         } else {
             format = ImageFormat.probe(header: try file.readBytes(at: 0, count: Int(min(file.size, 512))))
         }
+        let driver = ImageFormatRegistry.driver(for: format)
         let vouched = formatIsVouched(path: path, given: options.format, probed: format)
         let writable = options.writable && options.snapshot == nil
-        if format == .raw, options.snapshot != nil {
-            throw ImageError(path: path, structure: "snapshot", reason: "raw images have no snapshots", errno: .invalidArgument)
+        if !driver.hasSnapshots, options.snapshot != nil {
+            throw ImageError(path: path, structure: "snapshot", reason: "\(format.rawValue) images have no snapshots", errno: .invalidArgument)
         }
         // Locks go on the descriptor that stays open: the probe's, or the one reopened for writing.
         let opened = writable ? try RawImage(path: path, writable: true) : file
         if let warning = try opened.lockLikeQEMU() {
             if let log = options.corruptionLog { log(warning) } else { _ = try? FileDescriptor.standardError.writeAll(warning.utf8) }
         }
-        switch format {
-        case .raw:
-            if !vouched, let raw = opened as? RawImage { raw.refusesImageHeaders = true }
-            return opened
-        case .qcow2:
-            var walk = chain
-            var backingOptions = options
-            backingOptions.writable = false
-            backingOptions.snapshot = nil
-            backingOptions.keyIDs = []
-            var qcow2Options = options
-            qcow2Options.writable = writable
-            qcow2Options.mayOpenReferencedFiles = vouched
-            return try Qcow2Image(file: opened, options: qcow2Options) { backingPath, backingFormat in
-                backingOptions.format = backingFormat
-                return try open(path: backingPath, options: backingOptions, chain: &walk)
-            }
+        // Files the image names are opened read-only, without its snapshot or key names, as
+        // the next links of the same chain (depth and loops counted across all of them).
+        var walk = chain
+        var backingOptions = options
+        backingOptions.writable = false
+        backingOptions.snapshot = nil
+        backingOptions.keyIDs = []
+        var imageOptions = options
+        imageOptions.writable = writable
+        imageOptions.mayOpenReferencedFiles = vouched
+        return try driver.open(opened, imageOptions) { backingPath, backingFormat in
+            backingOptions.format = backingFormat
+            return try open(path: backingPath, options: backingOptions, chain: &walk)
         }
     }
 }
