@@ -84,7 +84,13 @@ import TestSupport
         #expect(editor.status != 0)
         let link = try ImageMountBinary.run(["edit", "-a", image, "/etc/link", "-e", "s/a/b/"])
         #expect(link.status != 0 && link.stderr.contains("symbolic link"), "\(link.stderr)")
+        // The helper that runs the editor dies (its editor kills it): one line, nothing written.
+        let killer = dir.file("kill-parent.sh")
+        try Shell.check("printf '#!/bin/sh\\nkill -9 $PPID\\n' > \(Shell.quote(killer)) && chmod +x \(Shell.quote(killer))")
+        let dead = try ImageMountBinary.run(["edit", "-a", image, "/etc/hostname"], environment: ["EDITOR": killer])
+        #expect(dead.status == 1 && dead.stderr.contains("the editor helper went away"), "\(dead.stderr)")
         #expect(try Shell.check("sha256sum \(Shell.quote(image))") == before)
+        try expectClean(image)
     }
 }
 

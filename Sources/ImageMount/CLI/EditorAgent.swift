@@ -60,7 +60,11 @@ enum EditorAgent {
     }
 
     /// Starts the agent. Its stdio are ours, so an interactive editor has the terminal.
+    /// SIGPIPE is ignored from here on: should the agent die, a write to its socket fails with
+    /// EPIPE and the edit ends in an error, with the filesystem still closed clean, instead of
+    /// the signal killing this process mid-way (the agent restores the default for its editor).
     static func start() throws -> Connection {
+        signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else {
             throw CLIError(message: "edit: socketpair: \(Errno(rawValue: errno).description)")
@@ -100,6 +104,7 @@ enum EditorAgent {
     static func runIfAgent() {
         guard let value = getenv(environmentKey).map({ String(cString: $0) }) else { return }
         unsetenv(environmentKey)
+        signal(SIGPIPE, SIG_DFL)
         guard let fd = Int32(value), fd > 2 else { Diagnostics.fail("\(environmentKey): not a descriptor", code: 1) }
         // The editor must not inherit the socket.
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
