@@ -105,28 +105,8 @@ extension Ext2Filesystem {
     }
 }
 
-/// Damage met after open that costs part of a structure while the rest is served (a bad
-/// directory block): reported once per message, to the log the user of the filesystem set, or
-/// to standard error.
-final class Ext2DamageLog: Sendable {
-    private let state = Mutex<(seen: Set<String>, sink: (@Sendable (String) -> Void)?)>(([], nil))
-
-    func report(_ message: String) {
-        let sink: (@Sendable (String) -> Void)?? = state.withLock { s in
-            guard s.seen.count < 1000, s.seen.insert(message).inserted else { return .none }
-            return .some(s.sink)
-        }
-        guard case .some(let chosen) = sink else { return }
-        if let chosen { chosen(message) } else {
-            _ = try? FileDescriptor.standardError.writeAll("imagemount: warning: \(message)\n".utf8)
-        }
-    }
-
-    func setSink(_ sink: @escaping @Sendable (String) -> Void) { state.withLock { $0.sink = sink } }
-}
-
 extension Ext2Filesystem {
-    /// Reports damage that cost part of a structure (see `Ext2DamageLog`).
+    /// Reports damage that cost part of a structure (see `DamageLog`).
     func reportDamage(_ message: String) { damageLog.report(message) }
 
     /// Where damage reports go from now on (default: standard error, as `imagemount: warning:`).

@@ -20,7 +20,7 @@ public final class Ext2Filesystem: @unchecked Sendable {
     public let journalReplay: JournalReplayReport?
 
     /// Where damage met after open is reported (Ext2Directory+Salvage.swift).
-    let damageLog = Ext2DamageLog()
+    let damageLog = DamageLog()
     /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
     let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
 

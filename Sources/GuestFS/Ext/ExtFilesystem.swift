@@ -66,6 +66,7 @@ public final class ExtFilesystem: WritableGuestFilesystem {
     public func xattrs(_ node: UInt64) throws -> [Xattr] { try ext.xattrs(inode(node)) }
     public func xattr(_ node: UInt64, name: String) throws -> [UInt8]? { try ext.xattr(inode(node), name: name) }
     public func usage() throws -> FilesystemUsage { ext.usage() }
+    public func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { ext.setDamageLog(sink) }
     public func close() throws { try ext.close() }
 
     // MARK: Writing

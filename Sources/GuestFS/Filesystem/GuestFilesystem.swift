@@ -174,6 +174,9 @@ public protocol GuestFilesystem: AnyObject, Sendable {
     /// One attribute's value, or nil.
     func xattr(_ node: UInt64, name: String) throws -> [UInt8]?
     func usage() throws -> FilesystemUsage
+    /// Where damage met after open goes (default: standard error); the mount server, whose
+    /// standard error is /dev/null, sends it to its log.
+    func setDamageLog(_ sink: @escaping @Sendable (String) -> Void)
     /// Writes back what is pending (a writable filesystem is left clean for its fsck) and
     /// releases the library's state. Nothing may be called afterwards.
     func close() throws
@@ -233,6 +236,7 @@ public protocol WritableGuestFilesystem: GuestFilesystem {
 extension GuestFilesystem {
     public var warnings: [String] { [] }
     public var declaredSize: UInt64 { device.size }
+    public func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) {}
 
     public func xattr(_ node: UInt64, name: String) throws -> [UInt8]? {
         try xattrs(node).first { $0.name == name }?.value

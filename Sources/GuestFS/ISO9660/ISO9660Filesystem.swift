@@ -33,7 +33,7 @@ public final class ISO9660Filesystem: GuestFilesystem {
     public var isWritable: Bool { false }
 
     let tree: ISO9660Tree
-    let damage = ISO9660DamageLog()
+    let damage = DamageLog()
 
     /// Opens the volume on `device`; damage met while opening (and later, until `setDamageLog`)
     /// goes to `damageLog`, or to standard error when none is given.

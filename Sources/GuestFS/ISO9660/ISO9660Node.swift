@@ -33,7 +33,7 @@ struct ISO9660NodeDecoder: Sendable {
     let suspSkip: Int
     /// The root directory's id (its "." record).
     let rootID: UInt64
-    let damage: ISO9660DamageLog
+    let damage: DamageLog
 
     /// Without Rock Ridge every directory is dr-xr-xr-x and every file -r-xr-xr-x ("r-x for
     /// all. The disc could be shared with DOS machines so virtually anything could be a valid

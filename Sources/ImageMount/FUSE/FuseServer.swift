@@ -75,6 +75,9 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         self.options = options
         self.inodes = InodeTable(root: tree.root)
         self.onReady = onReady
+        // Damage found while serving (a bad directory block) goes to the log: a background
+        // server's standard error is /dev/null.
+        for mount in tree.mounts { mount.filesystem.setDamageLog { DebugLog.always("warning: \($0)") } }
         if !options.readOnly {
             // An inode unlinked while the kernel still holds it stays allocated until forget.
             let inodes = self.inodes

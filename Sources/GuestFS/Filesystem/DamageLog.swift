@@ -1,11 +1,11 @@
 import Synchronization
 import SystemPackage
 
-/// Damage met after open that costs part of the volume while the rest is served (a directory
-/// sector that cannot be read, a System Use area cut short, a directory loop): each message is
-/// reported once, to the sink the user of the filesystem set, or to standard error.
-/// (The same contract as the ext driver's Ext2DamageLog.)
-final class ISO9660DamageLog: Sendable {
+/// Damage met after open that costs part of a filesystem while the rest is served (a bad
+/// directory block, a System Use area cut short, a directory loop): each message reported
+/// once, to the sink the user of the filesystem set (`GuestFilesystem.setDamageLog`), or to
+/// standard error. Shared by the drivers.
+final class DamageLog: Sendable {
     /// Distinct messages kept for de-duplication; past this, messages are dropped.
     static let maxMessages = 1000
     private let state = Mutex<(seen: Set<String>, sink: (@Sendable (String) -> Void)?)>(([], nil))
