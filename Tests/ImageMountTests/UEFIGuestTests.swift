@@ -80,6 +80,18 @@ import TestSupport
         let df = try ImageMountBinary.run(["df", "-a", f.disk])
         #expect(df.status == 0, "\(df.stderr)")
         #expect(!df.stderr.contains("skipped"), "\(df.stderr)")
-        #expect(df.text.contains("/dev/sda1"), "\(df.text)")
+        // fsck.fat on the ESP's bytes: "N files, USED/TOTAL clusters" and the cluster size;
+        // the kernel's fat_statfs reports exactly those clusters.
+        let esp = f.dir.file("esp-copy.img")
+        try Shell.check("dd if=\(Shell.quote(f.disk)) of=\(Shell.quote(esp)) bs=512 skip=2048 count=131072 status=none")
+        let fsck = try Shell.check("fsck.fat -n -v \(Shell.quote(esp))")
+        let clusterBytes = try #require(fsck.split(separator: "\n").first { $0.contains("bytes per cluster") }
+            .flatMap { UInt64($0.split(separator: " ").first ?? "") })
+        let counts = try #require(fsck.split(separator: "\n").last { $0.contains(" clusters") }?.split(separator: " ")
+            .first { $0.contains("/") && $0.first?.isNumber == true }?.split(separator: "/").compactMap { UInt64($0) })
+        let row = try #require(df.text.split(separator: "\n").first { $0.contains("/dev/sda1") }?.split(separator: " "))
+        #expect(counts.count == 2 && row.count >= 3)
+        #expect(UInt64(row[1]) == counts[1] * clusterBytes / 1024, "\(row) vs \(fsck)")
+        #expect(UInt64(row[2]) == counts[0] * clusterBytes / 1024, "\(row) vs \(fsck)")
     }
 }
