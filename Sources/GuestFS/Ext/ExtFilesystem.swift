@@ -19,7 +19,12 @@ public final class ExtFilesystem: WritableGuestFilesystem {
     public var isWritable: Bool { ext.isWritable }
     public var blockSize: UInt32 { UInt32(ext.blockSize) }
     public var warnings: [String] { ext.warnings }
-    public var declaredSize: UInt64 { ext.superblock.blocksCount &* UInt64(ext.blockSize) }
+    /// Blocks count × block size from the superblock; a product past 2^64 (a hostile count)
+    /// saturates, so it is still larger than any device, never a wrapped small size.
+    public var declaredSize: UInt64 {
+        let (bytes, overflow) = ext.superblock.blocksCount.multipliedReportingOverflow(by: UInt64(ext.blockSize))
+        return overflow ? .max : bytes
+    }
     public var label: String { ext.superblock.label }
     public var uuid: String { ext.superblock.uuid }
 

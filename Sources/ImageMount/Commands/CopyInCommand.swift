@@ -85,7 +85,7 @@ struct CopyInCommand: ParsableCommand {
         }
         let need = try CopyIn.requirement(of: sources, blockSize: UInt64(fs.blockSize))
         let usage = try fs.usage()
-        let reserve = max(64, min(fs.declaredSize / UInt64(fs.blockSize) / 256, 4096))
+        let reserve = max(64, min(fs.declaredSize / UInt64(max(fs.blockSize, 1)) / 256, 4096))
         // A filesystem without inode counts (vfat's statfs gives 0 files) is limited by space alone.
         let inodesShort = usage.totalInodes > 0 && need.inodes > usage.freeInodes
         if need.blocks + reserve > usage.freeBlocks || inodesShort {
