@@ -58,3 +58,16 @@ struct XFSExtent: Sendable, Equatable {
     var blockCount: UInt64
     var unwritten: Bool
 }
+
+/// What an inode fork holds once the inode reader has decoded it (xfs_format.h
+/// `xfs_dinode_fmt`): the bytes of a local (inline) fork, or the extent list of an extents or
+/// B+tree fork (the B+tree is walked to its leaves by the inode reader, so directory and
+/// attribute decoders see one form).
+enum XFSForkContents: Sendable {
+    case local([UInt8])
+    case extents([XFSExtent])
+}
+
+/// Reads `count` filesystem blocks starting at filesystem block `fsblock` (AG-encoded, as in
+/// an extent). Throws for a block outside the filesystem.
+typealias XFSBlockReader = (_ fsblock: UInt64, _ count: UInt32) throws -> [UInt8]
