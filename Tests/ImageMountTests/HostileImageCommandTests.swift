@@ -148,6 +148,11 @@ import TestSupport
         let r = try ImageMountBinary.run(["filesystems", "-a", s.image, "--all", "--long"])
         #expect(r.status == 0, "exit \(r.status): \(r.stderr)")
         #expect(r.text.contains("btrfs"), "\(r.text)")
+        // cat with no -m names the volume it cannot open instead of "nothing found".
+        let cat = try ImageMountBinary.run(["cat", "-a", s.image, "/etc/hostname"])
+        #expect(cat.status == 1 && cat.stderr.contains("/dev/sda holds btrfs, which imagemount cannot open yet"), "exit \(cat.status): \(cat.stderr)")
+        let mounted = try ImageMountBinary.run(["ls", "-a", s.image, "-m", "/dev/sda", "/"])
+        #expect(mounted.status == 1 && mounted.stderr.contains("/dev/sda holds btrfs, which imagemount cannot open yet"), "exit \(mounted.status): \(mounted.stderr)")
     }
 
     /// A LUKS1 file (cryptsetup, 1000 PBKDF2 iterations) whose header is then patched.

@@ -48,9 +48,16 @@ struct Session {
             let candidates = guest.openableFilesystems
             guard candidates.count == 1, let only = candidates.first else {
                 let names = candidates.map(\.name).joined(separator: ", ")
-                throw CLIError(message: candidates.isEmpty
-                    ? "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no ext2/ext3/ext4 filesystem found"
-                    : "no operating system found and several filesystems (\(names)): choose one with -m DEVICE")
+                guard candidates.isEmpty else {
+                    throw CLIError(message: "no operating system found and several filesystems (\(names)): choose one with -m DEVICE")
+                }
+                // Name what is there but cannot be opened (a btrfs, an NTFS) before saying nothing is.
+                if let unsupported = guest.devices.first(where: { $0.content.type != nil && $0.content.usage == .filesystem }),
+                   let type = unsupported.content.type {
+                    throw CLIError(message: "\(unsupported.name) holds \(type), which imagemount cannot open yet")
+                }
+                throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): "
+                    + "no filesystem found that imagemount opens (\(FilesystemRegistry.types.joined(separator: ", ")))")
             }
             entries = [MountTree.Entry(device: only, mountpoint: "/")]
         } else {
