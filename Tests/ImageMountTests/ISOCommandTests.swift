@@ -79,4 +79,25 @@ import TestSupport
         #expect(r.status == 0 && r.text == "hello\n", "\(r.stderr)")
         #expect(!r.stderr.contains("skipped"), "\(r.stderr)")
     }
+
+    /// `filesystems --boot-images` lists the El Torito catalog as xorriso reports it.
+    @Test func bootCatalogIsListedAsXorrisoReportsIt() throws {
+        let f = try Self.fixture.get()
+        // "El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4          49"
+        let report = try Shell.check("xorriso -indev \(Shell.quote(f.hybrid)) -report_el_torito plain 2>/dev/null")
+        var expected: [String] = []
+        for line in report.split(separator: "\n") where line.hasPrefix("El Torito boot img :") {
+            let w = line.dropFirst("El Torito boot img :".count).split(separator: " ")
+            guard w.count >= 8, let sectors = UInt64(w[6]) else { continue }
+            expected.append("/dev/sda1:boot\(w[0]),boot,\"\(w[1]) \(w[3])\",\(w[2] == "y" ? "bootable" : "not bootable"),\(sectors * 512),/dev/sda1")
+        }
+        #expect(expected.count == 2, "\(report)")
+        let out = try ImageMountBinary.check(["filesystems", "-a", f.hybrid, "--boot-images", "--long", "--csv", "--no-title"])
+        #expect(out.split(separator: "\n").map(String.init) == expected, "\(out)")
+        // --all lists them after the rows virt-filesystems has; a plain ISO has none.
+        let all = try ImageMountBinary.check(["filesystems", "-a", f.hybrid, "--all"])
+        #expect(all.split(separator: "\n").suffix(2) == ["/dev/sda1:boot1", "/dev/sda1:boot2"], "\(all)")
+        let plain = try ImageMountBinary.check(["filesystems", "-a", f.rockRidge, "--boot-images"])
+        #expect(plain.isEmpty, "\(plain)")
+    }
 }

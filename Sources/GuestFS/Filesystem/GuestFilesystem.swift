@@ -138,6 +138,31 @@ public struct NewInode: Sendable {
 
 /// An open regular file. Reads must be safe from several threads at once (the FUSE server
 /// reads in parallel, outside any driver lock where the driver can).
+/// One image a filesystem's boot catalog names (the El Torito catalog of an ISO 9660 volume),
+/// in the terms `xorriso -report_el_torito plain` uses, so `filesystems --boot-images` can list
+/// it without knowing the driver.
+public struct BootImage: Sendable, Equatable {
+    /// 1 for the Initial/Default Entry, then the section entries in catalog order.
+    public var number: Int
+    /// "BIOS", "UEFI", "PPC", "Mac" or the platform id in hex.
+    public var platform: String
+    public var bootable: Bool
+    /// "none", "fd1.2", "fd1.4", "fd2.8", "hd" or "?" for a value no specification defines.
+    public var emulation: String
+    /// The image's first sector, in the filesystem's blocks, and the bytes loaded at boot.
+    public var startBlock: UInt64
+    public var loadBytes: UInt64
+
+    public init(number: Int, platform: String, bootable: Bool, emulation: String, startBlock: UInt64, loadBytes: UInt64) {
+        self.number = number
+        self.platform = platform
+        self.bootable = bootable
+        self.emulation = emulation
+        self.startBlock = startBlock
+        self.loadBytes = loadBytes
+    }
+}
+
 public protocol GuestFile: AnyObject, Sendable {
     var size: UInt64 { get }
     /// Reads up to `buffer.count` bytes at `offset`; fewer only at the end of the file.
@@ -180,6 +205,8 @@ public protocol GuestFilesystem: AnyObject, Sendable {
     /// Writes back what is pending (a writable filesystem is left clean for its fsck) and
     /// releases the library's state. Nothing may be called afterwards.
     func close() throws
+    /// The boot images the volume's boot catalog names; empty for most filesystems.
+    var bootImages: [BootImage] { get }
 }
 
 /// renameat2's flags (linux/fs.h).
@@ -236,6 +263,7 @@ public protocol WritableGuestFilesystem: GuestFilesystem {
 extension GuestFilesystem {
     public var warnings: [String] { [] }
     public var declaredSize: UInt64 { device.size }
+    public var bootImages: [BootImage] { [] }
     public func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) {}
 
     public func xattr(_ node: UInt64, name: String) throws -> [UInt8]? {

@@ -11,3 +11,22 @@ extension ISO9660Filesystem {
         try ISO9660Filesystem(device: device)
     }
 }
+
+extension ISO9660Filesystem {
+    /// The El Torito catalog in the protocol's neutral terms (xorriso's names for emulations).
+    public var bootImages: [BootImage] {
+        bootEntries.map { entry in
+            let emulation: String
+            switch entry.emulation {
+            case .noEmulation: emulation = "none"
+            case .floppy1_2M: emulation = "fd1.2"
+            case .floppy1_44M: emulation = "fd1.4"
+            case .floppy2_88M: emulation = "fd2.8"
+            case .hardDisk: emulation = "hd"
+            case nil: emulation = "?"
+            }
+            return BootImage(number: entry.index + 1, platform: entry.platformName, bootable: entry.bootable,
+                             emulation: emulation, startBlock: UInt64(entry.loadRBA), loadBytes: UInt64(entry.sectorCount) * 512)
+        }
+    }
+}

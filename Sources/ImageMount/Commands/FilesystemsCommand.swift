@@ -17,7 +17,9 @@ struct FilesystemsCommand: ParsableCommand {
             Size, Parent (and UUID with --uuid); columns that do not apply show "-"; --no-title \
             leaves out the heading line. LVM UUIDs are shown with dashes, as lvs, vgs and pvs show \
             them. --logvols, --volgroups and --physvols list the LVM logical volumes, volume \
-            groups and physical volumes. A filesystem's \
+            groups and physical volumes. --boot-images lists the El Torito boot catalog of \
+            install media as DEVICE:bootN rows (VFS: platform and emulation; Label: bootable or \
+            not; Size: the bytes loaded at boot). A filesystem's \
             size is the space the kernel's statfs reports for it, other sizes are device sizes in \
             bytes (or rounded with -h). Names are the guest's: /dev/sda, /dev/sda1, ... \
             Example: imagemount filesystems -a vm.qcow2 --all --long -h
@@ -51,6 +53,9 @@ struct FilesystemsCommand: ParsableCommand {
     @Flag(name: [.customLong("block-devices"), .customLong("blkdevs")], help: "List block devices (whole disks).")
     var blockDevices = false
 
+    @Flag(name: [.customLong("boot-images"), .customLong("boot")], help: "List the boot images of El Torito boot catalogs (install media), as NAME:bootN.")
+    var bootImages = false
+
     @Flag(name: [.customShort("l"), .customLong("long")], help: "Long output: type, filesystem type, label, MBR id, size and parent.")
     var long = false
 
@@ -81,6 +86,7 @@ struct FilesystemsCommand: ParsableCommand {
         static let logicalVolumes = Selection(rawValue: 16)
         static let volumeGroups = Selection(rawValue: 32)
         static let physicalVolumes = Selection(rawValue: 64)
+        static let bootImages = Selection(rawValue: 128)
     }
 
     /// The columns in display order, as virt-filesystems' COLUMN_* bits.
@@ -102,7 +108,7 @@ struct FilesystemsCommand: ParsableCommand {
 
     var selection: Selection {
         var s: Selection = []
-        if all { s = [.filesystems, .extraFilesystems, .partitions, .blockDevices, .logicalVolumes, .volumeGroups, .physicalVolumes] }
+        if all { s = [.filesystems, .extraFilesystems, .partitions, .blockDevices, .logicalVolumes, .volumeGroups, .physicalVolumes, .bootImages] }
         if logicalVolumes { s.insert(.logicalVolumes) }
         if volumeGroups { s.insert(.volumeGroups) }
         if physicalVolumes { s.insert(.physicalVolumes) }
@@ -110,6 +116,7 @@ struct FilesystemsCommand: ParsableCommand {
         if extra { s.formUnion([.filesystems, .extraFilesystems]) }
         if partitions { s.insert(.partitions) }
         if blockDevices { s.insert(.blockDevices) }
+        if bootImages { s.insert(.bootImages) }
         return s.isEmpty ? .filesystems : s
     }
 
@@ -118,7 +125,7 @@ struct FilesystemsCommand: ParsableCommand {
         let s = selection
         return Column.allCases.filter { column in
             switch column {
-            case .vfsType, .label: s.contains(.filesystems)
+            case .vfsType, .label: s.contains(.filesystems) || s.contains(.bootImages)
             case .mbr: s.contains(.partitions)
             case .uuid: uuid
             default: true
@@ -187,6 +194,20 @@ struct FilesystemsCommand: ParsableCommand {
         if s.contains(.blockDevices) {
             for drive in guest.drives {
                 rows.append([.name: drive.name, .type: "device", .size: sizeText(drive.device.size), .parents: ""])
+            }
+        }
+        // Boot images after everything virt-filesystems lists, so its rows keep their order.
+        // VFS holds platform and emulation ("UEFI none"), Label whether the entry is bootable,
+        // Size the bytes the firmware loads.
+        if s.contains(.bootImages) {
+            for (device, _) in Self.filesystems(of: guest) where FilesystemRegistry.canOpen(device.content) {
+                guard let fs = try? FilesystemRegistry.open(device, writable: false) else { continue }
+                defer { try? fs.close() }
+                for image in fs.bootImages {
+                    rows.append([.name: "\(device.name):boot\(image.number)", .type: "boot",
+                                 .vfsType: "\(image.platform) \(image.emulation)", .label: image.bootable ? "bootable" : "not bootable",
+                                 .size: sizeText(image.loadBytes), .parents: device.name])
+                }
             }
         }
         return rows
