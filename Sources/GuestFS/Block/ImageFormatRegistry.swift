@@ -11,12 +11,22 @@ public struct ImageFormatDriver: Sendable {
     /// `options.mayOpenReferencedFiles` says whether it may be called (the probing policy).
     public let open: @Sendable (_ file: RawImage, _ options: ImageOpenOptions,
                                 _ openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws -> any BlockDevice
+    /// What `info` shows about `file`, read from its metadata only (so it works without a key).
+    public let describe: @Sendable (_ file: RawImage) throws -> ImageDescription
+    /// The format's own consistency check of an opened image (`imagemount check`, as
+    /// `qemu-img check`); nil when the format has no metadata to check, or when `device` is not
+    /// an image this format opened.
+    public let check: @Sendable (_ device: any BlockDevice) throws -> ImageCheckResult?
 
     public init(format: ImageFormat, hasSnapshots: Bool, probe: @escaping @Sendable ([UInt8]) -> Bool,
+                describe: @escaping @Sendable (RawImage) throws -> ImageDescription,
+                check: @escaping @Sendable (any BlockDevice) throws -> ImageCheckResult? = { _ in nil },
                 open: @escaping @Sendable (RawImage, ImageOpenOptions, (String, ImageFormat?) throws -> any BlockDevice) throws -> any BlockDevice) {
         self.format = format
         self.hasSnapshots = hasSnapshots
         self.probe = probe
+        self.describe = describe
+        self.check = check
         self.open = open
     }
 }
@@ -31,6 +41,14 @@ public enum ImageFormatRegistry {
     /// The registration of `format` (every `ImageFormat` has one; raw when none matched).
     public static func driver(for format: ImageFormat) -> ImageFormatDriver {
         drivers.first { $0.format == format } ?? RawImage.formatDriver
+    }
+
+    /// The check of the format that opened `device`, and that format; nil when none checks it.
+    public static func check(_ device: any BlockDevice) throws -> (format: ImageFormat, result: ImageCheckResult)? {
+        for driver in drivers {
+            if let result = try driver.check(device) { return (driver.format, result) }
+        }
+        return nil
     }
 
     /// The format whose probe claims `header`; raw when none does.

@@ -5,25 +5,6 @@ import Glibc
 /// What `imagemount info` shows about one image: the fields of `qemu-img info`, so the two can be
 /// compared line by line (text) or key by key (JSON, `qemu-img info --output=json`).
 public struct ImageInfo: Sendable {
-    /// qcow2-only facts (qemu-img's "Format specific information").
-    public struct Qcow2Details: Sendable {
-        public var compat: String
-        public var compressionType: String
-        public var lazyRefcounts: Bool
-        public var refcountBits: Int
-        public var corrupt: Bool
-        public var extendedL2: Bool
-        public var dataFile: String?
-        public var dataFileRaw: Bool
-        /// "aes" or "luks" when encrypted.
-        public var encryptionFormat: String?
-        /// Bits of the three feature fields, as stored.
-        public var incompatibleFeatures: UInt64
-        public var compatibleFeatures: UInt64
-        public var autoclearFeatures: UInt64
-        public var bitmaps: Int
-    }
-
     public var filename: String
     public var format: ImageFormat
     public var virtualSize: UInt64
@@ -36,8 +17,9 @@ public struct ImageInfo: Sendable {
     /// The backing file name resolved against the image's folder.
     public var fullBackingFilename: String?
     public var backingFormat: String?
-    public var snapshots: [Qcow2Snapshot]
-    public var qcow2: Qcow2Details?
+    public var snapshots: [ImageSnapshot]
+    /// qemu-img's "Format specific information", as the format's registration gives it.
+    public var specific: FormatSpecificInfo?
 
     /// Facts about `path` and, with `backingChain`, every image below it (top first).
     /// Only metadata is read, so this works for images the read engine refuses (encrypted ones).
@@ -64,7 +46,7 @@ public struct ImageInfo: Sendable {
             // The probing policy: the name is shown, but followed only when the format is vouched for.
             var options = ImageOpenOptions(format: forced)
             options.mayOpenReferencedFiles = ImageOpener.formatIsVouched(path: current, given: forced, probed: info.format)
-            try Qcow2Image.checkMayOpen(full, as: "backing file", options: options, image: current)
+            try ImageOpener.checkMayOpen(full, as: "backing file", options: options, image: current, format: info.format)
             let backingFormat = try info.backingFormat.map { name in
                 guard let f = ImageFormat(rawValue: name) else {
                     throw ImageError(path: current, structure: "backing file", reason: "backing file format '\(name)' is not supported",
@@ -93,33 +75,19 @@ public struct ImageInfo: Sendable {
         filename = file.path
         self.actualSize = actualSize
         format = try forced ?? ImageFormat.probe(header: file.readBytes(at: 0, count: Int(min(file.size, 512))))
-        virtualSize = file.size
-        clusterSize = nil
-        encrypted = false
-        dirty = false
-        snapshots = []
-        guard format == .qcow2 else { return }
-        let m = try Qcow2Metadata.read(from: file)
-        let h = m.header
-        virtualSize = h.size
-        clusterSize = m.geometry.clusterSize
-        encrypted = h.cryptMethod != 0
-        dirty = h.incompatible.contains(.dirty)
-        snapshots = m.snapshots
-        if let name = m.backingFile {
+        // The format's registration reads its metadata (ImageFormatRegistry.swift).
+        let d = try ImageFormatRegistry.driver(for: format).describe(file)
+        virtualSize = d.virtualSize
+        clusterSize = d.clusterSize
+        encrypted = d.encrypted
+        dirty = d.dirty
+        snapshots = d.snapshots
+        specific = d.specific
+        if let name = d.backingFilename {
             backingFilename = name
             fullBackingFilename = ImageOpener.resolve(name, relativeTo: file.path)
-            backingFormat = m.extensions.backingFormat
+            backingFormat = d.backingFormat
         }
-        qcow2 = Qcow2Details(
-            compat: h.compat, compressionType: m.compressionType.name,
-            lazyRefcounts: h.compatible.contains(.lazyRefcounts), refcountBits: 1 << Int(h.refcountOrder),
-            corrupt: h.incompatible.contains(.corrupt), extendedL2: h.incompatible.contains(.extendedL2),
-            dataFile: h.incompatible.contains(.externalDataFile) ? m.extensions.externalDataFile : nil,
-            dataFileRaw: h.autoclear.contains(.rawExternalData),
-            encryptionFormat: h.cryptMethod == 1 ? "aes" : h.cryptMethod == 2 ? "luks" : nil,
-            incompatibleFeatures: h.incompatibleFeatures, compatibleFeatures: h.compatibleFeatures,
-            autoclearFeatures: h.autoclearFeatures, bitmaps: Int(m.extensions.bitmaps?.nbBitmaps ?? 0))
     }
 }
 
@@ -148,20 +116,24 @@ extension ImageInfo {
                                               Self.clock(s.vmClockNanoseconds), s.icount.map { "\($0)" } ?? ""))
             }
         }
-        if let q = qcow2 {
+        if let specific {
             lines.append("Format specific information:")
-            lines.append("    compat: \(q.compat)")
-            lines.append("    compression type: \(q.compressionType)")
-            if q.compat != "0.10" { lines.append("    lazy refcounts: \(q.lazyRefcounts)") }
-            lines.append("    refcount bits: \(q.refcountBits)")
-            if let e = q.encryptionFormat { lines.append("    encrypt:"); lines.append("        format: \(e)") }
-            if let d = q.dataFile { lines.append("    data file: \(d)"); lines.append("    data file raw: \(q.dataFileRaw)") }
-            if q.compat != "0.10" {
-                lines.append("    corrupt: \(q.corrupt)")
-                lines.append("    extended l2: \(q.extendedL2)")
-            }
+            lines += Self.textLines(specific.fields, indent: 4)
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// "    key: value" lines, an object's fields one level deeper under "    key:".
+    static func textLines(_ fields: [FormatSpecificInfo.Field], indent: Int) -> [String] {
+        let pad = String(repeating: " ", count: indent)
+        return fields.flatMap { field -> [String] in
+            switch field.value {
+            case let .string(v): ["\(pad)\(field.label): \(v)"]
+            case let .bool(v): ["\(pad)\(field.label): \(v)"]
+            case let .integer(v): ["\(pad)\(field.label): \(v)"]
+            case let .object(inner): ["\(pad)\(field.label):"] + textLines(inner, indent: indent + 4)
+            }
+        }
     }
 
     /// Several images as `qemu-img info --backing-chain` prints them: blank lines between.
@@ -240,14 +212,9 @@ extension ImageInfo {
         fields.append(("format", Self.quote(format.rawValue)))
         fields.append(("actual-size", "\(actualSize)"))
         if encrypted { fields.append(("encrypted", "true")) }
-        if let q = qcow2 {
-            var data: [(String, String)] = [("compat", Self.quote(q.compat)), ("compression-type", Self.quote(q.compressionType))]
-            if q.compat != "0.10" { data.append(("lazy-refcounts", "\(q.lazyRefcounts)")) }
-            data.append(("refcount-bits", "\(q.refcountBits)"))
-            if let e = q.encryptionFormat { data.append(("encrypt", Self.object([("format", Self.quote(e))], indent: indent + 12))) }
-            if let d = q.dataFile { data += [("data-file", Self.quote(d)), ("data-file-raw", "\(q.dataFileRaw)")] }
-            if q.compat != "0.10" { data += [("corrupt", "\(q.corrupt)"), ("extended-l2", "\(q.extendedL2)")] }
-            fields.append(("format-specific", Self.object([("type", "\"qcow2\""), ("data", Self.object(data, indent: indent + 8))],
+        if let specific {
+            fields.append(("format-specific", Self.object([("type", Self.quote(specific.type)),
+                                                           ("data", Self.jsonObject(specific.fields, indent: indent + 8))],
                                                           indent: indent + 4)))
         }
         if let full = fullBackingFilename { fields.append(("full-backing-filename", Self.quote(full))) }
@@ -260,6 +227,18 @@ extension ImageInfo {
     public static func json(_ infos: [ImageInfo], chain: Bool) -> String {
         guard chain else { return (infos.first?.json() ?? "{}") + "\n" }
         return "[\n" + infos.map { "    " + $0.json(indent: 4) }.joined(separator: ",\n") + "\n]\n"
+    }
+
+    /// A format's fields as a JSON object (nested objects one level deeper).
+    static func jsonObject(_ fields: [FormatSpecificInfo.Field], indent: Int) -> String {
+        object(fields.map { field in
+            switch field.value {
+            case let .string(v): (field.key, quote(v))
+            case let .bool(v): (field.key, "\(v)")
+            case let .integer(v): (field.key, "\(v)")
+            case let .object(inner): (field.key, jsonObject(inner, indent: indent + 4))
+            }
+        }, indent: indent)
     }
 
     private static func object(_ fields: [(String, String)], indent: Int) -> String {

@@ -72,6 +72,19 @@ extension ImageOpener {
         return String(imagePath[...slash]) + name
     }
 
+    /// The probing policy (`formatIsVouched`): refuses, before anything is opened, a host
+    /// file named by an image (a backing file, an external data file) whose format nobody
+    /// vouched for.
+    static func checkMayOpen(_ resolved: String, as structure: String, options: ImageOpenOptions, image: String,
+                             format: ImageFormat) throws {
+        guard options.mayOpenReferencedFiles else {
+            throw ImageError(path: image, structure: structure,
+                             reason: "the image names '\(GuestName.display(Array(resolved.utf8)))' as its \(structure), but its format was probed, not given: " +
+                                     "add --format=\(format.rawValue) before -a if you trust it (a raw disk can hold a \(format.rawValue) header written by its guest)",
+                             errno: .notPermitted)
+        }
+    }
+
     /// The probing policy (CVE-2010-3851): an image whose format was *probed* must not make us
     /// open other host files, since a raw disk's guest can write a qcow2 header naming
     /// `/etc/shadow` as its backing file into its own first sector. The format is vouched for

@@ -52,14 +52,13 @@ struct CheckCommand: ParsableCommand {
         try Sandbox.enter()
         for (index, path) in images.enumerated() {
             let device = try devices[index].get()
-            guard let image = device as? Qcow2Image else {
+            guard let (format, result) = try ImageFormatRegistry.check(device) else {
                 try StandardOutput.write("\(path): raw images have no metadata to check\n")
                 continue
             }
-            let result = try image.check()
             for line in result.messages { _ = try? FileDescriptor.standardError.writeAll((line + "\n").utf8) }
             if index > 0 && !json { try StandardOutput.write("\n") }
-            try StandardOutput.write(json ? Self.json(result, path: path) : Self.text(result))
+            try StandardOutput.write(json ? Self.json(result, path: path, format: format) : Self.text(result))
             let code = result.exitStatus
             if code != 0, status == 0 || code == 2 { status = code }
         }
@@ -67,7 +66,7 @@ struct CheckCommand: ParsableCommand {
     }
 
     /// The text qemu-img check prints.
-    static func text(_ r: Qcow2CheckResult) -> String {
+    static func text(_ r: ImageCheckResult) -> String {
         var out = ""
         if r.corruptions == 0 && r.leaks == 0 && r.checkErrors == 0 {
             out += "No errors were found on the image.\n"
@@ -93,7 +92,7 @@ struct CheckCommand: ParsableCommand {
     }
 
     /// The JSON qemu-img check --output=json prints, fields in its order.
-    static func json(_ r: Qcow2CheckResult, path: String) -> String {
+    static func json(_ r: ImageCheckResult, path: String, format: ImageFormat) -> String {
         var fields: [(String, String)] = [("image-end-offset", "\(r.imageEndOffset)"), ("total-clusters", "\(r.totalClusters)")]
         if r.corruptions > 0 { fields.append(("corruptions", "\(r.corruptions)")) }
         if r.leaks > 0 { fields.append(("leaks", "\(r.leaks)")) }
@@ -102,7 +101,7 @@ struct CheckCommand: ParsableCommand {
         if r.fragmentedClusters > 0 { fields.append(("fragmented-clusters", "\(r.fragmentedClusters)")) }
         if r.compressedClusters > 0 { fields.append(("compressed-clusters", "\(r.compressedClusters)")) }
         fields.append(("filename", ImageInfo.quote(path)))
-        fields.append(("format", "\"qcow2\""))
+        fields.append(("format", ImageInfo.quote(format.rawValue)))
         return "{\n" + fields.map { "    \"\($0.0)\": \($0.1)" }.joined(separator: ",\n") + "\n}\n"
     }
 }

@@ -42,7 +42,7 @@ import TestSupport
         try FileManager.default.copyItem(atPath: try Qcow2Fixtures.get().path("v3-64k.qcow2"), toPath: path)
         try RawImage(path: path, writable: true).writeBytes([0, 0, 0, 0, 0, 0, 0, 3], at: 72)
         let info = try #require(try ImageInfo.gather(path: path).first)
-        #expect(info.dirty && info.qcow2?.corrupt == true)
+        #expect(info.dirty && info.specific?.value("corrupt") == .bool(true))
         #expect(info.text.contains("dirty flag: yes") && info.text.contains("corrupt: true"))
     }
 

@@ -1,28 +1,3 @@
-/// What a consistency check found, in the terms `qemu-img check` reports.
-public struct Qcow2CheckResult: Sendable {
-    /// Refcounts lower than the references, references outside the file, bad entries, COPIED flags.
-    public var corruptions = 0
-    /// Clusters with a refcount but no reference.
-    public var leaks = 0
-    /// Problems that kept the check from looking at something (unreadable tables).
-    public var checkErrors = 0
-    public var corruptionsFixed = 0
-    public var leaksFixed = 0
-    /// Guest clusters, and those the active L1/L2 tables map (data, compressed or preallocated zero).
-    public var totalClusters: UInt64 = 0
-    public var allocatedClusters: UInt64 = 0
-    public var fragmentedClusters: UInt64 = 0
-    public var compressedClusters: UInt64 = 0
-    /// End of the last cluster that is referenced or has a refcount (as qemu-img check reports it).
-    public var imageEndOffset: UInt64 = 0
-    /// One line per problem, as qemu-img check prints them ("ERROR cluster 5 refcount=0 reference=1").
-    public var messages: [String] = []
-
-    /// qemu-img check's exit status: 1 when the check itself could not look at everything,
-    /// else 2 for corruptions, 3 for leaks only, 0 for a clean image.
-    public var exitStatus: Int32 { checkErrors > 0 ? 1 : corruptions > 0 ? 2 : leaks > 0 ? 3 : 0 }
-}
-
 /// Our own consistency check of a qcow2 image (QEMU's qcow2_check_refcounts): count the references
 /// to every host cluster from the header, the L1 and L2 tables of the active state and of every
 /// snapshot, the snapshot table and the refcount structures, then compare with the stored refcounts.
@@ -31,7 +6,7 @@ enum Qcow2Check {
     /// Most host clusters the check counts (two bytes each in memory): a larger file is refused.
     static let maxClusters: UInt64 = 1 << 26
 
-    static func run(_ image: Qcow2Image, repair: Bool, sink: Qcow2MetadataSink?) throws -> Qcow2CheckResult {
+    static func run(_ image: Qcow2Image, repair: Bool, sink: Qcow2MetadataSink?) throws -> ImageCheckResult {
         var walk = try Walk(image)
         try walk.countAll()
         if repair, let sink { try walk.repair(sink) } else { try walk.compare() }
@@ -48,7 +23,7 @@ enum Qcow2Check {
         /// reach past its end (QEMU grows its in-memory table the same way).
         var clusterCount: UInt64
         var refs: [UInt16]
-        var result = Qcow2CheckResult()
+        var result = ImageCheckResult()
         /// COPIED flags of active L2 tables (L1 entries) and active data clusters, checked at the
         /// end against the stored refcounts, as QEMU's check_oflag_copied does.
         var copiedChecks: [(cluster: UInt64, copied: Bool, line: (UInt64) -> String)] = []
@@ -300,7 +275,7 @@ enum Qcow2Check {
 
 extension Qcow2Image {
     /// Checks the image's metadata (QEMU's qcow2_check_refcounts); nothing is written.
-    public func check() throws -> Qcow2CheckResult {
+    public func check() throws -> ImageCheckResult {
         do { return try Qcow2Check.run(self, repair: false, sink: nil) } catch {
             throw ImageError.wrap(error, path: path)
         }

@@ -244,7 +244,7 @@ public final class Qcow2Image: BlockDevice {
 
         if externalData, let name = meta.extensions.externalDataFile {
             let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
-            try Self.checkMayOpen(resolved, as: "external data file", options: options, image: file.displayName)
+            try ImageOpener.checkMayOpen(resolved, as: "external data file", options: options, image: file.displayName, format: .qcow2)
             do {
                 dataFile = try RawImage(path: resolved, writable: false)
             } catch {
@@ -264,7 +264,7 @@ public final class Qcow2Image: BlockDevice {
                 }
                 format = known
             }
-            try Self.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName)
+            try ImageOpener.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName, format: .qcow2)
             do {
                 backing = try openBacking(resolved, format)
             } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
@@ -280,17 +280,6 @@ public final class Qcow2Image: BlockDevice {
         }
         if writable, let raw = file as? RawImage {
             try openForWriting(raw)
-        }
-    }
-
-    /// The probing policy (`ImageOpener.formatIsVouched`): refuses, before anything is opened,
-    /// a host file named by an image whose format nobody vouched for.
-    static func checkMayOpen(_ resolved: String, as structure: String, options: ImageOpenOptions, image: String) throws {
-        guard options.mayOpenReferencedFiles else {
-            throw ImageError(path: image, structure: structure,
-                             reason: "the image names '\(GuestName.display(Array(resolved.utf8)))' as its \(structure), but its format was probed, not given: " +
-                                     "add --format=qcow2 before -a if you trust it (a raw disk can hold a qcow2 header written by its guest)",
-                             errno: .notPermitted)
         }
     }
 
