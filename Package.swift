@@ -11,7 +11,8 @@ let package = Package(
     products: [
         // Declared as a product so `swift package generate-manual` renders its man pages.
         .executable(name: "imagemount", targets: ["ImageMount"]),
-        .library(name: "GuestFS", targets: ["GuestFS"]),
+        .library(name: "GuestFS", targets: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat",
+                                            "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,17 +35,59 @@ let package = Package(
         .target(name: "CFuse", dependencies: ["SystemFuse3"]),
         .target(name: "CExt2fs", dependencies: ["SystemExt2fs"], linkerSettings: [.linkedLibrary("com_err")]),
 
+        // GuestFS, one target per layer (STYLE.md rule 2, as swift-nio splits NIOCore and
+        // NIOPosix): a target depends only on the layers below it, so an upward or sideways
+        // import does not compile. Bottom up:
+        //   GuestFSBlock       image sources and formats (raw, qcow2, LUKS): the block device protocol
+        //   GuestFSDisk        partition tables, LVM, the volume probe
+        //   GuestFSFilesystem  the filesystem protocol every driver implements
+        //   GuestFSExt, GuestFSVfat, GuestFSISO9660, GuestFSXFS   one target per driver
+        //   GuestFS            the guest: its devices, the driver registry, the mount tree
+        //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
+        .target(
+            name: "GuestFSBlock",
+            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2",
+                           .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/GuestFS/Block"
+        ),
+        .target(name: "GuestFSDisk", dependencies: ["GuestFSBlock", "SystemZlib"], path: "Sources/GuestFS/Disk"),
+        .target(
+            name: "GuestFSFilesystem",
+            dependencies: ["GuestFSBlock", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/GuestFS/Filesystem"
+        ),
+        .target(
+            name: "GuestFSExt",
+            dependencies: ["GuestFSBlock", "GuestFSFilesystem", "CExt2fs", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/GuestFS/Ext"
+        ),
+        .target(
+            name: "GuestFSVfat",
+            dependencies: ["GuestFSBlock", "GuestFSFilesystem", .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/GuestFS/Vfat"
+        ),
+        .target(name: "GuestFSISO9660", dependencies: ["GuestFSBlock", "GuestFSFilesystem"], path: "Sources/GuestFS/ISO9660"),
+        .target(name: "GuestFSXFS", dependencies: ["GuestFSBlock", "GuestFSFilesystem"], path: "Sources/GuestFS/XFS"),
         .target(
             name: "GuestFS",
             dependencies: [
-                "CExt2fs", "SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "SystemXML2",
+                "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem",
+                "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS",
                 .product(name: "SystemPackage", package: "swift-system"),
-            ]
+            ],
+            path: "Sources/GuestFS/Guest"
+        ),
+        .target(
+            name: "GuestFSInspect",
+            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "SystemXML2",
+                           .product(name: "SystemPackage", package: "swift-system")],
+            path: "Sources/GuestFS/Inspect"
         ),
         .executableTarget(
             name: "ImageMount",
             dependencies: [
-                "GuestFS", "CFuse", "SystemHostIO", "SystemSeccomp", "SystemXML2",
+                "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFS", "GuestFSInspect",
+                "CFuse", "SystemHostIO", "SystemSeccomp", "SystemXML2",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -53,20 +96,20 @@ let package = Package(
         // Measuring tool for bench/qcow2-read.sh: reads an image end to end through ImageOpener.
         .executableTarget(
             name: "qcow2-bench",
-            dependencies: ["GuestFS", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["GuestFSBlock", .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/Qcow2Bench"
         ),
 
         // Test tool for the qcow2 crash tests: applies a script of writes, killed at random points.
         .executableTarget(
             name: "qcow2-crash-writer",
-            dependencies: ["GuestFS", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["GuestFSBlock", .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/Qcow2CrashWriter"
         ),
 
-        .target(name: "TestSupport", dependencies: ["GuestFS", "SystemCrypto"], path: "Tests/TestSupport"),
-        .testTarget(name: "GuestFSTests", dependencies: ["GuestFS", "TestSupport"]),
-        .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFS", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect", "SystemCrypto"], path: "Tests/TestSupport"),
+        .testTarget(name: "GuestFSTests", dependencies: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect", "TestSupport"]),
+        .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,7 +7,7 @@
 // The second form copies SOURCE (read as raw) into the existing qcow2 IMAGE (encrypted: with
 // --key-file) with sequential writes of --chunk bytes (1 MiB by default), then flushes and
 // closes: bench/qcow2-write.sh.
-import GuestFS
+import GuestFSBlock
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

@@ -6,7 +6,7 @@
 // Script lines: "w OFFSET LENGTH SEED" writes LENGTH bytes of pattern SEED (see `pattern`),
 // "z OFFSET LENGTH" writes zeros, "f" flushes, "c" closes. After each flush it prints
 // "flushed N" (N = lines done so far) on standard output, unbuffered; "closed" after a close.
-import GuestFS
+import GuestFSBlock
 import SystemPackage
 #if canImport(Glibc)
 import Glibc

@@ -1,7 +1,15 @@
 import Testing
 import Foundation
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// A scratch image a hostile-input test builds with real tools and then damages, with the
 /// byte patches spelled out in the test (little- or big-endian fields at absolute offsets).

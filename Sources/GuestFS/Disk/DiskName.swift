@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The libguestfs name of the `index`th drive (0-based): `/dev/sda` … `/dev/sdz`, `/dev/sdaa` …
 ///
 /// The suffix is a bijective base-26 numeral, as Linux's `sd_format_disk_name` (drivers/scsi/sd.c)

@@ -1,3 +1,4 @@
+import GuestFSBlock
 import SystemZlib
 
 /// The GUID Partition Table: a header at LBA 1 and a backup header in the last sector, each

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// A GUID as GPT stores it: 16 bytes in the "mixed-endian" EFI_GUID layout.
 ///
 /// UEFI spec 2.10, Appendix A "GUID and Time Formats": the first three fields (Data1: 32 bits,

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The MBR partition table: four primary records in sector 0, and for each extended partition a
 /// chain of EBRs holding the logical partitions.
 ///

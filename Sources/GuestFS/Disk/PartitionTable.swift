@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The partition-table layer (DESIGN.md §1, `Disk/`): finds the partitions of one disk and hands
 /// each out as a `SliceDevice` named the way libguestfs names it (`/dev/sda1`, logical MBR
 /// partitions from `/dev/sda5`).

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import CExt2fs
 
 /// One directory entry. Names are bytes: ext4 names need not be UTF-8.

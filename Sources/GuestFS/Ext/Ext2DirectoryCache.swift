@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import Synchronization
 
 /// A bounded cache of whole directories, so that looking names up in a large directory does

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import CExt2fs
 import Synchronization
 

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import CExt2fs
 
 /// Where a backup superblock lies: the first block of block group 1, which mke2fs always gives

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import CExt2fs
 import SystemPackage
 #if canImport(Glibc)
@@ -195,14 +197,5 @@ extension ext2_inode_large {
             i_gid = UInt16(truncatingIfNeeded: gid)
             osd2.linux2.l_i_gid_high = UInt16(truncatingIfNeeded: gid >> 16)
         }
-    }
-}
-
-extension Timestamp {
-    /// The current time (clock_gettime CLOCK_REALTIME).
-    public static var now: Timestamp {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Timestamp(seconds: Int64(ts.tv_sec), nanoseconds: Int32(ts.tv_nsec))
     }
 }

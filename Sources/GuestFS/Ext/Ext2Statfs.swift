@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 
 extension Ext2Filesystem {
     /// The statfs figures of this filesystem; on a writable one, as they are now.
@@ -50,19 +53,5 @@ extension Ext2Filesystem {
             overhead = overhead.saturatingAdd(journal.blocks512.saturatingMultiply(512) / sb.blockSize)
         }
         return overhead
-    }
-}
-
-extension UInt64 {
-    /// `self + other`, or `.max` when the sum does not fit (for figures that only bound others).
-    func saturatingAdd(_ other: UInt64) -> UInt64 {
-        let (sum, overflow) = addingReportingOverflow(other)
-        return overflow ? .max : sum
-    }
-
-    /// `self * other`, or `.max` when the product does not fit.
-    func saturatingMultiply(_ other: UInt64) -> UInt64 {
-        let (product, overflow) = multipliedReportingOverflow(by: other)
-        return overflow ? .max : product
     }
 }

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import CExt2fs
 
 extension Ext2Filesystem {

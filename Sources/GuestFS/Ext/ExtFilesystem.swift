@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// The ext2/3/4 driver as the layers above see it: `Ext2Filesystem` (libext2fs through our
@@ -132,7 +134,7 @@ extension Ext2File: GuestFile {}
 extension ExtFilesystem {
     /// The registration (FilesystemRegistry): ext2, ext3 and ext4; the mount options the
     /// kernel's ext4 takes change nothing here.
-    static let driver = FilesystemDriver(types: ["ext2", "ext3", "ext4"]) { device, writable, _ in
+    package static let driver = FilesystemDriver(types: ["ext2", "ext3", "ext4"]) { device, writable, _ in
         try ExtFilesystem(device: device, writable: writable)
     }
 }

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// A small write-through cache of single blocks libext2fs reads through our io_manager: inode
 /// table blocks, bitmaps, directory and extent blocks are read again and again (each inode
 /// update is a read-modify-write of its table block, each `ext2fs_link` scans the directory).

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// What a new inode takes from its directory's default ACL (POSIX.1e draft 17 §23.1.4, as Linux
 /// does it: fs/posix_acl.c posix_acl_create and posix_acl_create_masq, stored by ext4_init_acl).
 /// With a default ACL the umask is not applied: the ACL masks the requested mode instead.
@@ -39,7 +41,7 @@ extension POSIXACL {
     /// posix_acl_create_masq: the owner, other and mask (else owning group) entries lose the
     /// permissions `mode` lacks, and `mode` loses those the entries lack; other bits of `mode`
     /// (type, setuid, setgid, sticky) are kept.
-    func masked(creating mode: inout UInt16) -> POSIXACL {
+    package func masked(creating mode: inout UInt16) -> POSIXACL {
         var bits = mode & 0o777
         var out = entries
         for i in out.indices {
@@ -64,7 +66,7 @@ extension POSIXACL {
     }
 
     /// __posix_acl_chmod: the owner, other and mask (else owning group) entries take `mode`'s bits.
-    func changingMode(to mode: UInt16) -> POSIXACL {
+    package func changingMode(to mode: UInt16) -> POSIXACL {
         let hasMask = entries.contains { $0.tag == Self.mask }
         return POSIXACL(entries: entries.map { entry in
             var e = entry

@@ -1,3 +1,4 @@
+import GuestFSBlock
 import Synchronization
 import SystemPackage
 
@@ -5,12 +6,14 @@ import SystemPackage
 /// directory block, a System Use area cut short, a directory loop): each message reported
 /// once, to the sink the user of the filesystem set (`GuestFilesystem.setDamageLog`), or to
 /// standard error. Shared by the drivers.
-final class DamageLog: Sendable {
+package final class DamageLog: Sendable {
     /// Distinct messages kept for de-duplication; past this, messages are dropped.
-    static let maxMessages = 1000
+    package static let maxMessages = 1000
     private let state = Mutex<(seen: Set<String>, sink: (@Sendable (String) -> Void)?)>(([], nil))
 
-    func report(_ message: String) {
+    package init() {}
+
+    package func report(_ message: String) {
         let sink: (@Sendable (String) -> Void)?? = state.withLock { s in
             guard s.seen.count < Self.maxMessages, s.seen.insert(message).inserted else { return .none }
             return .some(s.sink)
@@ -21,5 +24,5 @@ final class DamageLog: Sendable {
         }
     }
 
-    func setSink(_ sink: @escaping @Sendable (String) -> Void) { state.withLock { $0.sink = sink } }
+    package func setSink(_ sink: @escaping @Sendable (String) -> Void) { state.withLock { $0.sink = sink } }
 }

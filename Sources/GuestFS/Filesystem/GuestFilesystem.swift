@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GuestFSBlock
 import SystemPackage
 
 // The filesystem protocol: the one seam between the filesystem drivers (ext, vfat, iso9660,
@@ -268,5 +272,14 @@ extension GuestFilesystem {
 
     public func xattr(_ node: UInt64, name: String) throws -> [UInt8]? {
         try xattrs(node).first { $0.name == name }?.value
+    }
+}
+
+extension Timestamp {
+    /// The current time (clock_gettime CLOCK_REALTIME).
+    public static var now: Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(seconds: Int64(ts.tv_sec), nanoseconds: Int32(ts.tv_nsec))
     }
 }

@@ -1,20 +1,22 @@
+import GuestFSBlock
+
 /// A POSIX ACL in the Linux xattr form: a version word (2), then 8-byte entries of tag,
 /// permissions and id, little-endian (linux/posix_acl_xattr.h).
-struct POSIXACL {
-    struct Entry { let tag: UInt16; var perm: UInt16; let id: UInt32 }
-    let entries: [Entry]
+package struct POSIXACL {
+    package struct Entry { let tag: UInt16; var perm: UInt16; let id: UInt32 }
+    package let entries: [Entry]
 
     /// The xattr names Linux keeps ACLs under.
     public static let accessName = "system.posix_acl_access"
     public static let defaultName = "system.posix_acl_default"
 
-    static let userObj: UInt16 = 0x01, user: UInt16 = 0x02, groupObj: UInt16 = 0x04, group: UInt16 = 0x08
-    static let mask: UInt16 = 0x10, other: UInt16 = 0x20
+    package static let userObj: UInt16 = 0x01, user: UInt16 = 0x02, groupObj: UInt16 = 0x04, group: UInt16 = 0x08
+    package static let mask: UInt16 = 0x10, other: UInt16 = 0x20
 
-    init(entries: [Entry]) { self.entries = entries }
+    package init(entries: [Entry]) { self.entries = entries }
 
     /// The Linux xattr form of this ACL.
-    var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         var out: [UInt8] = [2, 0, 0, 0]
         for e in entries {
             out += [UInt8(truncatingIfNeeded: e.tag), UInt8(truncatingIfNeeded: e.tag >> 8),
@@ -24,7 +26,7 @@ struct POSIXACL {
         return out
     }
 
-    init(_ bytes: [UInt8], name: String) throws {
+    package init(_ bytes: [UInt8], name: String) throws {
         func le16(_ i: Int) -> UInt16 { UInt16(bytes[i]) | UInt16(bytes[i + 1]) << 8 }
         func le32(_ i: Int) -> UInt32 { UInt32(le16(i)) | UInt32(le16(i + 2)) << 16 }
         guard bytes.count >= 4, le32(0) == 2, (bytes.count - 4) % 8 == 0 else {
@@ -38,10 +40,10 @@ struct POSIXACL {
     }
 
     /// No named users or groups and no mask: the permission bits say it all (posix_acl_equiv_mode).
-    var isEquivalentToMode: Bool { entries.allSatisfy { [Self.userObj, Self.groupObj, Self.other].contains($0.tag) } }
+    package var isEquivalentToMode: Bool { entries.allSatisfy { [Self.userObj, Self.groupObj, Self.other].contains($0.tag) } }
 
     /// rwxrwxrwx from the ACL: owner, mask (else owning group), other; bits the ACL lacks keep `mode`'s.
-    func permissionBits(keeping mode: UInt16) -> UInt16 {
+    package func permissionBits(keeping mode: UInt16) -> UInt16 {
         var bits = mode & 0o777
         for e in entries {
             switch e.tag {

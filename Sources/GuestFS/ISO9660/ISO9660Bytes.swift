@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Field access over one ISO 9660 structure that has already been read whole (a volume
 /// descriptor, a directory record, a System Use entry, a boot catalog entry).
 ///

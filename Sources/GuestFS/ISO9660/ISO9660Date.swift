@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The two date forms of ECMA-119, turned into `Timestamp`s the way the Linux kernel's
 /// fs/isofs/util.c (iso_date) reads them.
 enum ISO9660Date {

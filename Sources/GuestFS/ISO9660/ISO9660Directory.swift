@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Reading one directory's extent into its records (ECMA-119 6.8.1: a directory is a file of
 /// directory records; 6.8.1.1: a record never spans a logical sector, the rest of a sector after
 /// the last record is zero, so a zero length byte means "go on at the next sector").

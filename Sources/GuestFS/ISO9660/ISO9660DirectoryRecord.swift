@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// One directory record (ECMA-119 9.1): the fixed 33 bytes, the file identifier, a padding byte
 /// when the identifier's length is even, then the System Use area (where SUSP/Rock Ridge live).
 struct ISO9660DirectoryRecord: Sendable {

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The El Torito boot catalog ("El Torito" Bootable CD-ROM Format Specification 1.0, Phoenix/IBM
 /// 1995, section 2): a Validation Entry, the Initial/Default Entry, then Section Headers each
 /// followed by their Section Entries (and Extension Entries), 32 bytes each.

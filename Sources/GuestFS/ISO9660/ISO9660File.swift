@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// An open regular file of an ISO 9660 volume: its sections (one, or several for a multi-extent
 /// file) are contiguous runs on the device, so reads go straight to the device, from any number
 /// of threads, with no lock.

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The registration FilesystemRegistry lists. ISO 9660 is read-only: a writable tree still
 /// opens it, and every write under it is EROFS (MountTree.writableFilesystem), as the kernel's
 /// isofs mounts read-only whatever is asked.
@@ -7,7 +10,7 @@ extension ISO9660Filesystem {
     static let ignoredOptionNames: Set<String> = ["norock", "nojoliet", "check", "uid", "gid", "map", "mode", "dmode",
                                                   "unhide", "block", "conv", "cruft", "session", "sbsector", "iocharset", "utf8"]
 
-    static let driver = FilesystemDriver(types: ["iso9660"], optionNames: ignoredOptionNames) { device, _, _ in
+    package static let driver = FilesystemDriver(types: ["iso9660"], optionNames: ignoredOptionNames) { device, _, _ in
         try ISO9660Filesystem(device: device)
     }
 }

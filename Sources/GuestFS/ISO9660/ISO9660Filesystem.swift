@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// An ISO 9660 volume (ECMA-119, levels 1-3), read-only, with Rock Ridge (SUSP/RRIP), Joliet and
 /// El Torito, in Swift: no C library parses the image, so every number read from it goes through
 /// checked arithmetic and bounds (STYLE.md rules 5 and 14).

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Joliet (Microsoft's "Joliet Specification", 1995): a Supplementary Volume Descriptor whose
 /// directory tree names files in UCS-2 big endian, up to 64 characters. Names are given as the
 /// kernel's fs/isofs/joliet.c (get_joliet_filename) gives them with iocharset=utf8: UTF-16BE

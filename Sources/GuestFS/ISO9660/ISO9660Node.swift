@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Which names and attributes a volume is read with, chosen at open as the kernel chooses
 /// (isofs_fill_super): Rock Ridge when the root's "." record says so, else Joliet when there is a
 /// Joliet SVD, else plain ISO 9660 names.

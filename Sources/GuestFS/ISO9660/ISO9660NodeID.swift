@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Node ids of the ISO 9660 driver: the byte offset on the device of the directory record that
 /// describes the node. ISO 9660 has no inode table; a record's place is what names a file, as
 /// the kernel's isofs_get_ino(block, offset) does.

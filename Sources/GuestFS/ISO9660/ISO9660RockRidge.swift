@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// What the Rock Ridge Interchange Protocol (RRIP, IEEE P1282 / "RRIP 1.12") entries of one
 /// directory record say, read from its SUSP entries (ISO9660SystemUse.swift) as the Linux
 /// kernel's fs/isofs/rock.c reads them.

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The System Use Sharing Protocol (SUSP, IEEE P1281 / "SUSP 1.12"): the System Use area of a
 /// directory record holds entries of a 2-byte signature, a length (of the whole entry), a version
 /// and data (SUSP 4.1). A CE entry (5.1) continues the area in a Continuation Area elsewhere on

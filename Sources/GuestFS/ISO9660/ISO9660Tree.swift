@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import Synchronization
 
 /// A directory's entries as the driver serves them, with an index by name.

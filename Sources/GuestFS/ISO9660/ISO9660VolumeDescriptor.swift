@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The volume descriptor set (ECMA-119 8): 2048-byte descriptors from logical sector 16 on,
 /// ended by a Volume Descriptor Set Terminator (type 255). We keep the Primary Volume Descriptor
 /// (type 1, 8.4), the first Joliet Supplementary Volume Descriptor (type 2, 8.5, with one of the

@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// One installed package, with the fields of libguestfs's `guestfs_application2` (empty string
 /// for a field the package database does not give).
 public struct Application: Sendable, Equatable {

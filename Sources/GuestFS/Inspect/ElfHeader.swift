@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// The architecture a binary was built for, from its ELF header
 /// (System V ABI, "ELF Header": e_ident[EI_CLASS], e_ident[EI_DATA], e_machine).
 public enum ElfHeader {

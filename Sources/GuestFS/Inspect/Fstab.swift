@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// One line of /etc/fstab (fstab(5): spec, file, vfstype, mntops, freq, passno).
 public struct FstabEntry: Sendable, Equatable {
     public let spec: String

@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// Finds the operating systems installed on a guest's disks, following libguestfs's rules
 /// (daemon/inspect_fs.ml): a Linux root has `/etc`, `/bin` (a directory, or the usr-merge
 /// symlink to `usr/bin`), and `/etc/fstab` or `/etc/hosts`.

@@ -1,3 +1,7 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
 import SystemPackage
 import SystemXML2
 #if canImport(Glibc)

@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// Distribution facts from /etc/os-release (os-release(5)) and the older release files, mapped
 /// to libguestfs's names (guestfs_inspect_get_distro, _package_format, _package_management, osinfo).
 /// Which file gives the product name and version: `ReleaseFacts` (ReleaseFiles.swift).

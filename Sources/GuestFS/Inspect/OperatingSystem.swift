@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// What inspection found out about one installed operating system, named as libguestfs names
 /// it (guestfs_inspect_get_* / virt-inspector's XML elements).
 public struct OperatingSystem: Sendable {

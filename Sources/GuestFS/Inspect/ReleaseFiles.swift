@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 /// The distribution, product name and version of a Linux root, found as libguestfs finds them
 /// (daemon/inspect_fs_unix.ml, `linux_root_tests` and `check_tests`): the release files are
 /// tried in a fixed order; each one that exists is parsed, and the first parse that succeeds

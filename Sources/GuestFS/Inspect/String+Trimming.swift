@@ -1,3 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+
 extension String {
     /// The string without leading and trailing copies of `set` (os-release values, fstab fields).
     func trimmingCharacters(in set: Character) -> String {

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The FAT boot sector and BIOS parameter block, decoded and checked (Microsoft's FAT
 /// specification "fatgen103", §3.1 "BPB", §3.2 "FAT12/FAT16 from offset 36", §3.3 "FAT32 from
 /// offset 36", §3.5 "Determination of FAT type"), with the layout derived from it.

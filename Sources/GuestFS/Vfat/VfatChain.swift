@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Cluster chains: following a file's or directory's clusters through the FAT, bounded.
 ///
 /// A chain ends at an end-of-chain mark (or the bad-cluster mark, which the kernel's

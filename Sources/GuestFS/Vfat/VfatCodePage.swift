@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Code page 437, the OEM code page short names are stored in (the kernel's default
 /// codepage=437, fs/nls/nls_cp437.c): the high half as Unicode, and the few upper-case pairs
 /// of its Latin letters that short-name generation folds.

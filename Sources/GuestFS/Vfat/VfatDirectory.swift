@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// One directory read whole: its raw slots, where each slot is on the device, and the names
 /// in it with long names put together as the kernel's fat_parse_long does (fs/fat/dir.c).
 ///

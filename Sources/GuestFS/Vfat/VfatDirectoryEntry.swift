@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The 32-byte directory entry (fatgen103 §6 "FAT Directory Structure") and the long-name
 /// entry that can precede it (§7 "FAT Long Directory Entries"), with the short-name checksum
 /// (§7.2) and the date and time encoding (§6.1 "Date and time formats").

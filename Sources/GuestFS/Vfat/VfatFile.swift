@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// An open regular file of a `VfatFilesystem`. Each read resolves the clusters it covers under
 /// the filesystem's lock, then reads them from the device without it, so reads run in parallel.
 /// FAT files have no holes: `dataRanges` is the whole file.

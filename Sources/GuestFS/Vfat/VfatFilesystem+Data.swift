@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// File data and attributes: write, truncate, fallocate, setattr, and the xattr calls FAT has

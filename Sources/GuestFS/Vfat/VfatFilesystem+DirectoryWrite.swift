@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Changing directories: adding a name (long-name entries and the short entry, in free slots or
 /// in clusters the directory grows by), removing one, rewriting a short entry in place. As the
 /// kernel's fat_add_entries and vfat_remove_entries (fs/fat/dir.c, namei_vfat.c).

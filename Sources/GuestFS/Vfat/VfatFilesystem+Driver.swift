@@ -1,8 +1,11 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The registration FilesystemRegistry lists, and the protocol's facts about the volume.
 extension VfatFilesystem {
     /// Opens "vfat" volumes (what the probe names FAT12/16/32) with the kernel vfat options the
     /// driver uses (VfatMountOptions); the others are accepted and ignored.
-    static let driver = FilesystemDriver(types: ["vfat"], optionNames: VfatMountOptions.names.union(ignoredOptionNames)) { device, writable, options in
+    package static let driver = FilesystemDriver(types: ["vfat"], optionNames: VfatMountOptions.names.union(ignoredOptionNames)) { device, writable, options in
         try VfatFilesystem(device: device, writable: writable, options: VfatMountOptions(parsing: options.joined(separator: ",")))
     }
 

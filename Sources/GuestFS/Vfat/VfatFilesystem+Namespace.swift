@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// Names: create, mkdir, unlink, rmdir, rename and the release of unlinked nodes, as the

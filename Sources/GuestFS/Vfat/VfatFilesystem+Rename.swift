@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// rename, as the kernel's vfat_rename and vfat_rename_exchange: the entry moves (its short

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The volume's dirty marks, write-back of the FAT and FSInfo, sync and close.
 ///
 /// As the kernel's fat_set_state: the first write marks the volume dirty (bit 0 of the boot

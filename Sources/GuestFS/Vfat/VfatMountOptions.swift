@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// The kernel vfat mount options that shape what `stat` shows (Documentation/filesystems/vfat.rst):

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Node ids for a filesystem that has no inode numbers.
 ///
 /// FAT has no inodes: a file is its short directory entry. The kernel's vfat numbers inodes

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// Names as the kernel's vfat makes them (fs/fat/namei_vfat.c): which names are allowed, the

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The file allocation table, held in memory whole (one copy: the first, or the active one when
 /// FAT32 mirroring is off), with 12/16/32-bit packing, the free count and next-free hint the
 /// kernel keeps (its sbi->free_clusters and prev_free), and the sectors changed since the last

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Big-endian field access over one XFS on-disk structure that has already been read whole.
 ///
 /// Every XFS integer is big-endian ("XFS Algorithms & Data Structures", §3 "Common XFS Types";

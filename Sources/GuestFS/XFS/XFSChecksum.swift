@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// CRC32C (Castagnoli) as v5 XFS stamps every metadata block with it.
 ///
 /// xfs_cksum.h: the checksum covers the whole buffer with the 4-byte CRC field taken as zero,

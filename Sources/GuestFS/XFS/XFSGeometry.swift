@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The superblock facts every XFS decoder needs (xfs_format.h `struct xfs_dsb`; "XFS
 /// Algorithms & Data Structures" §10 "Superblocks"), gathered once so the directory,
 /// attribute, inode and log decoders do not each parse the superblock.

@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// The checksums `guestfs_checksum` computes, as virt-ls --checksum prints them: "crc" is the
 /// first field of POSIX `cksum` (a decimal CRC), the others the lowercase hex digest that

@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// Which filesystems to use and how: `-m DEV[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]`, `-i`, `--root`,
 /// `-r`/`--ro` and `-w`/`--rw`.

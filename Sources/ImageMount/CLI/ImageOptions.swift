@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// The drives to open, spelled as in guestmount: `-a IMAGE` (repeatable), `--format` and
 /// `--blocksize` (each applying to the `-a` options after it), `-d`, the keys; and the options

@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// Escaping for the XML and JSON imagemount prints (no Foundation needed for either).
 enum Markup {

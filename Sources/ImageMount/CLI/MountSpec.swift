@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// One `-m DEVICE[:MOUNTPOINT[:OPTIONS[:FSTYPE]]]`, split as guestmount splits it (libguestfs
 /// options.c, OPTION_m): DEVICE may contain `=` (UUID=…) but not `:`; an empty MOUNTPOINT is `/`.

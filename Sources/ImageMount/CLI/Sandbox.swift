@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import SystemHostIO
 import SystemSeccomp
 #if canImport(Glibc)

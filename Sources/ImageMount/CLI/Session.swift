@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// Opens the drives and the filesystems a command asked for: the one place commands turn
 /// their options into a `Guest` and a `MountTree`.

@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import SystemPackage
 
 /// Writes bytes to stdout without Foundation's buffering, in large chunks.

@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// `imagemount cat`: like virt-cat, files from the guest to stdout, byte for byte.
 struct CatCommand: ParsableCommand {

@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import SystemPackage
 
 /// `imagemount check`: our own consistency check of qcow2 images, reported like `qemu-img check`.

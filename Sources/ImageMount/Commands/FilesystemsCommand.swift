@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// `imagemount filesystems`: like virt-filesystems, the filesystems, partitions and block
 /// devices of the disk images, one per line, optionally with type, label, size and UUID.

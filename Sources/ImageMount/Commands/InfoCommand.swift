@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// `imagemount info`: what `qemu-img info` shows about image files.
 struct InfoCommand: ParsableCommand {

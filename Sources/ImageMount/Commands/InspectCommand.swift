@@ -1,5 +1,9 @@
 import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 
 /// `imagemount inspect`: like virt-inspector, what operating systems the disks hold.
 struct InspectCommand: ParsableCommand {

@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import Synchronization
 import SystemPackage
 #if canImport(Glibc)

@@ -1,5 +1,9 @@
 import CFuse
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 #if canImport(Glibc)
 import Glibc
 #endif

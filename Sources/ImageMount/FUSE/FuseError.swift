@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import SystemPackage
 
 /// The error a handler answers with: an errno, after the rich error behind it was logged.

@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import Synchronization
 
 /// What an open file or directory handle (`fi->fh`) stands for.

@@ -1,4 +1,8 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
 import GuestFS
+import GuestFSInspect
 import Synchronization
 
 /// The FUSE inode numbers the kernel knows, and how many lookups it holds on each

@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// `ImageInfo` against `qemu-img info` on the same images: same lines, same JSON values.
 @Suite struct ImageInfoTests {

@@ -2,7 +2,15 @@ import Foundation
 import SystemPackage
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// QEMU-compatible image locking: imagemount and QEMU see each other's OFD locks.
 @Suite(.serialized) struct ImageLockTests {

@@ -1,5 +1,13 @@
 import Testing
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// The directory cache as writers keep it up to date: new names go last, removed ones
 /// vanish from listings and lookups, a name removed and added again is listed once, and the

@@ -1,5 +1,13 @@
 import Testing
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
 import GuestFS
+import GuestFSInspect
 import TestSupport
 
 /// Walks a guest tree through the GuestFS API into the same shape `HostTree.walk` gives.

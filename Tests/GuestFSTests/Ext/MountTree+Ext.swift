@@ -1,4 +1,12 @@
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 // These tests exercise the ext driver itself through a mount tree: they reach the engine
 // behind the protocol (ExtFilesystem.ext) and call it with the tree's 64-bit node ids.

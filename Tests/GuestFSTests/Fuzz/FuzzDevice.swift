@@ -1,4 +1,20 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
 import GuestFS
+import GuestFSInspect
+import GuestFSInspect
 
 /// The in-memory block device every fuzz harness reads from: the fuzzer's bytes, read-only.
 ///

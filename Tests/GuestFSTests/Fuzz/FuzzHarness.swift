@@ -1,4 +1,20 @@
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
+@testable import GuestFSInspect
 
 /// What each libFuzzer target under `fuzz/` does with one input, shared with the unit test that
 /// replays every committed crasher (`FuzzCrasherReplayTests`), so a crasher is replayed through

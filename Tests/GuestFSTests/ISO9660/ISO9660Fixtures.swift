@@ -1,5 +1,13 @@
 import Foundation
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
 import GuestFS
+import GuestFSInspect
 import TestSupport
 
 /// ISO images built with the real mastering tools (xorriso, genisoimage) from one source tree,

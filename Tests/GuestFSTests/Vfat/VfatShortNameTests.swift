@@ -1,4 +1,12 @@
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 import Testing
 
 /// Short names as the kernel's vfat_create_shortname makes them under shortname=mixed.

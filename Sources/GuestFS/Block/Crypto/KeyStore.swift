@@ -104,3 +104,8 @@ public final class KeyStore: Sendable {
         return buffer.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[..<total])) }
     }
 }
+
+extension String {
+    /// Key ids and device names compare without regard to case (`--key /dev/SDA1:…`).
+    package func caseInsensitiveEquals(_ other: String) -> Bool { lowercased() == other.lowercased() }
+}

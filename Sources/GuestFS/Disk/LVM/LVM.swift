@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The LVM2 layer's entry point: from the PVs found on the drives to the VGs they form and the
 /// LVs those hold, as block devices.
 ///

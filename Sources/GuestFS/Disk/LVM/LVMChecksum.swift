@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The checksum LVM2 puts in its label header, its metadata-area header and next to each copy of
 /// the metadata text (lvm2 `lib/misc/crc.c`, `calc_crc`; seed `INITIAL_CRC` in `lib/misc/crc.h`).
 ///

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The LVM2 physical-volume label: what makes a device a PV, and where its metadata lives.
 ///
 /// Layouts: lvm2 `lib/label/label.h` (`struct label_header`, `LABEL_ID`, `LABEL_SCAN_SECTORS`) and

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// One LVM2 metadata area: an `mda_header` sector followed by a ring buffer of metadata text.
 ///
 /// Layout: lvm2 `lib/format_text/layout.h` (`struct mda_header`, `struct raw_locn`, `FMTT_MAGIC`,

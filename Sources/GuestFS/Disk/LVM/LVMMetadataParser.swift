@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The LVM2 metadata text format: the language of `vgcfgbackup` files and of the text in every
 /// metadata area.
 ///

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// A volume group as its metadata text describes it: extent size, PVs, LVs and their segments.
 ///
 /// The text's shape is lvm2's `lib/format_text/export.c` (writer) and `import_vsn1.c` (reader:

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// An LVM logical volume as a block device: its extents mapped over the PVs' devices, the way
 /// device-mapper's `linear` and `striped` targets map them (Linux drivers/md/dm-linear.c,
 /// dm-stripe.c; the tables lvm2 builds in lib/activate/dev_manager.c).

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// BitLocker volumes ("BitLocker").
 ///
 /// Layout: libyal libbde, "BitLocker Drive Encryption (BDE) format", volume header: the boot

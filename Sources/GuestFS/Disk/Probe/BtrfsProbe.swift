@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// Btrfs ("btrfs").
 ///
 /// Layout: the btrfs on-disk format, "Superblock" (Linux fs/btrfs/accessors.h and

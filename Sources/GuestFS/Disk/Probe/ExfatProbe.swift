@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// exFAT ("exfat").
 ///
 /// Layout: Microsoft "exFAT file system specification", §3.1 Main Boot Sector: FileSystemName

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// ext2, ext3, ext4 and ext3/4 external journals ("jbd").
 ///
 /// Layout: the superblock at byte 1024, magic 0xEF53 at +0x38 (Linux

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// FAT12, FAT16 and FAT32 ("vfat").
 ///
 /// Layout: Microsoft "FAT: General Overview of On-Disk Format" (fatgen103), the BPB: bytes per

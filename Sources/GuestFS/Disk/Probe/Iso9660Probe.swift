@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// ISO 9660, with Joliet, and High Sierra ("iso9660").
 ///
 /// Layout: ECMA-119 §8: volume descriptors are 2048-byte sectors from 32 KiB, type u8 at 0,

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// LUKS1 and LUKS2 containers ("crypto_LUKS").
 ///
 /// Layout: the LUKS1 on-disk format specification ("PHDR": magic "LUKS\xBA\xBE", version u16 BE

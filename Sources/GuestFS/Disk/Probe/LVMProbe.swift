@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// LVM2 physical volumes ("LVM2_member").
 ///
 /// Layout: lvm2 lib/format_text/layout.h. A 512-byte label in one of the first four sectors:

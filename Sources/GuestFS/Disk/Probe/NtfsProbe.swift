@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// NTFS ("ntfs").
 ///
 /// Layout: the NTFS boot sector (libyal libfsntfs, "New Technologies File System (NTFS)",

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// The probers' only way to the device: reads that answer nil instead of throwing.
 ///
 /// libblkid's `blkid_probe_get_buffer` returns NULL for a range past the end of the device or a

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// How libblkid turns on-disk bytes into the LABEL and UUID strings it prints
 /// (util-linux libblkid/src/probe.c and superblocks/superblocks.c; lib/encode.c).
 enum ProbeText {

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// SquashFS ("squashfs", and "squashfs3" for the version 3 and older formats).
 ///
 /// Layout: Linux fs/squashfs/squashfs_fs.h, `struct squashfs_super_block`: magic "hsqs" at 0

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// Linux swap areas ("swap").
 ///
 /// Layout: Linux include/linux/swap.h, `union swap_header`: the signature "SWAPSPACE2" (v1) or

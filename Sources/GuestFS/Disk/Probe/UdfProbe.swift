@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// UDF ("udf").
 ///
 /// Layout: ECMA-167 and OSTA UDF 2.60. The volume recognition sequence from 32 KiB (2/9.1:

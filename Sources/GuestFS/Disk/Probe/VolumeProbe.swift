@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// What a block device holds, as blkid would name it (`TYPE=`), with its label and UUID.
 public struct VolumeContent: Sendable, Equatable {
     /// blkid's TYPE: "ext2", "ext3", "ext4", "ext4dev", "jbd", "xfs", "btrfs", "ntfs", "vfat", "exfat",

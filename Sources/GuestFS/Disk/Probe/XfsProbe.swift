@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// XFS ("xfs").
 ///
 /// Layout: the primary superblock at 0, big-endian (Linux fs/xfs/libxfs/xfs_format.h,

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Big-endian field access over one jbd2 block that has already been read whole.
 ///
 /// Every jbd2 structure is stored big-endian (journal.rst, "Layout": "all fields are written to

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Journal recovery at open: the policy of when and where a dirty journal is replayed.
 ///
 /// libext2fs has no journal recovery (it lives in e2fsck), and fuse2fs refuses a filesystem

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The kinds of jbd2 metadata block, journal.rst "Block Header" (`h_blocktype`).
 public enum JournalBlockType: UInt32, Sendable {
     case descriptor = 1

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// One tag of a descriptor block: where the next data block of the log goes in the filesystem.
 struct JournalBlockTag: Equatable {
     /// The filesystem block the data belongs at (`t_blocknr`, plus `t_blocknr_high` << 32 when

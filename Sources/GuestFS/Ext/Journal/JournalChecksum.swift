@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import CExt2fs
 
 /// CRC32C as jbd2 and ext4 use it: the raw Castagnoli CRC state, with no final inversion.

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The blocks of an internal journal, read through the journal inode's block map.
 ///
 /// The map is taken from the filesystem as it is before replay, as the kernel and e2fsck do

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// What replaying a journal does to the filesystem: the blocks to write and the state the
 /// journal is left in. Computed without writing anything; `JournalReplay` applies it.
 public struct JournalRecoveryPlan: Sendable {

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// What a journal recovery did, for messages and tests.
 public struct JournalReplayReport: Sendable {
     /// Transactions replayed.

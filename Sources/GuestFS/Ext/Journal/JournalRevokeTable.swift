@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The revoke records of a revoke block.
 ///
 /// Layout: journal.rst, "Revocation Block" (`jbd2_journal_revoke_header_t`): the block header,

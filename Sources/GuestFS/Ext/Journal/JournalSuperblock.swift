@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The jbd2 journal superblock: block 0 of the journal.
 ///
 /// Layout: Linux Documentation/filesystems/ext4/journal.rst, "Super Block" (fields in the

@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// `--key ID:file:FILE`: the whole file is the key (binary bytes, newlines included), up to
 /// cryptsetup's 8 MiB key-file limit; larger files are refused without reading them whole.

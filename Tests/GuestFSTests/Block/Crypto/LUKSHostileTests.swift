@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// LUKS headers made by cryptsetup, then patched: a payload past the device end and key
 /// derivations costlier than the cap are one typed error, fast.

@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// LUKS containers on files: LUKS1 made whole by qemu-img, LUKS2 headers made by cryptsetup
 /// (pbkdf2 and argon2id) with payloads encrypted by the test. Each must decrypt to exactly the

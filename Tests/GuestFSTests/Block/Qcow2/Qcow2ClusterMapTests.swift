@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// Wraps a device and counts reads, by the offsets they start at (e2fsprogs' test_io in spirit).
 final class CountingDevice: BlockDevice, @unchecked Sendable {

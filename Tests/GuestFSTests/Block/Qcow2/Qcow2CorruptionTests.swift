@@ -2,7 +2,15 @@ import Foundation
 import SystemPackage
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// Damaged images, made by patching bytes of real ones: each must give a clear error (at open, or
 /// EIO for the damaged range with the rest readable), never a crash, a hang or a huge allocation.

@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// A writer (the `qcow2-crash-writer` tool) killed with SIGKILL at random points, many times over:
 /// afterwards `qemu-img check` finds no corruption (leaks are allowed) and every write that a

@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// Encrypted qcow2 images made by qemu-img (`encrypt.format=luks` with several cipher, IV and
 /// hash choices, and legacy `encrypt.format=aes`), read through `Qcow2Image` and compared with

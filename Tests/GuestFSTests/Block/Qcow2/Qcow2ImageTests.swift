@@ -2,7 +2,15 @@ import Dispatch
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// Every byte read through `Qcow2Image` equals what `qemu-img convert -O raw` makes of the image.
 @Suite struct Qcow2ImageTests {

@@ -1,6 +1,14 @@
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 @Suite struct Qcow2TableCacheTests {
     /// A cache of 4-byte "tables" whose content is their offset's low byte, counting loads.

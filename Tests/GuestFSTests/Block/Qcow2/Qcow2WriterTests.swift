@@ -2,7 +2,15 @@ import Dispatch
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// The writer against a model: the same random writes applied to a qcow2 image and to a raw copy
 /// of it must leave `qemu-img compare` saying identical and `qemu-img check` clean, with snapshots

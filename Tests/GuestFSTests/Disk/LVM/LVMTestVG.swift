@@ -1,5 +1,13 @@
 import Foundation
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 import TestSupport
 
 /// A one-PV VG on a 16 MiB image (1 MiB extents, pe_start 1 MiB, 15 extents) with one linear LV

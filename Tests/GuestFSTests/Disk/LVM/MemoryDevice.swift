@@ -1,5 +1,13 @@
 import Foundation
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
 import GuestFS
+import GuestFSInspect
 
 /// A block device in memory, for the LVM tests: bytes a test lays out itself, reads counted.
 final class MemoryDevice: BlockDevice, @unchecked Sendable {

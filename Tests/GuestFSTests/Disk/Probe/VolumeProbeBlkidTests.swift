@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// Tests `Sources/GuestFS/Disk/Probe/`: for every type, an image made by the real mkfs tool, and
 /// TYPE, LABEL and UUID compared with what `blkid -p -o export` says about the same file.

@@ -1,7 +1,15 @@
 import Foundation
 import Testing
 import TestSupport
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 /// Tests `Sources/GuestFS/Disk/Probe/` against blkid on damaged images: each mkfs-made image has
 /// bytes of its superblocks, directories and descriptors overwritten at random (a fixed seed, so

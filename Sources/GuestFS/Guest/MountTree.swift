@@ -1,3 +1,11 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
+
 /// A node of the guest's tree: a node of one of the mounted filesystems.
 public struct GuestNode: Sendable, Hashable {
     /// Index into `MountTree.mounts`.
@@ -224,7 +232,7 @@ public final class MountTree: Sendable {
         path.split(separator: "/", omittingEmptySubsequences: true).map { Array($0.utf8) }
     }
 
-    static func normalize(_ mountpoint: String) -> String {
+    package static func normalize(_ mountpoint: String) -> String {
         let parts = mountpoint.split(separator: "/", omittingEmptySubsequences: true)
         return "/" + parts.joined(separator: "/")
     }

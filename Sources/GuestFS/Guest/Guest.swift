@@ -1,3 +1,11 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
+
 /// A drive given with `-a IMAGE` (and `--format` before it).
 public struct DriveSpec: Sendable, Equatable {
     public var path: String
@@ -172,7 +180,7 @@ public final class Guest: Sendable {
                          errno: .noSuchFileOrDirectory)
     }
 
-    func findDevice(_ spec: String) -> GuestDevice? {
+    package func findDevice(_ spec: String) -> GuestDevice? {
         let tagged: [(prefix: String, key: KeyPath<GuestDevice, String?>)] = [
             ("UUID=", \.content.uuid), ("LABEL=", \.content.label),
             ("PARTUUID=", \.partition?.partUUID), ("PARTLABEL=", \.partition?.partLabel),
@@ -201,8 +209,4 @@ public final class Guest: Sendable {
         }
         return name
     }
-}
-
-extension String {
-    func caseInsensitiveEquals(_ other: String) -> Bool { lowercased() == other.lowercased() }
 }

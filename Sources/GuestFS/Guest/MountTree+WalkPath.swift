@@ -1,3 +1,11 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
+
 /// The directories on the path of one recursive walk (ls -R, copy-out, du-like walks), so that
 /// a directory hard-link loop — an entry pointing back at an ancestor's inode, which ext's
 /// format allows a hostile image to hold — is skipped with a warning instead of walked forever.

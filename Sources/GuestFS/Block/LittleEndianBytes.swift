@@ -3,26 +3,26 @@
 /// MBR and GPT store every integer little-endian (UEFI spec 2.10, §5.2 and §5.3: "all numeric
 /// values are little endian"). Field offsets are the decoders' own constants, never numbers read
 /// from disk, so an offset outside the buffer is our bug and traps.
-struct LittleEndianBytes {
-    let bytes: [UInt8]
+package struct LittleEndianBytes {
+    package let bytes: [UInt8]
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    package init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    var count: Int { bytes.count }
+    package var count: Int { bytes.count }
 
-    func u8(_ offset: Int) -> UInt8 { bytes[offset] }
+    package func u8(_ offset: Int) -> UInt8 { bytes[offset] }
 
-    func u16(_ offset: Int) -> UInt16 { UInt16(truncatingIfNeeded: uint(offset, width: 2)) }
+    package func u16(_ offset: Int) -> UInt16 { UInt16(truncatingIfNeeded: uint(offset, width: 2)) }
 
-    func u32(_ offset: Int) -> UInt32 { UInt32(truncatingIfNeeded: uint(offset, width: 4)) }
+    package func u32(_ offset: Int) -> UInt32 { UInt32(truncatingIfNeeded: uint(offset, width: 4)) }
 
-    func u64(_ offset: Int) -> UInt64 { uint(offset, width: 8) }
+    package func u64(_ offset: Int) -> UInt64 { uint(offset, width: 8) }
 
     /// `count` bytes starting at `offset`, as a new array.
-    func slice(_ offset: Int, _ count: Int) -> [UInt8] { Array(bytes[offset ..< offset + count]) }
+    package func slice(_ offset: Int, _ count: Int) -> [UInt8] { Array(bytes[offset ..< offset + count]) }
 
     /// Whether every byte in `[offset, offset+count)` is zero.
-    func isZero(_ offset: Int, _ count: Int) -> Bool { bytes[offset ..< offset + count].allSatisfy { $0 == 0 } }
+    package func isZero(_ offset: Int, _ count: Int) -> Bool { bytes[offset ..< offset + count].allSatisfy { $0 == 0 } }
 
     private func uint(_ offset: Int, width: Int) -> UInt64 {
         precondition(offset >= 0 && offset + width <= bytes.count, "field at \(offset)+\(width) outside a \(bytes.count)-byte structure")
