@@ -9,16 +9,16 @@ import SystemPackage
 /// that would conflict: 200 + bit for each permission it wants, 100 + bit for each one it does not
 /// share. Taking the same bytes makes imagemount, qemu-img and a running VM see each other.
 /// The locks belong to the open file description, so closing the descriptor releases them.
-public enum ImageLock {
+package enum ImageLock {
     /// QEMU's BLK_PERM_* bits (include/block/block-common.h), in lock-byte order.
-    public struct Permissions: OptionSet, Sendable {
-        public let rawValue: Int
-        public init(rawValue: Int) { self.rawValue = rawValue }
-        public static let consistentRead = Self(rawValue: 1 << 0)
-        public static let write = Self(rawValue: 1 << 1)
-        public static let writeUnchanged = Self(rawValue: 1 << 2)
-        public static let resize = Self(rawValue: 1 << 3)
-        public static let all: Self = [.consistentRead, .write, .writeUnchanged, .resize]
+    package struct Permissions: OptionSet, Sendable {
+        package let rawValue: Int
+        package init(rawValue: Int) { self.rawValue = rawValue }
+        package static let consistentRead = Self(rawValue: 1 << 0)
+        package static let write = Self(rawValue: 1 << 1)
+        package static let writeUnchanged = Self(rawValue: 1 << 2)
+        package static let resize = Self(rawValue: 1 << 3)
+        package static let all: Self = [.consistentRead, .write, .writeUnchanged, .resize]
 
         /// The names QEMU's messages use (bdrv_perm_names).
         static let names = ["consistent read", "write", "write unchanged", "resize"]

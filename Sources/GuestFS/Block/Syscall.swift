@@ -5,10 +5,10 @@ import Glibc
 
 /// The one place that reads `errno` and retries on EINTR (STYLE.md rule 8).
 /// Every other file calls a typed wrapper from here or from swift-system.
-public enum Syscall {
+package enum Syscall {
     /// Runs `body` until it does not fail with EINTR; returns its value or the errno it set.
     @inline(__always)
-    public static func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) -> Result<T, Errno> {
+    package static func valueOrErrno<T: FixedWidthInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) -> Result<T, Errno> {
         while true {
             let value = body()
             if value != -1 { return .success(value) }

@@ -14,9 +14,9 @@ import Glibc
 /// The caller runs iteration 0 itself and, while it waits, runs queued iterations too, so a
 /// nested `perform` (a copy-out worker whose read decompresses in parallel) always makes
 /// progress even when every pool thread is busy.
-public final class WorkerThreads: @unchecked Sendable {
+package final class WorkerThreads: @unchecked Sendable {
     /// The process's pool: at most this many threads are ever started.
-    public static let shared = WorkerThreads(maxThreads: 8)
+    package static let shared = WorkerThreads(maxThreads: 8)
 
     private struct Job {
         let group: Group
@@ -54,7 +54,7 @@ public final class WorkerThreads: @unchecked Sendable {
 
     /// Runs `body(0)` … `body(iterations - 1)`, in parallel where threads are free, and returns
     /// when all have run (the same contract as `DispatchQueue.concurrentPerform`).
-    public static func perform(iterations: Int, _ body: (Int) -> Void) {
+    package static func perform(iterations: Int, _ body: (Int) -> Void) {
         guard iterations > 1 else {
             if iterations == 1 { body(0) }
             return

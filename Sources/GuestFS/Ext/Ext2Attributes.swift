@@ -10,7 +10,7 @@ extension Ext2Filesystem {
     /// A setattr that changes nothing still sets ctime: `chown(f, -1, -1)` reaches us as one
     /// with no fields (the kernel keeps ATTR_CTIME to itself without writeback caching), and
     /// ext4 sets ctime for it (notify_change always adds ATTR_CTIME).
-    public func setAttributes(_ number: UInt32, _ changes: AttributeChanges) throws {
+    package func setAttributes(_ number: UInt32, _ changes: AttributeChanges) throws {
         if let size = changes.size {
             try truncate(number, to: size)
             guard changes.mode != nil || changes.uid != nil || changes.gid != nil || changes.accessTime != nil ||

@@ -8,7 +8,7 @@ import SystemPackage
 /// cache entry is then dropped.
 extension Ext2Filesystem {
     /// Creates a regular file, device node, FIFO or socket named `name` in `dir`; returns its inode.
-    public func createNode(in dir: UInt32, name: [UInt8], _ spec: NewInode) throws -> UInt32 {
+    package func createNode(in dir: UInt32, name: [UInt8], _ spec: NewInode) throws -> UInt32 {
         let type = spec.mode & Ext2Inode.typeMask
         guard [Ext2Inode.typeRegular, Ext2Inode.typeCharDevice, Ext2Inode.typeBlockDevice,
                Ext2Inode.typeFIFO, Ext2Inode.typeSocket].contains(type) else {
@@ -55,7 +55,7 @@ extension Ext2Filesystem {
     }
 
     /// Creates directory `name` in `dir` (with `.` and `..`, the parent's link count raised).
-    public func makeDirectory(in dir: UInt32, name: [UInt8], _ spec: NewInode) throws -> UInt32 {
+    package func makeDirectory(in dir: UInt32, name: [UInt8], _ spec: NewInode) throws -> UInt32 {
         try withWriteHandle { fs in
             let parent = try checkNewName(dir, name, fs: fs)
             // The inode is chosen first, so its number is known without searching the parent.
@@ -85,7 +85,7 @@ extension Ext2Filesystem {
     }
 
     /// Creates symlink `name` in `dir` pointing at `target` (fast symlink when it fits in the inode).
-    public func makeSymlink(in dir: UInt32, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> UInt32 {
+    package func makeSymlink(in dir: UInt32, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> UInt32 {
         guard !target.isEmpty, !target.contains(0) else { throw error(.noSuchFileOrDirectory, "symlink", "empty target") }
         guard target.count < Int(min(blockSize, 4096)) else { throw error(.fileNameTooLong, "symlink", "target too long") }
         return try withWriteHandle { fs in
@@ -113,7 +113,7 @@ extension Ext2Filesystem {
     }
 
     /// Adds the name `name` in `dir` for the existing inode `target` (a hard link).
-    public func link(_ target: UInt32, into dir: UInt32, name: [UInt8]) throws {
+    package func link(_ target: UInt32, into dir: UInt32, name: [UInt8]) throws {
         try withWriteHandle { fs in
             _ = try checkNewName(dir, name, fs: fs)
             let (raw, inode) = try readInode(target, fs: fs)

@@ -112,5 +112,5 @@ extension Ext2Filesystem {
     func reportDamage(_ message: String) { damageLog.report(message) }
 
     /// Where damage reports go from now on (default: standard error, as `imagemount: warning:`).
-    public func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { damageLog.setSink(sink) }
+    package func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { damageLog.setSink(sink) }
 }

@@ -3,23 +3,23 @@ import GuestFSFilesystem
 import CExt2fs
 
 /// One directory entry. Names are bytes: ext4 names need not be UTF-8.
-public struct DirEntry: Sendable, Hashable {
-    public let name: [UInt8]
-    public let inode: UInt32
+package struct DirEntry: Sendable, Hashable {
+    package let name: [UInt8]
+    package let inode: UInt32
     /// EXT2_FT_* from the entry (0 when the filesystem has no filetype feature).
-    public let fileType: UInt8
+    package let fileType: UInt8
 
-    public var nameString: String { String(decoding: name, as: UTF8.self) }
+    package var nameString: String { String(decoding: name, as: UTF8.self) }
 
     // Directory entry file types (ext4 disk layout, "Linear (Classic) Directories").
-    public static let typeUnknown: UInt8 = 0
-    public static let typeRegular: UInt8 = 1
-    public static let typeDirectory: UInt8 = 2
-    public static let typeCharDevice: UInt8 = 3
-    public static let typeBlockDevice: UInt8 = 4
-    public static let typeFIFO: UInt8 = 5
-    public static let typeSocket: UInt8 = 6
-    public static let typeSymlink: UInt8 = 7
+    package static let typeUnknown: UInt8 = 0
+    package static let typeRegular: UInt8 = 1
+    package static let typeDirectory: UInt8 = 2
+    package static let typeCharDevice: UInt8 = 3
+    package static let typeBlockDevice: UInt8 = 4
+    package static let typeFIFO: UInt8 = 5
+    package static let typeSocket: UInt8 = 6
+    package static let typeSymlink: UInt8 = 7
 
     /// EXT2_FT_* ↔ the S_IFMT bits of i_mode, the one table both directions use.
     static let typesByMode: [(fileType: UInt8, mode: UInt16)] = [
@@ -29,12 +29,12 @@ public struct DirEntry: Sendable, Hashable {
     ]
 
     /// The directory entry type for an i_mode (typeUnknown for anything else).
-    public static func fileType(forMode mode: UInt16) -> UInt8 {
+    package static func fileType(forMode mode: UInt16) -> UInt8 {
         typesByMode.first { $0.mode == mode & Ext2Inode.typeMask }?.fileType ?? typeUnknown
     }
 
     /// The S_IFMT bits for a directory entry type, or 0 when the entry does not say (typeUnknown).
-    public static func modeBits(forFileType fileType: UInt8) -> UInt16 {
+    package static func modeBits(forFileType fileType: UInt8) -> UInt16 {
         typesByMode.first { $0.fileType == fileType }?.mode ?? 0
     }
 }
@@ -46,13 +46,13 @@ extension Ext2Filesystem {
     /// which walks linear, htree (as linear leaves) and inline-data directories alike.
     /// (DIRENT_FLAG_INCLUDE_INLINE_DATA is internal to libext2fs 1.47: it means "the buffer
     /// already holds inline data" and must not be passed here.)
-    public func directoryEntries(_ dir: UInt32) throws -> [DirEntry] {
+    package func directoryEntries(_ dir: UInt32) throws -> [DirEntry] {
         if let cached = directoryCache.entries(of: dir) { return cached.list }
         return try withHandle { fs in try cachedDirectory(dir, fs: fs).list }
     }
 
     /// The inode `name` names in directory `dir`, or nil when there is no such entry.
-    public func lookup(_ dir: UInt32, _ name: [UInt8]) throws -> DirEntry? {
+    package func lookup(_ dir: UInt32, _ name: [UInt8]) throws -> DirEntry? {
         if let cached = directoryCache.entries(of: dir) { return cached.byName[name] }
         return try withHandle { fs in try cachedDirectory(dir, fs: fs).byName[name] }
     }

@@ -7,9 +7,9 @@ import SystemPackage
 ///
 /// Small values are plain errno; larger ones come from the com_err table `ext2_err.et`, whose
 /// message we keep. The FUSE edge needs an `Errno`, so each code maps to one.
-public struct Ext2Error: Error, CustomStringConvertible, Sendable {
-    public let code: Int
-    public let message: String
+package struct Ext2Error: Error, CustomStringConvertible, Sendable {
+    package let code: Int
+    package let message: String
 
     init(code: errcode_t) {
         self.code = Int(code)
@@ -17,7 +17,7 @@ public struct Ext2Error: Error, CustomStringConvertible, Sendable {
     }
 
     /// The errno a caller should see for this code.
-    public var errno: Errno {
+    package var errno: Errno {
         if code > 0 && code < 4096 { return Errno(rawValue: Int32(code)) }
         switch code {
         case EXT2_ET_BLOCK_ALLOC_FAIL, EXT2_ET_INODE_ALLOC_FAIL, EXT2_ET_DIR_NO_SPACE, EXT2_ET_EA_NO_SPACE,
@@ -40,7 +40,7 @@ public struct Ext2Error: Error, CustomStringConvertible, Sendable {
         }
     }
 
-    public var description: String { message }
+    package var description: String { message }
 }
 
 /// Calls a libext2fs function and throws if it returns a non-zero `errcode_t`.

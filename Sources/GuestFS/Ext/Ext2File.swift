@@ -6,13 +6,13 @@ import Synchronization
 /// A contiguous run of a file's logical blocks and where it lives.
 ///
 /// Logical blocks not covered by any run are holes and read as zeros.
-public struct BlockRun: Sendable, Equatable {
-    public var logical: UInt64
-    public var count: UInt64
-    public var physical: UInt64
+package struct BlockRun: Sendable, Equatable {
+    package var logical: UInt64
+    package var count: UInt64
+    package var physical: UInt64
     /// An unwritten (preallocated) extent: allocated, but reads as zeros
     /// (ext4 disk layout, "Extent Tree": ee_len > 32768 marks an uninitialized extent).
-    public var zeroed: Bool
+    package var zeroed: Bool
 }
 
 /// An open regular file (or slow symlink) whose data can be read from several threads.
@@ -20,8 +20,8 @@ public struct BlockRun: Sendable, Equatable {
 /// Its block map is resolved once, under the filesystem lock, when it is opened; reads then go
 /// straight to the block device without the lock (DESIGN.md §1). A map so fragmented that it
 /// would exceed `maxMappedRuns` is not kept: such files are mapped per read instead.
-public final class Ext2File: Sendable {
-    public let filesystem: Ext2Filesystem
+package final class Ext2File: Sendable {
+    package let filesystem: Ext2Filesystem
 
     /// What one mapping of the file found; replaced when a write changed the file since.
     struct Mapping: Sendable {
@@ -53,14 +53,14 @@ public final class Ext2File: Sendable {
         return fresh
     }
 
-    public var inode: Ext2Inode { mapping.withLock { $0.inode } }
+    package var inode: Ext2Inode { mapping.withLock { $0.inode } }
     var inline: [UInt8]? { mapping.withLock { $0.inline } }
     var runs: [BlockRun]? { mapping.withLock { $0.runs } }
 
-    public var size: UInt64 { inode.size }
+    package var size: UInt64 { inode.size }
 
     /// Reads up to `buffer.count` bytes at `offset`; returns how many were read (short only at end of file).
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         let m = try current()
         let inode = m.inode, inline = m.inline, runs = m.runs, size = inode.size
         guard offset < size, buffer.count > 0 else { return 0 }
@@ -87,7 +87,7 @@ public final class Ext2File: Sendable {
 
     /// The byte ranges of the file that hold data (not holes, not unwritten extents), in order.
     /// `copy-out` uses them to keep holes; FUSE uses them for SEEK_DATA/SEEK_HOLE.
-    public func dataRanges() throws -> [(offset: UInt64, length: UInt64)] {
+    package func dataRanges() throws -> [(offset: UInt64, length: UInt64)] {
         let m = try current()
         let inode = m.inode, inline = m.inline, runs = m.runs, size = inode.size
         if inline != nil { return size > 0 ? [(offset: UInt64(0), length: size)] : [] }
@@ -155,7 +155,7 @@ public final class Ext2File: Sendable {
 
 extension Ext2Filesystem {
     /// Opens inode `number` for reading its data: maps its blocks under the lock, once.
-    public func openFile(_ number: UInt32) throws -> Ext2File {
+    package func openFile(_ number: UInt32) throws -> Ext2File {
         try withHandle { fs in
             // Read before the inode: a write that lands in between makes the next read map again.
             let version = isWritable ? dataVersion(number) : 0
@@ -198,7 +198,7 @@ extension Ext2Filesystem {
     }
 
     /// The target of symlink `number`, as bytes.
-    public func readlink(_ number: UInt32) throws -> [UInt8] {
+    package func readlink(_ number: UInt32) throws -> [UInt8] {
         let file = try openFile(number)
         guard file.inode.isSymlink else {
             throw ImageError(path: device.displayName, structure: "inode \(number)", reason: "not a symbolic link",

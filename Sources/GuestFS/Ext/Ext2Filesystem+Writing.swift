@@ -55,7 +55,7 @@ extension Ext2Filesystem {
 
     /// Writes everything libext2fs holds in memory (superblock, group descriptors, bitmaps) and
     /// flushes the device: fsync and fsyncdir. Nothing to do when nothing was changed.
-    public func sync() throws {
+    package func sync() throws {
         guard isWritable else { return }
         try withHandle { fs in
             guard writeState.prepared else { return }
@@ -65,7 +65,7 @@ extension Ext2Filesystem {
     }
 
     /// The superblock as it is now (free counts change as files are written).
-    public func currentSuperblock() throws -> Ext2Superblock {
+    package func currentSuperblock() throws -> Ext2Superblock {
         try withHandle { fs in Ext2Superblock(cext2fs_super(fs).pointee) }
     }
 

@@ -8,18 +8,18 @@ import Synchronization
 /// libext2fs is not thread-safe, so every call into it runs under `lock` (DESIGN.md §1).
 /// File *data* is not read under the lock: `Ext2File` maps a file's blocks under the lock and
 /// then reads them from `device` directly, which is what lets several FUSE reads run at once.
-public final class Ext2Filesystem: @unchecked Sendable {
+package final class Ext2Filesystem: @unchecked Sendable {
     /// The device the filesystem lives on (a partition, an LV, a whole disk).
-    public let device: any BlockDevice
-    public let isWritable: Bool
+    package let device: any BlockDevice
+    package let isWritable: Bool
     /// Facts from the superblock, read once at open.
-    public let superblock: Ext2Superblock
-    public let blockSize: Int
+    package let superblock: Ext2Superblock
+    package let blockSize: Int
     /// Lines for the user about how the filesystem was opened (a journal replayed in memory,
     /// a journal that could not be replayed). Callers print them as warnings.
-    public let warnings: [String]
+    package let warnings: [String]
     /// What journal recovery did at open, when the journal needed it and was replayed.
-    public let journalReplay: JournalReplayReport?
+    package let journalReplay: JournalReplayReport?
 
     /// Where damage met after open is reported (Ext2Directory+Salvage.swift).
     let damageLog = DamageLog()
@@ -46,7 +46,7 @@ public final class Ext2Filesystem: @unchecked Sendable {
     var writeState = WriteState()
 
     /// The root directory's inode number (EXT2_ROOT_INO, ext4 disk layout "Special inodes").
-    public static let rootInode: UInt32 = 2
+    package static let rootInode: UInt32 = 2
 
     /// Opens the filesystem on `device`. Fails with a clear error when there is none.
     ///
@@ -57,7 +57,7 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// Read-only, a damaged primary superblock (bad magic, bad checksum, impossible geometry)
     /// falls back to the first backup superblock that opens, as e2fsck does
     /// (Ext2Filesystem+BackupSuperblock.swift), with a warning; nothing is written.
-    public convenience init(device: any BlockDevice, writable: Bool = false) throws {
+    package convenience init(device: any BlockDevice, writable: Bool = false) throws {
         do {
             guard Ext2Superblock.probe(device) else {
                 throw ImageError(path: device.displayName, offset: 1024, structure: "ext superblock",
@@ -109,7 +109,7 @@ public final class Ext2Filesystem: @unchecked Sendable {
     /// Writable and changed: inodes unlinked while still in use are freed, the superblock is
     /// marked clean again, and ext2fs_close2 writes bitmaps, group descriptors and superblocks
     /// (with their checksums) before the device is flushed, so `e2fsck -fn` finds nothing to fix.
-    public func close() throws {
+    package func close() throws {
         try lock.withLock { _ throws -> Void in
             guard !closed else { return }
             if isWritable && writeState.prepared {

@@ -7,48 +7,48 @@ import CExt2fs
 ///
 /// Layout: the ext4 disk layout, "Index Nodes" (Documentation/filesystems/ext4/inodes.rst),
 /// including the large-inode fields past byte 128 guarded by `i_extra_isize`.
-public struct Ext2Inode: Sendable {
-    public let number: UInt32
-    public let mode: UInt16
-    public let uid: UInt32
-    public let gid: UInt32
-    public let size: UInt64
-    public let links: UInt32
+package struct Ext2Inode: Sendable {
+    package let number: UInt32
+    package let mode: UInt16
+    package let uid: UInt32
+    package let gid: UInt32
+    package let size: UInt64
+    package let links: UInt32
     /// 512-byte units, as st_blocks wants them.
-    public let blocks512: UInt64
-    public let atime: Timestamp
-    public let mtime: Timestamp
-    public let ctime: Timestamp
-    public let crtime: Timestamp?
-    public let flags: UInt32
-    public let generation: UInt32
+    package let blocks512: UInt64
+    package let atime: Timestamp
+    package let mtime: Timestamp
+    package let ctime: Timestamp
+    package let crtime: Timestamp?
+    package let flags: UInt32
+    package let generation: UInt32
     /// Device number for character and block device inodes.
-    public let rdevMajor: UInt32
-    public let rdevMinor: UInt32
+    package let rdevMajor: UInt32
+    package let rdevMinor: UInt32
     /// The raw i_block words (fast symlink target, device numbers, extent root).
     let blockWords: [UInt32]
 
     // File types, the S_IFMT bits of i_mode (inodes.rst "i_mode").
-    public static let typeMask: UInt16 = 0o170000
-    public static let typeDirectory: UInt16 = 0o040000
-    public static let typeRegular: UInt16 = 0o100000
-    public static let typeSymlink: UInt16 = 0o120000
-    public static let typeCharDevice: UInt16 = 0o020000
-    public static let typeBlockDevice: UInt16 = 0o060000
-    public static let typeFIFO: UInt16 = 0o010000
-    public static let typeSocket: UInt16 = 0o140000
+    package static let typeMask: UInt16 = 0o170000
+    package static let typeDirectory: UInt16 = 0o040000
+    package static let typeRegular: UInt16 = 0o100000
+    package static let typeSymlink: UInt16 = 0o120000
+    package static let typeCharDevice: UInt16 = 0o020000
+    package static let typeBlockDevice: UInt16 = 0o060000
+    package static let typeFIFO: UInt16 = 0o010000
+    package static let typeSocket: UInt16 = 0o140000
 
     // i_flags (inodes.rst "i_flags").
     static let flagInlineData: UInt32 = 0x1000_0000
     static let flagExtents: UInt32 = 0x0008_0000
 
-    public var fileType: UInt16 { mode & Self.typeMask }
-    public var isDirectory: Bool { fileType == Self.typeDirectory }
-    public var isRegular: Bool { fileType == Self.typeRegular }
-    public var isSymlink: Bool { fileType == Self.typeSymlink }
-    public var permissions: UInt16 { mode & 0o7777 }
-    public var hasInlineData: Bool { flags & Self.flagInlineData != 0 }
-    public var usesExtents: Bool { flags & Self.flagExtents != 0 }
+    package var fileType: UInt16 { mode & Self.typeMask }
+    package var isDirectory: Bool { fileType == Self.typeDirectory }
+    package var isRegular: Bool { fileType == Self.typeRegular }
+    package var isSymlink: Bool { fileType == Self.typeSymlink }
+    package var permissions: UInt16 { mode & 0o7777 }
+    package var hasInlineData: Bool { flags & Self.flagInlineData != 0 }
+    package var usesExtents: Bool { flags & Self.flagExtents != 0 }
 
     init(number: UInt32, large l: ext2_inode_large, fs: ext2_filsys) {
         var copy = l
@@ -100,7 +100,7 @@ public struct Ext2Inode: Sendable {
 
 extension Ext2Filesystem {
     /// Reads and decodes inode `number`.
-    public func inode(_ number: UInt32) throws -> Ext2Inode {
+    package func inode(_ number: UInt32) throws -> Ext2Inode {
         try withHandle { fs in try readInode(number, fs: fs).decoded }
     }
 

@@ -7,7 +7,7 @@ import SystemPackage
 /// RENAME_EXCHANGE, which fuse2fs refuses). A replaced target is swapped in place: its entry is
 /// pointed at the source inode, so the target name never goes missing.
 extension Ext2Filesystem {
-    public func rename(from srcDir: UInt32, _ srcName: [UInt8], to dstDir: UInt32, _ dstName: [UInt8],
+    package func rename(from srcDir: UInt32, _ srcName: [UInt8], to dstDir: UInt32, _ dstName: [UInt8],
                        flags: RenameFlags = []) throws {
         guard flags.isSubset(of: [.noReplace, .exchange]), flags != [.noReplace, .exchange] else {
             throw error(.invalidArgument, "rename", "unsupported flags 0x\(String(flags.rawValue, radix: 16))")

@@ -4,7 +4,7 @@ import GuestFSFilesystem
 
 extension Ext2Filesystem {
     /// The statfs figures of this filesystem; on a writable one, as they are now.
-    public func usage() -> FilesystemUsage {
+    package func usage() -> FilesystemUsage {
         let sb = isWritable ? ((try? currentSuperblock()) ?? superblock) : superblock
         let overhead = sb.overheadClusters != 0 ? sb.overheadClusters : computedOverhead()
         let total = sb.blocksCount > overhead ? sb.blocksCount - overhead : 0

@@ -7,32 +7,32 @@ import SystemPackage
 ///
 /// Field meanings: the ext4 disk layout, "The Super Block" (Linux
 /// Documentation/filesystems/ext4/super.rst).
-public struct Ext2Superblock: Sendable {
-    public let uuid: String
-    public let label: String
-    public let lastMounted: String
-    public let blockSize: UInt64
+package struct Ext2Superblock: Sendable {
+    package let uuid: String
+    package let label: String
+    package let lastMounted: String
+    package let blockSize: UInt64
     /// s_log_block_size (block size = 1024 << it), as libext2fs bounds it.
     let logBlockSize: UInt32
-    public let blocksCount: UInt64
-    public let freeBlocks: UInt64
-    public let reservedBlocks: UInt64
-    public let firstDataBlock: UInt64
-    public let inodesCount: UInt64
-    public let freeInodes: UInt64
-    public let overheadClusters: UInt64
-    public let compatFeatures: UInt32
-    public let incompatFeatures: UInt32
-    public let roCompatFeatures: UInt32
-    public let journalInode: UInt32
-    public let state: UInt16
-    public let blocksPerGroup: UInt64
-    public let groupCount: UInt64
-    public let inodeSize: UInt32
-    public let inodesPerGroup: UInt64
-    public let descriptorSize: UInt32
-    public let reservedGDTBlocks: UInt64
-    public let logGroupsPerFlex: UInt32
+    package let blocksCount: UInt64
+    package let freeBlocks: UInt64
+    package let reservedBlocks: UInt64
+    package let firstDataBlock: UInt64
+    package let inodesCount: UInt64
+    package let freeInodes: UInt64
+    package let overheadClusters: UInt64
+    package let compatFeatures: UInt32
+    package let incompatFeatures: UInt32
+    package let roCompatFeatures: UInt32
+    package let journalInode: UInt32
+    package let state: UInt16
+    package let blocksPerGroup: UInt64
+    package let groupCount: UInt64
+    package let inodeSize: UInt32
+    package let inodesPerGroup: UInt64
+    package let descriptorSize: UInt32
+    package let reservedGDTBlocks: UInt64
+    package let logGroupsPerFlex: UInt32
 
     // Feature bits, ext4 super.rst "s_feature_compat" / "incompat" / "ro_compat".
     static let compatHasJournal: UInt32 = 0x4
@@ -76,13 +76,13 @@ public struct Ext2Superblock: Sendable {
     }
 
     /// Has a journal (ext3/ext4).
-    public var hasJournal: Bool { compatFeatures & Self.compatHasJournal != 0 }
+    package var hasJournal: Bool { compatFeatures & Self.compatHasJournal != 0 }
     /// The journal holds transactions not yet written to their home locations.
-    public var needsRecovery: Bool { incompatFeatures & Self.incompatRecover != 0 }
+    package var needsRecovery: Bool { incompatFeatures & Self.incompatRecover != 0 }
 
     /// "ext2", "ext3" or "ext4", decided as blkid decides it (libblkid superblocks/ext.c):
     /// ext4 when a feature beyond ext3's set is present, ext3 when there is a journal.
-    public var typeName: String {
+    package var typeName: String {
         let ext3Incompat = Self.incompatFileType | Self.incompatRecover | Self.incompatMetaBG
         let ext3RoCompat = Self.roCompatSparseSuper | Self.roCompatLargeFile | Self.roCompatBtreeDir
         if incompatFeatures & ~ext3Incompat != 0 || roCompatFeatures & ~ext3RoCompat != 0 { return "ext4" }
@@ -90,7 +90,7 @@ public struct Ext2Superblock: Sendable {
     }
 
     /// Whether `device` carries an ext2/3/4 superblock magic (0xEF53 at byte 1024+56).
-    public static func probe(_ device: any BlockDevice) -> Bool {
+    package static func probe(_ device: any BlockDevice) -> Bool {
         guard device.size >= 2048, let magic = try? device.readBytes(at: 1024 + 56, count: 2) else { return false }
         return magic[0] == 0x53 && magic[1] == 0xEF
     }
@@ -106,7 +106,7 @@ public struct Ext2Superblock: Sendable {
     /// 2^32 - 1 512-byte sectors of i_blocks) and `ext4_max_bitmap_size` for block-mapped ones
     /// (12 direct blocks plus single, double and triple indirect, less the indirect blocks
     /// themselves when i_blocks limits the file). Both are capped at MAX_LFS_FILESIZE (2^63 - 1).
-    public func maxFileSize(extents: Bool) -> UInt64 {
+    package func maxFileSize(extents: Bool) -> UInt64 {
         let bits = UInt64(10 + min(logBlockSize, 6))
         let hugeFiles = roCompatFeatures & Self.roCompatHugeFile != 0
         let maxLFS = UInt64(Int64.max)

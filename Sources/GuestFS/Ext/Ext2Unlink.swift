@@ -9,7 +9,7 @@ import Synchronization
 extension Ext2Filesystem {
     /// Removes the name `name` (not a directory) from `dir`; frees the inode with its last link,
     /// unless a user still holds it (see `inodeInUse`), in which case it is freed later.
-    public func unlink(in dir: UInt32, name: [UInt8]) throws {
+    package func unlink(in dir: UInt32, name: [UInt8]) throws {
         try withWriteHandle { fs in
             let entry = try existingEntry(dir, name, fs: fs)
             let (_, inode) = try readInode(entry.inode, fs: fs)
@@ -20,7 +20,7 @@ extension Ext2Filesystem {
     }
 
     /// Removes the empty directory `name` from `dir` (ENOTEMPTY otherwise).
-    public func removeDirectory(in dir: UInt32, name: [UInt8]) throws {
+    package func removeDirectory(in dir: UInt32, name: [UInt8]) throws {
         try withWriteHandle { fs in
             let entry = try existingEntry(dir, name, fs: fs)
             let (_, inode) = try readInode(entry.inode, fs: fs)
@@ -36,7 +36,7 @@ extension Ext2Filesystem {
     /// Called by the user that held inode `number` (the FUSE server, when the kernel forgets
     /// it) once it no longer does: an inode left without names is freed now. A failure is
     /// thrown (the caller reports it) and the inode stays an orphan, so close tries again.
-    public func releaseInode(_ number: UInt32) throws {
+    package func releaseInode(_ number: UInt32) throws {
         guard isWritable else { return }
         try withHandle { fs in
             guard writeState.orphans.contains(number) else { return }
@@ -47,7 +47,7 @@ extension Ext2Filesystem {
 
     /// Set by the FUSE server: whether the kernel still holds inode `number`. Called under the
     /// filesystem lock; must not call back into this filesystem.
-    public func setInodeInUse(_ check: @escaping @Sendable (UInt32) -> Bool) {
+    package func setInodeInUse(_ check: @escaping @Sendable (UInt32) -> Bool) {
         let box = InUseCheck(check)
         inodeInUse.withLock { $0 = box }
     }

@@ -9,7 +9,7 @@ import SystemPackage
 extension Ext2Filesystem {
     /// Writes `data` at `offset` of regular file `number`; returns the bytes written, fewer
     /// than asked only when the filesystem filled up part way (ENOSPC when nothing fit).
-    public func write(_ number: UInt32, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
+    package func write(_ number: UInt32, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
         guard data.count > 0 else { return 0 }
         let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
         guard !overflow, end <= Self.maxFileSize else { throw error(.fileTooLarge, "write", "file would exceed 16 TiB") }
@@ -52,7 +52,7 @@ extension Ext2Filesystem {
     /// Sets the size of regular file `number`: blocks past the new end are freed, the tail of
     /// the last block is zeroed, and growing leaves a hole. mtime and ctime change even when the
     /// size stays, as on the kernel's ext4 (truncate(2), ftruncate(2) and open(O_TRUNC) alike).
-    public func truncate(_ number: UInt32, to size: UInt64) throws {
+    package func truncate(_ number: UInt32, to size: UInt64) throws {
         guard size <= Self.maxFileSize else { throw error(.fileTooLarge, "truncate", "file would exceed 16 TiB") }
         try withWriteHandle { fs in
             defer { bumpDataVersion(number) }
@@ -68,7 +68,7 @@ extension Ext2Filesystem {
 
     /// fallocate: allocates `[offset, offset+length)` as unwritten extents that read as zeros
     /// (zeroed blocks on block-mapped files), and grows the size unless `keepSize`.
-    public func allocate(_ number: UInt32, at offset: UInt64, length: UInt64, keepSize: Bool) throws {
+    package func allocate(_ number: UInt32, at offset: UInt64, length: UInt64, keepSize: Bool) throws {
         guard length > 0 else { throw error(.invalidArgument, "fallocate", "zero length") }
         let (end, overflow) = offset.addingReportingOverflow(length)
         guard !overflow, end <= Self.maxFileSize else { throw error(.fileTooLarge, "fallocate", "file would exceed 16 TiB") }
@@ -109,7 +109,7 @@ extension Ext2Filesystem {
 
     /// FALLOC_FL_PUNCH_HOLE: `[offset, offset+length)` reads as zeros afterwards; whole blocks
     /// inside it are freed, partial blocks at its edges are zeroed in place. The size stays.
-    public func punchHole(_ number: UInt32, at offset: UInt64, length: UInt64) throws {
+    package func punchHole(_ number: UInt32, at offset: UInt64, length: UInt64) throws {
         guard length > 0 else { throw error(.invalidArgument, "fallocate", "zero length") }
         let (end, overflow) = offset.addingReportingOverflow(length)
         guard !overflow else { throw error(.invalidArgument, "fallocate", "range overflows") }

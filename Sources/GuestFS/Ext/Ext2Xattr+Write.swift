@@ -6,7 +6,7 @@ import SystemPackage
 /// setxattr and removexattr (fuse2fs's op_setxattr, op_removexattr). POSIX ACLs arrive in the
 /// Linux xattr form and libext2fs stores them in ext4's on-disk form.
 extension Ext2Filesystem {
-    public func setXattr(_ number: UInt32, name: String, value: [UInt8], mode: XattrSetMode = .createOrReplace) throws {
+    package func setXattr(_ number: UInt32, name: String, value: [UInt8], mode: XattrSetMode = .createOrReplace) throws {
         try Self.validateXattrName(name)
         guard value.count <= 65_536 else { throw error(.outOfRange, "xattr \(name)", "value larger than 64 KiB") }
         // Without ext_attr there is nowhere to put one (the kernel would turn the feature on;
@@ -47,7 +47,7 @@ extension Ext2Filesystem {
         }
     }
 
-    public func removeXattr(_ number: UInt32, name: String) throws {
+    package func removeXattr(_ number: UInt32, name: String) throws {
         try Self.validateXattrName(name)
         guard hasXattrFeature else {
             if name == Self.accessACL || name == Self.defaultACL { return }

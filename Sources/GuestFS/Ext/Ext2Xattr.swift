@@ -9,7 +9,7 @@ extension Ext2Filesystem {
     /// A filesystem without the ext_attr feature (`mke2fs -O ^ext_attr`, common for ext2/3) has
     /// no xattrs: the list is empty (libext2fs would refuse to open the xattr handle, with
     /// EXT2_ET_MISSING_EA_FEATURE, unless inline_data is on).
-    public func xattrs(_ number: UInt32) throws -> [Xattr] {
+    package func xattrs(_ number: UInt32) throws -> [Xattr] {
         guard hasXattrFeature else { return [] }
         return try withHandle { fs in
             var handle: OpaquePointer?
@@ -52,7 +52,7 @@ extension Ext2Filesystem {
     }
 
     /// The value of one extended attribute, or nil when the inode has none by that name.
-    public func xattr(_ number: UInt32, name: String) throws -> [UInt8]? {
+    package func xattr(_ number: UInt32, name: String) throws -> [UInt8]? {
         try xattrs(number).first { $0.name == name }?.value
     }
 }

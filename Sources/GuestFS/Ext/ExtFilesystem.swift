@@ -5,30 +5,30 @@ import SystemPackage
 /// The ext2/3/4 driver as the layers above see it: `Ext2Filesystem` (libext2fs through our
 /// io_manager) behind the filesystem protocol. Node ids are inode numbers; an id above 2^32
 /// names nothing (ESTALE).
-public final class ExtFilesystem: WritableGuestFilesystem {
-    public let ext: Ext2Filesystem
+package final class ExtFilesystem: WritableGuestFilesystem {
+    package let ext: Ext2Filesystem
 
-    public init(_ ext: Ext2Filesystem) { self.ext = ext }
+    package init(_ ext: Ext2Filesystem) { self.ext = ext }
 
     /// Opens the filesystem on `device` (journal replay, backup superblock: Ext2Filesystem).
-    public convenience init(device: any BlockDevice, writable: Bool) throws {
+    package convenience init(device: any BlockDevice, writable: Bool) throws {
         self.init(try Ext2Filesystem(device: device, writable: writable))
     }
 
-    public var typeName: String { ext.superblock.typeName }
-    public var device: any BlockDevice { ext.device }
-    public var rootNode: UInt64 { UInt64(Ext2Filesystem.rootInode) }
-    public var isWritable: Bool { ext.isWritable }
-    public var blockSize: UInt32 { UInt32(ext.blockSize) }
-    public var warnings: [String] { ext.warnings }
+    package var typeName: String { ext.superblock.typeName }
+    package var device: any BlockDevice { ext.device }
+    package var rootNode: UInt64 { UInt64(Ext2Filesystem.rootInode) }
+    package var isWritable: Bool { ext.isWritable }
+    package var blockSize: UInt32 { UInt32(ext.blockSize) }
+    package var warnings: [String] { ext.warnings }
     /// Blocks count × block size from the superblock; a product past 2^64 (a hostile count)
     /// saturates, so it is still larger than any device, never a wrapped small size.
-    public var declaredSize: UInt64 {
+    package var declaredSize: UInt64 {
         let (bytes, overflow) = ext.superblock.blocksCount.multipliedReportingOverflow(by: UInt64(ext.blockSize))
         return overflow ? .max : bytes
     }
-    public var label: String { ext.superblock.label }
-    public var uuid: String { ext.superblock.uuid }
+    package var label: String { ext.superblock.label }
+    package var uuid: String { ext.superblock.uuid }
 
     private func inode(_ node: UInt64) throws -> UInt32 {
         // ESTALE (116): an id no inode can have, as for a handle the filesystem no longer knows.
@@ -36,7 +36,7 @@ public final class ExtFilesystem: WritableGuestFilesystem {
         return number
     }
 
-    public func attributes(_ node: UInt64) throws -> NodeAttributes {
+    package func attributes(_ node: UInt64) throws -> NodeAttributes {
         Self.attributes(try ext.inode(inode(node)))
     }
 
@@ -46,11 +46,11 @@ public final class ExtFilesystem: WritableGuestFilesystem {
                        crtime: i.crtime, rdevMajor: i.rdevMajor, rdevMinor: i.rdevMinor, generation: i.generation)
     }
 
-    public func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
+    package func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
         try ext.lookup(inode(dir), name).map { UInt64($0.inode) }
     }
 
-    public func entries(_ dir: UInt64) throws -> [DirectoryEntry] {
+    package func entries(_ dir: UInt64) throws -> [DirectoryEntry] {
         try ext.directoryEntries(inode(dir)).map { DirectoryEntry(name: $0.name, node: UInt64($0.inode), type: Self.type($0.fileType)) }
     }
 
@@ -68,63 +68,63 @@ public final class ExtFilesystem: WritableGuestFilesystem {
         }
     }
 
-    public func readlink(_ node: UInt64) throws -> [UInt8] { try ext.readlink(inode(node)) }
-    public func openFile(_ node: UInt64) throws -> any GuestFile { try ext.openFile(inode(node)) }
-    public func xattrs(_ node: UInt64) throws -> [Xattr] { try ext.xattrs(inode(node)) }
-    public func xattr(_ node: UInt64, name: String) throws -> [UInt8]? { try ext.xattr(inode(node), name: name) }
-    public func usage() throws -> FilesystemUsage { ext.usage() }
-    public func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { ext.setDamageLog(sink) }
-    public func close() throws { try ext.close() }
+    package func readlink(_ node: UInt64) throws -> [UInt8] { try ext.readlink(inode(node)) }
+    package func openFile(_ node: UInt64) throws -> any GuestFile { try ext.openFile(inode(node)) }
+    package func xattrs(_ node: UInt64) throws -> [Xattr] { try ext.xattrs(inode(node)) }
+    package func xattr(_ node: UInt64, name: String) throws -> [UInt8]? { try ext.xattr(inode(node), name: name) }
+    package func usage() throws -> FilesystemUsage { ext.usage() }
+    package func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { ext.setDamageLog(sink) }
+    package func close() throws { try ext.close() }
 
     // MARK: Writing
 
-    public func createNode(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
+    package func createNode(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
         UInt64(try ext.createNode(in: inode(dir), name: name, spec))
     }
 
-    public func makeDirectory(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
+    package func makeDirectory(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
         UInt64(try ext.makeDirectory(in: inode(dir), name: name, spec))
     }
 
-    public func makeSymlink(in dir: UInt64, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> UInt64 {
+    package func makeSymlink(in dir: UInt64, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> UInt64 {
         UInt64(try ext.makeSymlink(in: inode(dir), name: name, target: target, uid: uid, gid: gid))
     }
 
-    public func link(_ target: UInt64, into dir: UInt64, name: [UInt8]) throws {
+    package func link(_ target: UInt64, into dir: UInt64, name: [UInt8]) throws {
         try ext.link(inode(target), into: inode(dir), name: name)
     }
 
-    public func unlink(in dir: UInt64, name: [UInt8]) throws { try ext.unlink(in: inode(dir), name: name) }
-    public func removeDirectory(in dir: UInt64, name: [UInt8]) throws { try ext.removeDirectory(in: inode(dir), name: name) }
+    package func unlink(in dir: UInt64, name: [UInt8]) throws { try ext.unlink(in: inode(dir), name: name) }
+    package func removeDirectory(in dir: UInt64, name: [UInt8]) throws { try ext.removeDirectory(in: inode(dir), name: name) }
 
-    public func rename(from srcDir: UInt64, _ srcName: [UInt8], to dstDir: UInt64, _ dstName: [UInt8], flags: RenameFlags) throws {
+    package func rename(from srcDir: UInt64, _ srcName: [UInt8], to dstDir: UInt64, _ dstName: [UInt8], flags: RenameFlags) throws {
         try ext.rename(from: inode(srcDir), srcName, to: inode(dstDir), dstName, flags: flags)
     }
 
-    public func write(_ node: UInt64, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
+    package func write(_ node: UInt64, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
         try ext.write(inode(node), at: offset, data)
     }
 
-    public func truncate(_ node: UInt64, to size: UInt64) throws { try ext.truncate(inode(node), to: size) }
-    public func setAttributes(_ node: UInt64, _ changes: AttributeChanges) throws { try ext.setAttributes(inode(node), changes) }
+    package func truncate(_ node: UInt64, to size: UInt64) throws { try ext.truncate(inode(node), to: size) }
+    package func setAttributes(_ node: UInt64, _ changes: AttributeChanges) throws { try ext.setAttributes(inode(node), changes) }
 
-    public func allocate(_ node: UInt64, at offset: UInt64, length: UInt64, keepSize: Bool) throws {
+    package func allocate(_ node: UInt64, at offset: UInt64, length: UInt64, keepSize: Bool) throws {
         try ext.allocate(inode(node), at: offset, length: length, keepSize: keepSize)
     }
 
-    public func punchHole(_ node: UInt64, at offset: UInt64, length: UInt64) throws {
+    package func punchHole(_ node: UInt64, at offset: UInt64, length: UInt64) throws {
         try ext.punchHole(inode(node), at: offset, length: length)
     }
 
-    public func setXattr(_ node: UInt64, name: String, value: [UInt8], mode: XattrSetMode) throws {
+    package func setXattr(_ node: UInt64, name: String, value: [UInt8], mode: XattrSetMode) throws {
         try ext.setXattr(inode(node), name: name, value: value, mode: mode)
     }
 
-    public func removeXattr(_ node: UInt64, name: String) throws { try ext.removeXattr(inode(node), name: name) }
-    public func releaseNode(_ node: UInt64) throws { try ext.releaseInode(inode(node)) }
-    public func sync() throws { try ext.sync() }
+    package func removeXattr(_ node: UInt64, name: String) throws { try ext.removeXattr(inode(node), name: name) }
+    package func releaseNode(_ node: UInt64) throws { try ext.releaseInode(inode(node)) }
+    package func sync() throws { try ext.sync() }
 
-    public func setNodeInUse(_ check: @escaping @Sendable (UInt64) -> Bool) {
+    package func setNodeInUse(_ check: @escaping @Sendable (UInt64) -> Bool) {
         ext.setInodeInUse { check(UInt64($0)) }
     }
 }

@@ -47,11 +47,11 @@ public final class Guest: Sendable {
     /// Every device in order: each disk followed by its partitions, then the LVM logical volumes.
     public let devices: [GuestDevice]
     /// What the LVM scan of the PVs found on the drives: PVs, VGs, LVs, and why LVs were skipped.
-    public let lvm: LVMScanResult
+    package let lvm: LVMScanResult
     /// The LVM volume groups assembled from the PVs on all drives.
-    public var volumeGroups: [LVMVolumeGroup] { lvm.volumeGroups }
+    package var volumeGroups: [LVMVolumeGroup] { lvm.volumeGroups }
     /// The LVM physical volumes found (devices with an LVM2 label).
-    public var physicalVolumes: [LVMPhysicalVolumeInfo] { lvm.physicalVolumes }
+    package var physicalVolumes: [LVMPhysicalVolumeInfo] { lvm.physicalVolumes }
     /// Lines to show the user (damaged GPT fell back to backup, skipped partitions…).
     public let warnings: [String]
     public let isWritable: Bool

@@ -4,29 +4,29 @@ import GuestFSFilesystem
 /// The El Torito boot catalog ("El Torito" Bootable CD-ROM Format Specification 1.0, Phoenix/IBM
 /// 1995, section 2): a Validation Entry, the Initial/Default Entry, then Section Headers each
 /// followed by their Section Entries (and Extension Entries), 32 bytes each.
-public struct ElToritoBootEntry: Sendable, Equatable {
+package struct ElToritoBootEntry: Sendable, Equatable {
     /// Platform ID (2.1 and 2.3): 0 x86, 1 PowerPC, 2 Mac, 0xEF UEFI.
-    public let platform: UInt8
+    package let platform: UInt8
     /// Boot indicator 0x88 (2.2, 2.4).
-    public let bootable: Bool
-    public enum Emulation: UInt8, Sendable, Equatable {
+    package let bootable: Bool
+    package enum Emulation: UInt8, Sendable, Equatable {
         case noEmulation = 0, floppy1_2M = 1, floppy1_44M = 2, floppy2_88M = 3, hardDisk = 4
     }
     /// Boot media type (low 4 bits of byte 1); nil for a value the specification does not define.
-    public let emulation: Emulation?
+    package let emulation: Emulation?
     /// Load segment (0 means the traditional 0x7C0).
-    public let loadSegment: UInt16
+    package let loadSegment: UInt16
     /// System type (the partition type byte of a hard-disk image).
-    public let systemType: UInt8
+    package let systemType: UInt8
     /// Sector count: virtual 512-byte sectors loaded at boot.
-    public let sectorCount: UInt16
+    package let sectorCount: UInt16
     /// Load RBA: the image's first 2048-byte sector.
-    public let loadRBA: UInt32
+    package let loadRBA: UInt32
     /// Which entry this is: 0 the Initial/Default Entry, then section entries in order.
-    public let index: Int
+    package let index: Int
 
     /// A short name for the platform, as xorriso's report_el_torito names them.
-    public var platformName: String {
+    package var platformName: String {
         switch platform {
         case 0: return "BIOS"
         case 1: return "PPC"

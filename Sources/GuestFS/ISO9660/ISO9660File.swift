@@ -4,10 +4,10 @@ import GuestFSFilesystem
 /// An open regular file of an ISO 9660 volume: its sections (one, or several for a multi-extent
 /// file) are contiguous runs on the device, so reads go straight to the device, from any number
 /// of threads, with no lock.
-public final class ISO9660File: GuestFile {
+package final class ISO9660File: GuestFile {
     let device: any BlockDevice
     let sections: [ISO9660Node.Section]
-    public let size: UInt64
+    package let size: UInt64
     let node: UInt64
 
     init(device: any BlockDevice, node: ISO9660Node) {
@@ -17,7 +17,7 @@ public final class ISO9660File: GuestFile {
         self.node = node.id
     }
 
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         guard offset < size, buffer.count > 0 else { return 0 }
         let wanted = Int(min(UInt64(buffer.count), size - offset))
         var done = 0
@@ -43,7 +43,7 @@ public final class ISO9660File: GuestFile {
     }
 
     /// ISO 9660 files have no holes: all of the file is data.
-    public func dataRanges() throws -> [(offset: UInt64, length: UInt64)] {
+    package func dataRanges() throws -> [(offset: UInt64, length: UInt64)] {
         size == 0 ? [] : [(offset: UInt64(0), length: size)]
     }
 }

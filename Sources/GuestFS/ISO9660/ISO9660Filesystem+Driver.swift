@@ -17,7 +17,7 @@ extension ISO9660Filesystem {
 
 extension ISO9660Filesystem {
     /// The El Torito catalog in the protocol's neutral terms (xorriso's names for emulations).
-    public var bootImages: [BootImage] {
+    package var bootImages: [BootImage] {
         bootEntries.map { entry in
             let emulation: String
             switch entry.emulation {

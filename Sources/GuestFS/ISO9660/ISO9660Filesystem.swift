@@ -9,38 +9,38 @@ import GuestFSFilesystem
 /// MBR sits in the ISO System Area): the volume descriptors start at byte 32768 in every case.
 /// What the tree shows mirrors the Linux kernel's isofs with no mount options: Rock Ridge when
 /// present, else Joliet, else plain names (ISO9660Node.swift, ISO9660Tree.swift).
-public final class ISO9660Filesystem: GuestFilesystem {
-    public let device: any BlockDevice
+package final class ISO9660Filesystem: GuestFilesystem {
+    package let device: any BlockDevice
     /// Which names and attributes are served.
-    public let namespace: ISO9660Namespace
+    package let namespace: ISO9660Namespace
     /// The Primary Volume Descriptor, and the Joliet SVD when there is one.
-    public let primaryVolume: ISO9660VolumeDescriptor
-    public let jolietVolume: ISO9660VolumeDescriptor?
+    package let primaryVolume: ISO9660VolumeDescriptor
+    package let jolietVolume: ISO9660VolumeDescriptor?
     /// The label as blkid shows it: the PVD's volume identifier, or the Joliet SVD's when that
     /// says more (libblkid superblocks/iso9660.c: when the UCS-2 label is not the ASCII one).
-    public let label: String
+    package let label: String
     /// The UUID as blkid shows it: the PVD modification date, or its creation date when that is
     /// unset, as "YYYY-MM-DD-HH-MM-SS-cc"; nil when neither is set.
-    public let uuid: String?
+    package let uuid: String?
     /// The El Torito boot catalog's entries, Initial/Default Entry first; empty when the volume
     /// has no Boot Record. A damaged catalog gives no entries and a line in `warnings`.
-    public let bootEntries: [ElToritoBootEntry]
+    package let bootEntries: [ElToritoBootEntry]
     /// Lines for the user about how the volume was opened.
-    public let warnings: [String]
-    public let rootNode: UInt64
-    public let blockSize: UInt32
+    package let warnings: [String]
+    package let rootNode: UInt64
+    package let blockSize: UInt32
 
-    public var typeName: String { "iso9660" }
+    package var typeName: String { "iso9660" }
     /// The PVD's volume space size in bytes (8.4.8 × 8.4.12); a truncated image holds less.
-    public var declaredSize: UInt64 { UInt64(primaryVolume.volumeSpaceSize) * UInt64(primaryVolume.logicalBlockSize) }
-    public var isWritable: Bool { false }
+    package var declaredSize: UInt64 { UInt64(primaryVolume.volumeSpaceSize) * UInt64(primaryVolume.logicalBlockSize) }
+    package var isWritable: Bool { false }
 
     let tree: ISO9660Tree
     let damage = DamageLog()
 
     /// Opens the volume on `device`; damage met while opening (and later, until `setDamageLog`)
     /// goes to `damageLog`, or to standard error when none is given.
-    public init(device: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil) throws {
+    package init(device: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil) throws {
         if let damageLog { damage.setSink(damageLog) }
         let set = try ISO9660VolumeDescriptorSet.read(from: device)
         let pvd = set.primary
@@ -138,15 +138,15 @@ public final class ISO9660Filesystem: GuestFilesystem {
     }
 
     /// Where damage met after open is reported (default: standard error, as `imagemount: warning:`).
-    public func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { damage.setSink(sink) }
+    package func setDamageLog(_ sink: @escaping @Sendable (String) -> Void) { damage.setSink(sink) }
 
     // MARK: GuestFilesystem
 
-    public func attributes(_ node: UInt64) throws -> NodeAttributes {
+    package func attributes(_ node: UInt64) throws -> NodeAttributes {
         try tree.node(node).attributes
     }
 
-    public func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
+    package func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
         let listing = try tree.listing(dir)
         if let i = listing.byName[name] { return listing.entries[i].node }
         // Joliet lookups are case-insensitive by default (check=relaxed, isofs_fill_super).
@@ -159,11 +159,11 @@ public final class ISO9660Filesystem: GuestFilesystem {
 
     static func asciiLower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
 
-    public func entries(_ dir: UInt64) throws -> [DirectoryEntry] {
+    package func entries(_ dir: UInt64) throws -> [DirectoryEntry] {
         try tree.listing(dir).entries
     }
 
-    public func readlink(_ node: UInt64) throws -> [UInt8] {
+    package func readlink(_ node: UInt64) throws -> [UInt8] {
         let n = try tree.node(node)
         guard n.attributes.isSymlink else {
             throw ImageError(path: device.displayName, offset: node, structure: "ISO 9660 node", reason: "not a symbolic link", errno: .invalidArgument)
@@ -175,12 +175,12 @@ public final class ISO9660Filesystem: GuestFilesystem {
         return target
     }
 
-    public func openFile(_ node: UInt64) throws -> any GuestFile {
+    package func openFile(_ node: UInt64) throws -> any GuestFile {
         try open(node)
     }
 
     /// `openFile` with its concrete type.
-    public func open(_ node: UInt64) throws -> ISO9660File {
+    package func open(_ node: UInt64) throws -> ISO9660File {
         let n = try tree.node(node)
         switch n.attributes.type {
         case .regular: break
@@ -196,18 +196,18 @@ public final class ISO9660Filesystem: GuestFilesystem {
     }
 
     /// ISO 9660 has extended attribute records (9.5) but no name/value attributes; Rock Ridge none either.
-    public func xattrs(_ node: UInt64) throws -> [Xattr] {
+    package func xattrs(_ node: UInt64) throws -> [Xattr] {
         _ = try tree.node(node)
         return []
     }
 
     /// As the kernel's isofs_statfs: the volume space size in logical blocks, nothing free, no
     /// inode count ("No way to figure this out easily", s_ninodes = 0), names up to NAME_MAX.
-    public func usage() throws -> FilesystemUsage {
+    package func usage() throws -> FilesystemUsage {
         FilesystemUsage(blockSize: UInt64(primaryVolume.logicalBlockSize), totalBlocks: UInt64(primaryVolume.volumeSpaceSize),
                         freeBlocks: 0, availableBlocks: 0, totalInodes: 0, freeInodes: 0, maxNameLength: 255)
     }
 
     /// Nothing to write back; the device stays open with its owner.
-    public func close() throws {}
+    package func close() throws {}
 }

@@ -4,7 +4,7 @@ import GuestFSFilesystem
 /// Which names and attributes a volume is read with, chosen at open as the kernel chooses
 /// (isofs_fill_super): Rock Ridge when the root's "." record says so, else Joliet when there is a
 /// Joliet SVD, else plain ISO 9660 names.
-public enum ISO9660Namespace: Sendable, Equatable {
+package enum ISO9660Namespace: Sendable, Equatable {
     case rockRidge
     case joliet(level: Int)
     case plain

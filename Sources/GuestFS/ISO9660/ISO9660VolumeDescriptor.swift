@@ -6,23 +6,23 @@ import GuestFSFilesystem
 /// (type 1, 8.4), the first Joliet Supplementary Volume Descriptor (type 2, 8.5, with one of the
 /// UCS-2 escape sequences of the Joliet specification) and the El Torito Boot Record (type 0,
 /// "El Torito" Bootable CD-ROM Format Specification 1.0, 2.0).
-public struct ISO9660VolumeDescriptor: Sendable, Equatable {
+package struct ISO9660VolumeDescriptor: Sendable, Equatable {
     /// Volume identifier (8.4.6), padding spaces trimmed.
-    public let volumeIdentifier: String
+    package let volumeIdentifier: String
     /// System identifier (8.4.5), trimmed.
-    public let systemIdentifier: String
+    package let systemIdentifier: String
     /// Volume set, publisher, data preparer and application identifiers (8.4.19-8.4.22), trimmed.
-    public let volumeSetIdentifier: String
-    public let publisherIdentifier: String
-    public let dataPreparerIdentifier: String
-    public let applicationIdentifier: String
+    package let volumeSetIdentifier: String
+    package let publisherIdentifier: String
+    package let dataPreparerIdentifier: String
+    package let applicationIdentifier: String
     /// Volume space size (8.4.8) in logical blocks.
-    public let volumeSpaceSize: UInt32
+    package let volumeSpaceSize: UInt32
     /// Logical block size (8.4.12): 512, 1024 or 2048.
-    public let logicalBlockSize: UInt32
+    package let logicalBlockSize: UInt32
     /// Creation and modification dates (8.4.26, 8.4.27), when specified.
-    public let creationDate: Timestamp?
-    public let modificationDate: Timestamp?
+    package let creationDate: Timestamp?
+    package let modificationDate: Timestamp?
     /// The raw 17-byte creation and modification fields (blkid builds the UUID from them).
     let creationField: [UInt8]
     let modificationField: [UInt8]

@@ -8,7 +8,7 @@ import GuestFSFilesystem
 /// The FAT type is chosen as the Linux kernel does (fs/fat/inode.c, fat_fill_super): FAT32 when
 /// the 16-bit FAT size is zero, else FAT12 up to 4084 clusters and FAT16 above. For volumes
 /// mkfs.fat and Windows make, that agrees with fatgen103's count-of-clusters rule.
-public enum VfatType: Int, Sendable, Equatable {
+package enum VfatType: Int, Sendable, Equatable {
     case fat12 = 12, fat16 = 16, fat32 = 32
 }
 

@@ -12,7 +12,7 @@ extension VfatFilesystem {
     /// Writes `data` at `offset`; fewer bytes than asked only at the 4 GiB limit or when the
     /// volume fills part way (ENOSPC when nothing fits). mtime is set and the archive bit
     /// raised, as the kernel's fat_write_end does.
-    public func write(_ node: UInt64, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
+    package func write(_ node: UInt64, at offset: UInt64, _ data: UnsafeRawBufferPointer) throws -> Int {
         guard data.count > 0 else { return 0 }
         guard offset < Self.maxFileSize else { throw error(.fileTooLarge, "write", "past the 4 GiB - 1 limit of FAT") }
         return try writing { s in
@@ -45,7 +45,7 @@ extension VfatFilesystem {
     }
 
     /// Sets the size: clusters past the new end are freed, growing zero-fills. mtime changes.
-    public func truncate(_ node: UInt64, to size: UInt64) throws {
+    package func truncate(_ node: UInt64, to size: UInt64) throws {
         guard size <= Self.maxFileSize else { throw error(.fileTooLarge, "truncate", "past the 4 GiB - 1 limit of FAT") }
         try writing { s in try truncate(node, to: size, &s) }
     }
@@ -129,7 +129,7 @@ extension VfatFilesystem {
     /// fallocate as the kernel's fat_fallocate: mode 0 grows the file (zero-filled) when the
     /// range ends past it; KEEP_SIZE allocates clusters past the size, unzeroed, which
     /// releaseNode or close frees again (fat_free_eofblocks). Hole punching: EOPNOTSUPP.
-    public func allocate(_ node: UInt64, at offset: UInt64, length: UInt64, keepSize: Bool) throws {
+    package func allocate(_ node: UInt64, at offset: UInt64, length: UInt64, keepSize: Bool) throws {
         guard length > 0 else { throw error(.invalidArgument, "fallocate", "zero length") }
         let (end, overflow) = offset.addingReportingOverflow(length)
         guard !overflow, end <= Self.maxFileSize else { throw error(.fileTooLarge, "fallocate", "past the 4 GiB - 1 limit of FAT") }
@@ -154,7 +154,7 @@ extension VfatFilesystem {
         }
     }
 
-    public func punchHole(_ node: UInt64, at offset: UInt64, length: UInt64) throws {
+    package func punchHole(_ node: UInt64, at offset: UInt64, length: UInt64) throws {
         _ = try attributes(node)
         throw error(.notSupported, "fallocate", "FAT cannot punch holes")
     }
@@ -164,7 +164,7 @@ extension VfatFilesystem {
     /// masks give, write bits other than all or none) is ignored without an error ("too old
     /// behavior" in the kernel's words); otherwise the write bits set or clear the read-only
     /// attribute of a file. mtime is kept to 2 s, atime to the day; ctime is not stored.
-    public func setAttributes(_ node: UInt64, _ changes: AttributeChanges) throws {
+    package func setAttributes(_ node: UInt64, _ changes: AttributeChanges) throws {
         try writing { s in
             let attrs = try attributes(node, &s)
             if let uid = changes.uid, uid != options.uid { throw error(.notPermitted, "chown", "FAT files all belong to uid \(options.uid)") }
@@ -208,12 +208,12 @@ extension VfatFilesystem {
     }
 
     /// FAT has no extended attributes: EOPNOTSUPP, as the kernel's vfat (no xattr handlers).
-    public func setXattr(_ node: UInt64, name: String, value: [UInt8], mode: XattrSetMode) throws {
+    package func setXattr(_ node: UInt64, name: String, value: [UInt8], mode: XattrSetMode) throws {
         _ = try attributes(node)
         throw error(.notSupported, "xattr \(name)", "FAT has no extended attributes")
     }
 
-    public func removeXattr(_ node: UInt64, name: String) throws {
+    package func removeXattr(_ node: UInt64, name: String) throws {
         _ = try attributes(node)
         throw error(.notSupported, "xattr \(name)", "FAT has no extended attributes")
     }

@@ -15,11 +15,11 @@ extension VfatFilesystem {
                                                   "usefree", "nonumtail", "discard", "check", "uni_xlate", "nfs", "dos1xfloppy"]
 
     /// The bytes the boot sector says the volume spans (BPB_TotSec16/32 × BPB_BytsPerSec).
-    public var declaredSize: UInt64 { boot.volumeBytes }
+    package var declaredSize: UInt64 { boot.volumeBytes }
 
     /// As the kernel's fat_fill_super warns ("Volume was not properly unmounted"): the volume
     /// was marked dirty when opened.
-    public var warnings: [String] {
+    package var warnings: [String] {
         wasDirtyAtOpen
             ? ["\(device.displayName): FAT volume was not properly unmounted (dirty bit set); some data may be corrupt, run fsck.fat"]
             : []

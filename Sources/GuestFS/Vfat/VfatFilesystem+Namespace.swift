@@ -28,7 +28,7 @@ extension VfatFilesystem: WritableGuestFilesystem {
         return d
     }
 
-    public func createNode(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
+    package func createNode(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
         try writing { s in
             let type = NodeType(mode: UInt32(spec.mode))
             guard type == .regular || type == .unknown else {
@@ -47,7 +47,7 @@ extension VfatFilesystem: WritableGuestFilesystem {
     }
 
     /// mkdir: a zeroed cluster with "." and ".." (fat_alloc_new_dir), then the name.
-    public func makeDirectory(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
+    package func makeDirectory(in dir: UInt64, name: [UInt8], _ spec: NewInode) throws -> UInt64 {
         try writing { s in
             let units = try VfatName.longName(name)
             guard try liveDirectory(dir, &s).find(name) == nil else {
@@ -76,15 +76,15 @@ extension VfatFilesystem: WritableGuestFilesystem {
         }
     }
 
-    public func makeSymlink(in dir: UInt64, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> UInt64 {
+    package func makeSymlink(in dir: UInt64, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> UInt64 {
         try writing { _ in throw error(.notPermitted, "symlink", "FAT has no symbolic links") }
     }
 
-    public func link(_ target: UInt64, into dir: UInt64, name: [UInt8]) throws {
+    package func link(_ target: UInt64, into dir: UInt64, name: [UInt8]) throws {
         try writing { _ in throw error(.notPermitted, "link", "FAT has no hard links") }
     }
 
-    public func unlink(in dir: UInt64, name: [UInt8]) throws {
+    package func unlink(in dir: UInt64, name: [UInt8]) throws {
         try writing { s in
             let (item, id) = try existing(dir, name, &s)
             guard !item.entry.isDirectory else {
@@ -97,7 +97,7 @@ extension VfatFilesystem: WritableGuestFilesystem {
         }
     }
 
-    public func removeDirectory(in dir: UInt64, name: [UInt8]) throws {
+    package func removeDirectory(in dir: UInt64, name: [UInt8]) throws {
         try writing { s in
             let (item, id) = try existing(dir, name, &s)
             guard item.entry.isDirectory else {
@@ -135,7 +135,7 @@ extension VfatFilesystem: WritableGuestFilesystem {
 
     /// Frees a node left with no name once nothing refers to it; trims what fallocate kept
     /// past the end of a named one (the kernel's fat_free_eofblocks at eviction).
-    public func releaseNode(_ node: UInt64) throws {
+    package func releaseNode(_ node: UInt64) throws {
         guard isWritable else { return }
         // The FUSE server calls this at every forget: only a node with something to free may
         // mark the volume dirty.

@@ -9,7 +9,7 @@ import SystemPackage
 /// a name that differs only in case (the same entry for vfat's case-folding lookup), does
 /// nothing, as the VFS does when source and target are one inode.
 extension VfatFilesystem {
-    public func rename(from srcDir: UInt64, _ srcName: [UInt8], to dstDir: UInt64, _ dstName: [UInt8],
+    package func rename(from srcDir: UInt64, _ srcName: [UInt8], to dstDir: UInt64, _ dstName: [UInt8],
                        flags: RenameFlags) throws {
         guard flags.isSubset(of: [.noReplace, .exchange]), flags != [.noReplace, .exchange] else {
             throw error(.invalidArgument, "rename", "unsupported flags 0x\(String(flags.rawValue, radix: 16))")

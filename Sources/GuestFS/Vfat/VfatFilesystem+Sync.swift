@@ -44,7 +44,7 @@ extension VfatFilesystem {
         }
     }
 
-    public func sync() throws {
+    package func sync() throws {
         try locked { s in
             guard isWritable, s.markedDirty else { return }
             try writeBack(&s)
@@ -54,7 +54,7 @@ extension VfatFilesystem {
 
     /// Frees what unlinked-but-open nodes and fallocate kept, writes everything back and,
     /// when we set them, clears the dirty marks. Nothing may be called afterwards.
-    public func close() throws {
+    package func close() throws {
         try locked { s in
             if isWritable && s.markedDirty {
                 for id in s.nodes.detachedNodes { try release(id, &s) }

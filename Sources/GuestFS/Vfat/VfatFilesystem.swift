@@ -10,21 +10,21 @@ import Synchronization
 /// One lock guards the FAT, the node table and every directory change. File data is read
 /// outside it: `VfatFile` resolves the clusters under the lock, then reads the device.
 /// Node ids are described in VfatNodeTable.swift.
-public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
-    public let device: any BlockDevice
-    public let isWritable: Bool
-    public let options: VfatMountOptions
-    public var typeName: String { "vfat" }
-    public var rootNode: UInt64 { VfatNodeTable.root }
+package final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
+    package let device: any BlockDevice
+    package let isWritable: Bool
+    package let options: VfatMountOptions
+    package var typeName: String { "vfat" }
+    package var rootNode: UInt64 { VfatNodeTable.root }
     /// The preferred I/O size: one cluster (the kernel's fat_getattr gives cluster_size).
-    public var blockSize: UInt32 { boot.clusterSize }
+    package var blockSize: UInt32 { boot.clusterSize }
     /// FAT12, FAT16 or FAT32.
-    public var fatType: VfatType { boot.type }
+    package var fatType: VfatType { boot.type }
     /// The volume ID as blkid shows it ("XXXX-XXXX"), when the boot sector has one.
-    public var uuid: String? { boot.uuidString }
+    package var uuid: String? { boot.uuidString }
     /// The label: the root directory's volume-label entry, else the boot sector's (blkid's
     /// order), without trailing spaces; nil when neither holds one ("NO NAME" is none).
-    public let label: String?
+    package let label: String?
 
     let boot: VfatBootSector
     /// FAT[1]'s clean-shutdown bit as found at open (nil on FAT12).
@@ -53,7 +53,7 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
     }
 
     /// Opens the FAT volume on `device` with the kernel's default options unless told others.
-    public init(device: any BlockDevice, writable: Bool = false, options: VfatMountOptions = VfatMountOptions()) throws {
+    package init(device: any BlockDevice, writable: Bool = false, options: VfatMountOptions = VfatMountOptions()) throws {
         guard !writable || device.isWritable else { throw device.readOnlyError(offset: 0) }
         self.device = device
         self.isWritable = writable
@@ -102,7 +102,7 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
 
     /// Set by the FUSE server: whether it still holds node `id` (then unlink keeps the file's
     /// clusters until releaseNode). Called under the lock; must not call back into this filesystem.
-    public func setNodeInUse(_ check: @escaping @Sendable (UInt64) -> Bool) {
+    package func setNodeInUse(_ check: @escaping @Sendable (UInt64) -> Bool) {
         lock.withLock { _ in state.inUse = check }
     }
 
@@ -193,7 +193,7 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
 
     // MARK: GuestFilesystem
 
-    public func attributes(_ node: UInt64) throws -> NodeAttributes {
+    package func attributes(_ node: UInt64) throws -> NodeAttributes {
         try locked { s in try attributes(node, &s) }
     }
 
@@ -238,7 +238,7 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
             crtime: root ? nil : crtime)
     }
 
-    public func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
+    package func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
         try locked { s in
             let d = try directory(dir, &s)
             guard let item = d.find(name) else { return nil }
@@ -246,7 +246,7 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
         }
     }
 
-    public func entries(_ dir: UInt64) throws -> [DirectoryEntry] {
+    package func entries(_ dir: UInt64) throws -> [DirectoryEntry] {
         try locked { s in
             let d = try directory(dir, &s)
             return d.names.map { item in
@@ -257,26 +257,26 @@ public final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
     }
 
     /// FAT has no symbolic links.
-    public func readlink(_ node: UInt64) throws -> [UInt8] {
+    package func readlink(_ node: UInt64) throws -> [UInt8] {
         _ = try attributes(node)
         throw error(.invalidArgument, "node \(node)", "not a symbolic link")
     }
 
-    public func openFile(_ node: UInt64) throws -> any GuestFile {
+    package func openFile(_ node: UInt64) throws -> any GuestFile {
         let attrs = try attributes(node)
         guard attrs.isRegular else { throw error(.isDirectory, "node \(node)", "not a regular file") }
         return VfatFile(filesystem: self, node: node)
     }
 
     /// FAT stores no extended attributes: the kernel's vfat lists none.
-    public func xattrs(_ node: UInt64) throws -> [Xattr] {
+    package func xattrs(_ node: UInt64) throws -> [Xattr] {
         _ = try attributes(node)
         return []
     }
 
     /// As the kernel's fat_statfs: blocks are clusters, no inode counts, and f_namelen is
     /// FAT_LFN_LEN (255) times NLS_MAX_CHARSET_SIZE (6), the most bytes a 255-unit name takes.
-    public func usage() throws -> FilesystemUsage {
+    package func usage() throws -> FilesystemUsage {
         try locked { s in
             FilesystemUsage(blockSize: UInt64(boot.clusterSize), totalBlocks: UInt64(boot.clusterCount),
                             freeBlocks: UInt64(s.table.freeCount), availableBlocks: UInt64(s.table.freeCount),

@@ -5,30 +5,30 @@ import SystemPackage
 /// The kernel vfat mount options that shape what `stat` shows (Documentation/filesystems/vfat.rst):
 /// owner, group, permission masks, showexec, and the time offset. FAT stores none of these; the
 /// kernel computes them per mount, and so do we.
-public struct VfatMountOptions: Sendable, Equatable {
+package struct VfatMountOptions: Sendable, Equatable {
     /// uid=, gid=: the owner of every file (default 0, root).
-    public var uid: UInt32 = 0
-    public var gid: UInt32 = 0
+    package var uid: UInt32 = 0
+    package var gid: UInt32 = 0
     /// fmask=, dmask= (octal): permission bits cleared on files and on directories. umask= sets
     /// both. The kernel's default is the mounting process's umask; we take 0022.
-    public var fmask: UInt16 = 0o022
-    public var dmask: UInt16 = 0o022
+    package var fmask: UInt16 = 0o022
+    package var dmask: UInt16 = 0o022
     /// showexec: only .EXE, .COM and .BAT files get execute bits.
-    public var showexec = false
+    package var showexec = false
     /// time_offset= (minutes east of UTC the stored local times are in); tz=UTC sets 0, the
     /// default here since no guest time zone is known (the kernel would use its own, sys_tz).
-    public var timeOffsetMinutes: Int32 = 0
+    package var timeOffsetMinutes: Int32 = 0
 
-    public init() {}
+    package init() {}
 
     /// The option names this struct uses (FilesystemDriver.optionNames).
-    public static let names: Set<String> = ["uid", "gid", "umask", "fmask", "dmask", "showexec", "tz", "time_offset"]
+    package static let names: Set<String> = ["uid", "gid", "umask", "fmask", "dmask", "showexec", "tz", "time_offset"]
 
     /// Parses an fstab / `-m DEV:MP:OPTS` option string ("umask=0077,uid=1000,showexec").
     /// Options that do not change what the driver shows or writes (iocharset=, codepage=,
     /// shortname=, utf8, quiet, errors=, flush, rw, ro, noatime…) are accepted and ignored;
     /// a malformed value of one we use is EINVAL.
-    public init(parsing text: String) throws {
+    package init(parsing text: String) throws {
         self.init()
         for item in text.split(separator: ",", omittingEmptySubsequences: true) {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)

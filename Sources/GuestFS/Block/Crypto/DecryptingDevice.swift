@@ -7,20 +7,20 @@ import Synchronization
 /// Reads are safe from many threads at once (each call has its own cipher contexts). Writes that
 /// do not cover whole encryption sectors read, patch and re-encrypt the sectors at their edges;
 /// writes are serialized so two such patches of one sector cannot interleave.
-public final class DecryptingDevice: BlockDevice {
-    public let base: any BlockDevice
+package final class DecryptingDevice: BlockDevice {
+    package let base: any BlockDevice
     /// Where the payload starts in `base`.
-    public let payloadOffset: UInt64
-    public let size: UInt64
-    public let cipher: SectorCipher
+    package let payloadOffset: UInt64
+    package let size: UInt64
+    package let cipher: SectorCipher
     /// IV sector number (512-byte units) of payload byte 0: 0 for LUKS (dm-crypt's iv_offset).
-    public let firstIVSector: UInt64
-    public let displayName: String
+    package let firstIVSector: UInt64
+    package let displayName: String
     /// The LUKS header the volume was opened from, when it was one.
-    public let header: LUKSHeader?
+    package let header: LUKSHeader?
     private let writeLock = Mutex(())
 
-    public init(base: any BlockDevice, payloadOffset: UInt64, size: UInt64, cipher: SectorCipher,
+    package init(base: any BlockDevice, payloadOffset: UInt64, size: UInt64, cipher: SectorCipher,
                 firstIVSector: UInt64 = 0, name: String, header: LUKSHeader? = nil) throws {
         // Both come from the header on the device: a hostile one gets a typed error, not a trap.
         guard size % UInt64(cipher.sectorSize) == 0 else {
@@ -40,13 +40,13 @@ public final class DecryptingDevice: BlockDevice {
         self.header = header
     }
 
-    public var isWritable: Bool { base.isWritable }
+    package var isWritable: Bool { base.isWritable }
 
     private var sectorSize: UInt64 { UInt64(cipher.sectorSize) }
 
     private func ivSector(ofPayloadOffset offset: UInt64) -> UInt64 { firstIVSector &+ offset / 512 }
 
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
         guard buffer.count > 0 else { return }
         let start = offset / sectorSize * sectorSize
@@ -64,7 +64,7 @@ public final class DecryptingDevice: BlockDevice {
         buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[skip..<(skip + buffer.count)]))
     }
 
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    package func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         guard isWritable else { throw readOnlyError(offset: offset) }
         try checkRange(offset: offset, length: buffer.count, structure: "write")
         guard buffer.count > 0 else { return }
@@ -87,5 +87,5 @@ public final class DecryptingDevice: BlockDevice {
         }
     }
 
-    public func flush() throws { try base.flush() }
+    package func flush() throws { try base.flush() }
 }

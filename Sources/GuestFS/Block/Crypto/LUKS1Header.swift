@@ -2,11 +2,11 @@
 /// partition header" — the `phdr` layout, big-endian — and §2.5 "key slots"). QEMU's
 /// crypto/block-luks.c writes the same layout (QCryptoBlockLUKSHeader) for `qemu-img -O luks`
 /// and inside qcow2 images.
-public enum LUKS1Header {
+package enum LUKS1Header {
     /// "LUKS\xba\xbe" (spec §2.4, LUKS_MAGIC).
-    public static let magic: [UInt8] = [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]
+    package static let magic: [UInt8] = [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]
     /// Size of the phdr: 208 bytes of fields and 8 key slots of 48 bytes.
-    public static let size = 592
+    package static let size = 592
     static let slotCount = 8
     /// Key slot states (spec §2.4, LUKS_KEY_ENABLED / LUKS_KEY_DISABLED).
     static let keyEnabled: UInt32 = 0x00AC_71F3
@@ -16,7 +16,7 @@ public enum LUKS1Header {
     static let saltSize = 32
 
     /// Decodes and checks the phdr at the start of `device`.
-    public static func read(from device: any BlockDevice) throws(LUKSError) -> LUKSHeader {
+    package static func read(from device: any BlockDevice) throws(LUKSError) -> LUKSHeader {
         guard device.size >= UInt64(size) else { throw .damaged("device is smaller than a LUKS1 header") }
         let h: [UInt8]
         do { h = try device.readBytes(at: 0, count: size) } catch { throw .io("cannot read the LUKS header: \(error)") }

@@ -4,7 +4,7 @@ import SystemCrypto
 /// §2 "binary header" (4096 bytes, big-endian, in two copies: primary at 0, secondary at
 /// hdr_size), followed by the JSON area (§3), whose "keyslots", "segments", "digests" and
 /// "config" objects this decoder reads.
-public enum LUKS2Header {
+package enum LUKS2Header {
     /// Magic of the primary and the secondary binary header (spec §2, LUKS2_MAGIC_1ST/2ND).
     static let primaryMagic: [UInt8] = [0x4C, 0x55, 0x4B, 0x53, 0xBA, 0xBE]
     static let secondaryMagic: [UInt8] = [0x53, 0x4B, 0x55, 0x4C, 0xBA, 0xBE]
@@ -15,7 +15,7 @@ public enum LUKS2Header {
 
     /// Reads the newest valid copy of the header (checksums verified; the secondary is used when
     /// the primary is damaged), then decodes its JSON metadata.
-    public static func read(from device: any BlockDevice) throws(LUKSError) -> LUKSHeader {
+    package static func read(from device: any BlockDevice) throws(LUKSError) -> LUKSHeader {
         var candidates: [(seqid: UInt64, json: LUKS2JSON, binary: [UInt8])] = []
         var problems: [String] = []
         var offsets: [UInt64] = [0]

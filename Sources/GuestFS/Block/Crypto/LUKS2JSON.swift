@@ -7,7 +7,7 @@
 /// JSON, so a reader of ~150 lines with a depth cap is the smaller risk. It keeps numbers as their
 /// text (LUKS2 stores 64-bit offsets as strings and small counts as numbers) and refuses anything
 /// that is not strict JSON.
-public indirect enum LUKS2JSON: Sendable, Equatable {
+package indirect enum LUKS2JSON: Sendable, Equatable {
     case object([String: LUKS2JSON])
     case array([LUKS2JSON])
     case string(String)
@@ -17,10 +17,10 @@ public indirect enum LUKS2JSON: Sendable, Equatable {
     case null
 
     /// Nesting deeper than this is refused (LUKS2 metadata nests four levels deep).
-    public static let maxDepth = 32
+    package static let maxDepth = 32
 
     /// Parses `bytes` up to the first NUL (the area is zero-padded to its size).
-    public static func parse(_ bytes: some Collection<UInt8>) throws(LUKS2JSONError) -> LUKS2JSON {
+    package static func parse(_ bytes: some Collection<UInt8>) throws(LUKS2JSONError) -> LUKS2JSON {
         var parser = Parser(bytes: Array(bytes.prefix { $0 != 0 }))
         parser.skipSpace()
         let value = try parser.value(depth: 0)
@@ -29,18 +29,18 @@ public indirect enum LUKS2JSON: Sendable, Equatable {
         return value
     }
 
-    public subscript(key: String) -> LUKS2JSON? {
+    package subscript(key: String) -> LUKS2JSON? {
         if case .object(let o) = self { return o[key] }
         return nil
     }
 
-    public var objectValue: [String: LUKS2JSON]? { if case .object(let o) = self { return o }; return nil }
-    public var arrayValue: [LUKS2JSON]? { if case .array(let a) = self { return a }; return nil }
-    public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+    package var objectValue: [String: LUKS2JSON]? { if case .object(let o) = self { return o }; return nil }
+    package var arrayValue: [LUKS2JSON]? { if case .array(let a) = self { return a }; return nil }
+    package var stringValue: String? { if case .string(let s) = self { return s }; return nil }
 
     /// An unsigned integer given as a JSON number or as a decimal string (LUKS2 writes offsets
     /// and sizes as strings because JSON numbers lose precision above 2^53).
-    public var uint64Value: UInt64? {
+    package var uint64Value: UInt64? {
         switch self {
         case .number(let s), .string(let s): return UInt64(s)
         default: return nil
@@ -198,9 +198,9 @@ public indirect enum LUKS2JSON: Sendable, Equatable {
 }
 
 /// Where and why the LUKS2 JSON area does not parse.
-public struct LUKS2JSONError: Error, Sendable, CustomStringConvertible {
+package struct LUKS2JSONError: Error, Sendable, CustomStringConvertible {
     /// Byte offset in the JSON area.
-    public let offset: Int
-    public let reason: String
-    public var description: String { "JSON at byte \(offset): \(reason)" }
+    package let offset: Int
+    package let reason: String
+    package var description: String { "JSON at byte \(offset): \(reason)" }
 }

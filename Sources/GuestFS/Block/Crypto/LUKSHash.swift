@@ -3,25 +3,25 @@ import SystemCrypto
 /// A hash named by a LUKS header (LUKS1 spec 1.2.3, "hash-spec" and Table 2 of the spec's
 /// supported hashes; LUKS2 spec, "af.hash", "kdf.hash", "digests.hash"; QEMU's
 /// QCryptoHashAlgorithm names the same set). Every computation goes through libcrypto's EVP.
-public struct LUKSHash: Sendable, Equatable, CustomStringConvertible {
+package struct LUKSHash: Sendable, Equatable, CustomStringConvertible {
     /// The name as the header spells it ("sha256").
-    public let name: String
+    package let name: String
     /// Digest length in bytes.
-    public let digestLength: Int
+    package let digestLength: Int
 
     /// The hashes LUKS headers name that libcrypto offers; anything else is refused by name
     /// (a header string is never passed to `EVP_get_digestbyname` unchecked).
     static let supported = ["sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160"]
 
     /// The hash `name` names (case-insensitive), or nil when unsupported.
-    public init?(name: String) {
+    package init?(name: String) {
         let lower = name.lowercased()
         guard Self.supported.contains(lower), let md = EVP_get_digestbyname(lower) else { return nil }
         self.name = lower
         self.digestLength = Int(EVP_MD_get_size(md))
     }
 
-    public var description: String { name }
+    package var description: String { name }
 
     var md: OpaquePointer {
         // Checked in init: the name is one libcrypto knows.
@@ -69,21 +69,21 @@ public struct LUKSHash: Sendable, Equatable, CustomStringConvertible {
 
 /// Caps on numbers read from LUKS headers (STYLE.md rule 5: a hostile header must not hang the
 /// process or exhaust its memory). Each says where the real-world value comes from.
-public enum LUKSLimits {
+package enum LUKSLimits {
     /// PBKDF2 iterations. cryptsetup and QEMU benchmark for 1–2 s, which gives a few million on
     /// current CPUs (QEMU here: ~7 M for sha256); 50 M is well above that and still bounded.
-    public static let maxPBKDF2Iterations: UInt32 = 50_000_000
+    package static let maxPBKDF2Iterations: UInt32 = 50_000_000
     /// Argon2 memory in KiB: 4 GiB is cryptsetup's own hard maximum (`LUKS2_PBKDF_MAX_MEMORY`…
     /// its default cap is 1 GiB); more is refused.
-    public static let maxArgon2MemoryKiB: UInt32 = 4 * 1024 * 1024
+    package static let maxArgon2MemoryKiB: UInt32 = 4 * 1024 * 1024
     /// Argon2 passes: cryptsetup's benchmark picks 4–10; anything in the thousands is hostile.
-    public static let maxArgon2Time: UInt32 = 1000
+    package static let maxArgon2Time: UInt32 = 1000
     /// Argon2 lanes: cryptsetup caps threads at 4 (`LUKS2_PBKDF_MAX_THREADS`); allow some slack.
-    public static let maxArgon2Lanes: UInt32 = 16
+    package static let maxArgon2Lanes: UInt32 = 16
     /// AF stripes: LUKS1 spec 1.2.3 fixes 4000 (`LUKS_STRIPES`), and cryptsetup and QEMU refuse others.
-    public static let stripes: UInt32 = 4000
+    package static let stripes: UInt32 = 4000
     /// Master key bytes: 64 is aes-256-xts, the largest key of any cipher we offer.
-    public static let maxKeyBytes = 64
+    package static let maxKeyBytes = 64
     /// Salt bytes for LUKS2 keyslots and digests (cryptsetup writes 32; LUKS1's is fixed at 32).
-    public static let maxSaltBytes = 256
+    package static let maxSaltBytes = 256
 }

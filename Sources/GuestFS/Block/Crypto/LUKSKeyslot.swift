@@ -2,7 +2,7 @@ import SystemArgon2
 
 /// How a keyslot turns a passphrase into the key of its key material area.
 /// LUKS1 spec 1.2.3 §2.3 (PBKDF2 only); LUKS2 spec, "kdf" object (pbkdf2, argon2i, argon2id).
-public enum LUKSKDF: Sendable, Equatable {
+package enum LUKSKDF: Sendable, Equatable {
     case pbkdf2(hash: LUKSHash, iterations: UInt32, salt: [UInt8])
     /// `argon2id` when `id`, else argon2i. `memoryKiB` is argon2's m_cost, `lanes` its parallelism.
     case argon2(id: Bool, time: UInt32, memoryKiB: UInt32, lanes: UInt32, salt: [UInt8])
@@ -59,11 +59,11 @@ public enum LUKSKDF: Sendable, Equatable {
 
 /// The master-key digest: PBKDF2 of the candidate master key must equal a stored value
 /// (LUKS1 spec 1.2.3 §2.4 mk-digest, 20 bytes; LUKS2 spec, "digests" object of type pbkdf2).
-public struct LUKSDigest: Sendable, Equatable {
-    public let hash: LUKSHash
-    public let iterations: UInt32
-    public let salt: [UInt8]
-    public let digest: [UInt8]
+package struct LUKSDigest: Sendable, Equatable {
+    package let hash: LUKSHash
+    package let iterations: UInt32
+    package let salt: [UInt8]
+    package let digest: [UInt8]
 
     func matches(_ masterKey: SecretBytes) throws(LUKSError) -> Bool {
         try LUKSKDF.pbkdf2(hash: hash, iterations: iterations, salt: salt).validate()
@@ -78,21 +78,21 @@ public struct LUKSDigest: Sendable, Equatable {
 /// One keyslot: where its anti-forensic split key material lies, how it is encrypted, and the KDF.
 /// LUKS1 spec 1.2.3 §2.4 ("key slot" fields), LUKS2 spec "keyslots" (type luks2, af type luks1,
 /// area type raw).
-public struct LUKSKeyslot: Sendable {
-    public let index: Int
-    public let kdf: LUKSKDF
+package struct LUKSKeyslot: Sendable {
+    package let index: Int
+    package let kdf: LUKSKDF
     /// Byte offset of the key material from the start of the LUKS header.
-    public let areaOffset: UInt64
+    package let areaOffset: UInt64
     /// Bytes reserved for the key material (LUKS2 "area.size"; LUKS1: up to the next slot).
-    public let areaSize: UInt64?
+    package let areaSize: UInt64?
     /// The cipher the key material is encrypted with (sector 0 at `areaOffset`, 512-byte sectors).
-    public let areaCipher: SectorCipherSpec
+    package let areaCipher: SectorCipherSpec
     /// Master key length in bytes.
-    public let keyBytes: Int
-    public let stripes: UInt32
-    public let afHash: LUKSHash
+    package let keyBytes: Int
+    package let stripes: UInt32
+    package let afHash: LUKSHash
     /// LUKS2 "priority": 0 means "use only when asked by number" (cryptsetup skips it).
-    public let priority: Int
+    package let priority: Int
 
     /// Bytes of key material: keyBytes × stripes, rounded up to whole 512-byte sectors.
     var materialBytes: Int {
@@ -175,7 +175,7 @@ enum AntiForensic {
 }
 
 /// What can go wrong opening a LUKS volume; `LUKSVolume` turns these into `ImageError`s.
-public enum LUKSError: Error, Sendable, CustomStringConvertible {
+package enum LUKSError: Error, Sendable, CustomStringConvertible {
     /// The header or a keyslot is malformed or out of bounds.
     case damaged(String)
     /// A valid header asks for something we do not implement (cipher, KDF, requirement flag).
@@ -183,7 +183,7 @@ public enum LUKSError: Error, Sendable, CustomStringConvertible {
     /// Reading the device failed.
     case io(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .damaged(let s), .unsupported(let s), .io(let s): return s
         }

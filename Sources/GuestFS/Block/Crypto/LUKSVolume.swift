@@ -2,26 +2,26 @@ import SystemPackage
 
 /// What LUKS1 and LUKS2 headers both come down to: the payload cipher and where the payload
 /// lies, the keyslots, and the digests that say which master key is right.
-public struct LUKSHeader: Sendable {
-    public let version: Int
-    public let uuid: String
-    public let label: String?
+package struct LUKSHeader: Sendable {
+    package let version: Int
+    package let uuid: String
+    package let label: String?
     /// The payload cipher (LUKS1 cipher-name/cipher-mode; LUKS2 segment "encryption").
-    public let payloadCipher: SectorCipherSpec
+    package let payloadCipher: SectorCipherSpec
     /// Payload start in bytes from the start of the header's device.
-    public let payloadOffset: UInt64
+    package let payloadOffset: UInt64
     /// Payload length in bytes, or nil for "to the end of the device" (LUKS2 "dynamic"; LUKS1 always).
-    public let payloadSize: UInt64?
+    package let payloadSize: UInt64?
     /// Bytes per encryption sector (512 for LUKS1; LUKS2 "sector_size").
-    public let sectorSize: Int
-    public let keyslots: [LUKSKeyslot]
+    package let sectorSize: Int
+    package let keyslots: [LUKSKeyslot]
     /// Digests with the keyslots each applies to (LUKS1: one digest for every slot).
-    public let digests: [(digest: LUKSDigest, keyslots: Set<Int>)]
+    package let digests: [(digest: LUKSDigest, keyslots: Set<Int>)]
     /// Where the key material stops.
-    public let metadataEnd: UInt64
+    package let metadataEnd: UInt64
 
     /// Reads the LUKS1 or LUKS2 header at the start of `device` (the version field decides).
-    public static func read(from device: any BlockDevice) throws -> LUKSHeader {
+    package static func read(from device: any BlockDevice) throws -> LUKSHeader {
         do {
             guard device.size >= 8 else { throw LUKSError.damaged("device is smaller than a LUKS header") }
             let start = try device.readBytes(at: 0, count: 8)
@@ -41,13 +41,13 @@ public struct LUKSHeader: Sendable {
 /// `DecryptingDevice`. The master key is recovered as LUKS1 spec 1.2.3 §2.5 ("Key slot
 /// recovery") and the LUKS2 spec ("keyslots", "digests") describe: for each keyslot, derive,
 /// decrypt, AF-merge, and accept the key whose PBKDF2 digest matches.
-public enum LUKSVolume {
+package enum LUKSVolume {
     /// The master key that `passphrases` unlock, trying each passphrase on each usable keyslot
     /// (highest priority first). Throws EACCES when none matches, naming no passphrase.
     ///
     /// Key slots (and digests) whose KDF costs more than `limits` are not tried; when nothing
     /// else unlocks the volume, the error names the first such cost and the limit.
-    public static func unlock(_ header: LUKSHeader, device: any BlockDevice, passphrases: [SecretBytes],
+    package static func unlock(_ header: LUKSHeader, device: any BlockDevice, passphrases: [SecretBytes],
                               limits: LUKSKDFLimits = .default) throws -> SecretBytes {
         let active = header.keyslots.filter { $0.priority > 0 }.sorted { ($0.priority, -$0.index) > ($1.priority, -$1.index) }
         guard !active.isEmpty else {
@@ -95,7 +95,7 @@ public enum LUKSVolume {
 
     /// Unlocks the LUKS volume on `device` and returns its plaintext payload as a device named
     /// `name` (writable when `device` is).
-    public static func open(_ device: any BlockDevice, passphrases: [SecretBytes], name: String,
+    package static func open(_ device: any BlockDevice, passphrases: [SecretBytes], name: String,
                             limits: LUKSKDFLimits = .default) throws -> DecryptingDevice {
         let header = try LUKSHeader.read(from: device)
         let key = try unlock(header, device: device, passphrases: passphrases, limits: limits)

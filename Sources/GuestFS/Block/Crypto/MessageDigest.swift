@@ -3,15 +3,15 @@ import SystemCrypto
 /// A streaming message digest through libcrypto's EVP (`EVP_DigestInit_ex2`, `EVP_DigestUpdate`,
 /// `EVP_DigestFinal_ex`), for the digests `guestfs_checksum` offers: md5, sha1, sha224, sha256,
 /// sha384 and sha512 (RFC 1321, FIPS 180-4). `imagemount ls --checksum` hashes guest files with it.
-public final class MessageDigest {
+package final class MessageDigest {
     /// The names accepted, as libguestfs spells them; nothing else reaches `EVP_get_digestbyname`.
-    public static let names = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]
+    package static let names = ["md5", "sha1", "sha224", "sha256", "sha384", "sha512"]
 
     private let context: OpaquePointer
-    public let name: String
+    package let name: String
 
     /// A fresh digest of the kind `name` names, or nil when it is not one of `names`.
-    public init?(name: String) {
+    package init?(name: String) {
         guard Self.names.contains(name), let md = EVP_get_digestbyname(name), let context = EVP_MD_CTX_new() else { return nil }
         guard EVP_DigestInit_ex2(context, md, nil) == 1 else {
             EVP_MD_CTX_free(context)
@@ -24,14 +24,14 @@ public final class MessageDigest {
     deinit { EVP_MD_CTX_free(context) }
 
     /// Adds `bytes` to the digest (`EVP_DigestUpdate`).
-    public func update(_ bytes: UnsafeRawBufferPointer) {
+    package func update(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
         let ok = EVP_DigestUpdate(context, bytes.baseAddress, bytes.count)
         precondition(ok == 1, "EVP_DigestUpdate(\(name)) failed")
     }
 
     /// The digest of everything added (`EVP_DigestFinal_ex`); the object is spent afterwards.
-    public func finish() -> [UInt8] {
+    package func finish() -> [UInt8] {
         // EVP_MAX_MD_SIZE (openssl/evp.h): 64 bytes, enough for SHA-512.
         var out = [UInt8](repeating: 0, count: 64)
         var length: UInt32 = 0

@@ -5,9 +5,9 @@ import SystemCrypto
 /// (LUKS1 spec 1.2.3, "cipher-name" / "cipher-mode" and §A "Cipher and hash specification
 /// registry"; LUKS2 spec, "segments.encryption", in dm-crypt's `aes-xts-plain64` spelling;
 /// QEMU crypto/block-luks.c, qcrypto_block_luks_parse_cipher_mode / _ivgen).
-public struct SectorCipherSpec: Sendable, Equatable, CustomStringConvertible {
-    public enum Mode: String, Sendable { case xts, cbc, ecb }
-    public enum IVGenerator: Sendable, Equatable {
+package struct SectorCipherSpec: Sendable, Equatable, CustomStringConvertible {
+    package enum Mode: String, Sendable { case xts, cbc, ecb }
+    package enum IVGenerator: Sendable, Equatable {
         /// No IV (ecb).
         case none
         /// The low 32 bits of the sector number, little-endian, zero-padded.
@@ -18,12 +18,12 @@ public struct SectorCipherSpec: Sendable, Equatable, CustomStringConvertible {
         case essiv(LUKSHash)
     }
 
-    public let mode: Mode
-    public let ivgen: IVGenerator
+    package let mode: Mode
+    package let ivgen: IVGenerator
     /// Length of the whole key in bytes (both halves for XTS).
-    public let keyBytes: Int
+    package let keyBytes: Int
 
-    public var description: String {
+    package var description: String {
         let iv: String
         switch ivgen {
         case .none: iv = ""
@@ -35,7 +35,7 @@ public struct SectorCipherSpec: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The cipher named by LUKS1's `cipher-name` and `cipher-mode` fields ("aes", "xts-plain64").
-    public static func parse(cipherName: String, cipherMode: String, keyBytes: Int) throws(SectorCipherError) -> SectorCipherSpec {
+    package static func parse(cipherName: String, cipherMode: String, keyBytes: Int) throws(SectorCipherError) -> SectorCipherSpec {
         guard cipherName.lowercased() == "aes" else {
             throw .unsupported("cipher '\(cipherName)' is not supported (only aes; serpent, twofish and cast5 are not offered by libcrypto)")
         }
@@ -69,7 +69,7 @@ public struct SectorCipherSpec: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// The cipher named by a LUKS2 `encryption` string ("aes-xts-plain64", "aes-cbc-essiv:sha256").
-    public static func parse(encryption: String, keyBytes: Int) throws(SectorCipherError) -> SectorCipherSpec {
+    package static func parse(encryption: String, keyBytes: Int) throws(SectorCipherError) -> SectorCipherSpec {
         let parts = encryption.split(separator: "-", maxSplits: 1).map(String.init)
         guard parts.count == 2 else { throw .unsupported("encryption '\(encryption)' is not of the form CIPHER-MODE-IV") }
         return try parse(cipherName: parts[0], cipherMode: parts[1], keyBytes: keyBytes)
@@ -91,9 +91,9 @@ public struct SectorCipherSpec: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why a cipher cannot be set up.
-public enum SectorCipherError: Error, CustomStringConvertible, Sendable {
+package enum SectorCipherError: Error, CustomStringConvertible, Sendable {
     case unsupported(String)
-    public var description: String {
+    package var description: String {
         switch self { case .unsupported(let s): return s }
     }
 }
@@ -104,19 +104,19 @@ public enum SectorCipherError: Error, CustomStringConvertible, Sendable {
 /// LUKS2): the encryption sector `n` of a run starting at IV sector `firstSector` gets the IV of
 /// `firstSector + n * sectorSize / 512`. Safe to use from many threads at once: every call takes
 /// keyed cipher contexts of its own from a small pool (or keys new ones) and gives them back.
-public final class SectorCipher: @unchecked Sendable {
+package final class SectorCipher: @unchecked Sendable {
     // @unchecked: `cipher` and `essivCipher` are libcrypto EVP_CIPHER objects, immutable and
     // documented as safe to share between threads; the keys are read-only SecretBytes.
-    public let spec: SectorCipherSpec
+    package let spec: SectorCipherSpec
     /// Bytes per sector: 512, or what a LUKS2 segment says (512…4096).
-    public let sectorSize: Int
+    package let sectorSize: Int
     private let key: SecretBytes
     private let cipher: OpaquePointer
     private let essivKey: SecretBytes?
     private let essivCipher: OpaquePointer?
 
     /// A cipher for `spec` keyed with `key` (whose length must be `spec.keyBytes`).
-    public init(spec: SectorCipherSpec, key: SecretBytes, sectorSize: Int = 512) throws(SectorCipherError) {
+    package init(spec: SectorCipherSpec, key: SecretBytes, sectorSize: Int = 512) throws(SectorCipherError) {
         precondition(key.count == spec.keyBytes, "key length does not match the cipher spec")
         guard [512, 1024, 2048, 4096].contains(sectorSize) else {
             throw .unsupported("sector size \(sectorSize) is not one of 512, 1024, 2048, 4096")
@@ -207,7 +207,7 @@ public final class SectorCipher: @unchecked Sendable {
 
     /// Decrypts `buffer` (a whole number of sectors) in place; large buffers on several threads
     /// unless the caller already runs on one of several (`parallel: false`).
-    public func decrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, parallel: Bool = true) {
+    package func decrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, parallel: Bool = true) {
         if parallel {
             runInParallel(buffer, firstSector: firstSector, encrypt: false)
         } else {
@@ -216,7 +216,7 @@ public final class SectorCipher: @unchecked Sendable {
     }
 
     /// Encrypts `buffer` (a whole number of sectors) in place.
-    public func encrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64) {
+    package func encrypt(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64) {
         runInParallel(buffer, firstSector: firstSector, encrypt: true)
     }
 

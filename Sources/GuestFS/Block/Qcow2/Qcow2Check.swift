@@ -275,7 +275,7 @@ enum Qcow2Check {
 
 extension Qcow2Image {
     /// Checks the image's metadata (QEMU's qcow2_check_refcounts); nothing is written.
-    public func check() throws -> ImageCheckResult {
+    package func check() throws -> ImageCheckResult {
         do { return try Qcow2Check.run(self, repair: false, sink: nil) } catch {
             throw ImageError.wrap(error, path: path)
         }

@@ -1,6 +1,6 @@
 /// A run of guest bytes that all read the same way (QEMU's qcow2_get_host_offset answer).
-public struct Qcow2Extent: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
+package struct Qcow2Extent: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
         /// Stored uncompressed at `host` in the data file (the image itself, or the external data file).
         case data(host: UInt64)
         /// Reads as zeros, without consulting the backing file.
@@ -12,9 +12,9 @@ public struct Qcow2Extent: Sendable, Equatable {
         case compressed(Qcow2CompressedDescriptor)
     }
 
-    public var kind: Kind
+    package var kind: Kind
     /// Bytes from the asked-for guest offset that read this way (at least 1, at most the asked length).
-    public var length: Int
+    package var length: Int
 }
 
 import Synchronization

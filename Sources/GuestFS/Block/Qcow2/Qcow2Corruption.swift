@@ -2,11 +2,11 @@ import Synchronization
 import SystemPackage
 
 /// One report of bad metadata: what, where in the image file, and how large the bad area is.
-public struct Qcow2CorruptionEvent: Sendable, Equatable {
-    public var structure: String
-    public var offset: UInt64?
-    public var size: UInt64?
-    public var reason: String
+package struct Qcow2CorruptionEvent: Sendable, Equatable {
+    package var structure: String
+    package var offset: UInt64?
+    package var size: UInt64?
+    package var reason: String
 }
 
 /// The one path for "the metadata is wrong" (QEMU's qcow2_signal_corruption).

@@ -6,7 +6,7 @@
 // each layout below names the section it implements.
 
 /// Constants of the qcow2 format, each with the place its value comes from.
-public enum Qcow2 {
+package enum Qcow2 {
     /// "QFI\xfb" (qcow2 spec, "Header", bytes 0-3).
     static let magic: UInt32 = 0x5146_49FB
     /// Header size of version 2 images (qcow2 spec, "Header": "For version 2, the header is exactly 72 bytes").
@@ -62,51 +62,51 @@ public enum Qcow2 {
 }
 
 /// The incompatible feature bits this implementation knows (qcow2 spec, "Header", incompatible_features).
-public struct Qcow2IncompatibleFeatures: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct Qcow2IncompatibleFeatures: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
     /// Bit 0: refcounts may be inconsistent.
-    public static let dirty = Self(rawValue: 1 << 0)
+    package static let dirty = Self(rawValue: 1 << 0)
     /// Bit 1: any structure may be corrupt; never write.
-    public static let corrupt = Self(rawValue: 1 << 1)
+    package static let corrupt = Self(rawValue: 1 << 1)
     /// Bit 2: guest clusters live in an external data file.
-    public static let externalDataFile = Self(rawValue: 1 << 2)
+    package static let externalDataFile = Self(rawValue: 1 << 2)
     /// Bit 3: compression_type is present and not zlib.
-    public static let compressionType = Self(rawValue: 1 << 3)
+    package static let compressionType = Self(rawValue: 1 << 3)
     /// Bit 4: extended L2 entries with 32 subclusters.
-    public static let extendedL2 = Self(rawValue: 1 << 4)
+    package static let extendedL2 = Self(rawValue: 1 << 4)
     /// Every bit above. Any other bit makes the image unreadable to us.
-    public static let known: Self = [.dirty, .corrupt, .externalDataFile, .compressionType, .extendedL2]
+    package static let known: Self = [.dirty, .corrupt, .externalDataFile, .compressionType, .extendedL2]
 }
 
 /// The compatible feature bits (qcow2 spec, "Header", compatible_features).
-public struct Qcow2CompatibleFeatures: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct Qcow2CompatibleFeatures: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
     /// Bit 0: lazy refcount updates.
-    public static let lazyRefcounts = Self(rawValue: 1 << 0)
+    package static let lazyRefcounts = Self(rawValue: 1 << 0)
 }
 
 /// The auto-clear feature bits (qcow2 spec, "Header", autoclear_features).
-public struct Qcow2AutoclearFeatures: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
+package struct Qcow2AutoclearFeatures: OptionSet, Sendable, Hashable {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
     /// Bit 0: the bitmaps extension is consistent.
-    public static let bitmaps = Self(rawValue: 1 << 0)
+    package static let bitmaps = Self(rawValue: 1 << 0)
     /// Bit 1: the external data file is a consistent raw image by itself.
-    public static let rawExternalData = Self(rawValue: 1 << 1)
+    package static let rawExternalData = Self(rawValue: 1 << 1)
 }
 
 /// The compressed-cluster algorithm (qcow2 spec, "Additional fields", compression_type).
-public enum Qcow2CompressionType: UInt8, Sendable {
+package enum Qcow2CompressionType: UInt8, Sendable {
     case zlib = 0
     case zstd = 1
     /// The name `qemu-img info` prints.
-    public var name: String { self == .zlib ? "zlib" : "zstd" }
+    package var name: String { self == .zlib ? "zlib" : "zstd" }
 }
 
 /// The encryption method (qcow2 spec, "Header", crypt_method).
-public enum Qcow2CryptMethod: UInt32, Sendable {
+package enum Qcow2CryptMethod: UInt32, Sendable {
     case none = 0
     case aes = 1
     case luks = 2
@@ -116,28 +116,28 @@ public enum Qcow2CryptMethod: UInt32, Sendable {
 ///
 /// Fields carry the spec's names (in camelCase) in the spec's order. For version 2 images the
 /// version-3 fields hold the values the spec says to assume.
-public struct Qcow2Header: Sendable, Equatable {
-    public var magic: UInt32
-    public var version: UInt32
-    public var backingFileOffset: UInt64
-    public var backingFileSize: UInt32
-    public var clusterBits: UInt32
-    public var size: UInt64
-    public var cryptMethod: UInt32
-    public var l1Size: UInt32
-    public var l1TableOffset: UInt64
-    public var refcountTableOffset: UInt64
-    public var refcountTableClusters: UInt32
-    public var nbSnapshots: UInt32
-    public var snapshotsOffset: UInt64
+package struct Qcow2Header: Sendable, Equatable {
+    package var magic: UInt32
+    package var version: UInt32
+    package var backingFileOffset: UInt64
+    package var backingFileSize: UInt32
+    package var clusterBits: UInt32
+    package var size: UInt64
+    package var cryptMethod: UInt32
+    package var l1Size: UInt32
+    package var l1TableOffset: UInt64
+    package var refcountTableOffset: UInt64
+    package var refcountTableClusters: UInt32
+    package var nbSnapshots: UInt32
+    package var snapshotsOffset: UInt64
     // Version 3 and higher.
-    public var incompatibleFeatures: UInt64
-    public var compatibleFeatures: UInt64
-    public var autoclearFeatures: UInt64
-    public var refcountOrder: UInt32
-    public var headerLength: UInt32
+    package var incompatibleFeatures: UInt64
+    package var compatibleFeatures: UInt64
+    package var autoclearFeatures: UInt64
+    package var refcountOrder: UInt32
+    package var headerLength: UInt32
     // Additional fields.
-    public var compressionType: UInt8
+    package var compressionType: UInt8
 
     /// Decodes the header from the first bytes of the file. Checks only what is needed to know the
     /// layout (magic, version, header length); `Qcow2Image` checks the values against the file.
@@ -177,11 +177,11 @@ public struct Qcow2Header: Sendable, Equatable {
         return h
     }
 
-    public var incompatible: Qcow2IncompatibleFeatures { .init(rawValue: incompatibleFeatures) }
-    public var compatible: Qcow2CompatibleFeatures { .init(rawValue: compatibleFeatures) }
-    public var autoclear: Qcow2AutoclearFeatures { .init(rawValue: autoclearFeatures) }
+    package var incompatible: Qcow2IncompatibleFeatures { .init(rawValue: incompatibleFeatures) }
+    package var compatible: Qcow2CompatibleFeatures { .init(rawValue: compatibleFeatures) }
+    package var autoclear: Qcow2AutoclearFeatures { .init(rawValue: autoclearFeatures) }
     /// "0.10" for version 2, "1.1" for version 3: the `compat=` spelling of qemu-img.
-    public var compat: String { version == 2 ? "0.10" : "1.1" }
+    package var compat: String { version == 2 ? "0.10" : "1.1" }
 }
 
 /// One header extension (qcow2 spec, "Header extensions"): type, length, data, padded to 8 bytes.
@@ -195,41 +195,41 @@ enum Qcow2HeaderExtensionType: UInt32 {
 }
 
 /// One entry of the feature name table (qcow2 spec, "Feature name table"): 48 bytes.
-public struct Qcow2FeatureName: Sendable, Equatable {
-    public enum Kind: UInt8, Sendable { case incompatible = 0, compatible = 1, autoclear = 2 }
-    public var kind: Kind
-    public var bit: UInt8
-    public var name: String
+package struct Qcow2FeatureName: Sendable, Equatable {
+    package enum Kind: UInt8, Sendable { case incompatible = 0, compatible = 1, autoclear = 2 }
+    package var kind: Kind
+    package var bit: UInt8
+    package var name: String
     static let entrySize = 48
 }
 
 /// The bitmaps extension (qcow2 spec, "Bitmaps extension"). Bitmaps are not read, only reported.
-public struct Qcow2BitmapsExtension: Sendable, Equatable {
-    public var nbBitmaps: UInt32
-    public var bitmapDirectorySize: UInt64
-    public var bitmapDirectoryOffset: UInt64
+package struct Qcow2BitmapsExtension: Sendable, Equatable {
+    package var nbBitmaps: UInt32
+    package var bitmapDirectorySize: UInt64
+    package var bitmapDirectoryOffset: UInt64
     static let size = 24
 }
 
 /// The full disk encryption header pointer (qcow2 spec, "Full disk encryption header pointer").
-public struct Qcow2EncryptionHeaderPointer: Sendable, Equatable {
-    public var offset: UInt64
-    public var length: UInt64
+package struct Qcow2EncryptionHeaderPointer: Sendable, Equatable {
+    package var offset: UInt64
+    package var length: UInt64
     static let size = 16
 }
 
 /// What the header extensions of an image say (qcow2 spec, "Header extensions").
-public struct Qcow2Extensions: Sendable, Equatable {
-    public var backingFormat: String?
-    public var featureNames: [Qcow2FeatureName] = []
-    public var bitmaps: Qcow2BitmapsExtension?
-    public var encryptionHeader: Qcow2EncryptionHeaderPointer?
-    public var externalDataFile: String?
+package struct Qcow2Extensions: Sendable, Equatable {
+    package var backingFormat: String?
+    package var featureNames: [Qcow2FeatureName] = []
+    package var bitmaps: Qcow2BitmapsExtension?
+    package var encryptionHeader: Qcow2EncryptionHeaderPointer?
+    package var externalDataFile: String?
     /// Types of extensions we do not know, kept for `info`.
-    public var unknownTypes: [UInt32] = []
+    package var unknownTypes: [UInt32] = []
 
     /// The name the feature table gives a bit, if any.
-    public func name(of kind: Qcow2FeatureName.Kind, bit: Int) -> String? {
+    package func name(of kind: Qcow2FeatureName.Kind, bit: Int) -> String? {
         featureNames.first { $0.kind == kind && Int($0.bit) == bit }?.name
     }
 
@@ -285,36 +285,36 @@ public struct Qcow2Extensions: Sendable, Equatable {
 
 /// The decoded shape of an image: cluster size, L2 layout, and the index math on guest offsets
 /// (qcow2 spec, "Cluster mapping" and "Extended L2 Entries").
-public struct Qcow2Geometry: Sendable, Equatable {
-    public let clusterBits: Int
-    public let extendedL2: Bool
+package struct Qcow2Geometry: Sendable, Equatable {
+    package let clusterBits: Int
+    package let extendedL2: Bool
 
-    public init(clusterBits: Int, extendedL2: Bool) {
+    package init(clusterBits: Int, extendedL2: Bool) {
         self.clusterBits = clusterBits
         self.extendedL2 = extendedL2
     }
 
-    public var clusterSize: Int { 1 << clusterBits }
+    package var clusterSize: Int { 1 << clusterBits }
     /// 8 bytes per L2 entry, 16 with extended L2 entries.
-    public var l2EntryBytes: Int { extendedL2 ? 16 : 8 }
+    package var l2EntryBytes: Int { extendedL2 ? 16 : 8 }
     /// Entries in one L2 table (one cluster).
-    public var l2Entries: Int { clusterSize / l2EntryBytes }
-    public var l2Bits: Int { clusterBits - (extendedL2 ? 4 : 3) }
+    package var l2Entries: Int { clusterSize / l2EntryBytes }
+    package var l2Bits: Int { clusterBits - (extendedL2 ? 4 : 3) }
     /// Allocation unit inside a cluster: the subcluster with extended L2, the cluster otherwise.
-    public var subclusterBits: Int { extendedL2 ? clusterBits - 5 : clusterBits }
-    public var subclusterSize: Int { 1 << subclusterBits }
+    package var subclusterBits: Int { extendedL2 ? clusterBits - 5 : clusterBits }
+    package var subclusterSize: Int { 1 << subclusterBits }
     /// Guest bytes one L2 table maps.
-    public var bytesPerL2Table: UInt64 { UInt64(1) << UInt64(clusterBits + l2Bits) }
+    package var bytesPerL2Table: UInt64 { UInt64(1) << UInt64(clusterBits + l2Bits) }
 
-    public func l1Index(_ guest: UInt64) -> Int { Int(guest >> UInt64(clusterBits + l2Bits)) }
-    public func l2Index(_ guest: UInt64) -> Int { Int((guest >> UInt64(clusterBits)) & UInt64(l2Entries - 1)) }
-    public func offsetInCluster(_ offset: UInt64) -> Int { Int(offset & UInt64(clusterSize - 1)) }
-    public func subclusterIndex(_ guest: UInt64) -> Int { offsetInCluster(guest) >> subclusterBits }
-    public func isClusterAligned(_ offset: UInt64) -> Bool { offset & UInt64(clusterSize - 1) == 0 }
+    package func l1Index(_ guest: UInt64) -> Int { Int(guest >> UInt64(clusterBits + l2Bits)) }
+    package func l2Index(_ guest: UInt64) -> Int { Int((guest >> UInt64(clusterBits)) & UInt64(l2Entries - 1)) }
+    package func offsetInCluster(_ offset: UInt64) -> Int { Int(offset & UInt64(clusterSize - 1)) }
+    package func subclusterIndex(_ guest: UInt64) -> Int { offsetInCluster(guest) >> subclusterBits }
+    package func isClusterAligned(_ offset: UInt64) -> Bool { offset & UInt64(clusterSize - 1) == 0 }
     /// Whole clusters needed to hold `bytes`.
-    public func clusters(for bytes: UInt64) -> UInt64 { (bytes + UInt64(clusterSize - 1)) >> UInt64(clusterBits) }
+    package func clusters(for bytes: UInt64) -> UInt64 { (bytes + UInt64(clusterSize - 1)) >> UInt64(clusterBits) }
     /// L1 entries needed to map a virtual disk of `size` bytes.
-    public func l1EntriesNeeded(for size: UInt64) -> UInt64 {
+    package func l1EntriesNeeded(for size: UInt64) -> UInt64 {
         (size + bytesPerL2Table - 1) / bytesPerL2Table
     }
 
@@ -327,9 +327,9 @@ public struct Qcow2Geometry: Sendable, Equatable {
 
 /// A compressed cluster's place in the file (qcow2 spec, "Compressed Clusters Descriptor").
 /// `length` is an upper bound: the stream may end before it.
-public struct Qcow2CompressedDescriptor: Sendable, Equatable {
-    public var hostOffset: UInt64
-    public var length: Int
+package struct Qcow2CompressedDescriptor: Sendable, Equatable {
+    package var hostOffset: UInt64
+    package var length: Int
 
     init(entry: UInt64, geometry g: Qcow2Geometry) {
         hostOffset = entry & g.compressedOffsetMask
@@ -342,9 +342,9 @@ public struct Qcow2CompressedDescriptor: Sendable, Equatable {
 ///
 /// This initializer is the only code that looks at L2 bits. It throws for entries the spec
 /// forbids, and the cluster map turns that into a corruption report.
-public struct Qcow2L2Entry: Sendable, Equatable {
+package struct Qcow2L2Entry: Sendable, Equatable {
     /// What one allocation unit (a cluster, or a subcluster with extended L2) reads as.
-    public enum Unit: Sendable, Equatable {
+    package enum Unit: Sendable, Equatable {
         case data(host: UInt64)
         case zero
         case unallocated
@@ -434,10 +434,10 @@ public struct Qcow2L2Entry: Sendable, Equatable {
 }
 
 /// A problem with on-disk bytes, found by a pure decoder; callers add path, offset and structure.
-public struct Qcow2FormatError: Error, Sendable, CustomStringConvertible {
-    public let reason: String
+package struct Qcow2FormatError: Error, Sendable, CustomStringConvertible {
+    package let reason: String
     init(_ reason: String) { self.reason = reason }
-    public var description: String { reason }
+    package var description: String { reason }
 }
 
 /// Big-endian field access over a byte array (qcow2 spec, "General": "All numbers in qcow2 are

@@ -11,7 +11,7 @@ extension Qcow2Image {
         var destination: UnsafeMutableRawBufferPointer
     }
 
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
         var compressed: [CompressedRead] = []
         var pos = 0

@@ -59,7 +59,7 @@ extension Qcow2Image {
         writerSlot.withLock { $0 = writer }
     }
 
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    package func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         guard let writer else { throw readOnlyError(offset: offset) }
         try checkRange(offset: offset, length: buffer.count, structure: "write")
         if buffer.isEmpty { return }
@@ -67,7 +67,7 @@ extension Qcow2Image {
     }
 
     /// Writes zeros, as zero clusters (or subclusters) where the image allows, else as data.
-    public func writeZeros(at offset: UInt64, length: Int) throws {
+    package func writeZeros(at offset: UInt64, length: Int) throws {
         guard let writer else { throw readOnlyError(offset: offset) }
         try checkRange(offset: offset, length: length, structure: "write")
         if length == 0 { return }
@@ -75,13 +75,13 @@ extension Qcow2Image {
     }
 
     /// Makes earlier writes durable (data, refcounts, L2 and L1 tables, in that order).
-    public func flush() throws {
+    package func flush() throws {
         try writer?.flush()
     }
 
     /// Flushes and closes for writing: clears the dirty bit set for lazy refcounts. Later writes
     /// fail; reads keep working. Called by `deinit` when not called before.
-    public func close() throws {
+    package func close() throws {
         try writer?.close()
     }
 }

@@ -3,21 +3,21 @@ import SystemPackage
 
 /// The parsed and checked metadata of a qcow2 file: header, extensions, backing file name and
 /// snapshot table. Enough for `info`; `Qcow2Image` adds the mapping on top.
-public struct Qcow2Metadata: Sendable {
-    public let header: Qcow2Header
-    public let extensions: Qcow2Extensions
+package struct Qcow2Metadata: Sendable {
+    package let header: Qcow2Header
+    package let extensions: Qcow2Extensions
     /// The backing file name as stored in the image (not resolved).
-    public let backingFile: String?
-    public let snapshots: [Qcow2Snapshot]
-    public let geometry: Qcow2Geometry
-    public let compressionType: Qcow2CompressionType
+    package let backingFile: String?
+    package let snapshots: [Qcow2Snapshot]
+    package let geometry: Qcow2Geometry
+    package let compressionType: Qcow2CompressionType
     /// Size of the image file in bytes.
-    public let fileSize: UInt64
+    package let fileSize: UInt64
 
     /// Reads and checks everything the first cluster and the snapshot table say (QEMU's
     /// qcow2_do_open up to the point where tables are loaded). Unknown incompatible features are
     /// refused here, named from the image's feature name table when it has one.
-    public static func read(from file: any BlockDevice) throws -> Qcow2Metadata {
+    package static func read(from file: any BlockDevice) throws -> Qcow2Metadata {
         do {
             return try readUnwrapped(file)
         } catch {
@@ -129,21 +129,21 @@ public struct Qcow2Metadata: Sendable {
 /// Opened for writing (the active state only, never a snapshot), writes go through `Qcow2Writer`;
 /// `read` goes through `map`, which the writer shares. Reads are safe from many threads at once,
 /// and so are writes (the writer serializes them).
-public final class Qcow2Image: BlockDevice {
-    public let path: String
+package final class Qcow2Image: BlockDevice {
+    package let path: String
     /// Virtual disk size (of the opened snapshot, when one was asked for).
-    public let size: UInt64
-    public var isWritable: Bool { writer.map { !$0.disabled.load(ordering: .acquiring) } ?? false }
-    public var displayName: String { path }
-    public let metadata: Qcow2Metadata
+    package let size: UInt64
+    package var isWritable: Bool { writer.map { !$0.disabled.load(ordering: .acquiring) } ?? false }
+    package var displayName: String { path }
+    package let metadata: Qcow2Metadata
     /// The snapshot whose state this device shows, or nil for the active state.
-    public let openedSnapshot: Qcow2Snapshot?
+    package let openedSnapshot: Qcow2Snapshot?
     /// The opened backing image, if any (read-only).
-    public let backing: (any BlockDevice)?
+    package let backing: (any BlockDevice)?
     /// Resolved path of the backing image, as it was opened.
-    public let backingPath: String?
+    package let backingPath: String?
     /// The opened external data file, if any (read-only).
-    public let dataFile: (any BlockDevice)?
+    package let dataFile: (any BlockDevice)?
 
     /// The qcow2 file itself (metadata, and data without an external data file).
     let file: any BlockDevice
@@ -285,7 +285,7 @@ public final class Qcow2Image: BlockDevice {
 
     /// Opens `device` as a qcow2 image; its backing chain and external data file are opened from
     /// disk by the names the image holds, resolved against `device.displayName`.
-    public convenience init(device: any BlockDevice, options: ImageOpenOptions = ImageOpenOptions()) throws {
+    package convenience init(device: any BlockDevice, options: ImageOpenOptions = ImageOpenOptions()) throws {
         var walk = ImageOpener.BackingChainWalk()
         var backingOptions = options
         backingOptions.writable = false
@@ -304,27 +304,27 @@ public final class Qcow2Image: BlockDevice {
     }
 
     /// The first corruption this device reported, if any.
-    public var corruptionEvent: Qcow2CorruptionEvent? { corruption.firstEvent }
+    package var corruptionEvent: Qcow2CorruptionEvent? { corruption.firstEvent }
 
     /// The mapping of guest bytes from `guestOffset` (see `Qcow2Extent`).
-    public func mapping(guestOffset: UInt64, length: Int) throws -> Qcow2Extent {
+    package func mapping(guestOffset: UInt64, length: Int) throws -> Qcow2Extent {
         try checkRange(offset: guestOffset, length: length, structure: "map")
         return try map.map(guestOffset: guestOffset, length: length)
     }
 
     /// How many times the host cluster at `hostOffset` is referenced.
-    public func refcount(ofHostOffset hostOffset: UInt64) throws -> UInt64 {
+    package func refcount(ofHostOffset hostOffset: UInt64) throws -> UInt64 {
         try refcounts.refcount(ofHostOffset: hostOffset)
     }
 
     /// "aes" or "luks" when the image is encrypted (and was unlocked), else nil.
-    public var encryptionFormat: String? {
+    package var encryptionFormat: String? {
         switch encryption?.method { case .aes?: return "aes"; case .luks?: return "luks"; case nil: return nil }
     }
 
     /// The LUKS header of a LUKS-encrypted image.
-    public var luksHeader: LUKSHeader? { encryption?.header }
+    package var luksHeader: LUKSHeader? { encryption?.header }
 
     /// Loads and hits of the L2 cache so far.
-    public var l2CacheStatistics: (loads: Int, hits: Int) { map.cache.statistics }
+    package var l2CacheStatistics: (loads: Int, hits: Int) { map.cache.statistics }
 }

@@ -1,20 +1,20 @@
 /// One internal snapshot (qcow2 spec, "Snapshots", "Snapshot table entry").
-public struct Qcow2Snapshot: Sendable, Equatable {
+package struct Qcow2Snapshot: Sendable, Equatable {
     /// Where the snapshot's L1 table starts, and its entry count.
-    public var l1TableOffset: UInt64
-    public var l1Size: UInt32
-    public var id: String
-    public var name: String
-    public var dateSeconds: UInt32
-    public var dateNanoseconds: UInt32
+    package var l1TableOffset: UInt64
+    package var l1Size: UInt32
+    package var id: String
+    package var name: String
+    package var dateSeconds: UInt32
+    package var dateNanoseconds: UInt32
     /// Guest run time when the snapshot was taken.
-    public var vmClockNanoseconds: UInt64
+    package var vmClockNanoseconds: UInt64
     /// Saved VM state, 0 when none (the 64-bit extra field wins over the 32-bit one).
-    public var vmStateSize: UInt64
+    package var vmStateSize: UInt64
     /// Virtual disk size at the time of the snapshot (extra data bytes 48-55), when recorded.
-    public var diskSize: UInt64?
+    package var diskSize: UInt64?
     /// Instruction count for record/replay (extra data bytes 56-63), when recorded.
-    public var icount: UInt64?
+    package var icount: UInt64?
 
     /// Bytes this entry takes in the snapshot table, padding included.
     var tableEntryBytes = 0
@@ -84,7 +84,7 @@ extension Qcow2Snapshot {
 
 extension Array where Element == Qcow2Snapshot {
     /// The snapshot whose ID is `idOrName`, else the one named so (QEMU's snapshot lookup order).
-    public func find(_ idOrName: String) -> Qcow2Snapshot? {
+    package func find(_ idOrName: String) -> Qcow2Snapshot? {
         first { $0.id == idOrName } ?? first { $0.name == idOrName }
     }
 }

@@ -11,9 +11,9 @@ import GuestFSBlock
 ///
 /// Damage never throws out of `scan`: each problem is one line in `warnings`, and everything
 /// else found is kept. LVs skipped by design (hidden sub-volumes) are listed in `notes`.
-public enum LVM {
+package enum LVM {
     /// A PV handed to `scan`: its guest name (`/dev/sda2`) and its device.
-    public typealias PhysicalVolumeInput = (name: String, device: any BlockDevice)
+    package typealias PhysicalVolumeInput = (name: String, device: any BlockDevice)
 
     /// `error` as a message about the guest device `name` (`/dev/sdb: LVM label at 0x200: …`)
     /// rather than about the host file behind it.
@@ -24,7 +24,7 @@ public enum LVM {
     }
 
     /// Reads the PVs, assembles their VGs and maps every LV that can be read.
-    public static func scan(pvs inputs: [PhysicalVolumeInput]) -> LVMScanResult {
+    package static func scan(pvs inputs: [PhysicalVolumeInput]) -> LVMScanResult {
         var warnings: [String] = [], notes: [String] = []
 
         // 1. Labels and metadata copies, per PV.
@@ -151,34 +151,34 @@ public enum LVM {
 }
 
 /// A PV found by `LVM.scan`: what `pvs` shows of it.
-public struct LVMPhysicalVolumeInfo: Sendable {
+package struct LVMPhysicalVolumeInfo: Sendable {
     /// The guest device it is on (`/dev/sda2`).
-    public let name: String
+    package let name: String
     /// PV UUID, dashed.
-    public let uuid: String
+    package let uuid: String
     /// Bytes of extents (`pe_count × extent size`, as `pvs` reports `pv_size`) for a PV in a VG;
     /// the label's device size otherwise.
-    public let size: UInt64
+    package let size: UInt64
     /// The size of the device holding it.
-    public let deviceSize: UInt64
+    package let deviceSize: UInt64
     /// Where its extents start, in bytes (`pe_start`), when in a VG.
-    public let peStart: UInt64?
+    package let peStart: UInt64?
     /// The VG it belongs to, if its metadata (or another PV's) says so.
-    public let volumeGroup: String?
-    public let volumeGroupUUID: String?
-    public let label: LVMLabel
+    package let volumeGroup: String?
+    package let volumeGroupUUID: String?
+    package let label: LVMLabel
 }
 
 /// What `LVM.scan` found.
-public struct LVMScanResult: Sendable {
-    public let physicalVolumes: [LVMPhysicalVolumeInfo]
-    public let volumeGroups: [LVMVolumeGroup]
+package struct LVMScanResult: Sendable {
+    package let physicalVolumes: [LVMPhysicalVolumeInfo]
+    package let volumeGroups: [LVMVolumeGroup]
     /// Every LV that could be mapped, VG by VG in metadata order.
-    public let logicalVolumes: [LogicalVolumeDevice]
+    package let logicalVolumes: [LogicalVolumeDevice]
     /// One line per problem (damaged label or metadata, missing PV, unsupported visible LV, …).
-    public let warnings: [String]
+    package let warnings: [String]
     /// One line per LV skipped by design (hidden sub-volumes such as snapshot0).
-    public let notes: [String]
+    package let notes: [String]
 
-    public static let empty = LVMScanResult(physicalVolumes: [], volumeGroups: [], logicalVolumes: [], warnings: [], notes: [])
+    package static let empty = LVMScanResult(physicalVolumes: [], volumeGroups: [], logicalVolumes: [], warnings: [], notes: [])
 }

@@ -22,14 +22,14 @@ import GuestFSBlock
 /// ```
 
 /// A byte range of a PV, as `struct disk_locn` gives it (offset from the start of the PV).
-public struct LVMDiskArea: Sendable, Equatable {
-    public let offset: UInt64
+package struct LVMDiskArea: Sendable, Equatable {
+    package let offset: UInt64
     /// Bytes; 0 in a data area means "to the end of the device".
-    public let size: UInt64
+    package let size: UInt64
 }
 
 /// A decoded label_header + pv_header.
-public struct LVMLabel: Sendable {
+package struct LVMLabel: Sendable {
     /// `LABEL_ID`.
     static let labelID = Array("LABELONE".utf8)
     /// `LVM2_LABEL`: the labeller type of the text format.
@@ -43,20 +43,20 @@ public struct LVMLabel: Sendable {
     static let idLength = 32
 
     /// The sector (0-3) the label was found in.
-    public let sector: UInt64
+    package let sector: UInt64
     /// The PV UUID in LVM's dashed form (`lqVGff-C026-ECRQ-2uL2-raJt-L26e-U7U5NG`).
-    public let pvUUID: String
+    package let pvUUID: String
     /// `device_size_xl`: the size of the device when the PV was made, in bytes.
-    public let deviceSize: UInt64
+    package let deviceSize: UInt64
     /// Where the extents live (normally one area starting at `pe_start`).
-    public let dataAreas: [LVMDiskArea]
+    package let dataAreas: [LVMDiskArea]
     /// Where the metadata areas (mda_header + text ring) live: none, one or two.
-    public let metadataAreas: [LVMDiskArea]
+    package let metadataAreas: [LVMDiskArea]
 
     /// Reads the label of `device`. Returns nil when none of sectors 0-3 starts with "LABELONE"
     /// (not a PV); throws `ImageError` when a label is there but damaged (bad checksum, wrong
     /// sector, an unknown type, a pv_header that does not fit the sector).
-    public static func read(from device: any BlockDevice) throws -> LVMLabel? {
+    package static func read(from device: any BlockDevice) throws -> LVMLabel? {
         let sectors = min(UInt64(scanSectors), device.size / UInt64(sectorSize))
         guard sectors > 0 else { return nil }
         let bytes = try device.readBytes(at: 0, count: Int(sectors) * sectorSize)

@@ -20,7 +20,7 @@ import GuestFSBlock
 /// The text of raw_locns[0] starts `offset` bytes into the area. LVM writes the ring
 /// circularly: when `offset + size` passes the end of the area, the rest continues just after the
 /// header (at `MDA_HEADER_SIZE`). `checksum` covers the text, both pieces in order.
-public struct LVMMetadataArea: Sendable {
+package struct LVMMetadataArea: Sendable {
     /// `FMTT_MAGIC` ("\040\114\126\115\062\040\170\133\065\101\045\162\060\116\052\076").
     static let magic = Array(" LVM2 x[5A%r0N*>".utf8)
     /// `FMTT_VERSION`.
@@ -31,18 +31,18 @@ public struct LVMMetadataArea: Sendable {
     static let rawLocnIgnored: UInt32 = 0x1
     /// The largest metadata text we read. lvm2 keeps a VG's text far below this (its own cap on
     /// a metadata area is in the low megabytes); the cap bounds what damaged sizes can cost.
-    public static let maxTextSize: UInt64 = 16 << 20
+    package static let maxTextSize: UInt64 = 16 << 20
 
     /// Where the area is on the PV.
-    public let area: LVMDiskArea
+    package let area: LVMDiskArea
     /// The committed metadata text (trailing NULs removed), or nil when the area holds none (a PV
     /// not yet in a VG) or its copy is marked ignored.
-    public let text: [UInt8]?
+    package let text: [UInt8]?
 
     /// Reads the mda_header at `area` and the metadata text it points to.
     /// Throws `ImageError` for a bad header (magic, checksum, version, start), a location outside
     /// the ring, a text larger than the cap, or a text checksum mismatch.
-    public static func read(from device: any BlockDevice, area: LVMDiskArea) throws -> LVMMetadataArea {
+    package static func read(from device: any BlockDevice, area: LVMDiskArea) throws -> LVMMetadataArea {
         func fail(_ offset: UInt64, _ structure: String, _ reason: String) -> ImageError {
             ImageError(path: device.displayName, offset: offset, structure: structure, reason: reason)
         }

@@ -22,51 +22,51 @@ import GuestFSBlock
 /// `maxValues` values are kept, whatever the text says.
 
 /// A parsed value.
-public indirect enum LVMConfigValue: Sendable, Equatable {
+package indirect enum LVMConfigValue: Sendable, Equatable {
     case string(String)
     case integer(Int64)
     case real(Double)
     case list([LVMConfigValue])
     case section(LVMConfigSection)
 
-    public var string: String? { if case .string(let s) = self { s } else { nil } }
-    public var integer: Int64? { if case .integer(let i) = self { i } else { nil } }
-    public var list: [LVMConfigValue]? { if case .list(let l) = self { l } else { nil } }
-    public var section: LVMConfigSection? { if case .section(let s) = self { s } else { nil } }
+    package var string: String? { if case .string(let s) = self { s } else { nil } }
+    package var integer: Int64? { if case .integer(let i) = self { i } else { nil } }
+    package var list: [LVMConfigValue]? { if case .list(let l) = self { l } else { nil } }
+    package var section: LVMConfigSection? { if case .section(let s) = self { s } else { nil } }
 }
 
 /// A `name { ... }` section, or the whole file: its entries in text order.
-public struct LVMConfigSection: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
-        public let key: String
-        public let value: LVMConfigValue
+package struct LVMConfigSection: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
+        package let key: String
+        package let value: LVMConfigValue
     }
 
-    public var entries: [Entry] = []
+    package var entries: [Entry] = []
 
-    public init(entries: [Entry] = []) { self.entries = entries }
+    package init(entries: [Entry] = []) { self.entries = entries }
 
     /// The value of the first entry named `key`.
-    public subscript(key: String) -> LVMConfigValue? { entries.first { $0.key == key }?.value }
+    package subscript(key: String) -> LVMConfigValue? { entries.first { $0.key == key }?.value }
 
-    public func string(_ key: String) -> String? { self[key]?.string }
-    public func integer(_ key: String) -> Int64? { self[key]?.integer }
-    public func section(_ key: String) -> LVMConfigSection? { self[key]?.section }
-    public func list(_ key: String) -> [LVMConfigValue]? { self[key]?.list }
+    package func string(_ key: String) -> String? { self[key]?.string }
+    package func integer(_ key: String) -> Int64? { self[key]?.integer }
+    package func section(_ key: String) -> LVMConfigSection? { self[key]?.section }
+    package func list(_ key: String) -> [LVMConfigValue]? { self[key]?.list }
 
     /// The subsections, in text order.
-    public var sections: [(name: String, section: LVMConfigSection)] {
+    package var sections: [(name: String, section: LVMConfigSection)] {
         entries.compactMap { entry in entry.value.section.map { (entry.key, $0) } }
     }
 }
 
 /// Parses metadata text into an `LVMConfigSection`, or throws an `ImageError` naming the line.
-public struct LVMMetadataParser {
+package struct LVMMetadataParser {
     /// Deepest section nesting accepted. VG metadata nests four deep (VG, logical_volumes, LV,
     /// segment); lvm.conf-style files a little more.
-    public static let maxDepth = 32
+    package static let maxDepth = 32
     /// Most values (scalars, list elements and sections together) kept from one text.
-    public static let maxValues = 1 << 20
+    package static let maxValues = 1 << 20
 
     private let text: [UInt8]
     private var position = 0
@@ -76,13 +76,13 @@ public struct LVMMetadataParser {
     private let source: String?
 
     /// Parses `text`. `source` names where it was read from, for error messages.
-    public static func parse(_ text: [UInt8], source: String? = nil) throws -> LVMConfigSection {
+    package static func parse(_ text: [UInt8], source: String? = nil) throws -> LVMConfigSection {
         var parser = LVMMetadataParser(text: text, source: source)
         let root = try parser.entries(depth: 0, closedBy: nil)
         return root
     }
 
-    public static func parse(_ text: String, source: String? = nil) throws -> LVMConfigSection {
+    package static func parse(_ text: String, source: String? = nil) throws -> LVMConfigSection {
         try parse(Array(text.utf8), source: source)
     }
 

@@ -25,31 +25,31 @@ import GuestFSBlock
 /// Numbers come from disk: every count is bounded, every product checked for overflow, and each
 /// stripe checked against its PV's `pe_count`. A problem in one LV marks only that LV
 /// (`skipReason`); a problem in the VG's own fields throws.
-public struct LVMVolumeGroup: Sendable {
+package struct LVMVolumeGroup: Sendable {
     /// A `physical_volumes` entry.
-    public struct PhysicalVolume: Sendable {
+    package struct PhysicalVolume: Sendable {
         /// The key in the text (`pv0`), which segments refer to.
-        public let key: String
+        package let key: String
         /// PV UUID in dashed form; matches the label's.
-        public let uuid: String
+        package let uuid: String
         /// The `device` hint: the path the PV had on the host that wrote the metadata.
-        public let deviceHint: String?
+        package let deviceHint: String?
         /// Sectors (`dev_size`).
-        public let deviceSectors: UInt64
+        package let deviceSectors: UInt64
         /// Where extent 0 starts, in sectors from the start of the PV (`pe_start`).
-        public let peStart: UInt64
+        package let peStart: UInt64
         /// Extents on this PV (`pe_count`).
-        public let peCount: UInt64
+        package let peCount: UInt64
     }
 
     /// One stripe (area) of a segment: `[ "pv0", start_extent ]`.
-    public struct Stripe: Sendable, Equatable {
-        public let pv: String
-        public let startExtent: UInt64
+    package struct Stripe: Sendable, Equatable {
+        package let pv: String
+        package let startExtent: UInt64
     }
 
     /// How a segment maps its extents.
-    public enum Layout: Sendable, Equatable {
+    package enum Layout: Sendable, Equatable {
         /// `striped` (and `linear`, which is `striped` with one stripe): stripes of `stripeSize`
         /// sectors (0 when there is one stripe) round-robin over `stripes`.
         case striped(stripeSize: UInt64, stripes: [Stripe])
@@ -59,41 +59,41 @@ public struct LVMVolumeGroup: Sendable {
     }
 
     /// One `segmentN` section.
-    public struct Segment: Sendable {
-        public let startExtent: UInt64
-        public let extentCount: UInt64
+    package struct Segment: Sendable {
+        package let startExtent: UInt64
+        package let extentCount: UInt64
         /// The `type` string as written.
-        public let type: String
-        public let layout: Layout
+        package let type: String
+        package let layout: Layout
         /// Extents each stripe holds (`extent_count / stripe_count`; lvm's area_len).
-        public var areaExtents: UInt64 {
+        package var areaExtents: UInt64 {
             if case .striped(_, let stripes) = layout, !stripes.isEmpty { return extentCount / UInt64(stripes.count) }
             return extentCount
         }
     }
 
     /// One `logical_volumes` entry.
-    public struct LogicalVolume: Sendable {
-        public let name: String
-        public let uuid: String
-        public let status: [String]
-        public let segments: [Segment]
+    package struct LogicalVolume: Sendable {
+        package let name: String
+        package let uuid: String
+        package let status: [String]
+        package let segments: [Segment]
         /// Sum of the segments' extents.
-        public let extentCount: UInt64
+        package let extentCount: UInt64
         /// For a `snapshot` segment: the origin LV and the COW-store LV it names.
-        public let snapshotOrigin: String?
-        public let snapshotCOWStore: String?
+        package let snapshotOrigin: String?
+        package let snapshotCOWStore: String?
         /// Why this LV cannot be mapped as a block device (hidden, an unsupported segment type,
         /// a snapshot's COW store, damaged numbers), or nil when it can.
-        public internal(set) var skipReason: String?
+        package internal(set) var skipReason: String?
 
         /// The COW store of a snapshot: lvm2 drops its `VISIBLE` flag but shows it as the
         /// snapshot (lib/metadata/lv.c `lv_is_visible`: a COW LV is as visible as its snapshot).
-        public internal(set) var isSnapshotCOW = false
+        package internal(set) var isSnapshotCOW = false
 
         /// LVs without the `VISIBLE` flag are internal (snapshot0, thin-pool sub-LVs, raid images),
         /// except a snapshot's COW store, which `lvs` lists as the snapshot.
-        public var isVisible: Bool { status.contains("VISIBLE") || isSnapshotCOW }
+        package var isVisible: Bool { status.contains("VISIBLE") || isSnapshotCOW }
     }
 
     /// Most PVs, LVs and segments per LV taken from one VG. lvm2 has no lower hard limits
@@ -106,30 +106,30 @@ public struct LVMVolumeGroup: Sendable {
     /// `MAX_STRIPES` (lvm2 lib/metadata/metadata-exported.h).
     static let maxStripes = 128
 
-    public let name: String
-    public let uuid: String
-    public let seqno: UInt64
+    package let name: String
+    package let uuid: String
+    package let seqno: UInt64
     /// Sectors per extent (`extent_size`).
-    public let extentSize: UInt64
-    public let status: [String]
-    public let physicalVolumes: [PhysicalVolume]
-    public let logicalVolumes: [LogicalVolume]
+    package let extentSize: UInt64
+    package let status: [String]
+    package let physicalVolumes: [PhysicalVolume]
+    package let logicalVolumes: [LogicalVolume]
 
     /// Bytes per extent.
-    public var extentBytes: UInt64 { extentSize * 512 }
+    package var extentBytes: UInt64 { extentSize * 512 }
     /// Total extents over all PVs times the extent size, as `vgs` reports `vg_size`.
-    public var size: UInt64 { physicalVolumes.reduce(0) { $0 &+ $1.peCount } &* extentBytes }
+    package var size: UInt64 { physicalVolumes.reduce(0) { $0 &+ $1.peCount } &* extentBytes }
 
-    public func physicalVolume(key: String) -> PhysicalVolume? { physicalVolumes.first { $0.key == key } }
+    package func physicalVolume(key: String) -> PhysicalVolume? { physicalVolumes.first { $0.key == key } }
 
     /// Finds the VG section of a parsed metadata text: the one top-level section (the other
     /// top-level entries are `contents`, `version`, `description`, `creation_host`, `creation_time`).
-    public static func vgSection(of root: LVMConfigSection) -> (name: String, section: LVMConfigSection)? {
+    package static func vgSection(of root: LVMConfigSection) -> (name: String, section: LVMConfigSection)? {
         root.sections.first
     }
 
     /// Decodes the VG named `name` from its section.
-    public init(name: String, section vg: LVMConfigSection, source: String? = nil) throws {
+    package init(name: String, section vg: LVMConfigSection, source: String? = nil) throws {
         func fail(_ reason: String) -> ImageError {
             ImageError(path: source, structure: "LVM metadata of VG \(name)", reason: reason)
         }

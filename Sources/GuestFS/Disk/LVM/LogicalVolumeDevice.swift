@@ -10,7 +10,7 @@ import GuestFSBlock
 ///
 /// Immutable after init, so reads from several threads at once are safe as long as the PV
 /// devices' are. Writes pass through when every PV is writable.
-public final class LogicalVolumeDevice: BlockDevice {
+package final class LogicalVolumeDevice: BlockDevice {
     /// One stripe's area: where on which PV device it starts.
     struct Area: Sendable {
         let device: any BlockDevice
@@ -26,21 +26,21 @@ public final class LogicalVolumeDevice: BlockDevice {
         let areas: [Area]
     }
 
-    public let volumeGroup: String
-    public let name: String
-    public let uuid: String
-    public let size: UInt64
+    package let volumeGroup: String
+    package let name: String
+    package let uuid: String
+    package let size: UInt64
     /// `/dev/VG/LV`.
-    public let displayName: String
+    package let displayName: String
     let segments: [MappedSegment]
 
     /// `/dev/VG/LV`, as udev links it.
-    public var path: String { displayName }
+    package var path: String { displayName }
     /// The device-mapper name, `VG-LV` with dashes in either name doubled (lvm2
     /// lib/misc/lvm-string.c `build_dm_name`); `/dev/mapper/` + this names the LV too.
-    public var mapperName: String { Self.mapperName(volumeGroup: volumeGroup, volume: name) }
+    package var mapperName: String { Self.mapperName(volumeGroup: volumeGroup, volume: name) }
 
-    public static func mapperName(volumeGroup: String, volume: String) -> String {
+    package static func mapperName(volumeGroup: String, volume: String) -> String {
         func escaped(_ name: String) -> String { String(name.flatMap { $0 == "-" ? ["-", "-"] : [$0] }) }
         return escaped(volumeGroup) + "-" + escaped(volume)
     }
@@ -48,7 +48,7 @@ public final class LogicalVolumeDevice: BlockDevice {
     /// Maps `volume` of `group` over `pvDevices` (PV key, e.g. `pv0` → the PV's block device);
     /// `pvNames` gives the guest names of the PVs (`/dev/sda2`) for messages.
     /// Throws `ImageError` when a PV is missing or an extent range runs past the end of its device.
-    public init(group: LVMVolumeGroup, volume: LVMVolumeGroup.LogicalVolume, pvDevices: [String: any BlockDevice],
+    package init(group: LVMVolumeGroup, volume: LVMVolumeGroup.LogicalVolume, pvDevices: [String: any BlockDevice],
                 pvNames: [String: String] = [:]) throws {
         let path = "/dev/\(group.name)/\(volume.name)"
         let extentBytes = group.extentBytes
@@ -88,16 +88,16 @@ public final class LogicalVolumeDevice: BlockDevice {
         self.segments = mapped
     }
 
-    public var isWritable: Bool { segments.allSatisfy { $0.areas.allSatisfy { $0.device.isWritable } } }
+    package var isWritable: Bool { segments.allSatisfy { $0.areas.allSatisfy { $0.device.isWritable } } }
 
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+    package func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
         try forEachPiece(offset: offset, length: buffer.count) { area, pvOffset, done, length in
             try area.device.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + length]), at: pvOffset)
         }
     }
 
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+    package func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count, structure: "write")
         guard isWritable else { throw readOnlyError(offset: offset) }
         try forEachPiece(offset: offset, length: buffer.count) { area, pvOffset, done, length in
@@ -105,7 +105,7 @@ public final class LogicalVolumeDevice: BlockDevice {
         }
     }
 
-    public func flush() throws {
+    package func flush() throws {
         var seen = Set<ObjectIdentifier>()
         for segment in segments {
             for area in segment.areas where seen.insert(ObjectIdentifier(area.device)).inserted {

@@ -2,7 +2,7 @@ import GuestFSBlock
 import GuestFSFilesystem
 
 /// The kinds of jbd2 metadata block, journal.rst "Block Header" (`h_blocktype`).
-public enum JournalBlockType: UInt32, Sendable {
+package enum JournalBlockType: UInt32, Sendable {
     case descriptor = 1
     case commit = 2
     case superblockV1 = 3

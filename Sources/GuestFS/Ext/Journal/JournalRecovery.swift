@@ -3,37 +3,37 @@ import GuestFSFilesystem
 
 /// What replaying a journal does to the filesystem: the blocks to write and the state the
 /// journal is left in. Computed without writing anything; `JournalReplay` applies it.
-public struct JournalRecoveryPlan: Sendable {
+package struct JournalRecoveryPlan: Sendable {
     /// One filesystem block to overwrite with a block of the log.
-    public struct BlockWrite: Sendable, Equatable {
-        public let fsBlock: UInt64
+    package struct BlockWrite: Sendable, Equatable {
+        package let fsBlock: UInt64
         /// Where the data is in the journal.
-        public let journalBlock: UInt32
+        package let journalBlock: UInt32
         /// The log copy had its magic zeroed (JBD2_FLAG_ESCAPE): restore it when writing.
-        public let escaped: Bool
+        package let escaped: Bool
     }
 
     /// The newest copy of every block the replayed transactions logged, by filesystem block.
-    public internal(set) var writes: [BlockWrite] = []
+    package internal(set) var writes: [BlockWrite] = []
     /// The first transaction in the log (`s_sequence`).
-    public let firstTransaction: UInt32
+    package let firstTransaction: UInt32
     /// The first transaction *not* replayed: the log ends before it.
-    public internal(set) var endTransaction: UInt32
+    package internal(set) var endTransaction: UInt32
     /// Copies skipped because a later revoke record covers them.
-    public internal(set) var revokedCopies = 0
+    package internal(set) var revokedCopies = 0
     /// What was wrong with the log, one line each; empty for a log that simply ended.
-    public internal(set) var problems: [String] = []
+    package internal(set) var problems: [String] = []
     /// A transaction whose commit block failed its checksum: the log ends there, and e2fsck
     /// marks the filesystem as having errors (PR_0_JNL_TXN_CORRUPT).
-    public internal(set) var failedCommit: UInt32? = nil
+    package internal(set) var failedCommit: UInt32? = nil
     /// Part of the recovery failed (a bad data block, a block outside the filesystem, an
     /// unreadable revoke block): e2fsck then clears the valid flag to force a full check.
-    public internal(set) var hadError = false
+    package internal(set) var hadError = false
 
     /// Transactions replayed.
-    public var transactionCount: UInt32 { endTransaction &- firstTransaction }
+    package var transactionCount: UInt32 { endTransaction &- firstTransaction }
     /// The transaction ID the journal restarts at (jbd2_journal_recover: `++end_transaction`).
-    public var nextSequence: UInt32 { endTransaction &+ 1 }
+    package var nextSequence: UInt32 { endTransaction &+ 1 }
 }
 
 /// The three passes of jbd2 recovery over one journal (fs/jbd2/recovery.c in Linux, copied as

@@ -2,23 +2,23 @@ import GuestFSBlock
 import GuestFSFilesystem
 
 /// What a journal recovery did, for messages and tests.
-public struct JournalReplayReport: Sendable {
+package struct JournalReplayReport: Sendable {
     /// Transactions replayed.
-    public let transactions: UInt32
+    package let transactions: UInt32
     /// Filesystem blocks overwritten from the log.
-    public let blocksWritten: Int
+    package let blocksWritten: Int
     /// Logged copies skipped because a revoke record covered them.
-    public let revokedCopies: Int
+    package let revokedCopies: Int
     /// What was wrong with the log; empty when it simply ended.
-    public let problems: [String]
+    package let problems: [String]
     /// The filesystem superblock now says "errors" (a commit block failed its checksum, or the
     /// journal carried an error number), as e2fsck leaves it.
-    public let markedWithErrors: Bool
+    package let markedWithErrors: Bool
     /// The filesystem superblock no longer says "clean" (part of the recovery failed), as
     /// e2fsck leaves it to force a full check.
-    public let markedNotClean: Bool
+    package let markedNotClean: Bool
     /// The transaction ID the journal restarts at.
-    public let nextSequence: UInt32
+    package let nextSequence: UInt32
 }
 
 /// Writes a recovery plan to a device and leaves the journal and the filesystem superblock as

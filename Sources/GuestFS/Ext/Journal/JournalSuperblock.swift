@@ -6,7 +6,7 @@ import GuestFSFilesystem
 /// Layout: Linux Documentation/filesystems/ext4/journal.rst, "Super Block" (fields in the
 /// spec's order; v1 superblocks end after `s_errno`, v2 adds features, UUID and checksums).
 /// Every number here comes from disk and is checked in `init` against the journal's size.
-public struct JournalSuperblock: Sendable, Equatable {
+package struct JournalSuperblock: Sendable, Equatable {
     /// The bytes of the structure (`sizeOnDisk` long), kept so an update rewrites only the
     /// fields recovery changes and leaves everything else as it was.
     var raw: [UInt8]
@@ -20,34 +20,34 @@ public struct JournalSuperblock: Sendable, Equatable {
     /// `sizeof(journal_superblock_t)`: what the superblock checksum covers.
     static let sizeOnDisk = 1024
 
-    public let blockType: JournalBlockType
+    package let blockType: JournalBlockType
     /// `s_blocksize`: must equal the filesystem's block size.
-    public let blockSize: UInt32
+    package let blockSize: UInt32
     /// `s_maxlen`: blocks in the journal, superblock included.
-    public let maxLength: UInt32
+    package let maxLength: UInt32
     /// `s_first`: the first block of log information.
-    public let first: UInt32
+    package let first: UInt32
     /// `s_sequence`: the first transaction ID expected in the log.
-    public let sequence: UInt32
+    package let sequence: UInt32
     /// `s_start`: the block where the log starts; 0 means the journal is clean.
-    public let start: UInt32
+    package let start: UInt32
     /// `s_errno`: an error the filesystem recorded in the journal.
-    public let errno: Int32
-    public let compatFeatures: UInt32
-    public let incompatFeatures: UInt32
-    public let roCompatFeatures: UInt32
-    public let uuid: [UInt8]
+    package let errno: Int32
+    package let compatFeatures: UInt32
+    package let incompatFeatures: UInt32
+    package let roCompatFeatures: UInt32
+    package let uuid: [UInt8]
     /// `s_num_fc_blks`: blocks reserved for fast commits at the end of the journal.
-    public let fastCommitBlocks: UInt32
+    package let fastCommitBlocks: UInt32
 
     // Feature bits, journal.rst "Super Block" (s_feature_compat / s_feature_incompat).
-    public static let compatChecksum: UInt32 = 0x1
-    public static let incompatRevoke: UInt32 = 0x1
-    public static let incompat64Bit: UInt32 = 0x2
-    public static let incompatAsyncCommit: UInt32 = 0x4
-    public static let incompatCsumV2: UInt32 = 0x8
-    public static let incompatCsumV3: UInt32 = 0x10
-    public static let incompatFastCommit: UInt32 = 0x20
+    package static let compatChecksum: UInt32 = 0x1
+    package static let incompatRevoke: UInt32 = 0x1
+    package static let incompat64Bit: UInt32 = 0x2
+    package static let incompatAsyncCommit: UInt32 = 0x4
+    package static let incompatCsumV2: UInt32 = 0x8
+    package static let incompatCsumV3: UInt32 = 0x10
+    package static let incompatFastCommit: UInt32 = 0x20
     static let knownIncompat: UInt32 = 0x3F
     /// `s_checksum_type` for crc32c, the only type a v2/v3 checksum may use (journal.rst).
     static let checksumTypeCRC32C: UInt8 = 4
@@ -63,7 +63,7 @@ public struct JournalSuperblock: Sendable, Equatable {
     ///   - fsBlockSize: the filesystem's block size, which the journal's must equal.
     ///   - mappedBlocks: how many blocks the journal inode maps; `s_maxlen` may not exceed it.
     ///   - offset: where the block is on the device, for messages.
-    public init(_ block: [UInt8], fsBlockSize: Int, mappedBlocks: UInt64, offset: UInt64? = nil) throws {
+    package init(_ block: [UInt8], fsBlockSize: Int, mappedBlocks: UInt64, offset: UInt64? = nil) throws {
         func damaged(_ reason: String) -> ImageError {
             ImageError(offset: offset, structure: "journal superblock", reason: reason, errno: .ioError)
         }
@@ -123,16 +123,16 @@ public struct JournalSuperblock: Sendable, Equatable {
         }
     }
 
-    public var hasChecksumV2orV3: Bool { incompatFeatures & (Self.incompatCsumV2 | Self.incompatCsumV3) != 0 }
-    public var hasChecksumV3: Bool { incompatFeatures & Self.incompatCsumV3 != 0 }
-    public var has64BitBlocks: Bool { incompatFeatures & Self.incompat64Bit != 0 }
-    public var hasFastCommit: Bool { incompatFeatures & Self.incompatFastCommit != 0 }
+    package var hasChecksumV2orV3: Bool { incompatFeatures & (Self.incompatCsumV2 | Self.incompatCsumV3) != 0 }
+    package var hasChecksumV3: Bool { incompatFeatures & Self.incompatCsumV3 != 0 }
+    package var has64BitBlocks: Bool { incompatFeatures & Self.incompat64Bit != 0 }
+    package var hasFastCommit: Bool { incompatFeatures & Self.incompatFastCommit != 0 }
     /// The log is clean: nothing to replay.
-    public var isClean: Bool { start == 0 }
+    package var isClean: Bool { start == 0 }
 
     /// One past the last block of the circular log (`j_last`): the end of the journal, less
     /// the fast-commit area when there is one (jbd2_journal_initialize_fast_commit).
-    public var lastLogBlock: UInt32 {
+    package var lastLogBlock: UInt32 {
         guard hasFastCommit else { return maxLength }
         let reserved = fastCommitBlocks == 0 ? Self.defaultFastCommitBlocks : fastCommitBlocks
         return maxLength > reserved ? maxLength - reserved : 0
