@@ -246,3 +246,57 @@ import TestSupport
         try expectSame(image, ino, view, parent: parent, form: "shortform i8")
     }
 }
+
+/// Names that all share one xfs_da_hashname value, so that their hash index entries fill
+/// several leaves and a lookup must follow the leaves' forward links (xfs_da3_path_shift).
+/// 8-byte names of printable ASCII: the hash of the second 4 bytes is their 7-bit groups side
+/// by side, so for any first half whose hash has zero low bits the second half is solved for.
+enum XFSHashCollisions {
+    static func names(_ count: Int) -> [[UInt8]] {
+        let target: UInt32 = 0x61 << 21 | 0x62 << 14 | 0x63 << 7 | 0x64
+        let printable = (UInt8(0x30) ... 0x7A).filter { $0 != 0x2F }
+        func ok(_ c: UInt32) -> Bool { c >= 0x21 && c <= 0x7E && c != 0x2F }
+        var out: [[UInt8]] = []
+        for a in printable { for b in printable { for c in printable { for d: UInt8 in [0x30, 0x40, 0x50, 0x60, 0x70] {
+            let first = [a, b, c, d]
+            let v = target ^ (XFSNameHash.hash(first) >> 4)
+            guard v >> 28 == 0 else { continue }
+            let second = [v >> 21 & 0x7F, v >> 14 & 0x7F, v >> 7 & 0x7F, v & 0x7F]
+            guard second.allSatisfy(ok) else { continue }
+            out.append(first + second.map { UInt8($0) })
+            if out.count == count { return out }
+        } } } }
+        return out
+    }
+
+    /// Writes the names one per line to a file for the python helpers.
+    static func file(_ names: [[UInt8]], in dir: String) throws -> String {
+        let path = dir + "/names.txt"
+        try Data(names.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+}
+
+extension XFSDirectoryReaderTests {
+    /// 1 500 names with one hash (their index entries span three 4 KiB leaves) among 3 000 others.
+    @Test func namesSharingOneHashAcrossLeaves() throws {
+        let names = XFSHashCollisions.names(1_501)
+        #expect(names.count == 1_501)
+        #expect(Set(names.map { XFSNameHash.hash($0) }).count == 1)
+        let image = try XFSDbImage()
+        let listFile = try XFSHashCollisions.file(Array(names.prefix(1_500)), in: image.dir)
+        let (ino, view) = try image.withMount { mnt in
+            try image.sh("mkdir c")
+            try Self.fill(mnt + "/c", count: 3_000)
+            try Shell.check("python3 -c 'import os,sys\nfor n in open(sys.argv[1]).read().split(\"\\n\"): os.close(os.open(sys.argv[2]+\"/\"+n, os.O_CREAT|os.O_WRONLY, 0o644))' \(Shell.quote(listFile)) \(Shell.quote(mnt + "/c"))")
+            return (try KernelView.inode(mnt + "/c"), try KernelView.directory(mnt + "/c"))
+        }
+        #expect(view.count == 4_500)
+        try expectSame(image, ino, view, parent: 128, form: "hash collisions", sample: 0)
+        let reader = try image.directory(ino)
+        for name in names.prefix(1_500).enumerated().filter({ $0.offset % 5 == 0 || $0.offset > 1_480 }).map(\.element) {
+            #expect(try reader.lookup(name) == view[name]?.ino, "\(String(decoding: name, as: UTF8.self))")
+        }
+        #expect(try reader.lookup(names[1_500]) == nil, "same hash, not there")
+    }
+}
