@@ -72,11 +72,17 @@ struct XFSDirectoryDataBlock {
                 at += length
                 continue
             }
-            let (entry, size) = try self.entry(at: at)
+            var (entry, size) = try self.entry(at: at)
+            entry.cookie = cookie(at)
             out.append((at, entry))
             at += size
         }
         return out
+    }
+
+    /// The readdir cookie of byte `at` of this block (xfs_dir2_db_off_to_dataptr).
+    func cookie(_ at: Int) -> UInt64 {
+        (index << (UInt64(geometry.blockLog) + UInt64(geometry.dirBlockLog)) + UInt64(at)) >> UInt64(XFSDirectoryFormat.alignLog)
     }
 
     /// The entry starting at byte `at` and its size; checks it fits the records area and

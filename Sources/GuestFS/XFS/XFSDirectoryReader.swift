@@ -36,17 +36,30 @@ struct XFSDirectoryReader {
         try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)")
     }
 
-    /// Every name in the directory except "." and "..", in on-disk order.
+    /// Every name in the directory except "." and "..", in on-disk (cookie) order.
     func entries() throws -> [XFSDirectoryEntry] {
+        var out: [XFSDirectoryEntry] = []
+        try forEachEntry { out.append($0); return true }
+        return out
+    }
+
+    /// Calls `body` with each entry whose cookie is at least `cookie`, in cookie order, until
+    /// it returns false: a directory listed page by page reads only the blocks each page
+    /// needs, and never holds all of a huge directory's entries at once.
+    func forEachEntry(from cookie: UInt64 = 0, _ body: (XFSDirectoryEntry) throws -> Bool) throws {
         switch fork {
         case .local(let bytes):
-            return try XFSDirectoryShortform(bytes, inode: inode, geometry: geometry).entries
-        case .extents(let extents):
-            var out: [XFSDirectoryEntry] = []
-            try forEachDataBlock(try map(extents)) { block in
-                for (_, e) in try block.records() where e.name != [0x2E] && e.name != [0x2E, 0x2E] { out.append(e) }
+            for e in try XFSDirectoryShortform(bytes, inode: inode, geometry: geometry).entries where e.cookie >= cookie {
+                guard try body(e) else { return }
             }
-            return out
+        case .extents(let extents):
+            let shift = UInt64(geometry.blockLog) + UInt64(geometry.dirBlockLog) - UInt64(XFSDirectoryFormat.alignLog)
+            try forEachDataBlock(try map(extents), from: cookie >> shift) { block in
+                for (_, e) in try block.records() where e.cookie >= cookie && e.name != [0x2E] && e.name != [0x2E, 0x2E] {
+                    guard try body(e) else { return false }
+                }
+                return true
+            }
         }
     }
 
@@ -169,16 +182,24 @@ struct XFSDirectoryReader {
         return b
     }
 
-    /// Visits each data block below XFS_DIR2_LEAF_OFFSET that the extent list maps, in order.
-    private func forEachDataBlock(_ map: XFSForkMap, _ body: (XFSDirectoryDataBlock) throws -> Void) throws {
+    /// Visits each data block below XFS_DIR2_LEAF_OFFSET that the extent list maps, in order,
+    /// from directory block `first`, until `body` returns false. Two directory blocks that
+    /// start on one filesystem block are damage (else hostile extents could repeat one block's
+    /// entries without end).
+    private func forEachDataBlock(_ map: XFSForkMap, from first: UInt64, _ body: (XFSDirectoryDataBlock) throws -> Bool) throws {
         let shift = UInt64(geometry.dirBlockLog)
-        var next: UInt64 = 0
-        for e in map.extents where e.fileOffset < leafStartBlock {
+        var next = first
+        var seen: Set<UInt64> = []
+        for e in map.extents where e.fileOffset < leafStartBlock && e.fileOffset + e.blockCount > next << shift {
             let end = min(e.fileOffset + e.blockCount, leafStartBlock) // no overflow: XFSForkMap checked
             var db = max(e.fileOffset >> shift, next)
             let last = (end - 1) >> shift
             while db <= last {
-                try body(try XFSDirectoryDataBlock(map: map, index: db, inode: inode, geometry: geometry))
+                let block = try XFSDirectoryDataBlock(map: map, index: db, inode: inode, geometry: geometry)
+                guard seen.insert(try map.physical(db << shift, structure: block.bytes.structure)).inserted else {
+                    throw block.bytes.damaged("directory block \(db) is on the same disk block as an earlier one")
+                }
+                guard try body(block) else { return }
                 db += 1
             }
             next = max(next, last + 1)

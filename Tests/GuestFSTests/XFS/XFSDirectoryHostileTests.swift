@@ -166,6 +166,19 @@ import TestSupport
         expectEIO("parent 0") { _ = try sf([0, 0, 0, 0, 0, 0]).parent() }
         expectEIO("empty fork") { _ = try sf([]).entries() }
         #expect(try sf([0, 0, 0, 0, 0, 128]).entries().isEmpty)
+        // Two entries (v5: ftype byte before the inode number); offsets must increase.
+        let two: [UInt8] = [2, 0, 0, 0, 0, 128, 1, 0, 0x60, 0x61, 1, 0, 0, 0, 131, 1, 0, 0x70, 0x62, 1, 0, 0, 0, 132]
+        #expect(try sf(two).entries().map(\.cookie) == [0x60 >> 3, 0x70 >> 3])
+        var backwards = two
+        backwards[17] = 0x50
+        expectEIO("shortform offsets not increasing") { _ = try sf(backwards).entries() }
+        // Hostile extents mapping two directory blocks onto one disk block.
+        let blockIno = fx.dirs["block"]!
+        let only = try extents(fx.image, blockIno)[0]
+        let twice = [only, XFSExtent(fileOffset: 1, startBlock: only.startBlock, blockCount: 1, unwritten: false)]
+        expectEIO("one disk block twice") {
+            _ = try XFSDirectoryReader(geometry: g, inode: blockIno, fork: .extents(twice), size: 0, read: read).entries()
+        }
         // Overlapping extents, a hole where the leaf should be, an extent claiming 2^60 blocks.
         let ino = fx.dirs["leaf"]!
         let e = try extents(fx.image, ino)

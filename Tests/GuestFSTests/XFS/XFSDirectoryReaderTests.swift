@@ -44,6 +44,18 @@ import TestSupport
         }
         #expect(try reader.lookup(Array("no-such-name".utf8)) == nil)
         #expect(try reader.lookup(Array("file-9999999".utf8)) == nil)
+        // Cookies increase, and listing page by page from the last cookie + 1 gives the same.
+        #expect(zip(entries, entries.dropFirst()).allSatisfy { $0.cookie < $1.cookie }, "\(form): cookies increase")
+        var paged: [XFSDirectoryEntry] = []
+        var from: UInt64 = 0
+        while true {
+            var page: [XFSDirectoryEntry] = []
+            try reader.forEachEntry(from: from) { page.append($0); return page.count < 997 }
+            paged += page
+            guard page.count == 997, let last = page.last else { break }
+            from = last.cookie + 1
+        }
+        #expect(paged == entries, "\(form): paged listing")
     }
 
     /// mkfs.xfs defaults (v5, ftype, 4 KiB blocks): shortform, block, leaf and node directories.
