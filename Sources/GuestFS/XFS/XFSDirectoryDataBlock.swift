@@ -68,7 +68,7 @@ struct XFSDirectoryDataBlock {
                 guard length >= 8, length % 8 == 0, length <= recordsEnd - at else {
                     throw bytes.damaged("unused region at byte \(at) has length \(length)")
                 }
-                guard try bytes.u16(at + length - 2) == UInt16(at) else { throw bytes.damaged("unused region at byte \(at) has a bad tag") }
+                guard try bytes.u16(at + length - 2) == UInt16(truncatingIfNeeded: at) else { throw bytes.damaged("unused region at byte \(at) has a bad tag") }
                 at += length
                 continue
             }
@@ -94,7 +94,7 @@ struct XFSDirectoryDataBlock {
         let nameLength = Int(try bytes.u8(at + 8))
         let size = XFSDirectoryFormat.entrySize(nameLength: nameLength, ftype: geometry.hasFtype)
         guard nameLength > 0, size <= recordsEnd - at else { throw bytes.damaged("entry at byte \(at) has name length \(nameLength)") }
-        guard try bytes.u16(at + size - 2) == UInt16(at) else { throw bytes.damaged("entry at byte \(at) has a bad tag") }
+        guard try bytes.u16(at + size - 2) == UInt16(truncatingIfNeeded: at) else { throw bytes.damaged("entry at byte \(at) has a bad tag") }
         guard geometry.plausibleInode(ino) else { throw bytes.damaged("entry at byte \(at) names inode \(ino), not in the filesystem") }
         let name = try bytes.slice(at + 9, nameLength)
         let ftype = geometry.hasFtype ? try bytes.u8(at + 9 + nameLength) : nil

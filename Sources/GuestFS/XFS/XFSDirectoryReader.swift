@@ -166,7 +166,7 @@ struct XFSDirectoryReader {
     private func locate(_ address: UInt32, _ from: XFSBytes) throws -> (UInt64, Int) {
         let byte = UInt64(address) << UInt64(XFSDirectoryFormat.alignLog)
         let shift = UInt64(geometry.blockLog) + UInt64(geometry.dirBlockLog)
-        return (byte >> shift, Int(byte & (UInt64(geometry.dirBlockSize) - 1)))
+        return (byte >> shift, Int(byte & (UInt64(geometry.dirBlockSize) &- 1)))
     }
 
     /// Reads one directory-block-sized dabtree block (node or leaf) at logical block `block`,
@@ -176,7 +176,7 @@ struct XFSDirectoryReader {
         guard block >= leafStartBlock, block - leafStartBlock < leafStartBlock else {
             throw ImageError(structure: structure, reason: "dabtree points outside the leaf space", errno: .ioError)
         }
-        let (raw, fsb) = try map.readBlocks(block, count: UInt32(fsbPerDirBlock), structure: structure)
+        let (raw, fsb) = try map.readBlocks(block, count: UInt32(truncatingIfNeeded: fsbPerDirBlock), structure: structure)
         let b = XFSBytes(raw, structure: structure, deviceOffset: geometry.byteOffset(fsblock: fsb))
         if geometry.isV5 { try XFSMetadataHeader.da3Blkinfo.verify(b, fsblock: fsb, inode: inode, geometry: geometry) }
         return b
