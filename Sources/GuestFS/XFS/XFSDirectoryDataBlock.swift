@@ -72,8 +72,7 @@ struct XFSDirectoryDataBlock {
                 at += length
                 continue
             }
-            var (entry, size) = try self.entry(at: at)
-            entry.cookie = cookie(at)
+            let (entry, size) = try self.entry(at: at)
             out.append((at, entry))
             at += size
         }
@@ -98,7 +97,7 @@ struct XFSDirectoryDataBlock {
         guard geometry.plausibleInode(ino) else { throw bytes.damaged("entry at byte \(at) names inode \(ino), not in the filesystem") }
         let name = try bytes.slice(at + 9, nameLength)
         let ftype = geometry.hasFtype ? try bytes.u8(at + 9 + nameLength) : nil
-        return (XFSDirectoryEntry(name: name, inode: ino, fileType: ftype), size)
+        return (XFSDirectoryEntry(name: name, inode: ino, fileType: ftype, cookie: cookie(at)), size)
     }
 
     /// Leaf entry `i` of a block directory: (hashval, address in 8-byte units).

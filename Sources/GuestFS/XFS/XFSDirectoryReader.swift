@@ -82,9 +82,12 @@ struct XFSDirectoryReader {
     func lookup(_ name: [UInt8]) throws -> UInt64? { try lookupEntry(name)?.inode }
 
     /// The entry `name` names (on ascii-ci filesystems an exact match first, else the first
-    /// case-insensitive one, as xfs_dir_lookup), or nil.
+    /// case-insensitive one, as xfs_dir_lookup), or nil. "." and ".." name this directory and
+    /// its parent in every form (shortform stores neither).
     func lookupEntry(_ name: [UInt8]) throws -> XFSDirectoryEntry? {
         guard !name.isEmpty, name.count <= XFSDirectoryFormat.maxNameLength else { return nil }
+        if name == [0x2E] { return XFSDirectoryEntry(name: name, inode: inode, fileType: geometry.hasFtype ? 2 : nil) }
+        if name == [0x2E, 0x2E] { return XFSDirectoryEntry(name: name, inode: try parent(), fileType: geometry.hasFtype ? 2 : nil) }
         switch fork {
         case .local(let bytes):
             return try XFSDirectoryShortform(bytes, inode: inode, geometry: geometry).lookup(name, caseFold: caseFold)

@@ -42,6 +42,8 @@ import TestSupport
                 #expect(try reader.lookup(upper) == want.ino, "\(form): case-insensitive lookup")
             }
         }
+        #expect(try reader.lookup([0x2E]) == ino && reader.lookup([0x2E, 0x2E]) == parent, "\(form): . and ..")
+        if let some = entries.last { #expect(try reader.lookupEntry(some.name) == some, "\(form): lookupEntry gives the listed entry") }
         #expect(try reader.lookup(Array("no-such-name".utf8)) == nil)
         #expect(try reader.lookup(Array("file-9999999".utf8)) == nil)
         // Cookies increase, and listing page by page from the last cookie + 1 gives the same.
