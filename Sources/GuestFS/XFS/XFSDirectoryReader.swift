@@ -18,6 +18,7 @@ struct XFSDirectoryReader {
     let fork: XFSForkContents
     let size: UInt64
     let read: XFSBlockReader
+    private let forkMap: Result<XFSForkMap, any Error>?
 
     init(geometry: XFSGeometry, inode: UInt64, fork: XFSForkContents, size: UInt64, read: @escaping XFSBlockReader) {
         self.geometry = geometry
@@ -25,6 +26,13 @@ struct XFSDirectoryReader {
         self.fork = fork
         self.size = size
         self.read = read
+        // The extent list is checked and indexed once per reader, so a caller that keeps the
+        // reader (one per open directory, say) pays for it once.
+        if case .extents(let extents) = fork {
+            forkMap = Result { try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)") }
+        } else {
+            forkMap = nil
+        }
     }
 
     private var caseFold: Bool { geometry.asciiCI }
@@ -33,7 +41,8 @@ struct XFSDirectoryReader {
     private var leafStartBlock: UInt64 { XFSDirectoryFormat.leafSpaceByte >> UInt64(geometry.blockLog) }
 
     private func map(_ extents: [XFSExtent]) throws -> XFSForkMap {
-        try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)")
+        guard let forkMap else { return try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)") }
+        return try forkMap.get()
     }
 
     /// Every name in the directory except "." and "..", in on-disk (cookie) order.
