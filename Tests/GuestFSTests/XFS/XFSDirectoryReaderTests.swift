@@ -236,9 +236,10 @@ import TestSupport
     }
 
     /// Filesystems this kernel will not mount, built from a prototype and compared with it and
-    /// with xfs_db: v4 without ftype (-m crc=0 -n ftype=0), v4 with ftype, and ascii-ci (the
+    /// with xfs_db: v4 without ftype (-m crc=0 -n ftype=0), v4 with ftype, v4 with 8 KiB
+    /// directory blocks over 1 KiB blocks, and ascii-ci (the
     /// kernel dropped ascii-ci support) where names hash and compare with A–Z folded.
-    @Test(arguments: ["-m crc=0 -n ftype=0", "-m crc=0", "-n version=ci", "-m crc=0 -n version=ci,ftype=0"])
+    @Test(arguments: ["-m crc=0 -n ftype=0", "-m crc=0", "-n version=ci", "-m crc=0 -n version=ci,ftype=0", "-m crc=0 -b size=1024 -n size=8192,ftype=0"])
     func prototypeFilesystemsMatchTheirTreeAndXfsDb(options: String) throws {
         let sizes = [3, 60, 500, 20_000]
         let ci = options.contains("ci")
