@@ -10,14 +10,37 @@ extension XFSFilesystem {
         return i
     }
 
-    func lookupEntry(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
-        _ = try directoryInode(dir)
-        throw pendingDecoder("directory")
+    /// The directory decoder over `dir`'s data fork.
+    func directoryReader(_ dir: UInt64) throws -> XFSDirectoryReader {
+        let i = try directoryInode(dir)
+        guard let fork = try fork(of: i) else {
+            throw ImageError(path: device.displayName, structure: "inode \(dir)", reason: "directory has no data fork", errno: .ioError)
+        }
+        return XFSDirectoryReader(geometry: geometry, inode: dir, fork: fork, size: i.size, read: blockReader)
     }
 
+    /// Runs a directory decoder call, reporting damage once and naming the device.
+    private func decoding<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as ImageError {
+            let named = e.withPath(device.displayName)
+            if named.errno == .ioError { damage.report(named.description) }
+            throw named
+        }
+    }
+
+    func lookupEntry(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
+        try decoding { try directoryReader(dir).lookup(name) }
+    }
+
+    /// The entries; without ftype (v4 `-n ftype=0`) each type comes from the inode's mode, as
+    /// the kernel's readdir does not (it says DT_UNKNOWN) but every caller would stat anyway.
     func directoryEntries(_ dir: UInt64) throws -> [DirectoryEntry] {
-        _ = try directoryInode(dir)
-        throw pendingDecoder("directory")
+        let found = try decoding { try directoryReader(dir).entries() }
+        return found.map { e in
+            var entry = e.protocolEntry
+            if e.fileType == nil, let i = try? inode(e.inode) { entry.type = i.type }
+            return entry
+        }
     }
 
     func allAttributes(_ node: UInt64) throws -> [Xattr] {

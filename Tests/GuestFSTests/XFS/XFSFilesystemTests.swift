@@ -35,6 +35,33 @@ import TestSupport
         #expect(try fs.attributes(#require(image.entry("hello.txt")).ino).links == 2)
     }
 
+    /// The tree through entries and lookup: every path names the inode the kernel shows, with
+    /// the type of its mode; lookups of missing names are nil, a file is not a directory.
+    @Test(arguments: configurations)
+    func treeMatchesTheKernel(configuration: String) throws {
+        let image = try XFSFixtures.image(configuration)
+        let fs = try XFSFixtures.open(image)
+        var seen: [String: UInt64] = [:]
+        func visit(_ dir: UInt64, _ path: String, depth: Int) throws {
+            guard depth < 64 else { Issue.record("walk too deep"); return }
+            for e in try fs.entries(dir) {
+                let name = String(decoding: e.name, as: UTF8.self)
+                let full = path.isEmpty ? name : path + "/" + name
+                seen[full] = e.node
+                #expect(try fs.lookup(dir, e.name) == e.node, "\(configuration): lookup \(full)")
+                #expect(e.type == (try fs.attributes(e.node)).type, "\(configuration): type of \(full)")
+                if e.type == .directory { try visit(e.node, full, depth: depth + 1) }
+            }
+        }
+        try visit(fs.rootNode, "", depth: 0)
+        var kernel: [String: UInt64] = [:]
+        for k in image.entries where !k.path.isEmpty { kernel[k.path] = k.ino }
+        #expect(seen == kernel, "\(configuration)")
+        #expect(try fs.lookup(fs.rootNode, Array("no-such-name".utf8)) == nil)
+        let e = #expect(throws: ImageError.self) { try fs.entries(#require(image.entry("hello.txt")).ino) }
+        #expect(e?.errno == .notDirectory)
+    }
+
     @Test(arguments: configurations)
     func symlinkTargetsMatchTheKernel(configuration: String) throws {
         let image = try XFSFixtures.image(configuration)
