@@ -125,7 +125,7 @@ final class XFSDbImage: @unchecked Sendable {
 
     func forks(_ ino: UInt64) throws -> Forks {
         let f = try db(["inode \(ino)", "print core.size core.format core.aformat core.forkoff core.version", "convert inode \(ino) byte"])
-        let out = try Shell.check("xfs_db -r -c \(q("inode \(ino)")) -c bmap -c \(q("bmap -a")) -c \(q("convert inode \(ino) byte")) \(q(path))")
+        let out = try Shell.check("xfs_db -r -c \(q("inode \(ino)")) -c bmap -c \(q("convert inode \(ino) byte")) \(q(path))")
         let lines = out.split(separator: "\n")
         let byteLine = lines.last { $0.hasPrefix("0x") }!
         let inodeAt = UInt64(byteLine.split(separator: " ")[0].dropFirst(2), radix: 16)!
