@@ -1,4 +1,4 @@
-/// Directories and extended attributes, decoded by the xfs-dir decoders over the forks this
+/// Directories and extended attributes, decoded by XFSDirectoryReader and XFSAttributeReader over the forks this
 /// driver maps (`fork(of:attr:)`) and its block reader.
 extension XFSFilesystem {
     /// The directory inode `dir`, or ENOTDIR.
@@ -43,17 +43,18 @@ extension XFSFilesystem {
         }
     }
 
-    func allAttributes(_ node: UInt64) throws -> [Xattr] {
+    /// The attribute decoder over `node`'s attribute fork, or nil when the inode has none.
+    func attributeReader(_ node: UInt64) throws -> XFSAttributeReader? {
         let i = try inode(node)
-        guard i.attrFork != nil else { return [] }
-        throw pendingDecoder("attribute")
+        guard let fork = try fork(of: i, attr: true) else { return nil }
+        return XFSAttributeReader(geometry: geometry, inode: node, fork: fork, read: blockReader)
+    }
+
+    func allAttributes(_ node: UInt64) throws -> [Xattr] {
+        try decoding { try attributeReader(node)?.all() ?? [] }
     }
 
     func attributeValue(_ node: UInt64, name: String) throws -> [UInt8]? {
-        try allAttributes(node).first { $0.name == name }?.value
-    }
-
-    private func pendingDecoder(_ what: String) -> ImageError {
-        ImageError(path: device.displayName, structure: "XFS \(what)", reason: "XFS \(what) decoding is not wired in yet", errno: .notSupported)
+        try decoding { try attributeReader(node)?.value(name: name) }
     }
 }
