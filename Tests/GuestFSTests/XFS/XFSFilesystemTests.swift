@@ -15,7 +15,7 @@ import TestSupport
         let fs = try XFSFixtures.open(image)
         #expect(fs.typeName == "xfs")
         #expect(fs.rootNode == image.entry("")?.ino)
-        #expect(image.entries.count == 24)
+        #expect(image.entries.count == 26)
         for k in image.entries {
             let a = try fs.attributes(k.ino)
             let where_ = "\(configuration): /\(k.path)"
@@ -102,6 +102,27 @@ import TestSupport
         let prealloc = try fs.inode(#require(image.entry("prealloc.bin")).ino)
         guard case .extents(let pre)? = try fs.fork(of: prealloc) else { Issue.record("no extents"); return }
         #expect(pre.contains { $0.unwritten } && pre.contains { !$0.unwritten })
+    }
+
+    /// listxattr/getxattr as the kernel answers them, for every inode: shortform, leaf and
+    /// remote attributes, the trusted and security namespaces, ACLs.
+    @Test(arguments: configurations)
+    func xattrsMatchTheKernel(configuration: String) throws {
+        let image = try XFSFixtures.image(configuration)
+        let fs = try XFSFixtures.open(image)
+        var withAttributes = 0
+        for k in image.entries {
+            let ours = try fs.xattrs(k.ino).sorted { $0.name < $1.name }
+            let same = ours == k.xattrs
+            #expect(same, "\(configuration): /\(k.path): \(ours.map(\.name)) vs \(k.xattrs.map(\.name))")
+            for x in k.xattrs { #expect(try fs.xattr(k.ino, name: x.name) == x.value, "\(configuration): /\(k.path) \(x.name)") }
+            #expect(try fs.xattr(k.ino, name: "user.not-there") == nil)
+            if !k.xattrs.isEmpty { withAttributes += 1 }
+        }
+        #expect(withAttributes >= 6)
+        #expect(image.entry("many-xattrs.bin")?.xattrs.count == 80)
+        #expect(image.entry("remote-xattr.bin")?.xattrs.first?.value.count == 6000)
+        #expect(image.entry("dir")?.xattrs.map(\.name).contains("system.posix_acl_default") == true)
     }
 
     @Test func readsAtOddOffsetsAcrossHolesAndTheEnd() throws {

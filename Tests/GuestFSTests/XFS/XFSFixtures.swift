@@ -29,7 +29,9 @@ enum XFSFixtures {
     /// The tree written onto each image: files small, empty and big, a sparse file, a file of
     /// 3000 extents (a bmbt of several leaves), preallocated (unwritten) extents, symlinks short
     /// (inline) and long (remote blocks), devices, a FIFO, a hard link, owners, odd modes, and
-    /// timestamps with nanoseconds before 1970 and after 2038.
+    /// timestamps with nanoseconds before 1970 and after 2038; attributes
+    /// shortform, leaf (80 names) and remote (a 6000-byte value), in the user, trusted and security
+    /// namespaces, and access and default ACLs.
     static let populate = #"""
         set -e
         mkdir -p dir/sub empty
@@ -56,6 +58,17 @@ enum XFSFixtures {
         touch -d '2001-02-03 04:05:06.123456789 UTC' hello.txt
         touch -d '1950-06-07 08:09:10.5 UTC' old.txt
         touch -d '2100-01-01 00:00:00.000000001 UTC' future.txt
+        setfattr -n user.comment -v hello hello.txt
+        setfattr -n trusted.secret -v 1 big.bin
+        setfattr -n security.selinux -v 'system_u:object_r:etc_t:s0' dir/random.bin
+        setfattr -h -n security.selinux -v 'system_u:object_r:etc_t:s0' abs-link
+        setfacl -m u:1000:rwx,g:100:r dir && setfacl -d -m u:1000:rx,g::r dir
+        : > many-xattrs.bin
+        i=0; while [ $i -lt 80 ]; do setfattr -n "user.attribute-number-$i" -v "$(head -c $((i * 7 + 1)) /dev/zero | tr '\0' v)" many-xattrs.bin; i=$((i + 1)); done
+        : > remote-xattr.bin
+        setfattr -n user.big -v "0x$(head -c 6000 /dev/urandom | od -An -tx1 | tr -d ' \n')" remote-xattr.bin
+        setfattr -n user.small -v x remote-xattr.bin
+        touch -d '2001-02-03 04:05:06.123456789 UTC' hello.txt
         touch -h -d '1999-12-31 23:59:58.999999999 UTC' abs-link
         """#
 
@@ -77,6 +90,8 @@ enum XFSFixtures {
         var target: [UInt8]?
         var bytes: [UInt8]?
         var dataRanges: [(offset: UInt64, length: UInt64)]?
+        /// llistxattr/lgetxattr, sorted by name.
+        var xattrs: [Xattr] = []
     }
 
     struct Image: Sendable {
@@ -157,7 +172,37 @@ enum XFSFixtures {
             out.append(e)
         }
         visit("")
+        let xattrs = kernelXattrs(root)
+        for i in out.indices { out[i].xattrs = xattrs[out[i].path] ?? [] }
         return out
+    }
+
+    /// Every attribute of every path below `root` (relative path → attributes sorted by name),
+    /// as os.listxattr/os.getxattr (llistxattr/lgetxattr) give them: the C calls are not in the
+    /// Glibc module.
+    static func kernelXattrs(_ root: String) -> [String: [Xattr]] {
+        let script = """
+            import json, os, sys
+            root = sys.argv[1]; out = {}
+            for d, dirs, files in os.walk(root):
+                for n in [None] + dirs + files:
+                    p = d if n is None else os.path.join(d, n)
+                    if n is not None and os.path.isdir(p) and not os.path.islink(p): continue
+                    rel = os.path.relpath(p, root); rel = "" if rel == "." else rel
+                    out[rel] = [[a, os.getxattr(p, a, follow_symlinks=False).hex()] for a in os.listxattr(p, follow_symlinks=False)]
+            print(json.dumps(out))
+            """
+        guard let text = try? Shell.check("python3 -c \(Shell.quote(script)) \(Shell.quote(root))"),
+              let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: [[String]]] else { return [:] }
+        func bytes(_ hex: String) -> [UInt8] {
+            var out: [UInt8] = []
+            var i = hex.startIndex
+            while i < hex.endIndex, let j = hex.index(i, offsetBy: 2, limitedBy: hex.endIndex), let b = UInt8(hex[i ..< j], radix: 16) {
+                out.append(b); i = j
+            }
+            return out
+        }
+        return object.mapValues { $0.map { Xattr(name: $0[0], value: bytes($0[1])) }.sorted { $0.name < $1.name } }
     }
 
     /// The data ranges SEEK_DATA / SEEK_HOLE give.
