@@ -68,7 +68,8 @@ enum XFSBmapBtree {
         let agMask = (UInt64(1) << UInt64(geometry.agBlockLog)) - 1
         for (i, e) in extents.enumerated() {
             let (last, overflow) = e.fileOffset.addingReportingOverflow(e.blockCount)
-            guard e.blockCount > 0, !overflow, last <= maxFileOffset + 1 else {
+            // Byte offsets of the whole extent must fit 64 bits too (file reads shift by the block log).
+            guard e.blockCount > 0, !overflow, last <= maxFileOffset + 1, last <= UInt64.max >> UInt64(geometry.blockLog) else {
                 throw b.damaged("extent \(i) (file block \(e.fileOffset), \(e.blockCount) blocks) is invalid")
             }
             guard e.fileOffset >= end else {

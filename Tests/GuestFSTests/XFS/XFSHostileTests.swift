@@ -141,6 +141,18 @@ import TestSupport
         try Self.othersStillRead(fs, image, except: "dir/random.bin")
     }
 
+    @Test func extentAtAFileOffsetPastByteRangeIsRefused() throws {
+        let (fs, image, _) = try Self.damaged("extent-far-offset") { fs, image, h in
+            try Self.editInode(fs, h, #require(image.entry("hello.txt")).ino) { raw in
+                // Keep the start block (bits 8..0 of l0 and 63..21 of l1), move the file offset near 2^54.
+                let l0 = raw[XFSInode.v3CoreSize ..< XFSInode.v3CoreSize + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                Self.put(&raw, XFSInode.v3CoreSize, 8, ((1 << 54) - 2) << 9 | (l0 & 0x1FF))
+            }
+        }
+        let e = Self.ioError { _ = try fs.openFile(#require(image.entry("hello.txt")).ino) }
+        #expect(e?.reason == "extent 0 (file block \((UInt64(1) << 54) - 2), 1 blocks) is invalid")
+    }
+
     @Test func hugeAndNegativeSizes() throws {
         let (fs, image, _) = try Self.damaged("sizes") { fs, image, h in
             try Self.editInode(fs, h, #require(image.entry("big.bin")).ino) { Self.put(&$0, 56, 8, 1 << 62) }
