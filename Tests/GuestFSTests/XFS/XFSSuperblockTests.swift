@@ -110,4 +110,30 @@ import TestSupport
         let e = #expect(throws: ImageError.self) { try XFSFilesystem(device: RawImage(path: copy, writable: false)) }
         #expect(e?.description == "\(copy): XFS superblock at 0x0: the filesystem is marked needsrepair (run xfs_repair first)")
     }
+
+    /// The AGF and AGI of every AG verify, and their counters sum to the clean superblock's
+    /// (what xfs_initialize_perag_data recomputes after a log recovery); a damaged AGF is named.
+    @Test(arguments: XFSFilesystemTests.configurations)
+    func agHeadersSumToTheSuperblockCounters(configuration: String) throws {
+        let image = try XFSFixtures.image(configuration)
+        let fs = try XFSFixtures.open(image)
+        let headers = XFSAGHeaderReader(device: fs.device, geometry: fs.geometry)
+        var free: UInt64 = 0, count: UInt64 = 0, freeInodes: UInt64 = 0, length: UInt64 = 0
+        for ag in 0 ..< fs.geometry.agCount {
+            let agf = try headers.freeSpace(ag), agi = try headers.inodes(ag)
+            #expect(agf.length == fs.geometry.agLength(ag, dataBlocks: fs.superblock.dataBlocks) && agi.length == agf.length)
+            free += UInt64(agf.freeBlocks) + UInt64(agf.freeListCount) + UInt64(agf.btreeBlocks)
+            count += UInt64(agi.count)
+            freeInodes += UInt64(agi.freeCount)
+            length += UInt64(agf.length)
+        }
+        #expect(length == fs.superblock.dataBlocks)
+        #expect(free == fs.superblock.freeDataBlocks, "\(configuration)")
+        #expect(count == fs.superblock.inodeCount && freeInodes == fs.superblock.freeInodes, "\(configuration)")
+        var sector = try RawImage(path: image.path, writable: false).readBytes(at: fs.geometry.agHeaderOffset(1, sector: 1), count: Int(fs.geometry.sectorSize))
+        #expect(throws: Never.self) { try XFSAGFreeSpace(sector, ag: 1, geometry: fs.geometry, deviceOffset: 0) }
+        sector[60] ^= 1
+        let e = #expect(throws: ImageError.self) { try XFSAGFreeSpace(sector, ag: 1, geometry: fs.geometry, deviceOffset: 0) }
+        #expect(e?.structure == "AGF 1" && e?.reason == "CRC mismatch")
+    }
 }
