@@ -28,19 +28,24 @@ extension XFSFilesystem {
         }
     }
 
+    /// From the listing cache when the directory was just listed (an exact name; on ascii-ci a
+    /// miss still asks the decoder, which folds case), else by the decoder's hash lookup.
     func lookupEntry(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
-        try decoding { try directoryReader(dir).lookup(name) }
+        if let cached = listings.lookup(dir, name), cached != nil || !geometry.asciiCI { return cached }
+        return try decoding { try directoryReader(dir).lookup(name) }
     }
 
     /// The entries; without ftype (v4 `-n ftype=0`) each type comes from the inode's mode, as
     /// the kernel's readdir does not (it says DT_UNKNOWN) but every caller would stat anyway.
     func directoryEntries(_ dir: UInt64) throws -> [DirectoryEntry] {
         let found = try decoding { try directoryReader(dir).entries() }
-        return found.map { e in
+        let entries = found.map { e in
             var entry = e.protocolEntry
             if e.fileType == nil, let i = try? inode(e.inode) { entry.type = i.type }
             return entry
         }
+        listings.store(dir, entries)
+        return entries
     }
 
     /// The attribute decoder over `node`'s attribute fork, or nil when the inode has none.

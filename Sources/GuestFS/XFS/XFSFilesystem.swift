@@ -15,6 +15,7 @@ public final class XFSFilesystem: GuestFilesystem {
     let superblock: XFSSuperblock
     let geometry: XFSGeometry
     let inodes = XFSInodeCache()
+    let listings = XFSListingCache()
     let damage = DamageLog()
     public let warnings: [String]
 

@@ -58,6 +58,17 @@ import TestSupport
         for k in image.entries where !k.path.isEmpty { kernel[k.path] = k.ino }
         #expect(seen == kernel, "\(configuration)")
         #expect(try fs.lookup(fs.rootNode, Array("no-such-name".utf8)) == nil)
+        // The same paths by hash lookups alone (no listing read first, so no listing cache).
+        let cold = try XFSFixtures.open(image)
+        for k in image.entries where !k.path.isEmpty {
+            var node = cold.rootNode
+            for part in k.path.split(separator: "/") {
+                node = try #require(try cold.lookup(node, Array(part.utf8)), "\(configuration): \(k.path)")
+            }
+            #expect(node == k.ino, "\(configuration): \(k.path)")
+        }
+        #expect(cold.listings.nameCount == 0)
+        #expect(try cold.lookup(cold.rootNode, Array("no-such-name".utf8)) == nil)
         let e = #expect(throws: ImageError.self) { try fs.entries(#require(image.entry("hello.txt")).ino) }
         #expect(e?.errno == .notDirectory)
     }
@@ -192,5 +203,15 @@ import TestSupport
         for k in image.entries.prefix(10) { _ = try cache.inode(k.ino) { try fs.inode(k.ino) } }
         #expect(cache.count == 3)
         #expect(fs.inodes.count <= XFSInodeCache.defaultCapacity)
+        // Listings: held up to the name bound, oldest evicted, and answering lookups exactly.
+        let listings = XFSListingCache(maxNames: 5)
+        let two = [DirectoryEntry(name: [0x61], node: 10, type: .regular), DirectoryEntry(name: [0x62], node: 11, type: .regular)]
+        listings.store(1, two)
+        listings.store(2, two)
+        #expect(listings.lookup(1, [0x61]) == .some(10) && listings.lookup(1, [0x63]) == .some(nil))
+        listings.store(3, two)
+        #expect(listings.nameCount == 4 && listings.lookup(1, [0x61]) == nil && listings.lookup(3, [0x62]) == .some(11))
+        listings.store(4, (0 ..< 6).map { DirectoryEntry(name: [UInt8($0)], node: 1, type: .regular) })
+        #expect(listings.lookup(4, [0]) == nil)
     }
 }
