@@ -8,18 +8,7 @@ import TestSupport
 enum XFSLogTest {
     /// A test-only reading of superblock 0 into XFSGeometry (the driver's own parser lives on
     /// the xfs-read branch). Offsets from xfs_format.h `struct xfs_dsb`.
-    static func geometry(_ sb: [UInt8]) throws -> XFSGeometry {
-        let b = XFSBytes(sb, structure: "superblock")
-        let v5 = try b.u16(100) & 0xF == 5
-        let incompat = v5 ? try b.u32(216) : 0
-        let metaUUID = incompat & 0x4 != 0 ? try b.slice(248, 16) : try b.slice(32, 16)
-        return XFSGeometry(
-            blockSize: try b.u32(4), blockLog: try b.u8(120), sectorSize: UInt32(try b.u16(102)),
-            inodeSize: try b.u16(104), inodesPerBlockLog: try b.u8(123), agBlocks: try b.u32(84),
-            agBlockLog: try b.u8(124), agCount: try b.u32(88), dirBlockLog: try b.u8(192), isV5: v5,
-            hasFtype: try v5 || b.u32(200) & 0x200 != 0, asciiCI: false, metaUUID: metaUUID,
-            hasNrext64: incompat & 0x20 != 0, hasBigtime: incompat & 0x8 != 0)
-    }
+    static func geometry(_ sb: [UInt8]) throws -> XFSGeometry { try FuzzHarness.xfsGeometry(sb) }
 
     /// Runs recovery on the image file at `path` (opened read-only).
     static func recover(_ path: String) throws -> (overlay: MemoryOverlayDevice, report: XFSLogReport)? {

@@ -43,7 +43,13 @@ struct XFSLogLayout: Sendable {
         guard let start = geometry.byteOffset(fsblock: logStart) else {
             throw sb.damaged("sb_logstart \(logStart) is not a block of the filesystem")
         }
-        guard geometry.blockSize >= 512, logBlocks > 0 else { throw sb.damaged("sb_logblocks is 0") }
+        guard geometry.blockSize >= 512, geometry.blockSize <= 65536, geometry.blockSize & (geometry.blockSize - 1) == 0 else {
+            throw sb.damaged("block size \(geometry.blockSize) is not a power of two from 512 to 65536")
+        }
+        guard geometry.inodeSize >= 256, geometry.inodeSize <= 2048, geometry.agBlockLog < 32, geometry.inodesPerBlockLog < 8 else {
+            throw sb.damaged("inode size \(geometry.inodeSize) or AG geometry out of range")
+        }
+        guard logBlocks > 0 else { throw sb.damaged("sb_logblocks is 0") }
         let bytes = UInt64(logBlocks) * UInt64(geometry.blockSize)
         guard bytes <= maxLogBytes else { throw sb.damaged("log of \(bytes) bytes is larger than XFS allows (2 GiB)") }
         guard bytes >= 64 * 1024 else { throw sb.damaged("log of \(bytes) bytes is too small to hold a record") }

@@ -87,20 +87,21 @@ struct XFSLogRecordHeader {
     /// hosts, 324 on i386 (the kernel accepts either since "xfs: fix log CRC mismatches between
     /// i386 and other architectures"), so both lengths are tried.
     func crcMatches(extendedHeaders: [UInt8], data: [UInt8]) -> Bool {
-        for headerLength in [328, 324] {
-            var c: UInt32 = 0xFFFF_FFFF
-            var head = Array(raw[0 ..< headerLength])
-            head[32] = 0; head[33] = 0; head[34] = 0; head[35] = 0
-            c = head.withUnsafeBytes { XFSChecksum.update(c, $0) }
-            var offset = 0
-            while offset + 512 <= extendedHeaders.count {
-                c = extendedHeaders.withUnsafeBytes { XFSChecksum.update(c, UnsafeRawBufferPointer(rebasing: $0[offset ..< offset + 260])) }
-                offset += 512
-            }
-            c = data.withUnsafeBytes { XFSChecksum.update(c, UnsafeRawBufferPointer(rebasing: $0[0 ..< Int(length)])) }
-            if ~c == crc { return true }
+        [328, 324].contains { computeCRC(extendedHeaders: extendedHeaders, data: data, headerLength: $0) == crc }
+    }
+
+    func computeCRC(extendedHeaders: [UInt8], data: [UInt8], headerLength: Int = 328) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        var head = Array(raw[0 ..< headerLength])
+        head[32] = 0; head[33] = 0; head[34] = 0; head[35] = 0
+        c = head.withUnsafeBytes { XFSChecksum.update(c, $0) }
+        var offset = 0
+        while offset + 512 <= extendedHeaders.count {
+            c = extendedHeaders.withUnsafeBytes { XFSChecksum.update(c, UnsafeRawBufferPointer(rebasing: $0[offset ..< offset + 260])) }
+            offset += 512
         }
-        return false
+        c = data.withUnsafeBytes { XFSChecksum.update(c, UnsafeRawBufferPointer(rebasing: $0[0 ..< Int(length)])) }
+        return ~c
     }
 
     /// Puts back the first word of every data BB, which xlog_pack_data replaced by the cycle

@@ -221,7 +221,7 @@ extension XFSLogReplay {
         let ag = XFSLogReader.be32(r, 4), agBlock = XFSLogReader.be32(r, 8), count = XFSLogReader.be32(r, 12)
         let inodeSize = XFSLogReader.be32(r, 16), length = XFSLogReader.be32(r, 20), generation = XFSLogReader.be32(r, 24)
         guard ag < geometry.agCount, agBlock != 0, agBlock < geometry.agBlocks, inodeSize == UInt32(geometry.inodeSize),
-              count != 0, length != 0, length < geometry.agBlocks, UInt64(agBlock) + UInt64(length) <= UInt64(geometry.agBlocks),
+              count != 0, count <= 64, length != 0, length < geometry.agBlocks, UInt64(agBlock) + UInt64(length) <= UInt64(geometry.agBlocks),
               count >> UInt32(geometry.inodesPerBlockLog) == length else {
             throw XFSLogReplayError("icreate item for AG \(ag) block \(agBlock), \(count) inodes in \(length) blocks is invalid")
         }
@@ -237,7 +237,7 @@ extension XFSLogReplay {
         let clusters = max(1, length / blocksPerCluster)
         var cancelledClusters = 0
         for i in 0 ..< clusters {
-            guard let daddr = geometry.daddr(fsblock: agStart + UInt64(agBlock + i * blocksPerCluster)) else { continue }
+            guard let daddr = geometry.daddr(fsblock: agStart + UInt64(agBlock) + UInt64(i) * UInt64(blocksPerCluster)) else { continue }
             if isCancelled(daddr: daddr, length: UInt16(truncatingIfNeeded: blocksPerCluster * geometry.blockSize / 512)) {
                 cancelledClusters += 1
             }
@@ -248,7 +248,7 @@ extension XFSLogReplay {
         }
         let isize = Int(inodeSize)
         var chunk = [UInt8](repeating: 0, count: Int(length) * Int(geometry.blockSize))
-        let firstIno = UInt64(ag) << UInt64(geometry.agBlockLog + geometry.inodesPerBlockLog)
+        let firstIno = UInt64(ag) << (UInt64(geometry.agBlockLog) + UInt64(geometry.inodesPerBlockLog))
             | UInt64(agBlock) << UInt64(geometry.inodesPerBlockLog)
         for i in 0 ..< Int(count) where (i + 1) * isize <= chunk.count {
             let o = i * isize
