@@ -93,6 +93,16 @@ enum XFSLogTest {
         try device.flush()
     }
 
+    /// What `xfs_repair -n` finds wrong with the image at `path`, without its progress lines.
+    static func repairComplaints(_ path: String) throws -> [String] {
+        let out = try Shell.run("xfs_repair -n \(path) 2>&1")
+        let noise = ["Phase ", "- ", "Cannot get host filesystem geometry", "Repair may fail if there is a sector size",
+                     "the image and the host filesystem", "No modify flag set", ""]
+        return out.text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { line in !noise.contains { $0.isEmpty ? line.isEmpty : line.hasPrefix($0) } }
+    }
+
     static func sha256(_ path: String) throws -> String {
         String(try Shell.check("sha256sum \(path)").prefix(64))
     }
