@@ -203,6 +203,29 @@ head -c 2048 /dev/zero | tr '\0' B > isotree/boot.img
 xorriso -as mkisofs -quiet -R -isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin -c boot.cat -b boot.img -no-emul-boot \
     -eltorito-alt-boot -e boot.img -no-emul-boot -o eltorito isotree 2>/dev/null; iso eltorito
 
+# xfs: 16 MiB filesystems (below mkfs.xfs's 300 MB floor, allowed with the fstests variables),
+# v5 with 1 KiB blocks and v4 from a prototype, holding the small tree, a fragmented file (a bmbt)
+# and a remote symlink; filled on a kernel mount where it can (root), else from the prototype.
+xfs_small() { TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f -b size=1024 -m rmapbt=0,reflink=0 "$@" >/dev/null 2>&1; }
+# The clean log's cycle-stamped sectors would be most of a seed: zeroed (the log is not read clean).
+xfs_zero_log() {  # IMAGE (1 KiB blocks, AG 0)
+    local start blocks
+    start=$(xfs_db -r -c 'sb 0' -c 'p logstart' "$1" | awk '{print $3}')
+    blocks=$(xfs_db -r -c 'sb 0' -c 'p logblocks' "$1" | awk '{print $3}')
+    dd if=/dev/zero of="$1" bs=1024 seek="$start" count="$blocks" conv=notrunc status=none
+}
+rm -f xfs5; truncate -s 16M xfs5
+if xfs_small xfs5 && mkdir -p xfsmnt && mount -o loop xfs5 xfsmnt 2>/dev/null; then
+    cp -a tree/. xfsmnt/ 2>/dev/null || true
+    i=0; while [ $i -lt 40 ]; do echo "pwrite -S $i $((i * 2048)) 1024"; i=$((i + 1)); done | xfs_io -f xfsmnt/frag >/dev/null
+    ln -s "$(printf 'r%.0s' {1..400})" xfsmnt/remote-link
+    umount xfsmnt; xfs_zero_log xfs5; sparse xfs xfs5 v5-1k
+fi
+printf '/dev/null\n0 0\nd--755 0 0\n hello ---644 1 2 %s\n link l--777 0 0 %s\n d d--755 0 0\n  x ---600 0 0 %s\n $\n$\n' \
+    "$PWD/tree/hello.txt" "$(printf 'q%.0s' {1..300})" "$PWD/tree/dir/random.bin" > xfs.proto
+rm -f xfs4; truncate -s 16M xfs4
+xfs_small -m crc=0 -n ftype=0 -p xfs.proto xfs4 && xfs_zero_log xfs4 && sparse xfs xfs4 v4-ftype0
+
 # volume probe: the first MiB of an image of every type Disk/Probe knows, made by its own mkfs
 # (the same tools the probe tests compare with blkid); a tool that is missing is skipped.
 truncate -s 1M swap; mkswap -q -L fuzzswap swap >/dev/null; sparse volume-probe swap swap

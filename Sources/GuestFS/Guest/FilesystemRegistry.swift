@@ -12,6 +12,7 @@ public enum FilesystemRegistry {
         ExtFilesystem.driver,
         VfatFilesystem.driver,
         ISO9660Filesystem.driver,
+        XFSFilesystem.driver,
     ]
 
     /// Every type some driver opens (what `-m …:FSTYPE` may name).

@@ -39,6 +39,7 @@ enum FuzzHarness {
         "journal": journal,
         "vfat": vfat,
         "iso9660": iso9660,
+        "xfs": xfs,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).
