@@ -63,14 +63,36 @@ import TestSupport
         return result.report
     }
 
-    @Test func workloadReplaysAsTheKernelDoes() throws {
+    /// v5 defaults; 2 KiB inodes (larger inode clusters for icreate, room for big forks);
+    /// legacy 32-bit timestamps and no finobt; 64-bit extent counters (nrext64).
+    static let mkfsVariants = ["-l size=16m", "-l size=16m -i size=2048", "-l size=16m -m bigtime=0,finobt=0,inobtcount=0",
+                               "-l size=16m -i nrext64=1"]
+
+    @Test(arguments: mkfsVariants)
+    func workloadReplaysAsTheKernelDoes(mkfs: String) throws {
         let dir = try TempDir("xfs-log")
-        let image = try XFSLogTest.dirtyImage(in: dir, name: "work.img", workload: XFSLogTest.workload)
+        let image = try XFSLogTest.dirtyImage(in: dir, name: "work.img", mkfs: mkfs, workload: XFSLogTest.workload)
         let report = try recoverAndCompare(image, in: dir)
         #expect(report.transactions > 10, "\(report)")
         #expect(report.buffersReplayed > 0 && report.inodesReplayed > 0, "\(report)")
         #expect(report.inodeChunksCreated > 0, "\(report)")
         #expect(report.tornAt == nil)
+    }
+
+    @Test func bigIclogsWithExtendedHeadersReplayAsTheKernelDoes() throws {
+        // 256 KiB log buffers (logbsize=256k, a 256 KiB log stripe unit): each record has
+        // eight header blocks, the extra seven holding the saved cycle words of its data past
+        // the first 32 KiB. 1 KiB blocks on top.
+        let dir = try TempDir("xfs-log")
+        let image = try XFSLogTest.dirtyImage(in: dir, name: "big.img", mkfs: "-l size=16m,su=256k -b size=1024 -i size=512",
+                                              workload: XFSLogTest.workload, mountOptions: "logbsize=256k")
+        let sb = try RawImage(path: image, writable: false).readBytes(at: 0, count: 512)
+        let layout = try XFSLogLayout.parse(superblock: sb, geometry: try XFSLogTest.geometry(sb), deviceSize: 160 << 20)
+        let report = try recoverAndCompare(image, in: dir)
+        let reader = XFSLogReader(device: try RawImage(path: image, writable: false), layout: layout)
+        let last = try reader.findRecordHeader(before: report.head, limit: 4096)
+        #expect(last.headerBlocks == 8 && last.dataBlocks > 64, "\(last.headerBlocks) header blocks, \(last.dataBlocks) data blocks")
+        #expect(report.inodesReplayed > 0, "\(report)")
     }
 
     @Test func buffersFreedAndReusedAreCancelled() throws {

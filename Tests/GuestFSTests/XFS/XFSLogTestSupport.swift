@@ -36,11 +36,11 @@ enum XFSLogTest {
     /// in the background, and `wait`s for it: background work must end before the script
     /// does, as it would hold the script's output open) passes `shutsDownItself`.
     static func dirtyImage(in dir: TempDir, name: String, mkfs: String = "-l size=16m", workload: String,
-                           shutsDownItself: Bool = false) throws -> String {
+                           shutsDownItself: Bool = false, mountOptions: String = "") throws -> String {
         let image = dir.file(name)
         try makeFilesystem(image, mkfs)
         let mnt = dir.file(name + ".mnt")
-        try Shell.check("mkdir -p \(mnt) && mount -o loop \(image) \(mnt)")
+        try Shell.check("mkdir -p \(mnt) && mount -o loop\(mountOptions.isEmpty ? "" : "," + mountOptions) \(image) \(mnt)")
         let run = try Shell.run("cd \(mnt) && set -e\n" + workload)
         let shut = shutsDownItself ? run : try Shell.run("xfs_io -x -c 'shutdown -f' \(mnt)")
         // Work the script left running in the background fails at once on the shut-down
