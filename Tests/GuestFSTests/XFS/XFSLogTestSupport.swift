@@ -32,14 +32,20 @@ enum XFSLogTest {
     /// mount point), then shuts the filesystem down with the log forced (`xfs_io -x -c
     /// 'shutdown -f'`) and unmounts: the log holds what the kernel committed and nothing was
     /// written back after that.
-    static func dirtyImage(in dir: TempDir, name: String, mkfs: String = "-l size=16m", workload: String) throws -> String {
+    /// A workload that shuts the filesystem down itself (to crash in the middle of work it runs
+    /// in the background, and `wait`s for it: background work must end before the script
+    /// does, as it would hold the script's output open) passes `shutsDownItself`.
+    static func dirtyImage(in dir: TempDir, name: String, mkfs: String = "-l size=16m", workload: String,
+                           shutsDownItself: Bool = false, mountOptions: String = "") throws -> String {
         let image = dir.file(name)
         try makeFilesystem(image, mkfs)
         let mnt = dir.file(name + ".mnt")
-        try Shell.check("mkdir -p \(mnt) && mount -o loop \(image) \(mnt)")
+        try Shell.check("mkdir -p \(mnt) && mount -o loop\(mountOptions.isEmpty ? "" : "," + mountOptions) \(image) \(mnt)")
         let run = try Shell.run("cd \(mnt) && set -e\n" + workload)
-        let shut = try Shell.run("xfs_io -x -c 'shutdown -f' \(mnt)")
-        try Shell.check("umount \(mnt)")
+        let shut = shutsDownItself ? run : try Shell.run("xfs_io -x -c 'shutdown -f' \(mnt)")
+        // Work the script left running in the background fails at once on the shut-down
+        // filesystem; give it a moment to let go of the mount.
+        try Shell.check("for i in 1 2 3 4 5 6 7 8 9 10; do umount \(mnt) 2>/dev/null && exit 0; sleep 0.5; done; umount \(mnt)")
         guard run.status == 0 else { throw Shell.Failure(command: "workload", status: run.status, stderr: run.stderr) }
         guard shut.status == 0 else { throw Shell.Failure(command: "shutdown", status: shut.status, stderr: shut.stderr) }
         return image
@@ -59,10 +65,12 @@ enum XFSLogTest {
     /// Everything a user sees of the tree under `mount`: per entry the path, type, mode,
     /// owner, size, the three times to the nanosecond, link count, inode number and symlink
     /// target; every xattr; every file's sha256.
+    /// Errors (an entry whose inode cannot be read) are part of the listing, so they show as
+    /// differences rather than stopping the test.
     static func listing(_ mount: String) throws -> String {
-        let stats = try Shell.check("cd \(mount) && find . -printf '%p|%y|%m|%U|%G|%s|%A@|%T@|%C@|%n|%i|%l\\n' | LC_ALL=C sort")
-        let xattrs = try Shell.check("cd \(mount) && find . -print0 | LC_ALL=C sort -z | xargs -0 getfattr -h -d -m - -e hex --absolute-names 2>/dev/null || true")
-        let sums = try Shell.check("cd \(mount) && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum")
+        let stats = try Shell.check("cd \(mount) && (find . -printf '%p|%y|%m|%U|%G|%s|%A@|%T@|%C@|%n|%i|%l\\n' 2>&1 || true) | LC_ALL=C sort")
+        let xattrs = try Shell.check("cd \(mount) && (find . -print0 | LC_ALL=C sort -z | xargs -0 getfattr -h -d -m - -e hex --absolute-names 2>&1 || true)")
+        let sums = try Shell.check("cd \(mount) && (find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum 2>&1 || true)")
         return stats + "\n" + xattrs + "\n" + sums
     }
 

@@ -25,8 +25,15 @@ struct XFSSummaryCounters: Sendable, Equatable {
 extension XFSLogRecovery {
     /// Sums the AGFs and AGIs read through `device` (the recovery overlay). Throws for an AG
     /// header that is damaged (bad magic, CRC, UUID or sequence number).
-    static func summaryCounters(device: any BlockDevice, geometry: XFSGeometry) throws -> XFSSummaryCounters {
+    ///
+    /// `unfinished` (XFSLogReport.unfinishedIntents) adds the extents of EFIs without their EFD,
+    /// which the kernel frees after replay.
+    static func summaryCounters(device: any BlockDevice, geometry: XFSGeometry,
+                                unfinished: [XFSLogIntent] = []) throws -> XFSSummaryCounters {
         var counters = XFSSummaryCounters(inodeCount: 0, freeInodes: 0, freeBlocks: 0)
+        for intent in unfinished where intent.type == XFSLogItemType.efi {
+            counters.freeBlocks += intent.extents.reduce(UInt64(0)) { $0 + UInt64($1.length) }
+        }
         let sector = Int(geometry.sectorSize)
         guard sector >= 512, sector <= 32768 else {
             throw ImageError(offset: 0, structure: "superblock", reason: "sector size \(sector)", errno: .ioError)

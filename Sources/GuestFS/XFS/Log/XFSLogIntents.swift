@@ -24,6 +24,8 @@ struct XFSLogIntent: Sendable, CustomStringConvertible {
 final class XFSLogIntents {
     /// Outstanding intents by (type, id), in log order.
     private(set) var pending: [XFSLogIntent] = []
+    /// Intent and done items seen, by type name ("EFI", "EFD", "BUI", ...).
+    private(set) var seen: [String: Int] = [:]
     private var index: [Key: Int] = [:]
     struct Key: Hashable { var type: UInt16; var id: UInt64 }
 
@@ -39,6 +41,7 @@ final class XFSLogIntents {
 
     func add(_ item: XFSLogItem, order: XFSLogRecordHeader.ItemByteOrder, lsn: UInt64) throws {
         let r = XFSLogItemBytes(bytes: item.regions[0], order: order, what: "\(XFSLogItemType.name(item.type)) item")
+        seen[XFSLogItemType.name(item.type), default: 0] += 1
         if let intent = XFSLogIntents.doneFor[item.type] {
             // xlog_recover_release_intent: the intent with that id is finished.
             let key = Key(type: intent, id: try r.u64(8))

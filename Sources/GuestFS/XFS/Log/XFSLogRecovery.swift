@@ -54,6 +54,7 @@ enum XFSLogRecovery {
         report.records = records
         report.wrapped = wrapped
         report.unfinishedIntents = replay.intents.unfinished
+        report.intentItems = replay.intents.seen
         report.overlayBytes = overlay.bytesInMemory
         return (overlay, report)
     }

@@ -132,6 +132,8 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
     /// Intents (EFI, RUI, CUI, BUI, ATTRI, XMI) whose done item is not in the log: the kernel
     /// finishes them after replay (xlog_recover_process_intents); see XFSLogIntents.
     var unfinishedIntents: [XFSLogIntent] = []
+    /// Intent and done items replay saw, by type ("EFI", "EFD", "BUI", ...).
+    var intentItems: [String: Int] = [:]
     /// Things replay saw but did not do, one line each.
     var notReplayed: [String] = []
     var overlayBytes: UInt64 = 0
