@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// POSIX ACLs as XFS stores them, in the trusted attributes "SGI_ACL_FILE" (access) and
 /// "SGI_ACL_DEFAULT" (default) (xfs_acl.h `struct xfs_acl`, `struct xfs_acl_entry`):
 /// acl_cnt (be32), then per entry ae_tag (be32), ae_id (be32), ae_perm (be16) and 2 bytes of

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The allocation group headers this reader uses: the AGF (free space, xfs_format.h
 /// `struct xfs_agf`) in the AG's second sector and the AGI (inodes, `struct xfs_agi`) in its
 /// third ("XFS Algorithms & Data Structures" §13 "AG Free Space Management", §14 "AG Inode

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Extended attribute layout constants and the raw form of one attribute, before namespaces
 /// and ACLs are applied ("XFS Algorithms & Data Structures" §20 "Extended Attributes";
 /// xfs_da_format.h `XFS_ATTR_*` flags, `xfs_attr_shortform`, `xfs_attr_leafblock`).

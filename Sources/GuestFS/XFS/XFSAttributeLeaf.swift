@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// One attribute leaf block ("XFS Algorithms & Data Structures" §20.2 "Leaf Attributes";
 /// xfs_da_format.h `xfs_attr_leaf_hdr` / `xfs_attr3_leaf_hdr`, `xfs_attr_leaf_entry`,
 /// `xfs_attr_leaf_name_local`, `xfs_attr_leaf_name_remote`).

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Reads one inode's extended attributes in whichever form its attribute fork is ("XFS
 /// Algorithms & Data Structures" §20 "Extended Attributes"), from what the inode reader
 /// decoded: the attribute fork's inline bytes (shortform) or its extent list (leaf: one leaf

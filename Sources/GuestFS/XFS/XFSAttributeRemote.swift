@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// A value too big for its leaf, kept in attribute-fork blocks of its own ("XFS Algorithms &
 /// Data Structures" §20.4 "Remote Values"; xfs_da_format.h `xfs_attr3_rmt_hdr`,
 /// xfs_attr_remote.c `xfs_attr_rmtval_copyout`).

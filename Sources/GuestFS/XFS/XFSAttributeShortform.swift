@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Attributes small enough to live in the inode's attribute fork ("XFS Algorithms & Data
 /// Structures" §20.1 "Short Form Attributes"; xfs_da_format.h `xfs_attr_sf_hdr`,
 /// `xfs_attr_sf_entry`): totsize (be16, header included), count (u8), padding; then each

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Fork mappings: the packed extent record and the block-map B+tree (xfs_format.h
 /// `xfs_bmbt_rec`, `xfs_bmdr_block`, `struct xfs_btree_block` long form; "XFS Algorithms &
 /// Data Structures" §16 "Data Extents" and §16.3 "B+tree Extent List"), walked to one sorted

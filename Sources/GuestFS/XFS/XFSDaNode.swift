@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// An interior node of a directory's or attribute fork's dabtree ("XFS Algorithms & Data
 /// Structures" §18 "Directory/Attribute Internal Nodes"; xfs_da_format.h `xfs_da_intnode`,
 /// `xfs_da_node_hdr` / `xfs_da3_node_hdr`, `xfs_da_node_entry`).

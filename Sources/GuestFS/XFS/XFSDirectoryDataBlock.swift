@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// One directory data block: the single block of a block-form directory, or one of the data
 /// blocks of a leaf- or node-form directory ("XFS Algorithms & Data Structures" §19.2 "Block
 /// Directories", §19.3 "Leaf Directories"; xfs_da_format.h `xfs_dir2_data_hdr` /

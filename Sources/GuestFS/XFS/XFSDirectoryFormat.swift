@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Directory layout constants (xfs_da_format.h; "XFS Algorithms & Data Structures" §19
 /// "Directories"). A directory's data fork is one address space split in three 32 GiB
 /// segments: data blocks from 0, the leaf (hash index) blocks from XFS_DIR2_LEAF_OFFSET,

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// A directory's hash index block ("XFS Algorithms & Data Structures" §19.3 "Leaf
 /// Directories", §19.4 "Node Directories"; xfs_da_format.h `xfs_dir2_leaf_hdr` /
 /// `xfs_dir3_leaf_hdr`, `xfs_dir2_leaf_entry`, `xfs_dir2_leaf_tail`).

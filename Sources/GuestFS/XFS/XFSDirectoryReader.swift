@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Reads one XFS directory in whichever of its forms it is ("XFS Algorithms & Data
 /// Structures" §19 "Directories"), from what the inode reader decoded: the directory's data
 /// fork (inline bytes, or its extent list — a B+tree directory's bmbt is already flattened

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// A directory small enough to live inside its inode ("XFS Algorithms & Data Structures"
 /// §19.1 "Short Form Directories"; xfs_da_format.h `xfs_dir2_sf_hdr`, `xfs_dir2_sf_entry`).
 ///

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// An open regular file: its data fork mapped once at open (XFSBmapBtree), then every read
 /// goes straight to the block device, from any number of threads, with no lock. Holes and
 /// unwritten (preallocated) extents read as zeros, as the kernel's iomap reads them

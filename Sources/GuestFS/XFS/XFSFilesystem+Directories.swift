@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Directories and extended attributes, decoded by XFSDirectoryReader and XFSAttributeReader over the forks this
 /// driver maps (`fork(of:attr:)`) and its block reader.
 extension XFSFilesystem {

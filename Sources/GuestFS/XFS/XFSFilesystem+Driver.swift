@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The registration FilesystemRegistry lists. XFS is read-only here: a writable open is
 /// refused in one line before anything is read, so `--rw`, copy-in and edit fail before
 /// anything is written.
@@ -15,7 +18,7 @@ extension XFSFilesystem {
     /// The one line a writable open gets.
     static let readOnlyReason = "XFS is read-only in imagemount for now: mount without --rw"
 
-    static let driver = FilesystemDriver(types: ["xfs"], optionNames: ignoredOptionNames) { device, writable, _ in
+    package static let driver = FilesystemDriver(types: ["xfs"], optionNames: ignoredOptionNames) { device, writable, _ in
         if writable {
             throw ImageError(path: device.displayName, structure: "XFS", reason: readOnlyReason, errno: .readOnlyFileSystem)
         }

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// statfs as the kernel's xfs_fs_statfs reports it on a read-only mount (fs/xfs/xfs_super.c):
 /// f_blocks is sb_dblocks less the internal log; f_bfree = f_bavail is the free block counter
 /// less what the allocator never hands out (xfs_fdblocks_unavailable: m_alloc_set_aside, 8

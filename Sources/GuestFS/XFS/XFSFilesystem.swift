@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// An XFS filesystem (v4 and v5), read-only, in Swift after the on-disk format (Linux

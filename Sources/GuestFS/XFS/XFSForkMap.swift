@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The logical blocks of a directory or attribute fork, mapped to filesystem blocks through
 /// the fork's extent list ("XFS Algorithms & Data Structures" §16 "Data Extents": file block
 /// `fileOffset + i` of an extent lives at filesystem block `startBlock + i`).

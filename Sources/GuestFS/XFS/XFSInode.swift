@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// One on-disk inode, v1/v2/v3 (xfs_format.h `struct xfs_dinode`; "XFS Algorithms & Data

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import Synchronization
 
 /// Decoded inodes by number, bounded: at most `capacity` entries (an inode is its raw forks,

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import Synchronization
 
 /// Directory listings recently read whole, by directory inode: name → inode. A readdirplus of

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The self-describing header every v5 metadata block carries ("XFS Algorithms & Data
 /// Structures" §4 "Metadata Integrity", "Self Describing Metadata"): a CRC32C over the block,
 /// the block's own 512-byte disk address, the owning inode and the filesystem's metadata UUID.

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The name hash directory and attribute B+trees are ordered by.
 ///
 /// xfs_da_btree.c `xfs_da_hashname`: four bytes at a time, each shifted by 21/14/7/0 and

@@ -1,3 +1,5 @@
+import GuestFSBlock
+import GuestFSFilesystem
 import SystemPackage
 
 /// The primary superblock, sb 0 (xfs_format.h `struct xfs_dsb`; "XFS Algorithms & Data

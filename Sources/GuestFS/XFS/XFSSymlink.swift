@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Symbolic link targets ("XFS Algorithms & Data Structures" §19.1 "Short Form Symbolic
 /// Links", §19.2 "Extent Symbolic Links"): inline in the data fork, or in remote blocks which
 /// on v5 start each mapping with `struct xfs_dsymlink_hdr` (xfs_format.h), verified as

@@ -1,4 +1,12 @@
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 
 extension FuzzHarness {
     /// XFS/Log: the head and tail search, the record walk (CRCs, cycle words), transaction

@@ -40,6 +40,7 @@ enum FuzzHarness {
         "vfat": vfat,
         "iso9660": iso9660,
         "xfs": xfs,
+        "xfs-log": xfsLog,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).

@@ -1,4 +1,12 @@
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 import Testing
 
 /// v4 attribute blocks (xfs_attr_leaf_hdr, xfs_da_node_hdr, headerless remote values), built

@@ -1,5 +1,13 @@
 import Foundation
+@testable import GuestFSBlock
+@testable import GuestFSDisk
+@testable import GuestFSFilesystem
+@testable import GuestFSExt
+@testable import GuestFSVfat
+@testable import GuestFSISO9660
+@testable import GuestFSXFS
 @testable import GuestFS
+@testable import GuestFSInspect
 import Testing
 import TestSupport
 

@@ -1,5 +1,13 @@
 import Foundation
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFSExt
+import GuestFSVfat
+import GuestFSISO9660
+import GuestFSXFS
 import GuestFS
+import GuestFSInspect
 import TestSupport
 #if canImport(Glibc)
 import Glibc

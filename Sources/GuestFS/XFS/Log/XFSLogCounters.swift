@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The superblock summary counters as the kernel recomputes them after recovery.
 ///
 /// With lazy superblock counters (XFS_SB_VERSION2_LAZYSBCOUNTBIT, always on v5) the kernel

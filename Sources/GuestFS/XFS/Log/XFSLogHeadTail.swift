@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Finding the head and tail of the log ring, after xfs_log_recover.c xlog_find_head,
 /// xlog_find_tail, xlog_verify_head and xlog_check_unmount_rec ("XFS Algorithms & Data
 /// Structures" §13.4 "Log Recovery"; the cycle stamping of §13.3).

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Intent and done items (xfs_extfree_item.c, xfs_rmap_item.c, xfs_refcount_item.c,
 /// xfs_bmap_item.c, xfs_attr_item.c, xfs_exchmaps_item.c): an intent logs work a transaction
 /// chain will do (free extents, change the rmap or refcount B+trees, map or unmap file blocks,

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// The log item format structures (xfs_log_format.h), which the logging host writes in its own
 /// byte order (little-endian from x86; the record's h_fmt says which), unlike the big-endian
 /// on-disk metadata they describe. Every access is checked against the region.

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Where the internal log lives and how it is cut up, from the superblock's log fields
 /// (xfs_format.h `struct xfs_dsb`: sb_logstart, sb_logblocks, sb_versionnum's LOGV2 bit,
 /// sb_logsectlog/sb_logsectsize, sb_logsunit; "XFS Algorithms & Data Structures" §13 "Journaling

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// One log record's header (xfs_log_format.h `struct xlog_rec_header`, big-endian) and, for v2
 /// records larger than 32 KiB, the extended headers after it (`struct xlog_rec_ext_header`),
 /// which hold the rest of the saved cycle words ("XFS Algorithms & Data Structures" §13.3

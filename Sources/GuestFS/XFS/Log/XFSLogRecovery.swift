@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// XFS dirty-log recovery into memory: what the kernel's xfs_log_recover.c does at mount when
 /// the log is dirty (xlog_find_tail, then xlog_do_recover's two passes from tail to head), with
 /// every write going to a MemoryOverlayDevice so the image keeps every byte ("XFS Algorithms &

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Buffer items (xfs_buf_item_recover.c): cancellation, the LSN ordering check, and replay of
 /// regular, inode-unlink and dquot buffers.
 extension XFSLogReplay {

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Inode items and inode chunk creation (xfs_inode_item_recover.c, xfs_icreate_item.c).
 extension XFSLogReplay {
     /// xfs_log_format.h XFS_ILOG_* field flags.

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Replays committed transactions into a MemoryOverlayDevice, as xfs_log_recover.c
 /// xlog_recover_commit_trans does in its two passes: pass 1 records cancelled buffers
 /// (xlog_recover_buf_commit_pass1), pass 2 replays every item in the order

@@ -1,3 +1,6 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
 /// Operation headers (xfs_log_format.h `struct xlog_op_header`, big-endian, 12 bytes) and their
 /// flags: the stream of regions every record carries.
 ///
