@@ -32,18 +32,33 @@ public final class XFSFilesystem: GuestFilesystem {
     /// Whether statfs sums the AG headers (the kernel's xfs_initialize_perag_data after a log
     /// recovery) rather than trusting the superblock counters of a clean filesystem.
     let countersFromAGs: Bool
+    /// The summary counters log recovery recomputed (nil when the log was clean).
+    let recoveredCounters: XFSSummaryCounters?
 
     /// Opens the filesystem on `device`; damage met while opening (and later, until
     /// `setDamageLog`) goes to `damageLog`, or to standard error when none is given.
     public init(device base: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil) throws {
         if let damageLog { damage.setSink(damageLog) }
-        let sb: XFSSuperblock
+        var sb: XFSSuperblock
         do { sb = try XFSSuperblock.read(from: base) } catch { throw ImageError.wrap(error, path: base.displayName) }
-        let geometry = sb.geometry
+        var geometry = sb.geometry
         // Everything from here reads through `device`: log recovery replaces it with an overlay
         // holding the replayed blocks when the log is dirty (the image is never written).
-        let device: any BlockDevice = base
-        let warnings: [String] = []
+        var device: any BlockDevice = base
+        var warnings: [String] = []
+        var recovered: XFSSummaryCounters? = nil
+        do {
+            let raw = try base.readBytes(at: 0, count: Int(sb.sectorSize))
+            if let (overlay, report) = try XFSLogRecovery.recover(device: base, superblock: raw, geometry: geometry) {
+                device = overlay
+                // xlog_do_recover re-reads the superblock the log may have changed.
+                sb = try XFSSuperblock.read(from: overlay)
+                geometry = sb.geometry
+                recovered = try XFSLogRecovery.summaryCounters(device: overlay, geometry: geometry)
+                warnings.append("\(base.displayName): the XFS log was dirty; replayed in memory, the image is unchanged (\(report))")
+            }
+        } catch { throw ImageError.wrap(error, path: base.displayName) }
+        self.recoveredCounters = recovered
         self.device = base
         self.reader = device
         self.superblock = sb
