@@ -14,16 +14,25 @@ struct XFSAttributeReader {
     let inode: UInt64
     let fork: XFSForkContents
     let read: XFSBlockReader
+    private let forkMap: Result<XFSForkMap, any Error>?
 
     init(geometry: XFSGeometry, inode: UInt64, fork: XFSForkContents, read: @escaping XFSBlockReader) {
         self.geometry = geometry
         self.inode = inode
         self.fork = fork
         self.read = read
+        // The extent list is checked and indexed once per reader, so a caller that keeps the
+        // reader (one per open directory, say) pays for it once.
+        if case .extents(let extents) = fork {
+            forkMap = Result { try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "attribute fork of inode \(inode)") }
+        } else {
+            forkMap = nil
+        }
     }
 
     private func map(_ extents: [XFSExtent]) throws -> XFSForkMap {
-        try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "attribute fork of inode \(inode)")
+        guard let forkMap else { return try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "attribute fork of inode \(inode)") }
+        return try forkMap.get()
     }
 
     /// Every attribute with its value, in on-disk (hash) order.

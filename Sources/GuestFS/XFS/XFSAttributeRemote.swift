@@ -13,6 +13,9 @@ enum XFSAttributeRemote {
         }
         let total = Int(length)
         let blockSize = Int(geometry.blockSize)
+        guard blockSize > XFSAttributeFormat.remoteHeaderSize else {
+            throw ImageError(structure: structure, reason: "block size \(blockSize) cannot hold a remote value", errno: .ioError)
+        }
         if !geometry.isV5 {
             let blocks = (total + blockSize - 1) / blockSize
             guard blocks > 0 else { return [] }

@@ -68,7 +68,7 @@ struct XFSDirectoryDataBlock {
                 guard length >= 8, length % 8 == 0, length <= recordsEnd - at else {
                     throw bytes.damaged("unused region at byte \(at) has length \(length)")
                 }
-                guard try bytes.u16(at + length - 2) == UInt16(at) else { throw bytes.damaged("unused region at byte \(at) has a bad tag") }
+                guard try bytes.u16(at + length - 2) == UInt16(truncatingIfNeeded: at) else { throw bytes.damaged("unused region at byte \(at) has a bad tag") }
                 at += length
                 continue
             }
@@ -77,6 +77,11 @@ struct XFSDirectoryDataBlock {
             at += size
         }
         return out
+    }
+
+    /// The readdir cookie of byte `at` of this block (xfs_dir2_db_off_to_dataptr).
+    func cookie(_ at: Int) -> UInt64 {
+        (index << (UInt64(geometry.blockLog) + UInt64(geometry.dirBlockLog)) + UInt64(at)) >> UInt64(XFSDirectoryFormat.alignLog)
     }
 
     /// The entry starting at byte `at` and its size; checks it fits the records area and
@@ -88,11 +93,11 @@ struct XFSDirectoryDataBlock {
         let nameLength = Int(try bytes.u8(at + 8))
         let size = XFSDirectoryFormat.entrySize(nameLength: nameLength, ftype: geometry.hasFtype)
         guard nameLength > 0, size <= recordsEnd - at else { throw bytes.damaged("entry at byte \(at) has name length \(nameLength)") }
-        guard try bytes.u16(at + size - 2) == UInt16(at) else { throw bytes.damaged("entry at byte \(at) has a bad tag") }
+        guard try bytes.u16(at + size - 2) == UInt16(truncatingIfNeeded: at) else { throw bytes.damaged("entry at byte \(at) has a bad tag") }
         guard geometry.plausibleInode(ino) else { throw bytes.damaged("entry at byte \(at) names inode \(ino), not in the filesystem") }
         let name = try bytes.slice(at + 9, nameLength)
         let ftype = geometry.hasFtype ? try bytes.u8(at + 9 + nameLength) : nil
-        return (XFSDirectoryEntry(name: name, inode: ino, fileType: ftype), size)
+        return (XFSDirectoryEntry(name: name, inode: ino, fileType: ftype, cookie: cookie(at)), size)
     }
 
     /// Leaf entry `i` of a block directory: (hashval, address in 8-byte units).

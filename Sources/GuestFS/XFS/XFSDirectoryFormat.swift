@@ -52,6 +52,11 @@ struct XFSDirectoryEntry: Sendable, Equatable {
     var inode: UInt64
     /// The XFS_DIR3_FT_* byte when the filesystem records file types (ftype), else nil.
     var fileType: UInt8?
+    /// Where the entry sits, as the kernel's readdir cookies count (xfs_dir2_db_off_to_dataptr):
+    /// its byte offset in the directory's data space divided by 8 (shortform entries keep the
+    /// offset they would have in a block directory). Entries come in increasing cookie order,
+    /// and `XFSDirectoryReader.forEachEntry(from:)` resumes at one.
+    var cookie: UInt64 = 0
 
     /// The protocol's type (`.unknown` without ftype: the caller reads the inode's mode).
     var nodeType: NodeType { fileType.map(XFSDirectoryFormat.nodeType(ftype:)) ?? .unknown }

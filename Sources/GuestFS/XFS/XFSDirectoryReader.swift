@@ -18,6 +18,7 @@ struct XFSDirectoryReader {
     let fork: XFSForkContents
     let size: UInt64
     let read: XFSBlockReader
+    private let forkMap: Result<XFSForkMap, any Error>?
 
     init(geometry: XFSGeometry, inode: UInt64, fork: XFSForkContents, size: UInt64, read: @escaping XFSBlockReader) {
         self.geometry = geometry
@@ -25,6 +26,13 @@ struct XFSDirectoryReader {
         self.fork = fork
         self.size = size
         self.read = read
+        // The extent list is checked and indexed once per reader, so a caller that keeps the
+        // reader (one per open directory, say) pays for it once.
+        if case .extents(let extents) = fork {
+            forkMap = Result { try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)") }
+        } else {
+            forkMap = nil
+        }
     }
 
     private var caseFold: Bool { geometry.asciiCI }
@@ -33,20 +41,34 @@ struct XFSDirectoryReader {
     private var leafStartBlock: UInt64 { XFSDirectoryFormat.leafSpaceByte >> UInt64(geometry.blockLog) }
 
     private func map(_ extents: [XFSExtent]) throws -> XFSForkMap {
-        try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)")
+        guard let forkMap else { return try XFSForkMap(extents: extents, geometry: geometry, read: read, owner: "directory inode \(inode)") }
+        return try forkMap.get()
     }
 
-    /// Every name in the directory except "." and "..", in on-disk order.
+    /// Every name in the directory except "." and "..", in on-disk (cookie) order.
     func entries() throws -> [XFSDirectoryEntry] {
+        var out: [XFSDirectoryEntry] = []
+        try forEachEntry { out.append($0); return true }
+        return out
+    }
+
+    /// Calls `body` with each entry whose cookie is at least `cookie`, in cookie order, until
+    /// it returns false: a directory listed page by page reads only the blocks each page
+    /// needs, and never holds all of a huge directory's entries at once.
+    func forEachEntry(from cookie: UInt64 = 0, _ body: (XFSDirectoryEntry) throws -> Bool) throws {
         switch fork {
         case .local(let bytes):
-            return try XFSDirectoryShortform(bytes, inode: inode, geometry: geometry).entries
-        case .extents(let extents):
-            var out: [XFSDirectoryEntry] = []
-            try forEachDataBlock(try map(extents)) { block in
-                for (_, e) in try block.records() where e.name != [0x2E] && e.name != [0x2E, 0x2E] { out.append(e) }
+            for e in try XFSDirectoryShortform(bytes, inode: inode, geometry: geometry).entries where e.cookie >= cookie {
+                guard try body(e) else { return }
             }
-            return out
+        case .extents(let extents):
+            let shift = UInt64(geometry.blockLog) + UInt64(geometry.dirBlockLog) - UInt64(XFSDirectoryFormat.alignLog)
+            try forEachDataBlock(try map(extents), from: cookie >> shift) { block in
+                for (_, e) in try block.records() where e.cookie >= cookie && e.name != [0x2E] && e.name != [0x2E, 0x2E] {
+                    guard try body(e) else { return false }
+                }
+                return true
+            }
         }
     }
 
@@ -69,9 +91,12 @@ struct XFSDirectoryReader {
     func lookup(_ name: [UInt8]) throws -> UInt64? { try lookupEntry(name)?.inode }
 
     /// The entry `name` names (on ascii-ci filesystems an exact match first, else the first
-    /// case-insensitive one, as xfs_dir_lookup), or nil.
+    /// case-insensitive one, as xfs_dir_lookup), or nil. "." and ".." name this directory and
+    /// its parent in every form (shortform stores neither).
     func lookupEntry(_ name: [UInt8]) throws -> XFSDirectoryEntry? {
         guard !name.isEmpty, name.count <= XFSDirectoryFormat.maxNameLength else { return nil }
+        if name == [0x2E] { return XFSDirectoryEntry(name: name, inode: inode, fileType: geometry.hasFtype ? 2 : nil) }
+        if name == [0x2E, 0x2E] { return XFSDirectoryEntry(name: name, inode: try parent(), fileType: geometry.hasFtype ? 2 : nil) }
         switch fork {
         case .local(let bytes):
             return try XFSDirectoryShortform(bytes, inode: inode, geometry: geometry).lookup(name, caseFold: caseFold)
@@ -153,7 +178,7 @@ struct XFSDirectoryReader {
     private func locate(_ address: UInt32, _ from: XFSBytes) throws -> (UInt64, Int) {
         let byte = UInt64(address) << UInt64(XFSDirectoryFormat.alignLog)
         let shift = UInt64(geometry.blockLog) + UInt64(geometry.dirBlockLog)
-        return (byte >> shift, Int(byte & (UInt64(geometry.dirBlockSize) - 1)))
+        return (byte >> shift, Int(byte & (UInt64(geometry.dirBlockSize) &- 1)))
     }
 
     /// Reads one directory-block-sized dabtree block (node or leaf) at logical block `block`,
@@ -163,22 +188,30 @@ struct XFSDirectoryReader {
         guard block >= leafStartBlock, block - leafStartBlock < leafStartBlock else {
             throw ImageError(structure: structure, reason: "dabtree points outside the leaf space", errno: .ioError)
         }
-        let (raw, fsb) = try map.readBlocks(block, count: UInt32(fsbPerDirBlock), structure: structure)
+        let (raw, fsb) = try map.readBlocks(block, count: UInt32(truncatingIfNeeded: fsbPerDirBlock), structure: structure)
         let b = XFSBytes(raw, structure: structure, deviceOffset: geometry.byteOffset(fsblock: fsb))
         if geometry.isV5 { try XFSMetadataHeader.da3Blkinfo.verify(b, fsblock: fsb, inode: inode, geometry: geometry) }
         return b
     }
 
-    /// Visits each data block below XFS_DIR2_LEAF_OFFSET that the extent list maps, in order.
-    private func forEachDataBlock(_ map: XFSForkMap, _ body: (XFSDirectoryDataBlock) throws -> Void) throws {
+    /// Visits each data block below XFS_DIR2_LEAF_OFFSET that the extent list maps, in order,
+    /// from directory block `first`, until `body` returns false. Two directory blocks that
+    /// start on one filesystem block are damage (else hostile extents could repeat one block's
+    /// entries without end).
+    private func forEachDataBlock(_ map: XFSForkMap, from first: UInt64, _ body: (XFSDirectoryDataBlock) throws -> Bool) throws {
         let shift = UInt64(geometry.dirBlockLog)
-        var next: UInt64 = 0
-        for e in map.extents where e.fileOffset < leafStartBlock {
+        var next = first
+        var seen: Set<UInt64> = []
+        for e in map.extents where e.fileOffset < leafStartBlock && e.fileOffset + e.blockCount > next << shift {
             let end = min(e.fileOffset + e.blockCount, leafStartBlock) // no overflow: XFSForkMap checked
             var db = max(e.fileOffset >> shift, next)
             let last = (end - 1) >> shift
             while db <= last {
-                try body(try XFSDirectoryDataBlock(map: map, index: db, inode: inode, geometry: geometry))
+                let block = try XFSDirectoryDataBlock(map: map, index: db, inode: inode, geometry: geometry)
+                guard seen.insert(try map.physical(db << shift, structure: block.bytes.structure)).inserted else {
+                    throw block.bytes.damaged("directory block \(db) is on the same disk block as an earlier one")
+                }
+                guard try body(block) else { return }
                 db += 1
             }
             next = max(next, last + 1)

@@ -14,7 +14,9 @@ struct XFSForkMap {
     let owner: String
 
     init(extents: [XFSExtent], geometry: XFSGeometry, read: @escaping XFSBlockReader, owner: String) throws {
-        self.extents = extents.sorted { $0.fileOffset < $1.fileOffset }
+        // The inode reader hands extents over in file order; sort only a list that is not.
+        let ordered = zip(extents, extents.dropFirst()).allSatisfy { $0.fileOffset <= $1.fileOffset }
+        self.extents = ordered ? extents : extents.sorted { $0.fileOffset < $1.fileOffset }
         self.geometry = geometry
         self.read = read
         self.owner = owner

@@ -92,3 +92,24 @@ import TestSupport
         #expect(files.first { $0.0 == "default-acl" }!.2.contains { $0.name == "system.posix_acl_default" })
     }
 }
+
+extension XFSAttributeReaderTests {
+    /// 600 user attributes whose names share one hash (entries over several leaves, so
+    /// value(name:) follows the leaves' forward links), with the kernel's values.
+    @Test func namesSharingOneHashAcrossLeaves() throws {
+        let names = XFSHashCollisions.names(601)
+        let image = try XFSDbImage()
+        let listFile = try XFSHashCollisions.file(Array(names.prefix(600)), in: image.dir)
+        let (ino, kernel) = try image.withMount { mnt in
+            try image.sh("touch f")
+            try Shell.check("python3 -c 'import os,sys\nfor i,n in enumerate(open(sys.argv[1]).read().split(\"\\n\")): os.setxattr(sys.argv[2], \"user.\"+n, str(i).encode()*3)' \(Shell.quote(listFile)) \(Shell.quote(mnt + "/f"))")
+            return (try KernelView.inode(mnt + "/f"), try Self.kernelXattrs(mnt + "/f"))
+        }
+        #expect(kernel.count == 600)
+        let reader = XFSAttributeReader(geometry: image.geometry, inode: ino, fork: try image.forks(ino).attr!, read: image.reader)
+        try check(reader, kernel: kernel, label: "hash collisions")
+        for x in kernel.suffix(300) { #expect(try reader.value(name: x.name) == x.value, "\(x.name)") }
+        #expect(try reader.value(name: "user." + String(decoding: names[600], as: UTF8.self)) == nil)
+        #expect(try reader.value(name: "trusted." + String(decoding: names[0], as: UTF8.self)) == nil, "same name, other namespace")
+    }
+}
