@@ -36,8 +36,10 @@ public final class XFSFilesystem: GuestFilesystem {
     let recoveredCounters: XFSSummaryCounters?
 
     /// Opens the filesystem on `device`; damage met while opening (and later, until
-    /// `setDamageLog`) goes to `damageLog`, or to standard error when none is given.
-    public init(device base: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil) throws {
+    /// `setDamageLog`) goes to `damageLog`, or to standard error when none is given. A dirty
+    /// log is replayed into memory unless `recoverLog` is false (the kernel's `norecovery`:
+    /// the tree as the last written-back metadata shows it, possibly inconsistent).
+    public init(device base: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil, recoverLog: Bool = true) throws {
         if let damageLog { damage.setSink(damageLog) }
         var sb: XFSSuperblock
         do { sb = try XFSSuperblock.read(from: base) } catch { throw ImageError.wrap(error, path: base.displayName) }
@@ -47,7 +49,9 @@ public final class XFSFilesystem: GuestFilesystem {
         var device: any BlockDevice = base
         var warnings: [String] = []
         var recovered: XFSSummaryCounters? = nil
-        do {
+        if !recoverLog {
+            warnings.append("\(base.displayName): XFS opened with norecovery: a dirty log is not replayed")
+        } else { do {
             let raw = try base.readBytes(at: 0, count: Int(sb.sectorSize))
             if let (overlay, report) = try XFSLogRecovery.recover(device: base, superblock: raw, geometry: geometry) {
                 device = overlay
@@ -57,7 +61,11 @@ public final class XFSFilesystem: GuestFilesystem {
                 recovered = try XFSLogRecovery.summaryCounters(device: overlay, geometry: geometry)
                 warnings.append("\(base.displayName): the XFS log was dirty; replayed in memory, the image is unchanged (\(report))")
             }
-        } catch { throw ImageError.wrap(error, path: base.displayName) }
+        } catch {
+            var e = ImageError.wrap(error, path: base.displayName)
+            e.reason += " (the log cannot be replayed; the norecovery mount option opens the filesystem without it)"
+            throw e
+        } }
         self.recoveredCounters = recovered
         self.device = base
         self.reader = device
