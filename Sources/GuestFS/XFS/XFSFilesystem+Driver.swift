@@ -6,7 +6,8 @@ import GuestFSFilesystem
 /// anything is written.
 extension XFSFilesystem {
     /// Mount options the kernel's xfs takes (Documentation/admin-guide/xfs.rst, "Mount
-    /// Options"); none changes what a read-only reader shows, so they are accepted and ignored.
+    /// Options"); only `norecovery` changes what a read-only reader shows (the dirty log is not
+    /// replayed), the others are accepted and ignored.
     static let ignoredOptionNames: Set<String> = [
         "allocsize", "attr2", "noattr2", "discard", "nodiscard", "grpid", "bsdgroups", "nogrpid", "sysvgroups",
         "filestreams", "ikeep", "noikeep", "inode32", "inode64", "largeio", "nolargeio", "logbufs", "logbsize",
@@ -18,10 +19,10 @@ extension XFSFilesystem {
     /// The one line a writable open gets.
     static let readOnlyReason = "XFS is read-only in imagemount for now: mount without --rw"
 
-    package static let driver = FilesystemDriver(types: ["xfs"], optionNames: ignoredOptionNames) { device, writable, _ in
+    package static let driver = FilesystemDriver(types: ["xfs"], optionNames: ignoredOptionNames) { device, writable, options in
         if writable {
             throw ImageError(path: device.displayName, structure: "XFS", reason: readOnlyReason, errno: .readOnlyFileSystem)
         }
-        return try XFSFilesystem(device: device)
+        return try XFSFilesystem(device: device, recoverLog: !options.contains("norecovery"))
     }
 }

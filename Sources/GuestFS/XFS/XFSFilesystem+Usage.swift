@@ -21,16 +21,18 @@ extension XFSFilesystem {
         var freeBlocks = sb.freeDataBlocks, icount = sb.inodeCount, ifree = sb.freeInodes
         var allocbtBlocks: UInt64 = 0
         if countersFromAGs {
-            // After a log recovery the kernel recounts from the AG headers (xfs_initialize_perag_data).
+            // After a log recovery the kernel recounts from the AG headers (xfs_initialize_perag_data,
+            // XFSLogRecovery.summaryCounters), reading every AGF, so the free-space btree blocks
+            // beyond their roots enter m_allocbt_blks (xfs_alloc_read_agf; the rmapbt's share is
+            // the per-AG reservation's, not the allocator's).
+            if let counters = recoveredCounters {
+                (freeBlocks, icount, ifree) = (counters.freeBlocks, counters.inodeCount, counters.freeInodes)
+            }
             let headers = XFSAGHeaderReader(device: reader, geometry: geometry)
-            freeBlocks = 0; icount = 0; ifree = 0
             for ag in 0 ..< geometry.agCount {
-                let agf = try headers.freeSpace(ag), agi = try headers.inodes(ag)
-                freeBlocks += UInt64(agf.freeBlocks) + UInt64(agf.freeListCount) + UInt64(agf.btreeBlocks)
+                let agf = try headers.freeSpace(ag)
                 let rmapShare = sb.roCompatFeatures & 0x2 != 0 && agf.rmapBlocks > 0 ? UInt64(agf.rmapBlocks) - 1 : 0
                 allocbtBlocks += UInt64(agf.btreeBlocks) > rmapShare ? UInt64(agf.btreeBlocks) - rmapShare : 0
-                icount += UInt64(agi.count)
-                ifree += UInt64(agi.freeCount)
             }
         }
         let logBlocks = sb.logStart != 0 ? UInt64(sb.logBlocks) : 0

@@ -34,18 +34,41 @@ public final class XFSFilesystem: GuestFilesystem {
     /// Whether statfs sums the AG headers (the kernel's xfs_initialize_perag_data after a log
     /// recovery) rather than trusting the superblock counters of a clean filesystem.
     let countersFromAGs: Bool
+    /// The summary counters log recovery recomputed (nil when the log was clean).
+    let recoveredCounters: XFSSummaryCounters?
 
     /// Opens the filesystem on `device`; damage met while opening (and later, until
-    /// `setDamageLog`) goes to `damageLog`, or to standard error when none is given.
-    public init(device base: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil) throws {
+    /// `setDamageLog`) goes to `damageLog`, or to standard error when none is given. A dirty
+    /// log is replayed into memory unless `recoverLog` is false (the kernel's `norecovery`:
+    /// the tree as the last written-back metadata shows it, possibly inconsistent).
+    public init(device base: any BlockDevice, damageLog: (@Sendable (String) -> Void)? = nil, recoverLog: Bool = true) throws {
         if let damageLog { damage.setSink(damageLog) }
-        let sb: XFSSuperblock
+        var sb: XFSSuperblock
         do { sb = try XFSSuperblock.read(from: base) } catch { throw ImageError.wrap(error, path: base.displayName) }
-        let geometry = sb.geometry
+        var geometry = sb.geometry
         // Everything from here reads through `device`: log recovery replaces it with an overlay
         // holding the replayed blocks when the log is dirty (the image is never written).
-        let device: any BlockDevice = base
-        let warnings: [String] = []
+        var device: any BlockDevice = base
+        var warnings: [String] = []
+        var recovered: XFSSummaryCounters? = nil
+        if !recoverLog {
+            warnings.append("\(base.displayName): XFS opened with norecovery: a dirty log is not replayed")
+        } else { do {
+            let raw = try base.readBytes(at: 0, count: Int(sb.sectorSize))
+            if let (overlay, report) = try XFSLogRecovery.recover(device: base, superblock: raw, geometry: geometry) {
+                device = overlay
+                // xlog_do_recover re-reads the superblock the log may have changed.
+                sb = try XFSSuperblock.read(from: overlay)
+                geometry = sb.geometry
+                recovered = try XFSLogRecovery.summaryCounters(device: overlay, geometry: geometry)
+                warnings.append("\(base.displayName): the XFS log was dirty; replayed in memory, the image is unchanged (\(report))")
+            }
+        } catch {
+            var e = ImageError.wrap(error, path: base.displayName)
+            e.reason += " (the log cannot be replayed; the norecovery mount option opens the filesystem without it)"
+            throw e
+        } }
+        self.recoveredCounters = recovered
         self.device = base
         self.reader = device
         self.superblock = sb
