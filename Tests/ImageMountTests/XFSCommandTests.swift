@@ -221,4 +221,25 @@ import TestSupport
             #expect(filesystems.contains(name), "\(name) missing: \(filesystems)")
         }
     }
+
+    /// The job of the issue's background: `virt-df -d vm1` shows /dev/sda1 and /dev/centos/root,
+    /// then `guestmount -d vm1 -m /dev/centos/root` to look inside (read-only here).
+    @Test func libvirtDomainDfAndExplicitMount() throws {
+        let f = try Self.fixture.get()
+        let dir = try TempDir()
+        let xml = """
+            <domain type='kvm'><name>vm1</name><devices><disk type='file' device='disk'><driver name='qemu' type='raw'/>\
+            <source file='\(f.disk)'/><target dev='vda' bus='virtio'/></disk></devices></domain>
+            """
+        try Data(xml.utf8).write(to: URL(fileURLWithPath: dir.file("vm1.xml")))
+        let env = ["IMAGEMOUNT_LIBVIRT_DIR": dir.path, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let df = try ImageMountBinary.run(["df", "-d", "vm1", "-h"], environment: env)
+        #expect(df.status == 0, "\(df.stderr)")
+        let rows = df.text.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
+        #expect(rows.contains("vm1:/dev/sda1") && rows.contains("vm1:/dev/centos/root"), "\(df.text)")
+        let cat = try ImageMountBinary.run(["cat", "-d", "vm1", "-m", "/dev/centos/root", "/etc/hostname"], environment: env)
+        #expect(cat.status == 0 && cat.text == "\(Self.hostname)\n", "\(cat.stderr)")
+        let rw = try ImageMountBinary.run(["copy-in", "-d", "vm1", "-m", "/dev/centos/root", "/etc/hostname", "/tmp"], environment: env)
+        #expect(rw.status != 0 && rw.stderr.contains(XFSCommandTests.readOnlyLine), "\(rw.stderr)")
+    }
 }
