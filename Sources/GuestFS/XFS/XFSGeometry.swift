@@ -39,8 +39,10 @@ struct XFSGeometry: Sendable {
     /// the low `agBlockLog` bits: xfs_format.h XFS_FSB_TO_DADDR), or nil when it names an AG or
     /// block the filesystem does not have.
     func byteOffset(fsblock: UInt64) -> UInt64? {
-        let ag = fsblock >> UInt64(agBlockLog)
-        let agBlock = fsblock & ((1 << UInt64(agBlockLog)) - 1)
+        // agBlockLog comes from the superblock: a value of 64 or more leaves no AG bits.
+        let mask: UInt64 = agBlockLog >= 64 ? .max : (1 << UInt64(agBlockLog)) - 1
+        let ag = agBlockLog >= 64 ? 0 : fsblock >> UInt64(agBlockLog)
+        let agBlock = fsblock & mask
         guard ag < UInt64(agCount), agBlock < UInt64(agBlocks) else { return nil }
         let (linear, o1) = ag.multipliedReportingOverflow(by: UInt64(agBlocks))
         let (block, o2) = linear.addingReportingOverflow(agBlock)
