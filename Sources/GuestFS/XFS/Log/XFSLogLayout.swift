@@ -79,7 +79,12 @@ struct XFSLogReader {
 
     /// `count` BBs starting at `block`, continuing at BB 0 past the end of the ring.
     func read(_ block: UInt32, count: Int) throws -> [UInt8] {
-        precondition(count >= 0 && UInt64(count) <= UInt64(layout.blocks))
+        // Counts and positions come from record headers: a bad one is damage, not a trap.
+        guard count >= 0, UInt64(count) <= UInt64(layout.blocks), block < layout.blocks else {
+            throw ImageError(offset: layout.startByte, structure: "XFS log",
+                             reason: "read of \(count) blocks at log block \(block) outside the \(layout.blocks)-block log",
+                             errno: .ioError)
+        }
         let first = min(count, Int(layout.blocks - block))
         var bytes = try device.readBytes(at: layout.byteOffset(block), count: first * 512)
         if first < count { bytes += try device.readBytes(at: layout.byteOffset(0), count: (count - first) * 512) }
