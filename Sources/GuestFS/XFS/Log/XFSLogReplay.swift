@@ -137,6 +137,8 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
     var unfinishedIntents: [XFSLogIntent] = []
     /// Intent and done items replay saw, by type ("EFI", "EFD", "BUI", ...).
     var intentItems: [String: Int] = [:]
+    /// Unfinished bmap intents (BUI) carried out in the overlay (XFSLogBmapIntents.swift).
+    var bmapIntentsFinished = 0
     /// Things replay saw but did not do, one line each.
     var notReplayed: [String] = []
     var overlayBytes: UInt64 = 0
@@ -148,6 +150,7 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
         s += "\(inodeChunksCreated) inode chunks created"
         if let tornAt { s += "; torn write at log block \(tornAt)" }
         if !unfinishedIntents.isEmpty { s += "; \(unfinishedIntents.count) unfinished intents" }
+        if bmapIntentsFinished > 0 { s += " (\(bmapIntentsFinished) BUIs carried out)" }
         return s
     }
 }
