@@ -133,7 +133,9 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
     /// The log block where a torn write (CRC failure at the head) ended the log.
     var tornAt: UInt32?
     /// Intents (EFI, RUI, CUI, BUI, ATTRI, XMI) whose done item is not in the log: the kernel
-    /// finishes them after replay (xlog_recover_process_intents); see XFSLogIntents.
+    /// finishes them after replay (xlog_recover_process_intents); see XFSLogIntents. The BUIs
+    /// among them are carried out in the overlay too (`bmapIntentsFinished`; those that cannot
+    /// be are named in `notReplayed`).
     var unfinishedIntents: [XFSLogIntent] = []
     /// Intent and done items replay saw, by type ("EFI", "EFD", "BUI", ...).
     var intentItems: [String: Int] = [:]
