@@ -10,6 +10,8 @@ packages=(
   e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs mtools
   # volume probe oracles (Tests/GuestFSTests/Disk/Probe): mkfs tools for every type blkid names
   xfsprogs ntfs-3g dosfstools exfatprogs udftools squashfs-tools xorriso genisoimage
+  # a second reader of XFS v4 images, which this kernel cannot mount (Tests/GuestFSTests/XFS/XFSV4Tests)
+  libfsxfs-utils
   # ISO 9660 tests (Tests/GuestFSTests/ISO9660): isolinux's isohybrid MBR and isolinux.bin
   isolinux syslinux-utils
   # benchmarks

@@ -60,7 +60,8 @@ public final class XFSFilesystem: GuestFilesystem {
                 // xlog_do_recover re-reads the superblock the log may have changed.
                 sb = try XFSSuperblock.read(from: overlay)
                 geometry = sb.geometry
-                recovered = try XFSLogRecovery.summaryCounters(device: overlay, geometry: geometry)
+                recovered = try XFSLogRecovery.summaryCounters(device: overlay, geometry: geometry,
+                                                              unfinished: report.unfinishedIntents)
                 warnings.append("\(base.displayName): the XFS log was dirty; replayed in memory, the image is unchanged (\(report))")
             }
         } catch {

@@ -142,4 +142,50 @@ import TestSupport
             #expect(u.totalInodes - u.freeInodes == counters[0] - counters[1])
         }
     }
+
+    /// A second opinion from libfsxfs (Debian's libfsxfs-utils, a 2020 snapshot, which reads v4
+    /// without the kernel): `fsxfsinfo -H` lists the same paths as our walk, and `fsxfsinfo -F`
+    /// gives each regular file, directory and symlink the inode number, size, owner and mode
+    /// we give it.
+    @Test(arguments: ["-m crc=0 -n ftype=0", "-m crc=0 -n ftype=1"])
+    func listingMatchesFsxfsinfo(options: String) throws {
+        let f = try Self.fixture.get()
+        let image = try f.image("v4-fsxfs-\(options.filter { $0.isLetter || $0.isNumber })", options: options)
+        let fs = try XFSFilesystem(device: RawImage(path: image, writable: false))
+        var ours: [String: NodeAttributes] = [:]
+        func visit(_ dir: UInt64, _ path: String, depth: Int) throws {
+            guard depth < 16 else { return }
+            for e in try fs.entries(dir) {
+                let full = path + "/" + String(decoding: e.name, as: UTF8.self)
+                let a = try fs.attributes(e.node)
+                ours[full] = a
+                if a.isDirectory { try visit(e.node, full, depth: depth + 1) }
+            }
+        }
+        try visit(fs.rootNode, "", depth: 0)
+        let hierarchy = try Shell.check("fsxfsinfo -H \(Shell.quote(image)) 2>/dev/null")
+        // The lines after the "File system hierarchy:" heading, one path each, "/" first.
+        let lines = hierarchy.split(separator: "\n").map(String.init)
+        let start = try #require(lines.firstIndex { $0.hasPrefix("File system hierarchy") }, "\(hierarchy)")
+        let theirs = lines[(start + 1)...].filter { $0.hasPrefix("/") }
+        #expect(theirs.first == "/")
+        #expect(Set(theirs.dropFirst()) == Set(ours.keys))
+        #expect(theirs.count - 1 == ours.count, "no path listed twice")
+        for path in ["/hello.txt", "/dir", "/dir/random.bin", "/dir/many", "/dir/many/file-with-a-longer-name-7", "/empty",
+                     "/empty.txt", "/rel-link"] {
+            let a = try #require(ours[path], "\(path)")
+            let text = try Shell.check("fsxfsinfo -F \(Shell.quote(path)) \(Shell.quote(image)) 2>/dev/null")
+            var fields: [String: String] = [:]
+            for line in text.split(separator: "\n") {
+                let kv = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                if kv.count == 2 { fields[kv[0]] = kv[1] }
+            }
+            #expect(fields["Inode number"] == String(a.node), "\(path): \(text)")
+            if !a.isDirectory { #expect(fields["Size"] == String(a.size), "\(path) size: \(text)") }
+            #expect(fields["Owner identifier"] == String(a.uid) && fields["Group identifier"] == String(a.gid), "\(path) owner: \(text)")
+            // "-rw-r--r-- (0100644)": the octal mode in parentheses.
+            let mode = fields["File mode"].flatMap { $0.split(separator: "(").last }.flatMap { UInt32($0.dropLast(), radix: 8) }
+            #expect(mode == UInt32(a.mode), "\(path) mode: \(text)")
+        }
+    }
 }

@@ -16,10 +16,13 @@ struct XFSLogIntent: Sendable, CustomStringConvertible {
     var lsn: UInt64
     /// For an EFI: the extents (fsblock, length) the kernel would free.
     var extents: [(start: UInt64, length: UInt32)]
+    /// For a BUI: the one mapping it maps or unmaps (XFSBmapIntent).
+    var bmap: XFSBmapIntent? = nil
 
     var description: String {
         var s = "\(XFSLogItemType.name(type)) 0x\(String(id, radix: 16)) at LSN \(XFSLogRecordHeader.describe(lsn))"
         if !extents.isEmpty { s += " (\(extents.map { "\($0.start)+\($0.length)" }.joined(separator: ", ")))" }
+        if let bmap { s += " (\(bmap))" }
         return s
     }
 }
@@ -65,10 +68,12 @@ final class XFSLogIntents {
             guard r.count == 16 + count * width else { throw XFSLogReplayError("EFI of \(r.count) bytes for \(count) extents") }
             for i in 0 ..< count { extents.append((try r.u64(16 + i * width), try r.u32(24 + i * width))) }
         }
+        var bmap: XFSBmapIntent? = nil
+        if item.type == XFSLogItemType.bui { bmap = try XFSBmapIntent(r) }
         let key = Key(type: item.type, id: id)
         if let old = index[key] { pending[old].type = 0 }
         index[key] = pending.count
-        pending.append(XFSLogIntent(type: item.type, id: id, lsn: lsn, extents: extents))
+        pending.append(XFSLogIntent(type: item.type, id: id, lsn: lsn, extents: extents, bmap: bmap))
     }
 
     /// The intents still without a done item.

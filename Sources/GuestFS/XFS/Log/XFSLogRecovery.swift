@@ -6,9 +6,12 @@ import GuestFSFilesystem
 /// every write going to a MemoryOverlayDevice so the image keeps every byte ("XFS Algorithms &
 /// Data Structures" §13 "Journaling Log"; xfs_log_format.h).
 ///
-/// Not done after replay (the kernel does these as the first writes of the mounted filesystem,
-/// and none changes what the tree shows): finishing unfinished intents (reported in
-/// `XFSLogReport.unfinishedIntents`), freeing the inodes left on the AGI unlinked lists
+/// After replay the unfinished bmap intents (BUI) are carried out in the overlay, so files a
+/// crash caught in a reflink remap show the extents the kernel's recovery gives them
+/// (XFSLogBmapIntents.swift). Not done (the kernel does these as the first writes of the mounted
+/// filesystem, and none changes what the tree shows): the other unfinished intents (reported in
+/// `XFSLogReport.unfinishedIntents`: EFI, whose extents the summary counters count as free
+/// already; CUI and RUI, which change only the refcount and rmap B+trees; ATTRI and XMI), freeing the inodes left on the AGI unlinked lists
 /// (unreachable, nlink 0), and writing the recomputed summary counters (see
 /// `summaryCounters(device:geometry:)`).
 enum XFSLogRecovery {
@@ -52,6 +55,13 @@ enum XFSLogRecovery {
         }
         guard let replay else { return nil }
         try replay.flushPending()
+        // xlog_recover_finish -> xlog_recover_process_intents: the unfinished bmap intents are
+        // carried out on the replayed metadata, in log order (XFSLogBmapIntents.swift).
+        do {
+            try replay.finishBmapIntents(dataBlocks: XFSLogRecovery.be64(superblock, 8))
+        } catch let e as XFSLogReplayError {
+            throw ImageError(offset: 0, structure: "XFS log intent", reason: e.reason, errno: .ioError)
+        }
         let records = report.records, wrapped = report.wrapped
         report = replay.report
         report.records = records
@@ -60,6 +70,11 @@ enum XFSLogRecovery {
         report.intentItems = replay.intents.seen
         report.overlayBytes = overlay.bytesInMemory
         return (overlay, report)
+    }
+
+    static func be64(_ b: [UInt8], _ o: Int) -> UInt64 {
+        guard o >= 0, o + 8 <= b.count else { return 0 }
+        return b[o ..< o + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
 
     /// Walks the records from the tail to the head, checking each one's CRC and putting back

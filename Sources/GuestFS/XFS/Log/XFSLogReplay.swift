@@ -133,10 +133,14 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
     /// The log block where a torn write (CRC failure at the head) ended the log.
     var tornAt: UInt32?
     /// Intents (EFI, RUI, CUI, BUI, ATTRI, XMI) whose done item is not in the log: the kernel
-    /// finishes them after replay (xlog_recover_process_intents); see XFSLogIntents.
+    /// finishes them after replay (xlog_recover_process_intents); see XFSLogIntents. The BUIs
+    /// among them are carried out in the overlay too (`bmapIntentsFinished`; those that cannot
+    /// be are named in `notReplayed`).
     var unfinishedIntents: [XFSLogIntent] = []
     /// Intent and done items replay saw, by type ("EFI", "EFD", "BUI", ...).
     var intentItems: [String: Int] = [:]
+    /// Unfinished bmap intents (BUI) carried out in the overlay (XFSLogBmapIntents.swift).
+    var bmapIntentsFinished = 0
     /// Things replay saw but did not do, one line each.
     var notReplayed: [String] = []
     var overlayBytes: UInt64 = 0
@@ -148,6 +152,7 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
         s += "\(inodeChunksCreated) inode chunks created"
         if let tornAt { s += "; torn write at log block \(tornAt)" }
         if !unfinishedIntents.isEmpty { s += "; \(unfinishedIntents.count) unfinished intents" }
+        if bmapIntentsFinished > 0 { s += " (\(bmapIntentsFinished) BUIs carried out)" }
         return s
     }
 }
