@@ -36,6 +36,9 @@ public final class XFSFilesystem: GuestFilesystem {
     let countersFromAGs: Bool
     /// The summary counters log recovery recomputed (nil when the log was clean).
     let recoveredCounters: XFSSummaryCounters?
+    /// Unfinished bmap intents the overlay could not carry out, by inode, in log order
+    /// (XFSFilesystem+Intents.swift applies them to the extent lists this driver resolves).
+    let deferredBmaps: [UInt64: [XFSBmapIntent]]
 
     /// Opens the filesystem on `device`; damage met while opening (and later, until
     /// `setDamageLog`) goes to `damageLog`, or to standard error when none is given. A dirty
@@ -51,6 +54,7 @@ public final class XFSFilesystem: GuestFilesystem {
         var device: any BlockDevice = base
         var warnings: [String] = []
         var recovered: XFSSummaryCounters? = nil
+        var deferred: [UInt64: [XFSBmapIntent]] = [:]
         if !recoverLog {
             warnings.append("\(base.displayName): XFS opened with norecovery: a dirty log is not replayed")
         } else { do {
@@ -62,6 +66,7 @@ public final class XFSFilesystem: GuestFilesystem {
                 geometry = sb.geometry
                 recovered = try XFSLogRecovery.summaryCounters(device: overlay, geometry: geometry,
                                                               unfinished: report.unfinishedIntents)
+                for bmap in report.deferredBmapIntents { deferred[bmap.owner, default: []].append(bmap) }
                 warnings.append("\(base.displayName): the XFS log was dirty; replayed in memory, the image is unchanged (\(report))")
             }
         } catch {
@@ -70,6 +75,7 @@ public final class XFSFilesystem: GuestFilesystem {
             throw e
         } }
         self.recoveredCounters = recovered
+        self.deferredBmaps = deferred
         self.device = base
         self.reader = device
         self.superblock = sb
@@ -147,9 +153,13 @@ public final class XFSFilesystem: GuestFilesystem {
             return nil
         case .extents, .btree:
             do {
-                return .extents(try XFSBmapBtree.extents(fork: bytes, format: format, extentCount: count, inode: inode.number,
-                                                         forkName: attr ? "attribute" : "data", geometry: geometry,
-                                                         readBlock: { try self.readBlocks($0, 1) }))
+                var extents = try XFSBmapBtree.extents(fork: bytes, format: format, extentCount: count, inode: inode.number,
+                                                       forkName: attr ? "attribute" : "data", geometry: geometry,
+                                                       readBlock: { try self.readBlocks($0, 1) })
+                if let pending = deferredBmaps[inode.number] {
+                    _ = Self.apply(pending.filter { $0.isAttrFork == attr }, to: &extents)
+                }
+                return .extents(extents)
             } catch let e as ImageError {
                 damage.report(e.withPath(device.displayName).description)
                 throw e.withPath(device.displayName)
@@ -160,7 +170,10 @@ public final class XFSFilesystem: GuestFilesystem {
     // MARK: GuestFilesystem
 
     public func attributes(_ node: UInt64) throws -> NodeAttributes {
-        try inode(node).attributes(geometry: geometry)
+        let i = try inode(node)
+        var a = i.attributes(geometry: geometry)
+        if deferredBmaps[node] != nil { a.blocks512 = try blocksAfterDeferredBmaps(i, recorded: a.blocks512) }
+        return a
     }
 
     public func readlink(_ node: UInt64) throws -> [UInt8] {

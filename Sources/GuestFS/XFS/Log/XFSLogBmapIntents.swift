@@ -83,7 +83,11 @@ extension XFSLogReplay {
             guard let bmap = intent.bmap else { continue }
             try bmap.validate()
             if let refusal = try finish(bmap, dataBlocks: dataBlocks) {
-                report.notReplayed.append("BUI 0x\(String(intent.id, radix: 16)) (\(bmap)) not carried out: \(refusal)")
+                if refusal.deferred {
+                    report.deferredBmapIntents.append(bmap)
+                } else {
+                    report.notReplayed.append("BUI 0x\(String(intent.id, radix: 16)) (\(bmap)) not carried out: \(refusal.reason)")
+                }
             } else {
                 report.bmapIntentsFinished += 1
             }
@@ -91,7 +95,7 @@ extension XFSLogReplay {
     }
 
     /// Applies one intent to its inode in the overlay; returns why it cannot, or nil once done.
-    private func finish(_ bmap: XFSBmapIntent, dataBlocks: UInt64) throws -> String? {
+    private func finish(_ bmap: XFSBmapIntent, dataBlocks: UInt64) throws -> (reason: String, deferred: Bool)? {
         let ino = bmap.owner
         guard let at = geometry.inodeOffset(ino, dataBlocks: dataBlocks) else {
             throw XFSLogReplayError("BUI (\(bmap)) names an inode the filesystem cannot have")
@@ -130,7 +134,7 @@ extension XFSLogReplay {
         guard let format = XFSInode.Format(rawValue: try b.u8(formatByte)) else {
             throw XFSLogReplayError("BUI (\(bmap)): inode \(ino) fork format \(try b.u8(formatByte)) is unknown")
         }
-        guard format == .extents else { return "the fork is in \(format) format" }
+        guard format == .extents else { return ("the fork is in \(format) format", format == .btree) }
         // xfs_format.h: the 64-bit data extent count sits in di_big_nextents with NREXT64.
         let countOffset: Int, countWidth: Int
         switch (bmap.isAttrFork, nrext64) {
@@ -147,7 +151,7 @@ extension XFSLogReplay {
         let blocks = try b.u64(64)
         let newBlocks: UInt64
         if bmap.isMap {
-            guard let merged = Self.map(bmap, into: &extents) else { return "the range is already mapped" }
+            guard let merged = Self.map(bmap, into: &extents) else { return ("the range is already mapped", false) }
             let (sum, overflow) = blocks.addingReportingOverflow(merged)
             guard !overflow else { throw XFSLogReplayError("BUI (\(bmap)): inode \(ino) block count overflows") }
             newBlocks = sum
@@ -156,7 +160,7 @@ extension XFSLogReplay {
             guard removed <= blocks else { throw XFSLogReplayError("BUI (\(bmap)): inode \(ino) counts \(blocks) blocks, fewer than it unmaps") }
             newBlocks = blocks - removed
         }
-        guard extents.count <= forkSize / 16 else { return "\(extents.count) extents would not fit the inode (the kernel converts the fork to a B+tree)" }
+        guard extents.count <= forkSize / 16 else { return ("\(extents.count) extents would not fit the inode (the kernel converts the fork to a B+tree)", true) }
         try XFSBmapBtree.validate(extents, b: XFSBytes(fork, structure: "inode \(ino) fork after BUI", deviceOffset: at), geometry: geometry)
         // The fork's records, the rest of the old ones cleared; the counts; the CRC.
         let oldBytes = Int(min(count, UInt64(forkSize / 16))) * 16

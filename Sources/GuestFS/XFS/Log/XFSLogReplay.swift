@@ -141,6 +141,10 @@ struct XFSLogReport: Sendable, CustomStringConvertible {
     var intentItems: [String: Int] = [:]
     /// Unfinished bmap intents (BUI) carried out in the overlay (XFSLogBmapIntents.swift).
     var bmapIntentsFinished = 0
+    /// Unfinished BUIs on forks the overlay cannot rewrite (B+tree forks, or a change that
+    /// would turn the fork into one): the driver applies them to the extent list it resolves
+    /// for that inode (XFSFilesystem+Intents.swift), so reads show them all the same.
+    var deferredBmapIntents: [XFSBmapIntent] = []
     /// Things replay saw but did not do, one line each.
     var notReplayed: [String] = []
     var overlayBytes: UInt64 = 0
