@@ -1,0 +1,102 @@
+import SystemPackage
+
+/// A VHD image (QEMU's "vpc"), read-only: fixed disks are the file itself; dynamic disks map
+/// blocks through the BAT, loaded once at open (bounded by `VHDFormat.maxTableEntries`).
+/// Immutable after open, so reads from several threads need no lock.
+final class VHDImage: BlockDevice {
+    let file: RawImage
+    let metadata: VHDMetadata
+    let size: UInt64
+    var isWritable: Bool { false }
+    var displayName: String { file.path }
+    /// Block size, sector bitmap size and BAT of a dynamic disk; nil for a fixed one.
+    private let blocks: (size: UInt64, bitmapSize: UInt64, bat: [UInt32])?
+
+    static let batStructure = "VHD BAT"
+
+    init(file: RawImage, options: ImageOpenOptions) throws {
+        if options.writable {
+            throw ImageError(path: file.path, structure: "VHD image",
+                             reason: "writing VHD images is not supported yet: convert with qemu-img convert -O qcow2",
+                             errno: .readOnlyFileSystem)
+        }
+        self.file = file
+        metadata = try VHDMetadata.read(from: file)
+        size = metadata.virtualSize
+        switch metadata.layout {
+        case .fixed:
+            blocks = nil
+        case let .dynamic(tableOffset, _, blockSize, bitmapSize):
+            if metadata.diskType == .differencing {
+                throw ImageError(path: file.path, structure: VHDMetadata.headerStructure,
+                                 reason: "differencing VHD images (with a parent disk) are not supported yet", errno: .notSupported)
+            }
+            let count = Int((size + UInt64(blockSize) - 1) / UInt64(blockSize))
+            let raw = try file.readBytes(at: tableOffset, count: count * 4)
+            let table = BigEndianBytes(raw)
+            let bat = (0 ..< count).map { table.u32(4 * $0) }
+            blocks = (UInt64(blockSize), bitmapSize, bat)
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        try checkRange(offset: offset, length: buffer.count)
+        guard let blocks else {
+            // Fixed: QEMU reads the file as it is, past its end as zeros.
+            try file.readZeroPadded(into: buffer, at: offset)
+            return
+        }
+        var done = 0
+        while done < buffer.count {
+            let guest = offset + UInt64(done)
+            let index = Int(guest / blocks.size)
+            let within = guest % blocks.size
+            var run = Int(min(UInt64(buffer.count - done), blocks.size - within))
+            let host = try hostOffset(blockIndex: index, within: within, blocks: blocks)
+            // Blocks laid out one after another on the host are read in one call.
+            if let start = host {
+                var next = index + 1
+                var expected = start + UInt64(run)
+                while done + run < buffer.count, let h = try hostOffset(blockIndex: next, within: 0, blocks: blocks), h == expected {
+                    let more = Int(min(UInt64(buffer.count - done - run), blocks.size))
+                    run += more
+                    expected += UInt64(more)
+                    next += 1
+                }
+            }
+            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + run])
+            if let host {
+                try file.read(into: chunk, at: host)
+            } else {
+                chunk.initializeMemory(as: UInt8.self, repeating: 0)
+            }
+            done += run
+        }
+    }
+
+    /// Where guest byte `within` of block `blockIndex` is in the file; nil when the block is not
+    /// allocated (reads as zeros, as QEMU's get_image_offset). An entry pointing outside the
+    /// file fails this read only.
+    private func hostOffset(blockIndex: Int, within: UInt64, blocks: (size: UInt64, bitmapSize: UInt64, bat: [UInt32])) throws -> UInt64? {
+        guard blockIndex < blocks.bat.count else { return nil }
+        let entry = blocks.bat[blockIndex]
+        if entry == VHDFormat.unallocated { return nil }
+        // entry is a sector number: at most 2^32 * 512, so no overflow in 64 bits.
+        let bitmap = UInt64(entry) * VHDFormat.sectorSize
+        let data = bitmap + blocks.bitmapSize
+        if data + blocks.size > file.size {
+            throw ImageError(path: file.path, offset: metadataBATOffset(blockIndex), structure: Self.batStructure,
+                             reason: "entry \(blockIndex) puts block data at 0x\(String(data, radix: 16)), past the end of the file (\(file.size) bytes)")
+        }
+        return data + within
+    }
+
+    private func metadataBATOffset(_ index: Int) -> UInt64 {
+        if case let .dynamic(tableOffset, _, _, _) = metadata.layout { return tableOffset + UInt64(index) * 4 }
+        return 0
+    }
+
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
+
+    func flush() throws {}
+}
