@@ -10,6 +10,8 @@ import TestSupport
         ("vpc-dynamic.vhd", "-O vpc", true, "vpc"),
         ("vpc-force.vhd", "-O vpc -o force_size=on", true, "vpc"),
         ("vpc-fixed.vhd", "-O vpc -o subformat=fixed", false, "vpc"),
+        ("vdi-dynamic.vdi", "-O vdi", true, "vdi"),
+        ("vdi-static.vdi", "-O vdi -o static=on", true, "vdi"),
     ]
 
     static func convert(_ name: String, _ options: String) throws -> (dir: TempDir, path: String) {

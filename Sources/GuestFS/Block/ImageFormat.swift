@@ -4,6 +4,8 @@ public enum ImageFormat: String, CaseIterable, Sendable {
     case qcow2
     /// VHD (Microsoft Virtual PC / Hyper-V), by QEMU's name for it.
     case vpc
+    /// VDI (VirtualBox).
+    case vdi
 
     /// Guesses the format from the first bytes of a file, as QEMU's probe does: the first
     /// registered format whose probe claims them (qcow2: the magic "QFI\xfb"); raw otherwise.

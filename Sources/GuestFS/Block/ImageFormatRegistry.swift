@@ -36,6 +36,7 @@ public enum ImageFormatRegistry {
     public static let drivers: [ImageFormatDriver] = [
         Qcow2Image.formatDriver,
         VHDImage.formatDriver,
+        VDIImage.formatDriver,
         RawImage.formatDriver,
     ]
 

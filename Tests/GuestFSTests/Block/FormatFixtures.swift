@@ -40,6 +40,15 @@ final class FormatFixtures: Sendable {
         Image(name: "vpc-fixed-force.vhd", format: .vpc,
               commands: ["qemu-img convert -O vpc -o subformat=fixed,force_size=on src.raw vpc-fixed-force.vhd",
                          writes("vpc", "vpc-fixed-force.vhd")]),
+        Image(name: "vdi-converted.vdi", format: .vdi, commands: ["qemu-img convert -O vdi src.raw vdi-converted.vdi",
+                                                                   writes("vdi", "vdi-converted.vdi")]),
+        Image(name: "vdi-created.vdi", format: .vdi, commands: ["qemu-img create -q -f vdi vdi-created.vdi 7M",
+                                                                 writes("vdi", "vdi-created.vdi")]),
+        Image(name: "vdi-static.vdi", format: .vdi, commands: ["qemu-img convert -O vdi -o static=on src.raw vdi-static.vdi",
+                                                                writes("vdi", "vdi-static.vdi")]),
+        Image(name: "vdi-odd.vdi", format: .vdi, commands: ["qemu-img create -q -f vdi vdi-odd.vdi 3000001",
+                                                             "qemu-io -f vdi -c 'write -P 0x44 1048000 2000' vdi-odd.vdi >/dev/null"]),
+        Image(name: "vdi-empty.vdi", format: .vdi, commands: ["qemu-img create -q -f vdi vdi-empty.vdi 3G"]),
     ]
 
     static func image(_ name: String) -> Image? { images.first { $0.name == name } }
