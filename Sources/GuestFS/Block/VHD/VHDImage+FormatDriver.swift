@@ -6,8 +6,8 @@ extension VHDImage {
         format: .vpc, hasSnapshots: false,
         probe: { VHDFormat.probe($0) },
         describe: { file in describe(try VHDMetadata.read(from: file)) }
-    ) { file, options, _ in
-        try VHDImage(file: file, options: options)
+    ) { file, options, openBacking in
+        try VHDImage(file: file, options: options, openBacking: openBacking)
     }
 
     /// qemu-img info's fields: the block size as cluster size for dynamic disks (vpc_get_info),

@@ -11,10 +11,13 @@ final class VHDImage: BlockDevice {
     var displayName: String { file.path }
     /// Block size, sector bitmap size and BAT of a dynamic disk; nil for a fixed one.
     private let blocks: (size: UInt64, bitmapSize: UInt64, bat: [UInt32])?
+    /// The parent disk of a differencing VHD.
+    let parent: (any BlockDevice)?
 
     static let batStructure = "VHD BAT"
 
-    init(file: RawImage, options: ImageOpenOptions) throws {
+    init(file: RawImage, options: ImageOpenOptions,
+         openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
         if options.writable {
             throw ImageError(path: file.path, structure: "VHD image",
                              reason: "writing VHD images is not supported yet: convert with qemu-img convert -O qcow2",
@@ -26,10 +29,24 @@ final class VHDImage: BlockDevice {
         switch metadata.layout {
         case .fixed:
             blocks = nil
+            parent = nil
         case let .dynamic(tableOffset, _, blockSize, bitmapSize):
-            if metadata.diskType == .differencing {
-                throw ImageError(path: file.path, structure: VHDMetadata.headerStructure,
-                                 reason: "differencing VHD images (with a parent disk) are not supported yet", errno: .notSupported)
+            if metadata.diskType == .differencing, let header = metadata.dynamicHeader {
+                let candidates = try VHDParentLocator.candidates(header, headerOffset: metadata.footer.dataOffset, file: file)
+                guard let first = candidates.first else {
+                    throw ImageError(path: file.path, offset: metadata.footer.dataOffset + 576, structure: VHDParentLocator.structure,
+                                     reason: "differencing disk names no parent this host can open (no W2ru, W2ku or MacX locator)")
+                }
+                // The probing policy comes before any look at the host's files.
+                try ImageOpener.checkMayOpen(first, as: "parent disk", options: options, image: file.path, format: .vpc)
+                guard let path = VHDParentLocator.existing(candidates) else {
+                    throw ImageError(path: file.path, structure: VHDParentLocator.structure,
+                                     reason: "parent disk not found (looked for \(candidates.map { "'\(GuestName.display(Array($0.utf8)))'" }.joined(separator: ", ")))",
+                                     errno: .noSuchFileOrDirectory)
+                }
+                parent = try openBacking(path, .vpc)
+            } else {
+                parent = nil
             }
             let count = Int((size + UInt64(blockSize) - 1) / UInt64(blockSize))
             let raw = try file.readBytes(at: tableOffset, count: count * 4)
@@ -41,6 +58,10 @@ final class VHDImage: BlockDevice {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
+        if let parent, let blocks {
+            try readDifferencing(into: buffer, at: offset, parent: parent, blockSize: blocks.size, bitmapSize: blocks.bitmapSize)
+            return
+        }
         guard let blocks else {
             // Fixed: QEMU reads the file as it is, past its end as zeros.
             try file.readZeroPadded(into: buffer, at: offset)
@@ -89,6 +110,12 @@ final class VHDImage: BlockDevice {
                              reason: "entry \(blockIndex) puts block data at 0x\(String(data, radix: 16)), past the end of the file (\(file.size) bytes)")
         }
         return data + within
+    }
+
+    /// Where block `index`'s data starts in the file; nil when it is not allocated.
+    func blockData(_ index: Int) throws -> UInt64? {
+        guard let blocks else { return nil }
+        return try hostOffset(blockIndex: index, within: 0, blocks: blocks)
     }
 
     private func metadataBATOffset(_ index: Int) -> UInt64 {

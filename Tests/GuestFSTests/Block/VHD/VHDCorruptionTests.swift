@@ -16,6 +16,11 @@ import TestSupport
             path = dir.file(fixture)
             try FileManager.default.copyItem(atPath: try FormatFixtures.get().path(fixture), toPath: path)
         }
+        /// Patches `path` in place (no copy).
+        init(copyOf path: String) throws {
+            dir = try TempDir("imagemount-vhd-bad")
+            self.path = path
+        }
         func bytes(at offset: UInt64, count: Int) throws -> [UInt8] {
             try RawImage(path: path, writable: false).readBytes(at: offset, count: count)
         }
