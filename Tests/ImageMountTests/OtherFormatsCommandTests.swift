@@ -12,12 +12,15 @@ import TestSupport
         ("vpc-fixed.vhd", "-O vpc -o subformat=fixed", false, "vpc"),
         ("vdi-dynamic.vdi", "-O vdi", true, "vdi"),
         ("vdi-static.vdi", "-O vdi -o static=on", true, "vdi"),
+        ("vhdx-dynamic.vhdx", "-O vhdx", true, "vhdx"),
+        ("vhdx-fixed.vhdx", "-O vhdx -o subformat=fixed,block_size=1M", true, "vhdx"),
     ]
 
     static func convert(_ name: String, _ options: String) throws -> (dir: TempDir, path: String) {
         let dir = try TempDir()
         let raw = try Fixtures.image("ext4", type: "ext4")
-        try Shell.check("qemu-img convert \(options) \(Shell.quote(raw)) \(Shell.quote(dir.file(name)))")
+        // sync: a file system with delayed allocation changes st_blocks ("disk size") at writeback.
+        try Shell.check("qemu-img convert \(options) \(Shell.quote(raw)) \(Shell.quote(dir.file(name))) && sync \(Shell.quote(dir.file(name)))")
         return (dir, dir.file(name))
     }
 
@@ -65,7 +68,7 @@ import TestSupport
         let v = Self.variants[index]
         let (dir, base) = try Self.convert(v.name, v.options)
         let q = Shell.quote
-        try Shell.check("cd \(q(dir.path)) && qemu-img create -q -f qcow2 -b \(q(v.name)) -F \(v.format) top.qcow2")
+        try Shell.check("cd \(q(dir.path)) && qemu-img create -q -f qcow2 -b \(q(v.name)) -F \(v.format) top.qcow2 && sync top.qcow2")
         let top = dir.file("top.qcow2")
         _ = base
         let hostname = try ImageMountBinary.run(["cat", "--format=qcow2", "-a", top, "/etc/hostname"])

@@ -31,6 +31,16 @@ extension BlockDevice {
         }
     }
 
+    /// Fills `buffer` from `offset`, the part past `size` with zeros (a parent smaller than its
+    /// child, a fixed VHD whose footer says more than the file holds).
+    package func readZeroPaddedPast(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        let inside = offset >= size ? 0 : Int(min(UInt64(buffer.count), size - offset))
+        if inside > 0 { try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset) }
+        if inside < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+    }
+
     /// Reads `length` bytes at `offset` into a new array.
     public func readBytes(at offset: UInt64, count length: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: length)

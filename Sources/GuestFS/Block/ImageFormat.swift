@@ -6,6 +6,8 @@ public enum ImageFormat: String, CaseIterable, Sendable {
     case vpc
     /// VDI (VirtualBox).
     case vdi
+    /// VHDX (Hyper-V).
+    case vhdx
 
     /// File name extensions that vouch for the format when it is probed (the probing policy,
     /// `ImageOpener.formatIsVouched`): `vm.vhd` probed as vpc is what its name says.

@@ -37,6 +37,7 @@ public enum ImageFormatRegistry {
         Qcow2Image.formatDriver,
         VHDImage.formatDriver,
         VDIImage.formatDriver,
+        VHDXImage.formatDriver,
         RawImage.formatDriver,
     ]
 

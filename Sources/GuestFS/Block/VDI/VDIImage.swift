@@ -4,10 +4,10 @@ import SystemPackage
 /// once at open (bounded by `VDIFormat.maxMapEntries`). Immutable after open, so reads from
 /// several threads need no lock.
 final class VDIImage: BlockDevice {
-    let file: RawImage
+    let file: any BlockDevice
     let size: UInt64
     var isWritable: Bool { false }
-    var displayName: String { file.path }
+    var displayName: String { file.displayName }
     let header: VDIFormat.Header
     private let blockMap: [UInt32]
     private let dataOffset: UInt64
@@ -26,9 +26,9 @@ final class VDIImage: BlockDevice {
         return (header, size, entries)
     }
 
-    init(file: RawImage, options: ImageOpenOptions) throws {
+    init(file: any BlockDevice, options: ImageOpenOptions) throws {
         if options.writable {
-            throw ImageError(path: file.path, structure: "VDI image",
+            throw ImageError(path: file.displayName, structure: "VDI image",
                              reason: "writing VDI images is not supported yet: convert with qemu-img convert -O qcow2",
                              errno: .readOnlyFileSystem)
         }
@@ -39,7 +39,7 @@ final class VDIImage: BlockDevice {
         dataOffset = UInt64(header.offsetData)
         let mapOffset = UInt64(header.offsetBlockMap)
         guard mapOffset + UInt64(entries) * 4 <= file.size else {
-            throw ImageError(path: file.path, offset: 0x154, structure: VDIFormat.structure,
+            throw ImageError(path: file.displayName, offset: 0x154, structure: VDIFormat.structure,
                              reason: "block map at 0x\(String(mapOffset, radix: 16)) (\(entries * 4) bytes) runs past the end of the file")
         }
         let raw = try file.readBytes(at: mapOffset, count: entries * 4)
@@ -82,7 +82,7 @@ final class VDIImage: BlockDevice {
         // entry < 2^32 and the block size is 2^20: the product fits in 52 bits.
         let start = dataOffset + UInt64(entry) * Self.blockSize
         if start + Self.blockSize > file.size {
-            throw ImageError(path: file.path, offset: UInt64(header.offsetBlockMap) + UInt64(index) * 4, structure: Self.mapStructure,
+            throw ImageError(path: file.displayName, offset: UInt64(header.offsetBlockMap) + UInt64(index) * 4, structure: Self.mapStructure,
                              reason: "entry \(index) puts block data at 0x\(String(start, radix: 16)), past the end of the file (\(file.size) bytes)")
         }
         return start + within

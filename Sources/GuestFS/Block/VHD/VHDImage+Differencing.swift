@@ -29,22 +29,13 @@ extension VHDImage {
                     while end < within + UInt64(run), isChild(end / VHDFormat.sectorSize) == mine { end += VHDFormat.sectorSize }
                     let n = Int(min(end, within + UInt64(run)) - at)
                     let part = UnsafeMutableRawBufferPointer(rebasing: chunk[pos ..< pos + n])
-                    if mine { try file.read(into: part, at: data + at) } else { try readParent(parent, into: part, at: guest + UInt64(pos)) }
+                    if mine { try file.read(into: part, at: data + at) } else { try parent.readZeroPaddedPast(into: part, at: guest + UInt64(pos)) }
                     pos += n
                 }
             } else {
-                try readParent(parent, into: chunk, at: guest)
+                try parent.readZeroPaddedPast(into: chunk, at: guest)
             }
             done += run
-        }
-    }
-
-    /// The parent's bytes; past the end of a smaller parent, zeros.
-    private func readParent(_ parent: any BlockDevice, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
-        let inside = offset >= parent.size ? 0 : Int(min(UInt64(buffer.count), parent.size - offset))
-        if inside > 0 { try parent.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset) }
-        if inside < buffer.count {
-            UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
 }

@@ -4,11 +4,11 @@ import SystemPackage
 /// blocks through the BAT, loaded once at open (bounded by `VHDFormat.maxTableEntries`).
 /// Immutable after open, so reads from several threads need no lock.
 final class VHDImage: BlockDevice {
-    let file: RawImage
+    let file: any BlockDevice
     let metadata: VHDMetadata
     let size: UInt64
     var isWritable: Bool { false }
-    var displayName: String { file.path }
+    var displayName: String { file.displayName }
     /// Block size, sector bitmap size and BAT of a dynamic disk; nil for a fixed one.
     private let blocks: (size: UInt64, bitmapSize: UInt64, bat: [UInt32])?
     /// The parent disk of a differencing VHD.
@@ -16,10 +16,10 @@ final class VHDImage: BlockDevice {
 
     static let batStructure = "VHD BAT"
 
-    init(file: RawImage, options: ImageOpenOptions,
+    init(file: any BlockDevice, options: ImageOpenOptions,
          openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
         if options.writable {
-            throw ImageError(path: file.path, structure: "VHD image",
+            throw ImageError(path: file.displayName, structure: "VHD image",
                              reason: "writing VHD images is not supported yet: convert with qemu-img convert -O qcow2",
                              errno: .readOnlyFileSystem)
         }
@@ -34,13 +34,13 @@ final class VHDImage: BlockDevice {
             if metadata.diskType == .differencing, let header = metadata.dynamicHeader {
                 let candidates = try VHDParentLocator.candidates(header, headerOffset: metadata.footer.dataOffset, file: file)
                 guard let first = candidates.first else {
-                    throw ImageError(path: file.path, offset: metadata.footer.dataOffset + 576, structure: VHDParentLocator.structure,
+                    throw ImageError(path: file.displayName, offset: metadata.footer.dataOffset + 576, structure: VHDParentLocator.structure,
                                      reason: "differencing disk names no parent this host can open (no W2ru, W2ku or MacX locator)")
                 }
                 // The probing policy comes before any look at the host's files.
-                try ImageOpener.checkMayOpen(first, as: "parent disk", options: options, image: file.path, format: .vpc)
+                try ImageOpener.checkMayOpen(first, as: "parent disk", options: options, image: file.displayName, format: .vpc)
                 guard let path = VHDParentLocator.existing(candidates) else {
-                    throw ImageError(path: file.path, structure: VHDParentLocator.structure,
+                    throw ImageError(path: file.displayName, structure: VHDParentLocator.structure,
                                      reason: "parent disk not found (looked for \(candidates.map { "'\(GuestName.display(Array($0.utf8)))'" }.joined(separator: ", ")))",
                                      errno: .noSuchFileOrDirectory)
                 }
@@ -64,7 +64,7 @@ final class VHDImage: BlockDevice {
         }
         guard let blocks else {
             // Fixed: QEMU reads the file as it is, past its end as zeros.
-            try file.readZeroPadded(into: buffer, at: offset)
+            try file.readZeroPaddedPast(into: buffer, at: offset)
             return
         }
         var done = 0
@@ -106,7 +106,7 @@ final class VHDImage: BlockDevice {
         let bitmap = UInt64(entry) * VHDFormat.sectorSize
         let data = bitmap + blocks.bitmapSize
         if data + blocks.size > file.size {
-            throw ImageError(path: file.path, offset: metadataBATOffset(blockIndex), structure: Self.batStructure,
+            throw ImageError(path: file.displayName, offset: metadataBATOffset(blockIndex), structure: Self.batStructure,
                              reason: "entry \(blockIndex) puts block data at 0x\(String(data, radix: 16)), past the end of the file (\(file.size) bytes)")
         }
         return data + within
