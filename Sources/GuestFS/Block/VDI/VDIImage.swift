@@ -42,9 +42,7 @@ final class VDIImage: BlockDevice {
             throw ImageError(path: file.displayName, offset: 0x154, structure: VDIFormat.structure,
                              reason: "block map at 0x\(String(mapOffset, radix: 16)) (\(entries * 4) bytes) runs past the end of the file")
         }
-        let raw = try file.readBytes(at: mapOffset, count: entries * 4)
-        let map = LittleEndianBytes(raw)
-        blockMap = (0 ..< entries).map { map.u32(4 * $0) }
+        blockMap = try file.readTable(at: mapOffset, count: entries, entryBytes: 4) { $0.u32($1) }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {

@@ -49,9 +49,8 @@ final class VHDImage: BlockDevice {
                 parent = nil
             }
             let count = Int((size + UInt64(blockSize) - 1) / UInt64(blockSize))
-            let raw = try file.readBytes(at: tableOffset, count: count * 4)
-            let table = BigEndianBytes(raw)
-            let bat = (0 ..< count).map { table.u32(4 * $0) }
+            // BAT entries are big-endian ("Block Allocation Table").
+            let bat = try file.readTable(at: tableOffset, count: count, entryBytes: 4) { $0.u32($1).byteSwapped }
             blocks = (UInt64(blockSize), bitmapSize, bat)
         }
     }

@@ -9,8 +9,8 @@ final class VHDXImage: BlockDevice {
     let size: UInt64
     var isWritable: Bool { false }
     var displayName: String { file.displayName }
-    /// The BAT entry of each payload block (sector-bitmap entries left out).
-    private let payload: [UInt64]
+    /// The BAT as it is on disk: payload block i's entry is at i + i / chunk ratio ("2.5 BAT").
+    private let bat: [UInt64]
     private let blockSize: UInt64
 
     static let batStructure = "VHDX BAT"
@@ -27,9 +27,8 @@ final class VHDXImage: BlockDevice {
         blockSize = UInt64(metadata.blockSize)
         let count = metadata.dataBlocks
         let entries = count == 0 ? 0 : count + (count - 1) / metadata.chunkRatio
-        let raw = LittleEndianBytes(try file.readBytes(at: metadata.batOffset, count: Int(entries * 8)))
-        let ratio = metadata.chunkRatio
-        payload = (0 ..< count).map { i in raw.u64(Int((i + i / ratio) * 8)) }
+        // Every entry, sector-bitmap ones included (one per chunk ratio): indexed as the spec does.
+        bat = try file.readTable(at: metadata.batOffset, count: Int(entries), entryBytes: 8) { $0.u64($1) }
     }
 
     /// The file offset of BAT entry for payload block `index` (for messages).
@@ -67,8 +66,8 @@ final class VHDXImage: BlockDevice {
     /// belong to differencing disks, unknown states and offsets outside the file are damage:
     /// this read fails, the rest of the disk stays readable.
     private func hostOffset(_ index: Int, within: UInt64) throws -> UInt64? {
-        guard index < payload.count else { return nil }
-        let entry = payload[index]
+        guard UInt64(index) < metadata.dataBlocks else { return nil }
+        let entry = bat[index + index / Int(metadata.chunkRatio)]
         let state = VHDXFormat.PayloadState(rawValue: UInt8(entry & 7))
         switch state {
         case .notPresent, .undefined, .zero, .unmapped: return nil
