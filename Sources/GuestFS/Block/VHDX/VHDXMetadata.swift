@@ -94,6 +94,7 @@ struct VHDXMetadata: Sendable {
             if !known, flags & 4 != 0 { throw bad("VHDX metadata table", at, "unknown required metadata item", .notSupported) }
             items[guid] = (metaOffset + UInt64(offset), length, at)
         }
+        func at(_ guid: [UInt8]) -> UInt64 { items[guid]?.offset ?? metaOffset }
         func item(_ guid: [UInt8], _ name: String, size: Int) throws -> LittleEndianBytes {
             guard let i = items[guid] else { throw bad("VHDX metadata table", metaOffset, "no \(name) item") }
             guard i.length >= UInt32(size) else { throw bad("VHDX metadata table", i.at, "\(name) item of \(i.length) bytes is too short") }
@@ -102,19 +103,19 @@ struct VHDXMetadata: Sendable {
         let params = try item(VHDXFormat.fileParameters, "file parameters", size: 8)
         let blockSize = params.u32(0)
         guard blockSize >= VHDXFormat.minBlockSize, blockSize <= VHDXFormat.maxBlockSize, blockSize & (blockSize - 1) == 0 else {
-            throw bad("VHDX file parameters", items[VHDXFormat.fileParameters]!.offset, "block size \(blockSize) is not a power of two from 1 MiB to 256 MiB")
+            throw bad("VHDX file parameters", at(VHDXFormat.fileParameters), "block size \(blockSize) is not a power of two from 1 MiB to 256 MiB")
         }
         if params.u32(4) & 2 != 0 {
-            throw bad("VHDX file parameters", items[VHDXFormat.fileParameters]!.offset + 4,
+            throw bad("VHDX file parameters", at(VHDXFormat.fileParameters) + 4,
                       "differencing VHDX images (with a parent) are not supported yet (QEMU does not open them either)", .notSupported)
         }
         let size = try item(VHDXFormat.virtualDiskSize, "virtual disk size", size: 8).u64(0)
         let logical = try item(VHDXFormat.logicalSectorSize, "logical sector size", size: 4).u32(0)
         guard logical == 512 || logical == 4096 else {
-            throw bad("VHDX logical sector size", items[VHDXFormat.logicalSectorSize]!.offset, "logical sector size \(logical) is not 512 or 4096")
+            throw bad("VHDX logical sector size", at(VHDXFormat.logicalSectorSize), "logical sector size \(logical) is not 512 or 4096")
         }
         guard size <= VHDXFormat.maxVirtualSize, size % UInt64(logical) == 0 else {
-            throw bad("VHDX virtual disk size", items[VHDXFormat.virtualDiskSize]!.offset,
+            throw bad("VHDX virtual disk size", at(VHDXFormat.virtualDiskSize),
                       "virtual size \(size) is above 64 TiB or not a multiple of the \(logical)-byte sector")
         }
         // "2.5 BAT": chunk ratio = 2^23 * logical sector size / block size (at least 1 here).
