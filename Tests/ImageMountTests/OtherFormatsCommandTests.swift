@@ -82,3 +82,17 @@ import TestSupport
         }
     }
 }
+
+/// `imagemount check` of VDI images: text, JSON and exit status as qemu-img check's.
+@Suite struct VDICheckCommandTests {
+    @Test func matchesQemuImgCheck() throws {
+        let (dir, image) = try OtherFormatsCommandTests.convert("c.vdi", "-O vdi")
+        let q = Shell.quote
+        for json in [false, true] {
+            let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
+            let theirs = try Shell.run("cd \(q(dir.path)) && qemu-img check \(json ? "--output=json " : "")\(q(image))")
+            #expect(ours.status == theirs.status)
+            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
+        }
+    }
+}

@@ -40,6 +40,7 @@ enum VDIFormat {
         var diskSize: UInt64
         var blockSize: UInt32
         var blocksInImage: UInt32
+        var blocksAllocated: UInt32
         var linkUUIDIsNull: Bool
         var parentUUIDIsNull: Bool
 
@@ -54,6 +55,7 @@ enum VDIFormat {
             diskSize = b.u64(0x170)
             blockSize = b.u32(0x178)
             blocksInImage = b.u32(0x180)
+            blocksAllocated = b.u32(0x184)
             linkUUIDIsNull = b.isZero(0x1A8, 16)
             parentUUIDIsNull = b.isZero(0x1B8, 16)
         }

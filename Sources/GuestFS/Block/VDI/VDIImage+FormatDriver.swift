@@ -8,7 +8,8 @@ extension VDIImage {
             // qemu-img info: the block size as cluster size (vdi_get_info), nothing format-specific.
             let (_, size, _) = try readHeader(file)
             return ImageDescription(virtualSize: size, clusterSize: Int(VDIFormat.blockSize))
-        }
+        },
+        check: { device in (device as? VDIImage)?.check() }
     ) { file, options, _ in
         try VDIImage(file: file, options: options)
     }

@@ -9,7 +9,7 @@ final class VDIImage: BlockDevice {
     var isWritable: Bool { false }
     var displayName: String { file.displayName }
     let header: VDIFormat.Header
-    private let blockMap: [UInt32]
+    let blockMap: [UInt32]
     private let dataOffset: UInt64
     private static let blockSize = UInt64(VDIFormat.blockSize)
 

@@ -101,3 +101,33 @@ import TestSupport
         #expect(Qcow2ImageTests.same(try broken.readBytes(at: 0, count: 2 << 20), expected[0 ..< (2 << 20)]))
     }
 }
+
+/// `check` of VDI images against `qemu-img check` (messages, counts, exit status).
+@Suite struct VDICheckTests {
+    static func qemuCheck(_ path: String) throws -> (status: Int32, stderr: String) {
+        let r = try Shell.run("qemu-img check -f vdi \(Shell.quote(path))")
+        return (r.status, r.stderr)
+    }
+
+    @Test(arguments: ["vdi-converted.vdi", "vdi-static.vdi", "vdi-created.vdi", "vdi-empty.vdi"])
+    func cleanImages(_ name: String) throws {
+        let path = try FormatFixtures.get().path(name)
+        let device = try #require(try ImageOpener.open(path: path, format: .vdi, writable: false) as? VDIImage)
+        let result = device.check()
+        #expect(result.exitStatus == (try Self.qemuCheck(path).status))
+        #expect(result.exitStatus == 0 && result.messages.isEmpty)
+    }
+
+    @Test func sharedBlocksTooLargeEntriesAndCountMismatch() throws {
+        let d = try VDIImageTests.Damaged("vdi-converted.vdi")
+        let map = UInt64(try d.u32(0x154))
+        try d.patch32(map + 4, try d.u32(map))     // block 1 uses block 0's data
+        try d.patch32(map + 8, 0x3000_0000)         // block 2: outside the image
+        let device = try #require(try d.open() as? VDIImage)
+        let result = device.check()
+        let theirs = try Self.qemuCheck(d.path)
+        #expect(result.exitStatus == theirs.status)
+        let lines = theirs.stderr.split(separator: "\n").map(String.init).filter { $0.hasPrefix("ERROR") }
+        #expect(result.messages == lines)
+    }
+}
