@@ -1,7 +1,8 @@
 // qcow2-bench: reads a disk image end to end through GuestFS's ImageOpener, as bench/qcow2-read.sh
 // times it against `qemu-img convert -O raw`. Not installed; a measuring tool only.
 //
-// usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES] [--key-file FILE]
+// usage: qcow2-bench IMAGE [--snapshot NAME] [--chunk BYTES] [--key-file FILE] [--format NAME]
+// (--format: open as this format instead of probing, e.g. vpc for a fixed VHD; bench/formats-read.sh)
 // (--key-file: the passphrase of an encrypted image, for bench/luks-read.sh)
 //        qcow2-bench --write-from SOURCE IMAGE [--chunk BYTES] [--key-file FILE]
 // The second form copies SOURCE (read as raw) into the existing qcow2 IMAGE (encrypted: with
@@ -19,11 +20,13 @@ var chunk = 4 << 20
 var writeSource: String?
 var path: String?
 var keyFile: String?
+var format: ImageFormat?
 while !arguments.isEmpty {
     let a = arguments.removeFirst()
     switch a {
     case "--snapshot": snapshot = arguments.isEmpty ? nil : arguments.removeFirst()
     case "--chunk": chunk = arguments.isEmpty ? chunk : Int(arguments.removeFirst()) ?? chunk
+    case "--format": format = arguments.isEmpty ? nil : ImageFormat(rawValue: arguments.removeFirst())
     case "--key-file": keyFile = arguments.isEmpty ? nil : arguments.removeFirst()
     case "--write-from":
         writeSource = arguments.isEmpty ? nil : arguments.removeFirst()
@@ -72,7 +75,7 @@ if let writeSource {
 do {
     let start = now()
     let keys = try keyFile.map { KeyStore(entries: [try KeyStore.parseSelector("all:file:" + $0)]) }
-    let device = try ImageOpener.open(path: path, options: ImageOpenOptions(snapshot: snapshot, keys: keys))
+    let device = try ImageOpener.open(path: path, options: ImageOpenOptions(format: format, snapshot: snapshot, keys: keys))
     let opened = now()
     let sink = try FileDescriptor.open("/dev/null", .writeOnly)
     defer { try? sink.close() }

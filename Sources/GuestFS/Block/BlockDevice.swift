@@ -31,6 +31,33 @@ extension BlockDevice {
         }
     }
 
+    /// Fills `buffer` from `offset`, the part past `size` with zeros (a parent smaller than its
+    /// child, a fixed VHD whose footer says more than the file holds).
+    package func readZeroPaddedPast(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        let inside = offset >= size ? 0 : Int(min(UInt64(buffer.count), size - offset))
+        if inside > 0 { try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset) }
+        if inside < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
+    }
+
+    /// Reads a table of `count` fixed-width entries at `offset`, `chunkBytes` at a time, so that
+    /// loading a large table never holds its raw bytes and its decoded entries at once.
+    package func readTable<T>(at offset: UInt64, count: Int, entryBytes: Int, chunkBytes: Int = 1 << 20,
+                              decode: (LittleEndianBytes, Int) -> T) throws -> [T] {
+        var out: [T] = []
+        out.reserveCapacity(count)
+        let perChunk = max(1, chunkBytes / entryBytes)
+        var index = 0
+        while index < count {
+            let n = min(perChunk, count - index)
+            let raw = LittleEndianBytes(try readBytes(at: offset + UInt64(index * entryBytes), count: n * entryBytes))
+            for i in 0 ..< n { out.append(decode(raw, i * entryBytes)) }
+            index += n
+        }
+        return out
+    }
+
     /// Reads `length` bytes at `offset` into a new array.
     public func readBytes(at offset: UInt64, count length: Int) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: length)

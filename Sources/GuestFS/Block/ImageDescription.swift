@@ -103,6 +103,9 @@ public struct ImageCheckResult: Sendable {
     public var compressedClusters: UInt64 = 0
     /// End of the last cluster that is referenced or has a refcount (as qemu-img check reports it).
     public var imageEndOffset: UInt64 = 0
+    /// Whether the check counts clusters and the image end (qcow2's does; QEMU's vdi_check does
+    /// not, and qemu-img check then leaves those fields out).
+    public var countsClusters = true
     /// One line per problem, as qemu-img check prints them ("ERROR cluster 5 refcount=0 reference=1").
     public var messages: [String] = []
 

@@ -2,6 +2,21 @@
 public enum ImageFormat: String, CaseIterable, Sendable {
     case raw
     case qcow2
+    /// VHD (Microsoft Virtual PC / Hyper-V), by QEMU's name for it.
+    case vpc
+    /// VDI (VirtualBox).
+    case vdi
+    /// VHDX (Hyper-V).
+    case vhdx
+
+    /// File name extensions that vouch for the format when it is probed (the probing policy,
+    /// `ImageOpener.formatIsVouched`): `vm.vhd` probed as vpc is what its name says.
+    public var fileExtensions: [String] {
+        switch self {
+        case .vpc: ["vhd", "vpc"]
+        default: [rawValue]
+        }
+    }
 
     /// Guesses the format from the first bytes of a file, as QEMU's probe does: the first
     /// registered format whose probe claims them (qcow2: the magic "QFI\xfb"); raw otherwise.

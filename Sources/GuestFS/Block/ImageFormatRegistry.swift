@@ -35,6 +35,9 @@ public struct ImageFormatDriver: Sendable {
 public enum ImageFormatRegistry {
     public static let drivers: [ImageFormatDriver] = [
         Qcow2Image.formatDriver,
+        VHDImage.formatDriver,
+        VDIImage.formatDriver,
+        VHDXImage.formatDriver,
         RawImage.formatDriver,
     ]
 

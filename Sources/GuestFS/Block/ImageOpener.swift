@@ -95,7 +95,7 @@ extension ImageOpener {
         if given != nil { return true }
         let name = path.split(separator: "/").last.map(String.init) ?? path
         guard let dot = name.lastIndex(of: ".") else { return false }
-        return name[name.index(after: dot)...].lowercased() == probed.rawValue
+        return probed.fileExtensions.contains(name[name.index(after: dot)...].lowercased())
     }
 
     /// The files opened so far along one chain, by device and inode.

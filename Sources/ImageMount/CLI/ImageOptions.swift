@@ -32,8 +32,8 @@ struct ImageOptions: ParsableArguments {
     var snapshot: String?
 
     @Option(name: .customLong("format"),
-            help: ArgumentHelp("Format of the -a images that follow: raw or qcow2. Without it the format is probed; --format alone (or --format=auto) goes back to probing for the -a options after it. A --format after the last -a is an error, as in libguestfs.",
-                               valueName: "raw|qcow2|auto"),
+            help: ArgumentHelp("Format of the -a images that follow: raw, qcow2, vpc (VHD; a fixed VHD probes as raw, as in QEMU), vdi (VirtualBox) or vhdx (Hyper-V). Without it the format is probed; --format alone (or --format=auto) goes back to probing for the -a options after it. A --format after the last -a is an error, as in libguestfs.",
+                               valueName: "raw|qcow2|vpc|vdi|vhdx|auto"),
             transform: { Positioned($0) })
     var formats: [Positioned<String>] = []
 
@@ -95,7 +95,7 @@ struct ImageOptions: ParsableArguments {
         }
         if images.isEmpty && domains.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN") }
         for f in formats.map(\.value) where f != "auto" && f != "" && ImageFormat(rawValue: f) == nil {
-            throw ValidationError("unknown --format '\(f)': use raw, qcow2 or auto")
+            throw ValidationError("unknown --format '\(f)': use raw, qcow2, vpc, vdi, vhdx or auto")
         }
         for b in blocksizes.map(\.value) where b != "" && UInt64(b) != 512 && UInt64(b) != 4096 {
             throw ValidationError("--blocksize=\(b): use 512 or 4096")

@@ -57,7 +57,7 @@ struct CheckCommand: ParsableCommand {
         for (index, path) in images.enumerated() {
             let device = try devices[index].get()
             guard let (format, result) = try ImageFormatRegistry.check(device) else {
-                try StandardOutput.write("\(path): raw images have no metadata to check\n")
+                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc and vhdx yet)\n")
                 continue
             }
             for line in result.messages { _ = try? FileDescriptor.standardError.writeAll((line + "\n").utf8) }
@@ -97,11 +97,13 @@ struct CheckCommand: ParsableCommand {
 
     /// The JSON qemu-img check --output=json prints, fields in its order.
     static func json(_ r: ImageCheckResult, path: String, format: ImageFormat) -> String {
-        var fields: [(String, String)] = [("image-end-offset", "\(r.imageEndOffset)"), ("total-clusters", "\(r.totalClusters)")]
+        // A format whose check counts no clusters (vdi) leaves those keys out, as qemu-img does.
+        var fields: [(String, String)] = r.countsClusters
+            ? [("image-end-offset", "\(r.imageEndOffset)"), ("total-clusters", "\(r.totalClusters)")] : []
         if r.corruptions > 0 { fields.append(("corruptions", "\(r.corruptions)")) }
         if r.leaks > 0 { fields.append(("leaks", "\(r.leaks)")) }
         fields.append(("check-errors", "\(r.checkErrors)"))
-        fields.append(("allocated-clusters", "\(r.allocatedClusters)"))
+        if r.countsClusters { fields.append(("allocated-clusters", "\(r.allocatedClusters)")) }
         if r.fragmentedClusters > 0 { fields.append(("fragmented-clusters", "\(r.fragmentedClusters)")) }
         if r.compressedClusters > 0 { fields.append(("compressed-clusters", "\(r.compressedClusters)")) }
         fields.append(("filename", ImageInfo.quote(path)))

@@ -29,6 +29,9 @@ enum FuzzHarness {
     static let targets: [String: @Sendable ([UInt8]) -> Void] = [
         "format-probe": formatProbe,
         "qcow2": qcow2,
+        "vpc": vpc,
+        "vdi": vdi,
+        "vhdx": vhdx,
         "partitions": partitions,
         "lvm": lvm,
         "lvm-metadata": lvmMetadata,

@@ -1,0 +1,14 @@
+extension VHDXImage {
+    /// vhdx ([MS-VHDX]; QEMU block/vhdx.c): probed by "vhdxfile" at byte 0, as QEMU's vhdx_probe.
+    static let formatDriver = ImageFormatDriver(
+        format: .vhdx, hasSnapshots: false,
+        probe: { VHDXFormat.probe($0) },
+        describe: { file in
+            // qemu-img info (QEMU 7.2): the block size as cluster size, nothing format-specific.
+            let m = try VHDXMetadata.read(from: file)
+            return ImageDescription(virtualSize: m.virtualSize, clusterSize: Int(m.blockSize))
+        }
+    ) { file, options, _ in
+        try VHDXImage(file: file, options: options)
+    }
+}

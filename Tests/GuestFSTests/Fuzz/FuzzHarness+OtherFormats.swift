@@ -1,0 +1,31 @@
+@testable import GuestFSBlock
+
+extension FuzzHarness {
+    /// Block/VHD: the footer (copy at 0 or at the end), the dynamic disk header, the BAT, reads
+    /// across blocks; a differencing disk's locators, with its parent served from memory.
+    static func vpc(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.vhd")
+        _ = try? VHDMetadata.read(from: file)
+        let parent = FuzzDevice(bytes: [UInt8](repeating: 0x5A, count: 64 << 10), name: "/nonexistent-fuzz/parent.vhd")
+        guard let image = try? VHDImage(file: file, options: ImageOpenOptions(format: .vpc), openBacking: { _, _ in parent }) else { return }
+        readSome(image, step: 1 << 20, count: 16)
+        _ = image.fuzzRead(at: 0, count: 5 << 20)
+    }
+
+    /// Block/VDI: the header checks, the block map, reads across blocks.
+    static func vdi(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.vdi")
+        guard let image = try? VDIImage(file: file, options: ImageOpenOptions(format: .vdi)) else { return }
+        readSome(image, step: 1 << 20, count: 16)
+        _ = image.fuzzRead(at: 0, count: 3 << 20)
+    }
+
+    /// Block/VHDX: both headers and their CRC-32C, the region tables, the metadata items, the BAT
+    /// with its sector-bitmap entries, reads across blocks.
+    static func vhdx(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.vhdx")
+        guard let image = try? VHDXImage(file: file, options: ImageOpenOptions(format: .vhdx)) else { return }
+        readSome(image, step: 1 << 20, count: 16)
+        _ = image.fuzzRead(at: 0, count: 3 << 20)
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Commands on guests stored in the read-only formats (vpc, vdi, vhdx): the ext4 sample disk
+/// converted with qemu-img, its files as `cat` prints them, `info` as `qemu-img info` prints it.
+@Suite struct OtherFormatsCommandTests {
+    /// (name, qemu-img convert options, whether probing finds the format, format for -f).
+    static let variants: [(name: String, options: String, probes: Bool, format: String)] = [
+        ("vpc-dynamic.vhd", "-O vpc", true, "vpc"),
+        ("vpc-force.vhd", "-O vpc -o force_size=on", true, "vpc"),
+        ("vpc-fixed.vhd", "-O vpc -o subformat=fixed", false, "vpc"),
+        ("vdi-dynamic.vdi", "-O vdi", true, "vdi"),
+        ("vdi-static.vdi", "-O vdi -o static=on", true, "vdi"),
+        ("vhdx-dynamic.vhdx", "-O vhdx", true, "vhdx"),
+        ("vhdx-fixed.vhdx", "-O vhdx -o subformat=fixed,block_size=1M", true, "vhdx"),
+    ]
+
+    static func convert(_ name: String, _ options: String) throws -> (dir: TempDir, path: String) {
+        let dir = try TempDir()
+        let raw = try Fixtures.image("ext4", type: "ext4")
+        // sync: a file system with delayed allocation changes st_blocks ("disk size") at writeback.
+        try Shell.check("qemu-img convert \(options) \(Shell.quote(raw)) \(Shell.quote(dir.file(name))) && sync \(Shell.quote(dir.file(name)))")
+        return (dir, dir.file(name))
+    }
+
+    func expected(_ relative: String) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: Fixtures.tree.root + "/" + relative))
+    }
+
+    @Test(arguments: variants.indices)
+    func catReadsEveryFile(_ index: Int) throws {
+        let v = Self.variants[index]
+        let (dir, image) = try Self.convert(v.name, v.options)
+        _ = dir
+        let format = v.probes ? [] : ["--format=\(v.format)"]
+        let hostname = try ImageMountBinary.run(["cat"] + format + ["-a", image, "/etc/hostname"])
+        #expect(hostname.status == 0, "\(hostname.stderr)")
+        #expect(hostname.stdout == (try expected("etc/hostname")))
+        for relative in Fixtures.tree.regularFiles.prefix(40) where !relative.hasPrefix("many/") {
+            let result = try ImageMountBinary.run(["cat"] + format + ["-a", image, "/" + relative])
+            #expect(result.status == 0, "\(relative): \(result.stderr)")
+            #expect(result.stdout == (try expected(relative)), "\(relative)")
+        }
+    }
+
+    @Test(arguments: variants.indices)
+    func infoMatchesQemuImg(_ index: Int) throws {
+        let v = Self.variants[index]
+        let (dir, image) = try Self.convert(v.name, v.options)
+        let q = Shell.quote
+        for json in [false, true] {
+            let ours = try ImageMountBinary.run(["info", "--format=\(v.format)", "-a", image] + (json ? ["--output=json"] : []))
+            #expect(ours.status == 0, "\(ours.stderr)")
+            let theirs = try Shell.check("cd \(q(dir.path)) && qemu-img info -f \(v.format) \(json ? "--output=json " : "")\(q(image))")
+            #expect(ours.text == theirs)
+        }
+        if v.probes {
+            let ours = try ImageMountBinary.run(["info", "-a", image])
+            #expect(ours.text == (try Shell.check("qemu-img info \(q(image))")))
+        }
+    }
+
+    /// A qcow2 overlay whose backing file is in the format (`-F vpc`): read through, and
+    /// `info --backing-chain` as qemu-img's.
+    @Test(arguments: variants.indices)
+    func qcow2OverlayOverTheFormat(_ index: Int) throws {
+        let v = Self.variants[index]
+        let (dir, base) = try Self.convert(v.name, v.options)
+        let q = Shell.quote
+        try Shell.check("cd \(q(dir.path)) && qemu-img create -q -f qcow2 -b \(q(v.name)) -F \(v.format) top.qcow2 && sync top.qcow2")
+        let top = dir.file("top.qcow2")
+        _ = base
+        let hostname = try ImageMountBinary.run(["cat", "--format=qcow2", "-a", top, "/etc/hostname"])
+        #expect(hostname.status == 0, "\(hostname.stderr)")
+        #expect(hostname.stdout == (try expected("etc/hostname")))
+        for json in [false, true] {
+            let ours = try ImageMountBinary.run(["info", "--format=qcow2", "--backing-chain", "-a", top] + (json ? ["--output=json"] : []))
+            #expect(ours.status == 0, "\(ours.stderr)")
+            let theirs = try Shell.check("cd \(q(dir.path)) && qemu-img info -f qcow2 --backing-chain \(json ? "--output=json " : "")\(q(top))")
+            #expect(ours.text == theirs)
+        }
+    }
+}
+
+/// `imagemount check` of VDI images: text, JSON and exit status as qemu-img check's.
+@Suite struct VDICheckCommandTests {
+    @Test func matchesQemuImgCheck() throws {
+        let (dir, image) = try OtherFormatsCommandTests.convert("c.vdi", "-O vdi")
+        let q = Shell.quote
+        for json in [false, true] {
+            let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
+            let theirs = try Shell.run("cd \(q(dir.path)) && qemu-img check \(json ? "--output=json " : "")\(q(image))")
+            #expect(ours.status == theirs.status)
+            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
+        }
+    }
+}
