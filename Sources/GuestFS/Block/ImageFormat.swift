@@ -2,6 +2,7 @@
 public enum ImageFormat: String, CaseIterable, Sendable {
     case raw
     case qcow2
+    case vmdk
 
     /// Guesses the format from the first bytes of a file, as QEMU's probe does: the first
     /// registered format whose probe claims them (qcow2: the magic "QFI\xfb"); raw otherwise.

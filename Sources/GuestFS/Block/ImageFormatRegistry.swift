@@ -35,6 +35,7 @@ public struct ImageFormatDriver: Sendable {
 public enum ImageFormatRegistry {
     public static let drivers: [ImageFormatDriver] = [
         Qcow2Image.formatDriver,
+        VmdkImage.formatDriver,
         RawImage.formatDriver,
     ]
 
