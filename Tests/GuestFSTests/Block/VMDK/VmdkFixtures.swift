@@ -14,7 +14,7 @@ final class VmdkFixtures: Sendable {
     /// Images compared whole and at random offsets against their oracle.
     static let matrix: [String] = [
         "mono.vmdk", "compat6.vmdk", "zeroed.vmdk", "flat.vmdk", "twogb-sparse.vmdk", "twogb-flat.vmdk",
-        "stream.vmdk", "multi.vmdk", "child.vmdk", "grandchild.vmdk", "overlay.qcow2",
+        "stream.vmdk", "stream-footer.vmdk", "multi.vmdk", "child.vmdk", "grandchild.vmdk", "overlay.qcow2",
     ]
 
     static let writes = ["write -P 0x33 1000001 5000", "write -z 40k 30k", "write -P 0x55 5241344 3072", "write -P 0x5a 130000 1"]
@@ -76,5 +76,20 @@ final class VmdkFixtures: Sendable {
         s.append("qemu-img create -q -f qcow2 -b mono.vmdk -F vmdk overlay.qcow2")
         s.append("qemu-io -f qcow2 -c 'write -P 0x81 1M 4k' overlay.qcow2 >/dev/null")
         try Shell.check(s.joined(separator: "\n"))
+        try Self.writeFooterStream(from: dir.file("stream.vmdk"), to: dir.file("stream-footer.vmdk"))
+    }
+
+    /// qemu-img writes the grain directory's offset into the stream-optimized header; VMware's
+    /// writers put "at the end" (all ones) there and the real header in a footer: a footer
+    /// marker sector, the header sector, an end-of-stream marker sector.
+    static func writeFooterStream(from source: String, to target: String) throws {
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: source)))
+        let header = Array(bytes[0..<512])
+        for i in 0..<8 { bytes[56 + i] = 0xFF }
+        var marker = [UInt8](repeating: 0, count: 512)
+        marker[0] = 1  // val: sectors of metadata that follow
+        marker[12] = 3 // type: footer
+        bytes += marker + header + [UInt8](repeating: 0, count: 512)
+        try Data(bytes).write(to: URL(fileURLWithPath: target))
     }
 }
