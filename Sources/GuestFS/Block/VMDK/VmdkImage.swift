@@ -29,12 +29,12 @@ final class VmdkImage: BlockDevice {
     /// The one line writable opens are refused with.
     static let writeRefusal = "writing VMDK images is not supported yet: convert with qemu-img convert -O qcow2"
 
-    init(file: RawImage, options: ImageOpenOptions,
+    init(file: any BlockDevice, options: ImageOpenOptions,
          openBacking: (String, ImageFormat?) throws -> any BlockDevice) throws {
         guard !options.writable else {
-            throw ImageError(path: file.path, structure: "VMDK image", reason: Self.writeRefusal, errno: .readOnlyFileSystem)
+            throw ImageError(path: file.displayName, structure: "VMDK image", reason: Self.writeRefusal, errno: .readOnlyFileSystem)
         }
-        path = file.path
+        path = file.displayName
         let m = try VmdkMetadata.read(from: file)
         metadata = m
         var placed: [Extent] = []
@@ -42,7 +42,7 @@ final class VmdkImage: BlockDevice {
         func add(_ length: UInt64, _ storage: Extent.Storage) throws {
             let (end, overflow) = start.addingReportingOverflow(length)
             guard !overflow, end <= 1 << 52 else {
-                throw ImageError(path: file.path, structure: "VMDK descriptor", reason: "extents add up to more than 4 PiB")
+                throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "extents add up to more than 4 PiB")
             }
             placed.append(Extent(start: start, length: length, storage: storage))
             start = end
@@ -51,16 +51,16 @@ final class VmdkImage: BlockDevice {
             try add(sparse.size, .sparse(sparse))
         } else {
             for extent in m.descriptor.extents {
-                let resolved = ImageOpener.resolve(extent.file, relativeTo: file.path)
-                try ImageOpener.checkMayOpen(resolved, as: "extent file", options: options, image: file.path, format: .vmdk)
+                let resolved = ImageOpener.resolve(extent.file, relativeTo: file.displayName)
+                try ImageOpener.checkMayOpen(resolved, as: "extent file", options: options, image: file.displayName, format: .vmdk)
                 let extentFile = try RawImage(path: resolved, writable: false)
                 _ = try extentFile.lockLikeQEMU()
                 let (bytes, overflow) = extent.sectors.multipliedReportingOverflow(by: VmdkFormat.sectorSize)
-                guard !overflow else { throw ImageError(path: file.path, structure: "VMDK descriptor", reason: "extent of \(extent.sectors) sectors is too large") }
+                guard !overflow else { throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "extent of \(extent.sectors) sectors is too large") }
                 switch extent.kind {
                 case .flat, .vmfs:
                     let (offset, o2) = extent.offset.multipliedReportingOverflow(by: VmdkFormat.sectorSize)
-                    guard !o2 else { throw ImageError(path: file.path, structure: "VMDK descriptor", reason: "flat extent offset \(extent.offset) is too large") }
+                    guard !o2 else { throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "flat extent offset \(extent.offset) is too large") }
                     try add(bytes, .flat(extentFile, offset: offset))
                 case .sparse:
                     let sparse = try VmdkSparseExtent(file: extentFile)
@@ -75,8 +75,8 @@ final class VmdkImage: BlockDevice {
         extents = placed
         size = start
         if let hint = m.descriptor.parentFileNameHint {
-            let resolved = ImageOpener.resolve(hint, relativeTo: file.path)
-            try ImageOpener.checkMayOpen(resolved, as: "parent file", options: options, image: file.path, format: .vmdk)
+            let resolved = ImageOpener.resolve(hint, relativeTo: file.displayName)
+            try ImageOpener.checkMayOpen(resolved, as: "parent file", options: options, image: file.displayName, format: .vmdk)
             let opened = try openBacking(resolved, .vmdk)
             parent = opened
             parentMatches = (opened as? VmdkImage).map { $0.metadata.descriptor.cid == m.descriptor.parentCID } ?? false
@@ -138,7 +138,7 @@ final class VmdkImage: BlockDevice {
                     n += Int(min(UInt64(buffer.count - done - n), sparse.grainBytes))
                     next += sparse.grainBytes
                 }
-                try sparse.file.readZeroPadded(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + n]), at: host + inGrain)
+                try sparse.file.readPastEnd(into: UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + n]), at: host + inGrain)
             } else {
                 let part = UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + n])
                 switch grain {

@@ -18,9 +18,9 @@ struct VmdkMetadata: Sendable {
     static let descriptorCreateTypes: Set<String> = ["monolithicFlat", "vmfs", "vmfsSparse", "seSparse",
                                                      "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"]
 
-    static func read(from file: RawImage) throws -> VmdkMetadata {
+    static func read(from file: any BlockDevice) throws -> VmdkMetadata {
         func fail(_ offset: UInt64, _ structure: String, _ reason: String, _ errno: Errno = .ioError) -> ImageError {
-            ImageError(path: file.path, offset: offset, structure: structure, reason: reason, errno: errno)
+            ImageError(path: file.displayName, offset: offset, structure: structure, reason: reason, errno: errno)
         }
         guard file.size >= 4 else { throw fail(0, "VMDK header", "file too small to be a VMDK image") }
         let magic = LittleEndianBytes(try file.readBytes(at: 0, count: 4)).u32(0)

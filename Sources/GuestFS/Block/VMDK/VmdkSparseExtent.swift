@@ -2,7 +2,7 @@
 /// stream-optimized footer), the grain directory loaded whole (capped), grain tables in a
 /// bounded cache, and decompressed grains in another. Safe to read from several threads.
 final class VmdkSparseExtent: Sendable {
-    let file: RawImage
+    let file: any BlockDevice
     let header: VmdkSparseHeader
     /// Bytes per grain, and guest bytes one grain table maps.
     let grainBytes: UInt64
@@ -24,10 +24,10 @@ final class VmdkSparseExtent: Sendable {
 
     /// Reads and validates the header of `file` (at 0, or the footer when the grain directory
     /// is at the end), then loads the grain directory.
-    init(file: RawImage) throws {
+    init(file: any BlockDevice) throws {
         self.file = file
         func fail(_ offset: UInt64, _ structure: String, _ reason: String) -> ImageError {
-            ImageError(path: file.path, offset: offset, structure: structure, reason: reason, errno: .ioError)
+            ImageError(path: file.displayName, offset: offset, structure: structure, reason: reason, errno: .ioError)
         }
         var h: VmdkSparseHeader
         let first = try file.readBytes(at: 0, count: Int(min(file.size, 512)))
@@ -77,7 +77,7 @@ final class VmdkSparseExtent: Sendable {
         let tableBytes = Int(h.gtesPerGT) * 4
         let gtFile = file
         gtCache = Qcow2TableCache(entryBytes: tableBytes, capacityBytes: 256 << 10) { offset, into in
-            try gtFile.readZeroPadded(into: into, at: offset)
+            try gtFile.readPastEnd(into: into, at: offset)
         }
         if h.compressed {
             let grain = Int(grainBytes)
@@ -93,12 +93,12 @@ final class VmdkSparseExtent: Sendable {
     /// Where the grain holding extent byte `offset` lives.
     func grain(at offset: UInt64) throws -> Grain {
         let gdIndex = Int(offset / gtCoverage)
-        guard gdIndex < gd.count else { throw ImageError(path: file.path, offset: offset, structure: "VMDK grain directory", reason: "offset outside the extent") }
+        guard gdIndex < gd.count else { throw ImageError(path: file.displayName, offset: offset, structure: "VMDK grain directory", reason: "offset outside the extent") }
         let gtSector = gd[gdIndex]
         if gtSector == 0 { return .unallocated }
         let gtHost = UInt64(gtSector) * VmdkFormat.sectorSize
         guard gtHost.saturatingAdd(UInt64(header.gtesPerGT) * 4) <= file.size else {
-            throw ImageError(path: file.path, offset: header.gdOffset * VmdkFormat.sectorSize + UInt64(gdIndex) * 4,
+            throw ImageError(path: file.displayName, offset: header.gdOffset * VmdkFormat.sectorSize + UInt64(gdIndex) * 4,
                              structure: "VMDK grain directory entry", reason: "grain table at sector \(gtSector) lies past the end of the file")
         }
         let gtIndex = Int((offset % gtCoverage) / grainBytes)
@@ -108,7 +108,7 @@ final class VmdkSparseExtent: Sendable {
         let host = UInt64(entry) * VmdkFormat.sectorSize
         if header.compressed { return .compressed(host: host) }
         guard host < file.size else {
-            throw ImageError(path: file.path, offset: gtHost + UInt64(gtIndex) * 4, structure: "VMDK grain table entry",
+            throw ImageError(path: file.displayName, offset: gtHost + UInt64(gtIndex) * 4, structure: "VMDK grain table entry",
                              reason: "grain at sector \(entry) lies past the end of the file")
         }
         return .data(host: host)
@@ -124,10 +124,10 @@ final class VmdkSparseExtent: Sendable {
 
     /// Inflates the grain stored at `host`: with markers, a 12-byte marker (lba, size) then
     /// `size` bytes of zlib stream; without, a stream of at most two grains.
-    private static func inflateGrain(file: RawImage, at host: UInt64, grainBytes: Int, markers: Bool,
+    private static func inflateGrain(file: any BlockDevice, at host: UInt64, grainBytes: Int, markers: Bool,
                                      into output: UnsafeMutableRawBufferPointer) throws {
         func fail(_ reason: String) -> ImageError {
-            ImageError(path: file.path, offset: host, structure: "VMDK compressed grain", reason: reason)
+            ImageError(path: file.displayName, offset: host, structure: "VMDK compressed grain", reason: reason)
         }
         guard host < file.size else { throw fail("grain lies past the end of the file") }
         var start = host
@@ -141,10 +141,22 @@ final class VmdkSparseExtent: Sendable {
             length = Int(size)
         }
         var input = [UInt8](repeating: 0, count: length)
-        try input.withUnsafeMutableBytes { try file.readZeroPadded(into: $0, at: start) }
+        try input.withUnsafeMutableBytes { try file.readPastEnd(into: $0, at: start) }
         let result: Result<Void, VmdkFormatError> = input.withUnsafeBytes { source in
             Result { () throws(VmdkFormatError) in try VmdkCompression.inflate(source, into: output) }
         }
         if case let .failure(error) = result { throw fail(error.reason) }
+    }
+}
+
+extension BlockDevice {
+    /// Reads `buffer.count` bytes at `offset`, the part past the end reading as zeros.
+    func readPastEnd(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        guard offset < size else { buffer.initializeMemory(as: UInt8.self, repeating: 0); return }
+        let inside = Int(min(UInt64(buffer.count), size - offset))
+        try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<inside]), at: offset)
+        if inside < buffer.count {
+            UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
+        }
     }
 }

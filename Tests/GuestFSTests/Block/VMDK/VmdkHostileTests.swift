@@ -113,4 +113,27 @@ import TestSupport
         try Shell.check("cd \(Shell.quote(dir.path)) && printf 'version=1\\nCID=1\\nparentCID=ffffffff\\ncreateType=\"monolithicSparse\"\\nRW 2048 FLAT \"x-delta.vmdk\" 0\\n' > e.vmdk")
         #expect(throws: ImageError.self) { try ImageOpener.open(path: dir.file("e.vmdk"), format: nil, writable: false) }
     }
+
+    /// The fuzz harness over the committed seeds and seeded random byte flips of each: every
+    /// input ends in an error or a read, never a trap.
+    @Test func fuzzHarnessSurvivesMutatedSeeds() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("fuzz/corpus/vmdk")
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: corpus.path).sorted()
+        #expect(!seeds.isEmpty)
+        var rng = SplitMix64(seed: 0x7D3C)
+        for seed in seeds {
+            let bytes = Array(try Data(contentsOf: corpus.appendingPathComponent(seed)))
+            FuzzHarness.run("vmdk", bytes)
+            for _ in 0..<150 {
+                var mutated = bytes
+                for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                    // Mostly the header and descriptor, sometimes anywhere (tables, grains).
+                    let limit = Bool.random(using: &rng) ? min(mutated.count, 2048) : mutated.count
+                    mutated[Int.random(in: 0..<limit, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+                FuzzHarness.run("vmdk", mutated)
+            }
+        }
+    }
 }
