@@ -63,7 +63,7 @@ final class VmdkImage: BlockDevice {
                     guard !o2 else { throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "flat extent offset \(extent.offset) is too large") }
                     try add(bytes, .flat(extentFile, offset: offset))
                 case .sparse:
-                    let sparse = try VmdkSparseExtent(file: extentFile)
+                    let sparse = try VmdkSparseExtent(file: extentFile, extents: m.descriptor.extents.count)
                     // QEMU takes the extent's length from its header, not the descriptor.
                     try add(sparse.size, .sparse(sparse))
                 case .vmfsSparse, .seSparse:

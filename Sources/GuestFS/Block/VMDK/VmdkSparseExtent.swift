@@ -22,9 +22,15 @@ final class VmdkSparseExtent: Sendable {
         case unallocated
     }
 
+    /// Cache budgets of one extent when it is alone; a descriptor with many extents divides
+    /// `budgetBytes` between them (`cacheShare`), so that a 2 TiB twoGbMaxExtent disk stays
+    /// within the memory limit however much of it is read.
+    static let tableCacheBytes = 256 << 10, grainCacheBytes = 2 << 20, budgetBytes = 8 << 20
+
     /// Reads and validates the header of `file` (at 0, or the footer when the grain directory
-    /// is at the end), then loads the grain directory.
-    init(file: any BlockDevice) throws {
+    /// is at the end), then loads the grain directory. `cacheShare` is 1 over the number of
+    /// extents sharing the budget.
+    init(file: any BlockDevice, extents cacheShare: Int = 1) throws {
         self.file = file
         func fail(_ offset: UInt64, _ structure: String, _ reason: String) -> ImageError {
             ImageError(path: file.displayName, offset: offset, structure: structure, reason: reason, errno: .ioError)
@@ -76,13 +82,14 @@ final class VmdkSparseExtent: Sendable {
 
         let tableBytes = Int(h.gtesPerGT) * 4
         let gtFile = file
-        gtCache = Qcow2TableCache(entryBytes: tableBytes, capacityBytes: 256 << 10) { offset, into in
+        let share = max(1, cacheShare)
+        gtCache = Qcow2TableCache(entryBytes: tableBytes, capacityBytes: min(Self.tableCacheBytes, Self.budgetBytes / 4 / share)) { offset, into in
             try gtFile.readPastEnd(into: into, at: offset)
         }
         if h.compressed {
             let grain = Int(grainBytes)
             let markers = h.hasMarkers
-            grainCache = Qcow2TableCache(entryBytes: grain, capacityBytes: max(2 * grain, 2 << 20)) { offset, into in
+            grainCache = Qcow2TableCache(entryBytes: grain, capacityBytes: min(Self.grainCacheBytes, Self.budgetBytes / share)) { offset, into in
                 try Self.inflateGrain(file: gtFile, at: offset, grainBytes: grain, markers: markers, into: into)
             }
         } else {
