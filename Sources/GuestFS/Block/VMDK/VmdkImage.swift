@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A VMDK disk opened read-only (QEMU's block/vmdk.c): a descriptor (standalone, or embedded in
 /// a monolithic sparse extent) listing extents end to end, each flat (a range of a raw file) or
 /// hosted sparse (grain directory and tables, maybe stream-optimized), over an optional parent
@@ -125,6 +127,9 @@ final class VmdkImage: BlockDevice {
     /// grain, merging runs of contiguous data grains into one host read.
     private func readSparse(_ sparse: VmdkSparseExtent, within: UInt64, guest: UInt64,
                             into buffer: UnsafeMutableRawBufferPointer) throws {
+        if sparse.header.compressed, UInt64(buffer.count) >= 2 * sparse.grainBytes {
+            return try readCompressedInParallel(sparse, within: within, guest: guest, into: buffer)
+        }
         var done = 0
         while done < buffer.count {
             let at = within + UInt64(done)
@@ -152,6 +157,47 @@ final class VmdkImage: BlockDevice {
             }
             done += n
         }
+    }
+
+    /// A read of several grains of a stream-optimized extent: grains are looked up in order,
+    /// then inflated on the bounded pool (QEMU's qcow2-threads width), whole grains straight
+    /// into the caller's buffer, partial ones through the grain cache.
+    private func readCompressedInParallel(_ sparse: VmdkSparseExtent, within: UInt64, guest: UInt64,
+                                          into buffer: UnsafeMutableRawBufferPointer) throws {
+        var pieces: [(grain: VmdkSparseExtent.Grain, inGrain: Int, start: Int, count: Int)] = []
+        var done = 0
+        while done < buffer.count {
+            let at = within + UInt64(done)
+            let inGrain = Int(at % sparse.grainBytes)
+            let n = Int(min(UInt64(buffer.count - done), sparse.grainBytes - UInt64(inGrain)))
+            pieces.append((try sparse.grain(at: at), inGrain, done, n))
+            done += n
+        }
+        let failure = Mutex<(any Error)?>(nil)
+        Qcow2Compression.forEachInParallel(pieces.count) { range in
+            for i in range {
+                let p = pieces[i]
+                let part = UnsafeMutableRawBufferPointer(rebasing: buffer[p.start ..< p.start + p.count])
+                do {
+                    switch p.grain {
+                    case let .compressed(host) where p.inGrain == 0 && UInt64(p.count) == sparse.grainBytes:
+                        try sparse.inflate(host: host, into: part)
+                    case let .compressed(host):
+                        try sparse.readCompressed(host: host, within: p.inGrain, into: part)
+                    case let .data(host):
+                        try sparse.file.readPastEnd(into: part, at: host + UInt64(p.inGrain))
+                    case .zero:
+                        part.initializeMemory(as: UInt8.self, repeating: 0)
+                    case .unallocated:
+                        try readParent(into: part, at: guest + UInt64(p.start))
+                    }
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                    return
+                }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 
     /// An unallocated range: the parent's bytes (zeros past its end), or zeros without one.

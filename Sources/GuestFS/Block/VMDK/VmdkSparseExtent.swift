@@ -129,6 +129,12 @@ final class VmdkSparseExtent: Sendable {
         }
     }
 
+    /// Inflates the whole compressed grain at `host` into `buffer` (one grain long), bypassing
+    /// the cache: for reads that cover the grain entirely.
+    func inflate(host: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        try Self.inflateGrain(file: file, at: host, grainBytes: Int(grainBytes), markers: header.hasMarkers, into: buffer)
+    }
+
     /// Inflates the grain stored at `host`: with markers, a 12-byte marker (lba, size) then
     /// `size` bytes of zlib stream; without, a stream of at most two grains.
     private static func inflateGrain(file: any BlockDevice, at host: UInt64, grainBytes: Int, markers: Bool,
