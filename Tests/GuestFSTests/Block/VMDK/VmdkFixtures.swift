@@ -14,7 +14,7 @@ final class VmdkFixtures: Sendable {
     /// Images compared whole and at random offsets against their oracle.
     static let matrix: [String] = [
         "mono.vmdk", "compat6.vmdk", "zeroed.vmdk", "flat.vmdk", "twogb-sparse.vmdk", "twogb-flat.vmdk",
-        "stream.vmdk", "stream-footer.vmdk", "multi.vmdk", "child.vmdk", "grandchild.vmdk", "overlay.qcow2",
+        "stream.vmdk", "stream-footer.vmdk", "multi.vmdk", "esxi.vmdk", "child.vmdk", "grandchild.vmdk", "overlay.qcow2",
     ]
 
     static let writes = ["write -P 0x33 1000001 5000", "write -z 40k 30k", "write -P 0x55 5241344 3072", "write -P 0x5a 130000 1"]
@@ -66,6 +66,11 @@ final class VmdkFixtures: Sendable {
         let rest = (size - 3 * 1024 * 1024) / 512
         s.append("""
             printf '# Disk DescriptorFile\\nversion=1\\nCID=12345678\\nparentCID=ffffffff\\ncreateType="twoGbMaxExtentSparse"\\n\\n# Extent description\\nRW 2048 FLAT "part1.bin" 0\\nRDONLY 8 ZERO\\nRW 4096 FLAT "part2.bin" 8\\nRW \(rest) SPARSE "part3.vmdk"\\n\\nddb.adapterType = "ide"\\n' > multi.vmdk
+            """)
+        // An ESXi disk: a "vmfs" descriptor over its -flat.vmdk (VMFS extents have no offset).
+        s.append("cp flat-flat.vmdk esxi-flat.vmdk")
+        s.append("""
+            printf '# Disk DescriptorFile\\nversion=1\\nencoding="UTF-8"\\nCID=fffffffe\\nparentCID=ffffffff\\nisNativeSnapshot="no"\\ncreateType="vmfs"\\n\\n# Extent description\\nRW \(size / 512) VMFS "esxi-flat.vmdk"\\n\\n# The Disk Data Base\\n#DDB\\n\\nddb.adapterType = "lsilogic"\\nddb.virtualHWVersion = "13"\\n' > esxi.vmdk
             """)
         // A parent chain: child over mono (relative hint), grandchild over child.
         s.append("qemu-img create -q -f vmdk -b mono.vmdk -F vmdk child.vmdk")

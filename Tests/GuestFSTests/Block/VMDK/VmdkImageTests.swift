@@ -14,7 +14,7 @@ import TestSupport
     }
 
     @Test("info text and JSON equal qemu-img info", arguments: ["mono.vmdk", "compat6.vmdk", "zeroed.vmdk", "flat.vmdk", "twogb-sparse.vmdk",
-                                                                "twogb-flat.vmdk", "stream.vmdk", "child.vmdk", "multi.vmdk"])
+                                                                "twogb-flat.vmdk", "stream.vmdk", "stream-footer.vmdk", "child.vmdk", "multi.vmdk", "esxi.vmdk"])
     func infoMatchesQemuImg(_ name: String) throws {
         let f = try VmdkFixtures.get()
         let path = f.path(name)
