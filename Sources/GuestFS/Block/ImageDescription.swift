@@ -65,6 +65,8 @@ public struct FormatSpecificInfo: Sendable {
         case bool(Bool)
         case integer(Int64)
         case object([Field])
+        /// A list of objects (vmdk's "extents"): "[0]:"… in text, an array in JSON.
+        case list([[Field]])
 
         public static func == (a: Value, b: Value) -> Bool {
             switch (a, b) {
@@ -72,6 +74,7 @@ public struct FormatSpecificInfo: Sendable {
             case let (.bool(x), .bool(y)): x == y
             case let (.integer(x), .integer(y)): x == y
             case let (.object(x), .object(y)): x.map(\.key) == y.map(\.key) && zip(x, y).allSatisfy { $0.value == $1.value }
+            case let (.list(x), .list(y)): x.count == y.count && zip(x, y).allSatisfy { Value.object($0) == Value.object($1) }
             default: false
             }
         }

@@ -8,6 +8,8 @@ public enum ImageFormat: String, CaseIterable, Sendable {
     case vdi
     /// VHDX (Hyper-V).
     case vhdx
+    /// VMDK (VMware).
+    case vmdk
 
     /// File name extensions that vouch for the format when it is probed (the probing policy,
     /// `ImageOpener.formatIsVouched`): `vm.vhd` probed as vpc is what its name says.

@@ -38,6 +38,7 @@ public enum ImageFormatRegistry {
         VHDImage.formatDriver,
         VDIImage.formatDriver,
         VHDXImage.formatDriver,
+        VmdkImage.formatDriver,
         RawImage.formatDriver,
     ]
 

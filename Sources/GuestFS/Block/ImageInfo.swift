@@ -132,6 +132,10 @@ extension ImageInfo {
             case let .bool(v): ["\(pad)\(field.label): \(v)"]
             case let .integer(v): ["\(pad)\(field.label): \(v)"]
             case let .object(inner): ["\(pad)\(field.label):"] + textLines(inner, indent: indent + 4)
+            case let .list(items):
+                ["\(pad)\(field.label):"] + items.enumerated().flatMap { i, item in
+                    ["\(pad)    [\(i)]:"] + textLines(item, indent: indent + 8)
+                }
             }
         }
     }
@@ -237,6 +241,9 @@ extension ImageInfo {
             case let .bool(v): (field.key, "\(v)")
             case let .integer(v): (field.key, "\(v)")
             case let .object(inner): (field.key, jsonObject(inner, indent: indent + 4))
+            case let .list(items):
+                (field.key, "[\n" + items.map { String(repeating: " ", count: indent + 8) + jsonObject($0, indent: indent + 8) }
+                    .joined(separator: ",\n") + "\n" + String(repeating: " ", count: indent + 4) + "]")
             }
         }, indent: indent)
     }

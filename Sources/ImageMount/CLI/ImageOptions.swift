@@ -12,7 +12,7 @@ struct ImageOptions: ParsableArguments {
     @OptionGroup var global: GlobalOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("Add a disk image (raw or qcow2). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
+            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx or vdi). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
                                valueName: "image"),
             transform: { Positioned($0) })
     var addedImages: [Positioned<String>] = []
@@ -33,7 +33,7 @@ struct ImageOptions: ParsableArguments {
 
     @Option(name: .customLong("format"),
             help: ArgumentHelp("Format of the -a images that follow: raw, qcow2, vpc (VHD; a fixed VHD probes as raw, as in QEMU), vdi (VirtualBox) or vhdx (Hyper-V). Without it the format is probed; --format alone (or --format=auto) goes back to probing for the -a options after it. A --format after the last -a is an error, as in libguestfs.",
-                               valueName: "raw|qcow2|vpc|vdi|vhdx|auto"),
+                               valueName: "raw|qcow2|vpc|vdi|vhdx|vmdk|auto"),
             transform: { Positioned($0) })
     var formats: [Positioned<String>] = []
 
@@ -95,7 +95,7 @@ struct ImageOptions: ParsableArguments {
         }
         if images.isEmpty && domains.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN") }
         for f in formats.map(\.value) where f != "auto" && f != "" && ImageFormat(rawValue: f) == nil {
-            throw ValidationError("unknown --format '\(f)': use raw, qcow2, vpc, vdi, vhdx or auto")
+            throw ValidationError("unknown --format '\(f)': use \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", ")) or auto")
         }
         for b in blocksizes.map(\.value) where b != "" && UInt64(b) != 512 && UInt64(b) != 4096 {
             throw ValidationError("--blocksize=\(b): use 512 or 4096")

@@ -27,7 +27,7 @@ struct InfoCommand: ParsableCommand {
     var images: [String] = []
 
     @Option(name: .customLong("format"),
-            help: ArgumentHelp("Read the images as this format (raw, qcow2, vpc, vdi or vhdx) instead of probing.", valueName: "raw|qcow2|vpc|vdi|vhdx"))
+            help: ArgumentHelp("Read the images as this format (raw, qcow2, vpc, vdi, vhdx or vmdk) instead of probing.", valueName: "raw|qcow2|vpc|vdi|vhdx|vmdk"))
     var format: String?
 
     @Flag(name: .customLong("backing-chain"), help: "Also describe every backing file, down to the base image.")
@@ -45,7 +45,7 @@ struct InfoCommand: ParsableCommand {
     func validate() throws {
         if images.isEmpty { throw ValidationError("no image given: add one with -a IMAGE") }
         _ = try QemuImgOutput.resolve(output: output, json: jsonFlag)
-        if let format, ImageFormat(rawValue: format) == nil { throw ValidationError("unknown --format '\(format)': use raw, qcow2, vpc, vdi or vhdx") }
+        if let format, ImageFormat(rawValue: format) == nil { throw ValidationError("unknown --format '\(format)': use \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", "))") }
     }
 
     func run() throws {

@@ -32,6 +32,7 @@ enum FuzzHarness {
         "vpc": vpc,
         "vdi": vdi,
         "vhdx": vhdx,
+        "vmdk": vmdk,
         "partitions": partitions,
         "lvm": lvm,
         "lvm-metadata": lvmMetadata,
@@ -252,5 +253,25 @@ enum FuzzHarness {
             if file.size > UInt64(b.count) { _ = try? file.read(into: b, at: file.size - UInt64(b.count)) }
         }
         _ = try? file.dataRanges()
+    }
+}
+
+extension FuzzHarness {
+    /// Block/VMDK: the sparse header (and a stream-optimized footer), the embedded or standalone
+    /// descriptor, the grain directory and tables, compressed grains, through describe and reads.
+    /// Extent and parent files are never opened: the input's format counts as probed.
+    static func vmdk(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.vmdk")
+        _ = VmdkFormat.probe(Array(data.prefix(512)))
+        _ = try? VmdkDescriptor(Array(data.prefix(64 << 10)))
+        var options = ImageOpenOptions(corruptionLog: { _ in })
+        options.mayOpenReferencedFiles = false
+        guard let image = try? VmdkImage(file: file, options: options, openBacking: { path, _ in
+            throw ImageError(path: path, reason: "the fuzz harness opens no parent")
+        }) else { return }
+        for extent in image.extents.prefix(4) {
+            if case let .sparse(sparse) = extent.storage { readSome(image, step: sparse.grainBytes, count: 24) }
+        }
+        readSome(image, step: 1 << 20, count: 8)
     }
 }
