@@ -37,7 +37,9 @@ package final class WorkerThreads: @unchecked Sendable {
     private let workAvailable: UnsafeMutablePointer<pthread_cond_t>
     /// Broadcast when a group's last job finishes.
     private let jobFinished: UnsafeMutablePointer<pthread_cond_t>
-    private var queue: [Job] = []
+    /// Queued jobs from `head` on; a taken slot is set to nil at once, so a finished job's
+    /// closure is not kept alive by the array while other callers' jobs are still queued.
+    private var queue: [Job?] = []
     private var head = 0
     private var threads = 0
     private var idle = 0
@@ -91,6 +93,7 @@ package final class WorkerThreads: @unchecked Sendable {
     /// `mutex` held.
     private func runOneLocked() {
         var job: Job? = queue[head]
+        queue[head] = nil
         head += 1
         if head == queue.count { queue.removeAll(keepingCapacity: true); head = 0 }
         pthread_mutex_unlock(mutex)
