@@ -221,6 +221,15 @@ if xfs_small xfs5 && mkdir -p xfsmnt && mount -o loop xfs5 xfsmnt 2>/dev/null; t
     ln -s "$(printf 'r%.0s' {1..400})" xfsmnt/remote-link
     umount xfsmnt; xfs_zero_log xfs5; sparse xfs xfs5 v5-1k
 fi
+# xfs-log: a log left dirty by a crash (creates, a rename, an unlink, an xattr, then
+# `shutdown -f`), generated rather than committed: the log is most of its 2 MiB.
+rm -f xfsdirty; truncate -s 16M xfsdirty
+if xfs_small xfsdirty && mkdir -p xfsmnt && mount -o loop xfsdirty xfsmnt 2>/dev/null; then
+    mkdir xfsmnt/d; for i in $(seq 1 30); do echo $i > xfsmnt/d/f$i; done
+    setfattr -n user.a -v b xfsmnt/d/f1 2>/dev/null || true
+    mv xfsmnt/d/f2 xfsmnt/d/g2; rm xfsmnt/d/f3
+    xfs_io -x -c 'shutdown -f' xfsmnt; umount xfsmnt; sparse xfs-log xfsdirty v5-1k-dirty
+fi
 printf '/dev/null\n0 0\nd--755 0 0\n hello ---644 1 2 %s\n link l--777 0 0 %s\n d d--755 0 0\n  x ---600 0 0 %s\n $\n$\n' \
     "$PWD/tree/hello.txt" "$(printf 'q%.0s' {1..300})" "$PWD/tree/dir/random.bin" > xfs.proto
 rm -f xfs4; truncate -s 16M xfs4
