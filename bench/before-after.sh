@@ -7,7 +7,11 @@
 # new build is faster) for wall time and for CPU time (user + system, steadier on a loaded
 # machine), and whether the CPU time is within TOLERANCE percent (default 3).
 #
-# usage: bench/before-after.sh [REVISION] [workdir]
+# With REVISION `sandbox-off` the "old" side is the current build run with
+# IMAGEMOUNT_SANDBOX=off, so the figures show what entering the sandbox (Landlock, the seccomp
+# filter) costs each command, with everything else equal.
+#
+# usage: bench/before-after.sh [REVISION|sandbox-off] [workdir]
 #        RUNS=N (default 7) repetitions of each timed step; the median is compared.
 # Needs hyperfine-free tools only (GNU time, bc), plus e2fsprogs, fdisk, qemu-img.
 set -euo pipefail
@@ -23,7 +27,10 @@ swift build -c release --static-swift-stdlib --product imagemount >/dev/null
 swift build -c release --static-swift-stdlib --product qcow2-bench >/dev/null
 NEW_DIR=$(swift build -c release --show-bin-path)
 OLD_TREE=$WORK/old-tree
-if [ ! -x "$WORK/old/imagemount" ]; then
+if [ "$REV" = sandbox-off ]; then
+  mkdir -p "$WORK/old"
+  cp "$NEW_DIR/imagemount" "$NEW_DIR/qcow2-bench" "$WORK/old/"
+elif [ ! -x "$WORK/old/imagemount" ]; then
   git worktree remove --force "$OLD_TREE" 2>/dev/null || true
   git worktree add --detach "$OLD_TREE" "$REV" >/dev/null 2>&1
   (cd "$OLD_TREE" && swift build -c release --static-swift-stdlib --product imagemount >/dev/null &&
@@ -122,6 +129,7 @@ for run in $(seq "$RUNS"); do
     # Alternate which build goes first, run by run.
     order="old new"; [ $((run % 2)) = 0 ] && order="new old"
     for b in $order; do
+      if [ "$REV" = sandbox-off ] && [ "$b" = old ]; then export IMAGEMOUNT_SANDBOX=off; else unset IMAGEMOUNT_SANDBOX; fi
       case $f in
         read|walk) step_$f "$WORK/$b" >> "$WORK/times.$f.$b" ;;
         *) cat "$DISK" "$WORK/zlib.qcow2" "$WORK/zstd.qcow2" > /dev/null 2>&1 || true
@@ -130,7 +138,9 @@ for run in $(seq "$RUNS"); do
     done
   done
 done
+unset IMAGEMOUNT_SANDBOX
 
+[ "$REV" = sandbox-off ] && echo "old = this build with IMAGEMOUNT_SANDBOX=off, new = the same build sandboxed"
 printf '%-9s %10s %10s %8s   %10s %10s %8s   %s\n' figure "old wall" "new wall" "new/old" "old cpu" "new cpu" "new/old" "cpu within ${TOLERANCE}%"
 fail=0
 for f in $figures; do

@@ -22,6 +22,7 @@ import SystemSeccomp
             case Sandbox.jumpEqual: pc += 1 + Int(acc == i.k ? i.jt : i.jf)
             case Sandbox.jumpGreater: pc += 1 + Int(acc > i.k ? i.jt : i.jf)
             case Sandbox.jumpGreaterOrEqual: pc += 1 + Int(acc >= i.k ? i.jt : i.jf)
+            case Sandbox.jumpAlways: pc += 1 + Int(i.k)
             case Sandbox.returnConstant: return i.k
             default: return nil
             }
@@ -29,7 +30,10 @@ import SystemSeccomp
         return nil
     }
 
-    static let lists: [[UInt32]] = [[0], [3, 1], Array(0..<5), [1, 2, 3, 4, 5, 7], Array(stride(from: UInt32(0), to: 600, by: 3))]
+    /// Single numbers, runs, runs next to single numbers, and 200 isolated numbers (whose lower
+    /// halves are too long for 8-bit jumps, so `ja` is used).
+    static let lists: [[UInt32]] = [[0], [3, 1], Array(0..<5), [1, 2, 3, 4, 5, 7], [9, 2, 3, 4, 20, 21, 22, 600, 0],
+                                    Array(stride(from: UInt32(0), to: 600, by: 3))]
 
     @Test(arguments: lists)
     func exactlyTheAllowedNumbersPass(_ allowed: [UInt32]) throws {
@@ -42,15 +46,44 @@ import SystemSeccomp
         #expect(Self.run(program, nr: allowed[0] | Sandbox.x32Bit, arch: arch) == Self.deny)
     }
 
-    /// The sandbox's own list, resolved for this machine: the program is built (no fallback to
-    /// libseccomp) and allows just those numbers.
-    @Test func theSandboxListBuildsAProgram() throws {
-        let numbers = Sandbox.allowedSyscalls.map { seccomp_syscall_resolve_name($0) }.filter { $0 >= 0 }.map(UInt32.init)
-        let arch = seccomp_arch_native()
+    /// The sandbox's own list: every compile-time number is the one libseccomp resolves the name
+    /// to on this machine (a wrong constant would allow one syscall and refuse another), no name
+    /// twice, the architecture constant is libseccomp's native one, and the program is built (no
+    /// fallback to libseccomp) and allows just those numbers.
+    @Test func theSandboxListIsWhatLibseccompResolves() throws {
+        var seen = Set<String>()
+        for (name, number) in Sandbox.allowedSyscalls {
+            #expect(seen.insert(name).inserted, "\(name) listed twice")
+            #expect(seccomp_syscall_resolve_name(name) == number, "\(name)")
+        }
+        #expect(seccomp_shim_audit_arch == seccomp_arch_native())
+        let numbers = Sandbox.allowedSyscalls.map { UInt32($0.number) }
+        let arch = seccomp_shim_audit_arch
         let program = try #require(Sandbox.filterProgram(allowing: numbers, arch: arch, deny: Self.deny))
         for nr in UInt32(0)..<600 {
             #expect(Self.run(program, nr: nr, arch: arch) == (numbers.contains(nr) ? Self.allow : Self.deny), "nr \(nr)")
         }
         #expect(!numbers.contains(UInt32(seccomp_syscall_resolve_name("execve"))))
+        #expect(!numbers.contains(UInt32(seccomp_syscall_resolve_name("socket"))))
+        // The size the kernel's install time follows (Sandbox+Filter.swift): runs, not numbers.
+        // R runs: R - 1 bounded leaves of 3, the last of 4, R - 1 inner jumps, 6 before them.
+        let runs = Sandbox.runs(of: numbers).count
+        #expect(program.count == 6 + 4 * runs)
+    }
+
+    /// A list too long for the kernel's 4096 instructions gets no program (libseccomp builds it).
+    @Test func tooLongAListGetsNoProgram() {
+        #expect(Sandbox.filterProgram(allowing: Array(stride(from: UInt32(0), to: 4000, by: 2)), arch: seccomp_shim_audit_arch, deny: Self.deny) == nil)
+    }
+
+    /// Repeated numbers and an empty list: one comparison each, and an empty list denies all.
+    @Test func duplicatesAndTheEmptyList() throws {
+        let arch = seccomp_shim_audit_arch
+        let once = try #require(Sandbox.filterProgram(allowing: [5, 9, 11, 30, 40, 41], arch: arch, deny: Self.deny))
+        let twice = try #require(Sandbox.filterProgram(allowing: [41, 5, 9, 9, 11, 5, 30, 40, 41, 41], arch: arch, deny: Self.deny))
+        #expect(once.count == twice.count)
+        for nr in UInt32(0)..<64 { #expect(Self.run(twice, nr: nr, arch: arch) == Self.run(once, nr: nr, arch: arch)) }
+        let none = try #require(Sandbox.filterProgram(allowing: [], arch: arch, deny: Self.deny))
+        for nr in UInt32(0)..<64 { #expect(Self.run(none, nr: nr, arch: arch) == Self.deny) }
     }
 }

@@ -19,7 +19,7 @@ import Glibc
 ///   (copy-out's target), so no other host file (not /proc either) can be opened, created or
 ///   executed; descriptors opened before keep working. Nothing parsing runs on libdispatch,
 ///   whose worker monitor needs /proc (WorkerThreads.swift);
-/// - a seccomp allowlist (libseccomp): the syscalls file I/O, memory, threads, signals and time
+/// - a seccomp allowlist (Sandbox+Syscalls.swift, Sandbox+Filter.swift): the syscalls file I/O, memory, threads, signals and time
 ///   need; everything else (execve, socket, ptrace, mount, setuid, bpf, module loading…) fails
 ///   with EPERM instead of running.
 ///
@@ -91,47 +91,10 @@ enum Sandbox {
 
     // MARK: seccomp
 
-    /// What the commands and the FUSE server need after start-up, by name (resolved for the
-    /// running architecture; names it does not have are skipped).
-    static let allowedSyscalls = [
-        // descriptors and file data
-        "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2",
-        "lseek", "close", "close_range", "dup", "dup2", "dup3", "fcntl", "ioctl", "pipe", "pipe2",
-        "splice", "vmsplice", "tee", "sendfile", "copy_file_range", "fsync", "fdatasync", "sync_file_range",
-        "ftruncate", "fallocate", "fadvise64", "readahead", "flock",
-        "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
-        "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
-        // thread scheduling queries; a socketpair is local only
-        "setpriority", "getpriority", "socketpair", "sched_setaffinity", "sched_getparam", "sched_getscheduler",
-        // paths (Landlock decides which ones may be opened or made)
-        "open", "openat", "openat2", "stat", "lstat", "fstat", "newfstatat", "statx", "statfs", "fstatfs",
-        "getdents64", "getcwd", "readlink", "readlinkat", "access", "faccessat", "faccessat2",
-        "mkdir", "mkdirat", "symlink", "symlinkat", "link", "linkat", "mknod", "mknodat",
-        "unlink", "unlinkat", "rmdir", "rename", "renameat", "renameat2",
-        "chmod", "fchmod", "fchmodat", "chown", "fchown", "lchown", "fchownat", "utimensat", "umask",
-        "setxattr", "lsetxattr", "fsetxattr", "getxattr", "lgetxattr", "fgetxattr",
-        "listxattr", "llistxattr", "flistxattr", "removexattr", "lremovexattr", "fremovexattr",
-        // memory
-        "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "msync", "mlock", "munlock", "membarrier",
-        // threads, signals, time, identity
-        "futex", "futex_waitv", "set_robust_list", "get_robust_list", "rseq", "clone", "clone3",
-        "exit", "exit_group", "wait4", "waitid", "kill", "tgkill", "tkill",
-        "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "rt_sigqueueinfo", "sigaltstack",
-        "restart_syscall", "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time",
-        "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid", "getgroups", "getresuid", "getresgid",
-        "getrandom", "getrlimit", "prlimit64", "getrusage", "times", "sched_getaffinity", "sched_yield",
-        "uname", "sysinfo", "prctl", "arch_prctl", "set_tid_address",
-    ]
-
     private static func loadSyscallFilter() throws {
-        var numbers: [UInt32] = []
-        for name in allowedSyscalls {
-            let number = seccomp_syscall_resolve_name(name)
-            guard number != __NR_SCMP_ERROR, number >= 0 else { continue }
-            numbers.append(UInt32(number))
-        }
+        let numbers = allowedSyscalls.map { UInt32(truncatingIfNeeded: $0.number) }
         // Our own BPF program (Sandbox+Filter.swift); libseccomp's generator when it cannot be.
-        if let program = filterProgram(allowing: numbers, arch: seccomp_arch_native(), deny: seccomp_shim_ret_errno(UInt16(EPERM))) {
+        if let program = filterProgram(allowing: numbers, arch: seccomp_shim_audit_arch, deny: seccomp_shim_ret_errno(UInt16(EPERM))) {
             let rc = program.withUnsafeBufferPointer { seccomp_shim_install($0.baseAddress, UInt16($0.count)) }
             guard rc == 0 else { throw failure("seccomp filter", errno) }
             return
