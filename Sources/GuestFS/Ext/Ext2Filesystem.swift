@@ -40,7 +40,7 @@ package final class Ext2Filesystem: @unchecked Sendable {
 
     // Guarded by `lock`: libext2fs's handle and the token our io_manager resolves.
     private let fs: ext2_filsys
-    private let lock = Mutex<Void>(())
+    private let lock = BlockingLock()
     private var closed = false
     /// Guarded by `lock`: what writing has set up and what it left to do at close.
     var writeState = WriteState()
@@ -110,7 +110,7 @@ package final class Ext2Filesystem: @unchecked Sendable {
     /// marked clean again, and ext2fs_close2 writes bitmaps, group descriptors and superblocks
     /// (with their checksums) before the device is flushed, so `e2fsck -fn` finds nothing to fix.
     package func close() throws {
-        try lock.withLock { _ throws -> Void in
+        try lock.withLock { () throws -> Void in
             guard !closed else { return }
             if isWritable && writeState.prepared {
                 try freeOrphansLocked(fs)
@@ -125,7 +125,7 @@ package final class Ext2Filesystem: @unchecked Sendable {
     /// Runs `body` with the libext2fs handle under the filesystem lock.
     /// The only way any other file reaches libext2fs.
     func withHandle<R>(_ body: (ext2_filsys) throws -> R) throws -> R {
-        try lock.withLock { _ throws -> R in
+        try lock.withLock { () throws -> R in
             guard !closed else {
                 throw ImageError(path: device.displayName, reason: "filesystem is closed", errno: .badFileDescriptor)
             }

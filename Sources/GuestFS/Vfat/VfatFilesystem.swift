@@ -32,7 +32,7 @@ package final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
     var fat32: Bool { boot.type == .fat32 }
 
     // Guarded by `lock`.
-    private let lock = Mutex<Void>(())
+    private let lock = BlockingLock()
     var state: State
 
     struct State {
@@ -92,7 +92,7 @@ package final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
 
     /// Runs `body` under the lock, on an open filesystem.
     func locked<R>(_ body: (inout State) throws -> R) throws -> R {
-        try lock.withLock { _ throws -> R in
+        try lock.withLock { () throws -> R in
             guard !state.closed else {
                 throw ImageError(path: device.displayName, reason: "filesystem is closed", errno: .badFileDescriptor)
             }
@@ -103,7 +103,7 @@ package final class VfatFilesystem: GuestFilesystem, @unchecked Sendable {
     /// Set by the FUSE server: whether it still holds node `id` (then unlink keeps the file's
     /// clusters until releaseNode). Called under the lock; must not call back into this filesystem.
     package func setNodeInUse(_ check: @escaping @Sendable (UInt64) -> Bool) {
-        lock.withLock { _ in state.inUse = check }
+        lock.withLock { state.inUse = check }
     }
 
     func error(_ errno: Errno, _ structure: String, _ reason: String) -> ImageError {
