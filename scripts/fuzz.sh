@@ -8,7 +8,7 @@
 # the fix; Tests/GuestFSTests/FuzzCrasherReplayTests.swift replays that folder.
 # Prints one line per target with the executions libFuzzer reports; exits 1 if any target failed.
 # Environment: FUZZ_RSS_MB (default 2048), FUZZ_TIMEOUT (seconds per input, default 10),
-# FUZZ_FLAGS (more libFuzzer flags).
+# FUZZ_FLAGS (more libFuzzer flags), FUZZ_JOBS (targets run at once, default nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -33,29 +33,41 @@ done
 # report is the one we want. Leak checking is off: the Swift runtime's caches look like leaks.
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1:malloc_context_size=0}
-failed=0 total=0
-summary=()
-for t in "${selected[@]}"; do
-    run="fuzz/corpus-run/$t"
+# One target's run; writes "EXECS STATUS" to $results/TARGET (and the failure's lines to stderr).
+results=$(mktemp -d /tmp/imagemount-fuzz-results.XXXXXX)
+trap 'rm -rf "$results"' EXIT
+run_target() {
+    local t=$1 run="fuzz/corpus-run/$1" status=ok execs log
     mkdir -p "$run" "fuzz/crashers/$t"
-    corpora=("$run")
+    local corpora=("$run")
     for dir in "fuzz/corpus/$t" "fuzz/corpus-generated/$t"; do [ -d "$dir" ] && corpora+=("$dir"); done
     log=$(mktemp /tmp/imagemount-fuzz-$t.XXXXXX)
-    status=ok
     # shellcheck disable=SC2086
     "$bin/fuzz-$t" "${corpora[@]}" -max_total_time="$seconds" -rss_limit_mb="${FUZZ_RSS_MB:-2048}" \
         -malloc_limit_mb="${FUZZ_RSS_MB:-2048}" -timeout="${FUZZ_TIMEOUT:-10}" \
         -print_final_stats=1 -artifact_prefix="$root/fuzz/crashers/$t/" ${FUZZ_FLAGS:-} >"$log" 2>&1 || status=FAILED
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    execs=${execs:-0}
-    total=$((total + execs))
     if [ "$status" != ok ]; then
-        failed=1
         grep -E "ERROR|SUMMARY|Fatal error|Test unit written|#[0-9]+ 0x" "$log" | head -30 >&2 || true
     fi
     rm -f "$log"
-    summary+=("$(printf '%-14s %12s execs  %s' "$t" "$execs" "$status")")
-    printf '%s\n' "${summary[-1]}"
+    echo "${execs:-0} $status" > "$results/$t"
+}
+
+# FUZZ_JOBS targets at a time (default: one per CPU), each single-threaded as libFuzzer runs by
+# default, so `all` takes about (targets / CPUs) x SECONDS.
+jobs=${FUZZ_JOBS:-$(nproc)}
+for t in "${selected[@]}"; do
+    while (( $(jobs -rp | wc -l) >= jobs )); do wait -n || true; done
+    run_target "$t" &
 done
-printf '%-14s %12s execs in %s s per target\n' total "$total" "$seconds"
+wait
+failed=0 total=0
+for t in "${selected[@]}"; do
+    read -r execs status < "$results/$t" || { execs=0; status=FAILED; }
+    total=$((total + execs))
+    [ "$status" = ok ] || failed=1
+    printf '%-14s %12s execs  %s\n' "$t" "$execs" "$status"
+done
+printf '%-14s %12s execs in %s s per target, %s at a time\n' total "$total" "$seconds" "$jobs"
 exit $failed
