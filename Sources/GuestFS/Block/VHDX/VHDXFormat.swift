@@ -78,6 +78,9 @@ enum VHDXFormat {
     struct Header {
         var sequenceNumber: UInt64
         var logGUIDIsNull: Bool
+        /// The log GUID (bytes 48–63): entries of the active log carry it.
+        var logGUID: [UInt8]
+        var logVersion: UInt16
         var version: UInt16
         var logLength: UInt32
         var logOffset: UInt64
@@ -87,6 +90,8 @@ enum VHDXFormat {
             let b = LittleEndianBytes(raw)
             sequenceNumber = b.u64(8)
             logGUIDIsNull = b.isZero(48, 16)
+            logGUID = b.slice(48, 16)
+            logVersion = b.u16(64)
             version = b.u16(66)
             logLength = b.u32(68)
             logOffset = b.u64(72)

@@ -5,7 +5,9 @@ extension VHDXImage {
         probe: { VHDXFormat.probe($0) },
         describe: { file in
             // qemu-img info (QEMU 7.2): the block size as cluster size, nothing format-specific.
-            let m = try VHDXMetadata.read(from: file)
+            // A dirty log replayed in memory first, as opening does (qemu-img refuses such a file read-only).
+            let view = try VHDXMetadata.replayedView(of: file)
+            let m = try VHDXMetadata.read(from: view.device, logReplayed: view.replayed)
             return ImageDescription(virtualSize: m.virtualSize, clusterSize: Int(m.blockSize))
         }
     ) { file, options, _ in

@@ -1,7 +1,7 @@
 import SystemPackage
 
 /// A VHDX image, read-only, fixed or dynamic: payload blocks through the BAT, loaded once at
-/// open (bounded by `VHDXFormat.maxBATEntries`). Immutable after open, so reads from several
+/// open (bounded by `VHDXFormat.maxBATEntries`), after a dirty log was replayed in memory. Immutable after open, so reads from several
 /// threads need no lock.
 final class VHDXImage: BlockDevice {
     let file: any BlockDevice
@@ -15,14 +15,17 @@ final class VHDXImage: BlockDevice {
 
     static let batStructure = "VHDX BAT"
 
-    init(file: any BlockDevice, options: ImageOpenOptions) throws {
+    /// `original` is the file as it is; everything after the log replay reads `self.file`.
+    init(file original: any BlockDevice, options: ImageOpenOptions) throws {
         if options.writable {
-            throw ImageError(path: file.displayName, structure: "VHDX image",
+            throw ImageError(path: original.displayName, structure: "VHDX image",
                              reason: "writing VHDX images is not supported yet: convert with qemu-img convert -O qcow2",
                              errno: .readOnlyFileSystem)
         }
-        self.file = file
-        metadata = try VHDXMetadata.read(from: file)
+        // A dirty log is replayed first, in memory: `self.file` is the replayed view.
+        let view = try VHDXMetadata.replayedView(of: original)
+        self.file = view.device
+        metadata = try VHDXMetadata.read(from: view.device, logReplayed: view.replayed)
         size = metadata.virtualSize
         blockSize = UInt64(metadata.blockSize)
         let count = metadata.dataBlocks

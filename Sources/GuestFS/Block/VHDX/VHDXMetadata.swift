@@ -3,6 +3,33 @@ import SystemPackage
 /// The checked headers, region table and metadata items of a VHDX file (QEMU's vhdx_open up to
 /// the BAT): enough for `info`; `VHDXImage` loads the BAT on top.
 struct VHDXMetadata: Sendable {
+    /// "2.2.2 Header": of the two, the valid header with the larger sequence number is current.
+    static func currentHeader(of file: any BlockDevice) throws -> VHDXFormat.Header {
+        guard file.size >= 320 * VHDXFormat.kib else {
+            throw ImageError(path: file.displayName, offset: 0, structure: "VHDX file identifier",
+                             reason: "file of \(file.size) bytes is too small for VHDX headers and region tables", errno: .invalidArgument)
+        }
+        var current: VHDXFormat.Header?
+        for at in VHDXFormat.headerOffsets {
+            let h = VHDXFormat.Header(try file.readBytes(at: at, count: VHDXFormat.headerSize))
+            if h.valid, h.sequenceNumber >= (current?.sequenceNumber ?? 0) { current = h }
+        }
+        guard let current else {
+            throw ImageError(path: file.displayName, offset: VHDXFormat.headerOffsets[0], structure: "VHDX header",
+                             reason: "neither header has a valid signature, version 1 and CRC-32C", errno: .invalidArgument)
+        }
+        return current
+    }
+
+    /// `file` as a reader must see it: with a dirty log's active sequence replayed in memory
+    /// (VHDXLog.swift), else `file`; and whether a log was replayed.
+    static func replayedView(of file: any BlockDevice) throws -> (device: any BlockDevice, replayed: Bool) {
+        guard VHDXFormat.probe(try file.readBytes(at: 0, count: min(8, Int(min(file.size, 8))))) else { return (file, false) }
+        let header = try currentHeader(of: file)
+        guard !header.logGUIDIsNull else { return (file, false) }
+        return (try VHDXLog.replayedView(of: file, header: header), true)
+    }
+
     let virtualSize: UInt64
     let blockSize: UInt32
     let logicalSectorSize: UInt32
@@ -12,7 +39,9 @@ struct VHDXMetadata: Sendable {
     let chunkRatio: UInt64
     let dataBlocks: UInt64
 
-    static func read(from file: any BlockDevice) throws -> VHDXMetadata {
+    /// Reads `file`'s metadata. A dirty log is an error unless `logReplayed` says `file` is
+    /// already the replayed view (`VHDXLog.replayedView`), whose header still names the log.
+    static func read(from file: any BlockDevice, logReplayed: Bool = false) throws -> VHDXMetadata {
         let path = file.displayName
         func bad(_ structure: String, _ offset: UInt64, _ reason: String, _ errno: Errno = .invalidArgument) -> ImageError {
             ImageError(path: path, offset: offset, structure: structure, reason: reason, errno: errno)
@@ -24,19 +53,9 @@ struct VHDXMetadata: Sendable {
         guard VHDXFormat.probe(try file.readBytes(at: 0, count: 8)) else {
             throw bad("VHDX file identifier", 0, "no \"vhdxfile\" signature: not a VHDX image")
         }
-        // "2.2.2 Header": the valid header with the larger sequence number is current.
-        var current: VHDXFormat.Header?
-        for at in VHDXFormat.headerOffsets {
-            let h = VHDXFormat.Header(try file.readBytes(at: at, count: VHDXFormat.headerSize))
-            if h.valid, h.sequenceNumber >= (current?.sequenceNumber ?? 0) { current = h }
-        }
-        guard let header = current else {
-            throw bad("VHDX header", VHDXFormat.headerOffsets[0], "neither header has a valid signature, version 1 and CRC-32C")
-        }
-        guard header.logGUIDIsNull else {
-            throw bad("VHDX header", VHDXFormat.headerOffsets[0] + 48,
-                      "the log is dirty (log GUID set, as a crash leaves it): replaying a VHDX log is not supported yet; open the image once with Hyper-V or qemu-img (read-write) to replay it",
-                      .notSupported)
+        let header = try currentHeader(of: file)
+        guard header.logGUIDIsNull || logReplayed else {
+            throw bad("VHDX header", VHDXFormat.headerOffsets[0] + 48, "the log is dirty (log GUID set) and was not replayed", .notSupported)
         }
 
         // "2.2.3 Region Table": the first copy, else the second.

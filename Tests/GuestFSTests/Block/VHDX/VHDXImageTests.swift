@@ -72,13 +72,14 @@ import TestSupport
         VHDCorruptionTests.expectError(["VHDX header", "CRC-32C"]) { _ = try d.open() }
     }
 
-    @Test func dirtyLogIsRefusedInOneLine() throws {
+    /// A log GUID over a log with no valid entry is an empty log (VHDXLogTests has real ones).
+    @Test func dirtyGUIDWithAnEmptyLogOpens() throws {
         let d = try Damaged("vhdx-1m.vhdx")
         for at: UInt64 in [64 * 1024, 128 * 1024] {
             try d.patch(at + 48, [UInt8](repeating: 0x42, count: 16))
             try d.restamp(at, size: 4096)
         }
-        VHDCorruptionTests.expectError(["the log is dirty", "log GUID"]) { _ = try d.open() }
+        try Qcow2ImageTests.compare(try d.open(), with: try FormatFixtures.get().oracle("vhdx-1m.vhdx"), unit: 1 << 20, label: "empty log")
     }
 
     @Test func badRegionTables() throws {
