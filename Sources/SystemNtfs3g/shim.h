@@ -16,3 +16,4 @@
 #include <ntfs-3g/unistr.h>
 #include <ntfs-3g/logging.h>
 #include <ntfs-3g/runlist.h>
+#include <ntfs-3g/cache.h>

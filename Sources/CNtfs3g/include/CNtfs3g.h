@@ -31,6 +31,7 @@
 #include <ntfs-3g/unistr.h>
 #include <ntfs-3g/logging.h>
 #include <ntfs-3g/runlist.h>
+#include <ntfs-3g/cache.h>
 
 /// Reads `length` bytes at `offset` of the device behind `context` into `buffer`; returns 0 or
 /// an errno value. The range is already within the device. Must not unwind.

@@ -33,14 +33,20 @@ extension NTFSFilesystem {
         var blocks = UInt64(max(0, ni.pointee.allocated_size)).addingReportingOverflow(511).partialValue >> 9
         var links = UInt32(cntfs3g_link_count(ni))
         var target: [UInt8]?
+        var rdev: (UInt32, UInt32) = (0, 0)
         if flags & NTFSFileAttribute.reparsePoint != 0, let t = symlinkTarget(ni) {
             target = t
             mode = NodeType.symlink.modeBits | (0o777 & ~options.fmask)
             size = UInt64(t.count)
         } else if cntfs3g_is_directory(ni) != 0 {
             mode = NodeType.directory.modeBits | (0o777 & ~options.dmask)
-            // The size of the $I30 index allocation, as ntfs-3g reports it.
+            // The size of the $I30 index allocation, or of the index root when the index fits
+            // in the record, as ntfs-3g reports it.
             if let na = ntfs_attr_open(ni, AT_INDEX_ALLOCATION, cntfs3g_index_i30(), 4) {
+                size = UInt64(max(0, na.pointee.data_size))
+                blocks = UInt64(max(0, na.pointee.allocated_size)) >> 9
+                ntfs_attr_close(na)
+            } else if let na = ntfs_attr_open(ni, AT_INDEX_ROOT, cntfs3g_index_i30(), 4) {
                 size = UInt64(max(0, na.pointee.data_size))
                 blocks = UInt64(max(0, na.pointee.allocated_size)) >> 9
                 ntfs_attr_close(na)
@@ -49,6 +55,10 @@ extension NTFSFilesystem {
             }
             // ntfs-3g shows 1 without `posix_nlink` ("make find(1) work").
             links = 1
+        } else if flags & NTFSFileAttribute.system != 0, let special = interixType(ni, hidden: flags & NTFSFileAttribute.hidden != 0) {
+            mode = special.type.modeBits | (0o777 & ~options.fmask)
+            if let t = special.target { target = t; size = UInt64(t.count) }
+            rdev = special.rdev
         } else {
             mode = NodeType.regular.modeBits | (0o777 & ~options.fmask)
         }
@@ -61,8 +71,45 @@ extension NTFSFilesystem {
             atime: Timestamp(seconds: atime.seconds, nanoseconds: atime.nanoseconds),
             mtime: Timestamp(seconds: mtime.seconds, nanoseconds: mtime.nanoseconds),
             ctime: Timestamp(seconds: ctime.seconds, nanoseconds: ctime.nanoseconds),
-            crtime: Timestamp(seconds: crtime.seconds, nanoseconds: crtime.nanoseconds))
+            crtime: Timestamp(seconds: crtime.seconds, nanoseconds: crtime.nanoseconds),
+            rdevMajor: rdev.0, rdevMinor: rdev.1)
         return (attributes, target)
+    }
+
+    /// Interix (SFU/SUA) special files, which ntfs-3g itself creates for `ln -s`, mkfifo and
+    /// mknod without a reparse plugin: a SYSTEM-flagged file whose unnamed $DATA is empty (a
+    /// FIFO), one byte (a socket), or starts with an INTX_FILE_TYPES magic (layout.h INTX_FILE:
+    /// "IntxLNK\1" then the UTF-16 target; "IntxCHR\0"/"IntxBLK\0" then 64-bit major, minor).
+    /// nil for an ordinary system file. As ntfs_fuse_getstat decides.
+    func interixType(_ ni: UnsafeMutablePointer<ntfs_inode>, hidden: Bool) -> (type: NodeType, target: [UInt8]?, rdev: (UInt32, UInt32))? {
+        guard let na = ntfs_attr_open(ni, AT_DATA, cntfs3g_unnamed(), 0) else { return nil }
+        defer { ntfs_attr_close(na) }
+        let size = na.pointee.data_size
+        if !hidden && size == 0 { return (.fifo, nil, (0, 0)) }
+        if !hidden && size == 1 { return (.socket, nil, (0, 0)) }
+        // The magic, then at most PATH_MAX UTF-16 units of target (a cap on what we read).
+        guard size > 8, size <= 8 + 2 * 4096 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(size))
+        let n = bytes.withUnsafeMutableBytes { buffer in
+            (try? read(na, node: ni.pointee.mft_no, into: buffer, at: 0)) ?? -1
+        }
+        guard n == Int(size) else { return nil }
+        let magic = Array(bytes[0 ..< 8])
+        if magic == Array("IntxLNK".utf8) + [1] {
+            guard (n - 8) % 2 == 0 else { return nil }
+            let units = stride(from: 8, to: n, by: 2).map { ntfschar(bytes[$0]) | ntfschar(bytes[$0 + 1]) << 8 }
+            var utf8: UnsafeMutablePointer<CChar>?
+            let length = ntfs_ucstombs(units, Int32(units.count), &utf8, 0)
+            guard length > 0, let utf8 else { return nil }
+            defer { free(utf8) }
+            return (.symlink, Array(UnsafeRawBufferPointer(start: utf8, count: Int(length))), (0, 0))
+        }
+        let isChr = magic == Array("IntxCHR".utf8) + [0], isBlk = magic == Array("IntxBLK".utf8) + [0]
+        if (isChr || isBlk) && n == 24 {
+            func u64(_ at: Int) -> UInt64 { (0 ..< 8).reduce(UInt64(0)) { $0 | UInt64(bytes[at + $1]) << (8 * UInt64($1)) } }
+            return (isChr ? .characterDevice : .blockDevice, nil, (UInt32(truncatingIfNeeded: u64(8)), UInt32(truncatingIfNeeded: u64(16))))
+        }
+        return nil
     }
 
     /// The target ntfs-3g shows for a reparse-point symlink or junction (reparse.c

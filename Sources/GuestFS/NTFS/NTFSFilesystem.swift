@@ -77,6 +77,9 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
                                      reason: "libntfs-3g cannot open it: " + (why.isEmpty ? text : "\(why) (\(text))"),
                                      errno: code == ENOMEM ? .noMemory : .ioError, underlying: context.lastError)
                 }
+                // The lookup caches ntfs_mount and ntfs-3g set up after ntfs_device_mount: name
+                // lookups in a directory with an index allocation fail (EINVAL) without them.
+                ntfs_create_lru_caches(mounted)
                 vol = mounted
             }
         } catch {
