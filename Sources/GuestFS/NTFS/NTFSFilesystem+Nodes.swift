@@ -40,13 +40,9 @@ extension NTFSFilesystem {
             size = UInt64(t.count)
         } else if cntfs3g_is_directory(ni) != 0 {
             mode = NodeType.directory.modeBits | (0o777 & ~options.dmask)
-            // The size of the $I30 index allocation, or of the index root when the index fits
-            // in the record, as ntfs-3g reports it.
+            // The size of the $I30 index allocation, as ntfs-3g reports it; a directory whose
+            // index fits in its record shows what the freshly opened inode holds (0).
             if let na = ntfs_attr_open(ni, AT_INDEX_ALLOCATION, cntfs3g_index_i30(), 4) {
-                size = UInt64(max(0, na.pointee.data_size))
-                blocks = UInt64(max(0, na.pointee.allocated_size)) >> 9
-                ntfs_attr_close(na)
-            } else if let na = ntfs_attr_open(ni, AT_INDEX_ROOT, cntfs3g_index_i30(), 4) {
                 size = UInt64(max(0, na.pointee.data_size))
                 blocks = UInt64(max(0, na.pointee.allocated_size)) >> 9
                 ntfs_attr_close(na)

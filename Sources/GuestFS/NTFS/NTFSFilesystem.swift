@@ -176,7 +176,8 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
         try withVolume { _ in usageAtOpen }
     }
 
-    /// statfs as ntfs-3g's ntfs_fuse_statfs computes it from the counts taken at mount.
+    /// statfs as ntfs-3g's ntfs_fuse_statfs (src/ntfs-3g.c) computes it from the counts taken at
+    /// mount, with checked shifts and sums.
     static func usage(of vol: UnsafeMutablePointer<ntfs_volume>) -> FilesystemUsage {
         let v = vol.pointee
         let freeClusters = UInt64(max(0, v.free_clusters))
@@ -188,9 +189,11 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
         } else {
             freeAsRecords = -delta < 64 ? freeClusters >> UInt64(-delta) : 0
         }
+        // Records the MFT bitmap can describe: its allocated bytes × 8 (ntfs_fuse_statfs).
         var allocatedInodes: UInt64 = 0
-        if let mft = v.mft_na, v.mft_record_size_bits < 64 {
-            allocatedInodes = UInt64(max(0, mft.pointee.allocated_size)) >> UInt64(v.mft_record_size_bits)
+        if let bitmap = v.mftbmp_na {
+            let bytes = UInt64(max(0, bitmap.pointee.allocated_size))
+            allocatedInodes = bytes <= UInt64.max >> 3 ? bytes << 3 : .max
         }
         let freeRecords = UInt64(max(0, v.free_mft_records))
         let (files, o1) = allocatedInodes.addingReportingOverflow(freeAsRecords)
