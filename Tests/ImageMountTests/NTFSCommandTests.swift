@@ -27,7 +27,7 @@ import TestSupport
                     .filter { !$0.hasPrefix("total ") && !$0.hasSuffix(" ..") }
             }
             #expect(lines(ls) == lines(want), "ours:\n\(ls)\nntfs-3g:\n\(want)")
-            #expect(lines(ls).count == 17)   // "." and the 16 names the fixture made
+            #expect(lines(ls).count == 18)   // "." and the 17 names the fixture made
             let names = try ImageMountBinary.check(["ls", "-a", f.image, "/many"]).split(separator: "\n")
             #expect(names.count == NTFSImages.manyCount)
             #expect(try ImageMountBinary.check(["cat", "-a", f.image, "/a.txt", "/été ünï ☃.txt", "/deep/1/2/3/4/5/6/7/8/9/leaf.txt"])

@@ -50,6 +50,10 @@ public final class NTFSImages: @unchecked Sendable {
             ln -s a.txt rel-link
             ln -s deep/1/2 dir-link
             ln -s /absolute/target abs-link
+            # A Windows symbolic link: an IO_REPARSE_TAG_SYMLINK reparse point (MS-FSCC 2.1.2.4),
+            # relative (flags 1), substitute and print names both "a.txt".
+            touch reparse-link
+            setfattr -n system.ntfs_reparse_data -v 0x0c0000a02000000000000a000a000a000100000061002e0074007800740061002e00740078007400 reparse-link
             mkfifo fifo
             for i in $(seq 1 \(Self.manyCount)); do echo "entry $i" > many/file-$i; done
             cd ..

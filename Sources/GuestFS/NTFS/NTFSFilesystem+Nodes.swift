@@ -124,7 +124,9 @@ extension NTFSFilesystem {
     }
 
     package func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
-        guard GuestName.problem(name).map({ if case .tooLong = $0 { return false } else { return true } }) != true else { return nil }
+        // A name no listing shows ('/', NUL, "." or "..") is never looked up. Length is no
+        // reason: an NTFS name is up to 255 UTF-16 units, more than NAME_MAX bytes in UTF-8.
+        if let problem = GuestName.problem(name), !Self.isLengthOnly(problem, name) { return nil }
         return try withVolume { vol in
             try withInode(vol, dir) { ni in
                 guard cntfs3g_is_directory(ni) != 0 else {
@@ -141,6 +143,11 @@ extension NTFSFilesystem {
                 return cntfs3g_mref(reference)
             }
         }
+    }
+
+    /// Whether GuestName's only objection is the length (see `lookup`).
+    static func isLengthOnly(_ problem: GuestName.Problem, _ name: [UInt8]) -> Bool {
+        problem == .tooLong(name.count) && !name.contains(0x2F) && !name.contains(0)
     }
 
     /// What ntfs_readdir gives one directory: each name in the POSIX or Win32 namespace with
@@ -190,7 +197,7 @@ extension NTFSFilesystem {
                     if entry.name == [0x2E] || entry.name == [0x2E, 0x2E] { continue }
                     // The metafiles ($MFT, $Bitmap…) are hidden, as ntfs-3g hides them without show_sys_files.
                     if entry.node != Self.rootRecord && entry.node < Self.firstUserRecord { continue }
-                    if let problem = GuestName.problem(entry.name), problem != .tooLong(entry.name.count) {
+                    if let problem = GuestName.problem(entry.name), !Self.isLengthOnly(problem, entry.name) {
                         listing.rejected.append("\(GuestName.display(entry.name)): \(problem)")
                         continue
                     }
