@@ -107,8 +107,8 @@ import TestSupport
         // The boot sector says where $MFT is (bytes per sector at 0x0B, sectors per cluster at
         // 0x0D, the $MFT LCN at 0x30, clusters per MFT record at 0x40, negative for 2^-n bytes:
         // ntfs-3g/layout.h NTFS_BOOT_SECTOR). Overwrite the "FILE" magic of record 5, the root
-        // directory, which $MFTMirr does not hold: the volume still probes and mounts, and the
-        // first lookup fails.
+        // directory, which $MFTMirr does not hold: the volume still probes as NTFS (blkid reads
+        // records 0-3), and libntfs-3g's mount fails when it looks $Secure up in the root.
         let boot = try [UInt8](Data(contentsOf: URL(fileURLWithPath: bad)).prefix(512))
         let cluster = (UInt64(boot[0x0B]) | UInt64(boot[0x0C]) << 8) * UInt64(boot[0x0D])
         func u64(_ at: Int) -> UInt64 { (0 ..< 8).reduce(UInt64(0)) { $0 | UInt64(boot[at + $1]) << (8 * UInt64($1)) } }
