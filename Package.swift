@@ -12,7 +12,7 @@ let package = Package(
         // Declared as a product so `swift package generate-manual` renders its man pages.
         .executable(name: "imagemount", targets: ["ImageMount"]),
         .library(name: "GuestFS", targets: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat",
-                                            "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect"]),
+                                            "GuestFSISO9660", "GuestFSXFS", "GuestFSNTFS", "GuestFS", "GuestFSInspect"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "SystemCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "SystemArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .systemLibrary(name: "SystemXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
+        .systemLibrary(name: "SystemNtfs3g", pkgConfig: "libntfs-3g", providers: [.apt(["ntfs-3g-dev"])]),
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
@@ -34,6 +35,7 @@ let package = Package(
         // Thin C shims: only what Swift cannot express (see each header's opening comment).
         .target(name: "CFuse", dependencies: ["SystemFuse3"]),
         .target(name: "CExt2fs", dependencies: ["SystemExt2fs"], linkerSettings: [.linkedLibrary("com_err")]),
+        .target(name: "CNtfs3g", dependencies: ["SystemNtfs3g"]),
 
         // GuestFS, one target per layer (STYLE.md rule 2, as swift-nio splits NIOCore and
         // NIOPosix): a target depends only on the layers below it, so an upward or sideways
@@ -41,7 +43,7 @@ let package = Package(
         //   GuestFSBlock       image sources and formats (raw, qcow2, LUKS): the block device protocol
         //   GuestFSDisk        partition tables, LVM, the volume probe
         //   GuestFSFilesystem  the filesystem protocol every driver implements
-        //   GuestFSExt, GuestFSVfat, GuestFSISO9660, GuestFSXFS   one target per driver
+        //   GuestFSExt, GuestFSVfat, GuestFSISO9660, GuestFSXFS, GuestFSNTFS   one target per driver
         //   GuestFS            the guest: its devices, the driver registry, the mount tree
         //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
         .target(
@@ -68,11 +70,12 @@ let package = Package(
         ),
         .target(name: "GuestFSISO9660", dependencies: ["GuestFSBlock", "GuestFSFilesystem"], path: "Sources/GuestFS/ISO9660"),
         .target(name: "GuestFSXFS", dependencies: ["GuestFSBlock", "GuestFSFilesystem"], path: "Sources/GuestFS/XFS"),
+        .target(name: "GuestFSNTFS", dependencies: ["GuestFSBlock", "GuestFSFilesystem", "CNtfs3g"], path: "Sources/GuestFS/NTFS"),
         .target(
             name: "GuestFS",
             dependencies: [
                 "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem",
-                "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS",
+                "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFSNTFS",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             path: "Sources/GuestFS/Guest"
@@ -107,9 +110,9 @@ let package = Package(
             path: "Sources/Qcow2CrashWriter"
         ),
 
-        .target(name: "TestSupport", dependencies: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect", "SystemCrypto"], path: "Tests/TestSupport"),
-        .testTarget(name: "GuestFSTests", dependencies: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect", "TestSupport"]),
-        .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFS", "GuestFSInspect", "TestSupport"]),
+        .target(name: "TestSupport", dependencies: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFSNTFS", "GuestFS", "GuestFSInspect", "SystemCrypto"], path: "Tests/TestSupport"),
+        .testTarget(name: "GuestFSTests", dependencies: ["GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFSNTFS", "GuestFS", "GuestFSInspect", "TestSupport"]),
+        .testTarget(name: "ImageMountTests", dependencies: ["ImageMount", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFSExt", "GuestFSVfat", "GuestFSISO9660", "GuestFSXFS", "GuestFSNTFS", "GuestFS", "GuestFSInspect", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,14 +9,15 @@ check() { # pattern, allowed-directory, message
 }
 check '^import (CFuse|SystemFuse3)$' 'Sources/ImageMount/FUSE/' 'libfuse is imported outside ImageMount/FUSE'
 check '^import (CExt2fs|SystemExt2fs)$' 'Sources/GuestFS/Ext/' 'libext2fs is imported outside GuestFS/Ext'
+check '^import (CNtfs3g|SystemNtfs3g)$' 'Sources/GuestFS/NTFS/' 'libntfs-3g is imported outside GuestFS/NTFS'
 check '^import (SystemZlib|SystemZstd|SystemCrypto)$' 'Sources/GuestFS/(Block|Disk)/' 'zlib/zstd/libcrypto imported outside Block/Disk'
 check '^import (ArgumentParser|ImageMount|CFuse)$' 'Sources/ImageMount/' 'GuestFS reaches up into the command line'
 # GuestFS is one SwiftPM target per layer (Package.swift): the target graph itself refuses an
 # upward or sideways import inside it. What the graph cannot say is checked here.
 # Only the guest facade (its driver registry) imports the drivers; the command line, inspection
 # and the layers below never do.
-bad=$(grep -rlE '^(@testable )?import GuestFS(Ext|Vfat|ISO9660|XFS)$' Sources --include='*.swift' \
-        | grep -vE '^Sources/GuestFS/(Guest|Ext|Vfat|ISO9660|XFS)/' || true)
+bad=$(grep -rlE '^(@testable )?import GuestFS(Ext|Vfat|ISO9660|XFS|NTFS)$' Sources --include='*.swift' \
+        | grep -vE '^Sources/GuestFS/(Guest|Ext|Vfat|ISO9660|XFS|NTFS)/' || true)
 if [ -n "$bad" ]; then echo "layering: a filesystem driver imported above the guest facade: $bad"; fail=1; fi
 # Each target's folder imports only the GuestFS targets Package.swift lets it depend on.
 allowed() { # folder, allowed GuestFS modules (regex)
@@ -27,12 +28,12 @@ allowed() { # folder, allowed GuestFS modules (regex)
 allowed Block 'NONE'
 allowed Disk 'GuestFSBlock'
 allowed Filesystem 'GuestFSBlock'
-for driver in Ext Vfat ISO9660 XFS; do allowed $driver 'GuestFSBlock|GuestFSFilesystem'; done
-allowed Guest 'GuestFSBlock|GuestFSDisk|GuestFSFilesystem|GuestFSExt|GuestFSVfat|GuestFSISO9660|GuestFSXFS'
+for driver in Ext Vfat ISO9660 XFS NTFS; do allowed $driver 'GuestFSBlock|GuestFSFilesystem'; done
+allowed Guest 'GuestFSBlock|GuestFSDisk|GuestFSFilesystem|GuestFSExt|GuestFSVfat|GuestFSISO9660|GuestFSXFS|GuestFSNTFS'
 allowed Inspect 'GuestFSBlock|GuestFSDisk|GuestFSFilesystem|GuestFS'
 # Above the drivers nothing names a driver's types; the registry (GuestFS/Guest/FilesystemRegistry.swift)
 # is the one place that lists them.
-bad=$(grep -rlE '\b(Ext2[A-Za-z]*|ExtFilesystem|Vfat[A-Za-z]*|ISO9660[A-Za-z]*|XFS[A-Z][a-z][A-Za-z]*)\b' Sources/ImageMount Sources/GuestFS/Inspect \
+bad=$(grep -rlE '\b(Ext2[A-Za-z]*|ExtFilesystem|Vfat[A-Za-z]*|ISO9660[A-Za-z]*|XFS[A-Z][a-z][A-Za-z]*|NTFS[A-Z][a-z][A-Za-z]*)\b' Sources/ImageMount Sources/GuestFS/Inspect \
         Sources/GuestFS/Guest --include='*.swift' | grep -v 'Sources/GuestFS/Guest/FilesystemRegistry.swift' || true)
 if [ -n "$bad" ]; then echo "layering: a driver's type named above the drivers: $bad"; fail=1; fi
 bad=$(grep -rlE 'fatalError\(|try!' Sources --include='*.swift' || true)

@@ -5,6 +5,7 @@ import GuestFSExt
 import GuestFSVfat
 import GuestFSISO9660
 import GuestFSXFS
+import GuestFSNTFS
 
 /// The drivers, keyed by the probed volume type: one registration per driver.
 public enum FilesystemRegistry {
@@ -13,6 +14,7 @@ public enum FilesystemRegistry {
         VfatFilesystem.driver,
         ISO9660Filesystem.driver,
         XFSFilesystem.driver,
+        NTFSFilesystem.driver,
     ]
 
     /// Every type some driver opens (what `-m …:FSTYPE` may name).

@@ -12,6 +12,7 @@
 @testable import GuestFSVfat
 @testable import GuestFSISO9660
 @testable import GuestFSXFS
+@testable import GuestFSNTFS
 @testable import GuestFS
 @testable import GuestFSInspect
 @testable import GuestFSInspect
@@ -45,6 +46,7 @@ enum FuzzHarness {
         "iso9660": iso9660,
         "xfs": xfs,
         "xfs-log": xfsLog,
+        "ntfs": ntfs,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).

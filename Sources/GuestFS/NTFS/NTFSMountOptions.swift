@@ -1,0 +1,51 @@
+import GuestFSBlock
+import GuestFSFilesystem
+
+/// The ntfs-3g mount options that shape what `stat` shows when the `permissions` option is
+/// off (ntfs-3g(8), "Options"): the owner and group of every file and the masks. NTFS's own
+/// security descriptors are not mapped, as ntfs-3g does not map them without `permissions`.
+package struct NTFSMountOptions: Sendable, Equatable {
+    /// uid=, gid=: ntfs-3g's default is the mounting user; imagemount's is root (0).
+    package var uid: UInt32 = 0
+    package var gid: UInt32 = 0
+    /// fmask=, dmask= (octal): bits cleared from 0777 on files and on directories; umask= sets
+    /// both. ntfs-3g's default is 0 for both (every file 0777) when `permissions` is off.
+    package var fmask: UInt32 = 0
+    package var dmask: UInt32 = 0
+
+    package init() {}
+
+    /// The option names this struct uses (FilesystemDriver.optionNames).
+    package static let names: Set<String> = ["uid", "gid", "umask", "fmask", "dmask"]
+    /// ntfs-3g options that change nothing in a read-only view served this way.
+    package static let ignoredNames: Set<String> = ["ro", "rw", "noatime", "relatime", "atime", "locale", "streams_interface",
+                                                    "user_xattr", "windows_names", "big_writes", "silent", "recover",
+                                                    "norecover", "remove_hiberfile", "force", "nls", "utf8", "iocharset"]
+
+    /// Parses an fstab / `-m DEV:MP:OPTS` option string ("umask=022,uid=1000"); a malformed
+    /// value of an option we use is EINVAL, other options are ignored.
+    package init(parsing options: [String]) throws {
+        self.init()
+        for item in options.joined(separator: ",").split(separator: ",", omittingEmptySubsequences: true) {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
+            func bad() -> ImageError { ImageError(structure: "ntfs option \(item)", reason: "invalid value", errno: .invalidArgument) }
+            func octal() throws -> UInt32 {
+                guard let value, let v = UInt32(value, radix: 8), v <= 0o777 else { throw bad() }
+                return v
+            }
+            func number() throws -> UInt32 {
+                guard let value, let v = UInt32(value) else { throw bad() }
+                return v
+            }
+            switch key {
+            case "uid": uid = try number()
+            case "gid": gid = try number()
+            case "umask": let m = try octal(); fmask = m; dmask = m
+            case "fmask": fmask = try octal()
+            case "dmask": dmask = try octal()
+            default: continue
+            }
+        }
+    }
+}
