@@ -47,7 +47,8 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
     /// The one lock around every call into libntfs-3g, for every volume in the process: the
     /// library is not thread-safe, and besides each volume's caches it has process-wide state
     /// (the log hook our shim captures errors with, the UTF-8 conversion settings).
-    static let libraryLock = Mutex<Void>(())
+    /// Held across whole file reads, so waiters sleep rather than spin (BlockingLock.swift).
+    static let libraryLock = BlockingLock()
 
     /// Opens the volume read-only; a volume libntfs-3g refuses gives one error naming why.
     package init(device: any BlockDevice, options: NTFSMountOptions = NTFSMountOptions()) throws {
@@ -61,7 +62,7 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
         var devicePrivate: UnsafeMutableRawPointer?
         var vol: UnsafeMutablePointer<ntfs_volume>?
         do {
-            try Self.libraryLock.withLock { _ throws -> Void in
+            try Self.libraryLock.withLock { () throws -> Void in
                 cntfs3g_log_clear()
                 guard let dev = cntfs3g_device_alloc(name, retained.toOpaque(), device.size, &devicePrivate) else {
                     throw ImageError(path: name, structure: "NTFS volume", reason: "cannot set up the device", errno: Errno(rawValue: errno))
@@ -88,7 +89,7 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
             throw error
         }
         guard let vol else { throw ImageError(path: name, structure: "NTFS volume", reason: "not opened", errno: .ioError) }
-        let facts = Self.libraryLock.withLock { _ -> (UInt32, UInt64, String, FilesystemUsage) in
+        let facts = Self.libraryLock.withLock { () -> (UInt32, UInt64, String, FilesystemUsage) in
             // Free space is counted once, as ntfs-3g does at mount (ntfs_volume_get_free_space).
             _ = ntfs_volume_get_free_space(vol)
             let usage = NTFSFilesystem.usage(of: vol)
@@ -118,7 +119,7 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
     /// Runs `body` with the volume under the lock; EIO once the volume is closed. The only way
     /// any other file reaches libntfs-3g.
     func withVolume<T>(_ body: (UnsafeMutablePointer<ntfs_volume>) throws -> T) throws -> T {
-        try Self.libraryLock.withLock { _ throws -> T in
+        try Self.libraryLock.withLock { () throws -> T in
             guard let vol = volume else {
                 throw ImageError(path: device.displayName, structure: "NTFS volume", reason: "the volume is closed", errno: .badFileDescriptor)
             }
@@ -160,7 +161,7 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
     // MARK: GuestFilesystem
 
     package func close() throws {
-        Self.libraryLock.withLock { _ in
+        Self.libraryLock.withLock {
             guard let vol = volume else { return }
             volume = nil
             // ntfs_umount frees the device too (volume.c); nothing was written, so there is
