@@ -5,11 +5,11 @@ extension QEDImage {
         format: .qed, hasSnapshots: false,
         probe: { QEDFormat.probe($0) },
         describe: { file in
-            // qemu-img info (bdrv_qed_get_info): the cluster size, QED_F_NEED_CHECK as the dirty
-            // flag, the backing file with "raw" as its format under QED_F_BACKING_FORMAT_NO_PROBE.
+            // qemu-img info (bdrv_qed_get_info): the cluster size only, so the dirty flag stays
+            // false even with QED_F_NEED_CHECK set; the backing file, with "raw" as its format
+            // under QED_F_BACKING_FORMAT_NO_PROBE (QEMU records no other backing format).
             let m = try QEDMetadata.read(from: file)
             var d = ImageDescription(virtualSize: m.header.imageSize, clusterSize: Int(m.header.clusterSize))
-            d.dirty = m.needsCheck
             d.backingFilename = m.backingFile
             d.backingFormat = m.backingFormat
             return d

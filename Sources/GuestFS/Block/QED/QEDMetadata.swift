@@ -9,7 +9,7 @@ struct QEDMetadata {
     let backingFile: String?
     /// "raw" when QED_F_BACKING_FORMAT_NO_PROBE says the backing file must not be probed.
     var backingFormat: String? { backingFile != nil && header.features & QEDFormat.backingFormatNoProbe != 0 ? "raw" : nil }
-    /// Whether QED_F_NEED_CHECK is set (qemu-img info's "dirty flag").
+    /// Whether QED_F_NEED_CHECK is set (the image was not closed cleanly; qemu-img info does not show it).
     var needsCheck: Bool { header.features & QEDFormat.needCheck != 0 }
 
     static func read(from file: any BlockDevice) throws -> QEDMetadata {
