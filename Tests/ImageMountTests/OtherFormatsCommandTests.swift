@@ -123,3 +123,17 @@ import TestSupport
         }
     }
 }
+
+/// `imagemount check` of QED images: text, JSON and exit status as qemu-img check's.
+@Suite struct QEDCheckCommandTests {
+    @Test func matchesQemuImgCheck() throws {
+        let (dir, image) = try OtherFormatsCommandTests.convert("c.qed", "-O qed")
+        let q = Shell.quote
+        for json in [false, true] {
+            let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
+            let theirs = try Shell.run("cd \(q(dir.path)) && qemu-img check \(json ? "--output=json " : "")\(q(image))")
+            #expect(ours.status == theirs.status)
+            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
+        }
+    }
+}

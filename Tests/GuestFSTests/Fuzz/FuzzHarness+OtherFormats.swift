@@ -47,11 +47,12 @@ extension FuzzHarness {
     }
 
     /// Block/QED: the header checks (sizes, table offset, features, backing name), the L1 table,
-    /// L2 slices, zero and unallocated clusters, reads across clusters and into the backing file.
+    /// L2 slices, zero and unallocated clusters, reads across clusters and into the backing file, `check`.
     static func qed(_ data: [UInt8]) {
         let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.qed")
         let backing = memoryBacking()
         guard let image = try? QEDImage(file: file, options: ImageOpenOptions(format: .qed), openBacking: { _, _ in backing }) else { return }
+        _ = image.check()
         readSome(image, step: 64 << 10, count: 16)
         _ = image.fuzzRead(at: 0, count: 1 << 20)
     }

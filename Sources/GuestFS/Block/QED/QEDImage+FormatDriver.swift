@@ -13,7 +13,8 @@ extension QEDImage {
             d.backingFilename = m.backingFile
             d.backingFormat = m.backingFormat
             return d
-        }
+        },
+        check: { device in (device as? QEDImage)?.check() }
     ) { file, options, openBacking in
         try QEDImage(file: file, options: options, openBacking: openBacking)
     }

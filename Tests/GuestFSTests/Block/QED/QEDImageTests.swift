@@ -103,3 +103,46 @@ import TestSupport
         VHDCorruptionTests.expectError(["backing chain loops back"]) { _ = try p.open() }
     }
 }
+
+/// `check` of QED images against `qemu-img check -f qed` (counts and exit status; qed_check prints no messages).
+@Suite struct QEDCheckTests {
+    static func expectSame(_ path: String) throws {
+        let device = try #require(try ImageOpener.open(path: path, format: .qed, writable: false) as? QEDImage)
+        let ours = device.check()
+        let status = try Shell.run("qemu-img check -f qed \(Shell.quote(path))").status
+        let j = try Shell.run("qemu-img check -f qed --output=json \(Shell.quote(path))")
+        let json = try JSONSerialization.jsonObject(with: j.stdout) as? [String: Any] ?? [:]
+        func n(_ key: String) -> UInt64 { (json[key] as? NSNumber)?.uint64Value ?? 0 }
+        #expect(ours.exitStatus == status, "\(path)")
+        #expect(ours.messages.isEmpty)
+        #expect(UInt64(ours.corruptions) == n("corruptions"))
+        #expect(UInt64(ours.leaks) == n("leaks"))
+        #expect(ours.totalClusters == n("total-clusters"))
+        #expect(ours.allocatedClusters == n("allocated-clusters"))
+        #expect(ours.fragmentedClusters == n("fragmented-clusters"))
+    }
+
+    @Test(arguments: QEDImageTests.names)
+    func cleanImages(_ name: String) throws {
+        let path = try FormatFixtures.get().path(name)
+        try Self.expectSame(path)
+        let device = try #require(try ImageOpener.open(path: path, format: .qed, writable: false) as? QEDImage)
+        #expect(device.check().exitStatus == 0)
+    }
+
+    @Test func invalidAndSharedEntriesAndLeaks() throws {
+        let p = try PatchedImage("qed-converted.qed", format: .qed)
+        let l1 = try p.leValue(40, width: 8)
+        let l2 = try p.leValue(l1, width: 8)
+        try p.le(l2 + 8, try p.leValue(l2, width: 8), width: 8)    // cluster 1 shares cluster 0's data
+        try p.le(l2 + 16, 12345, width: 8)                          // cluster 2: invalid offset
+        try Self.expectSame(p.path)
+        let device = try #require(try p.open() as? QEDImage)
+        #expect(device.check().corruptions == 2 && device.check().leaks >= 1)
+        let q = try PatchedImage("qed-4k.qed", format: .qed)
+        try Shell.check("truncate -s +12288 \(Shell.quote(q.path))")   // three clusters nothing references
+        try Self.expectSame(q.path)
+        let leaky = try #require(try q.open() as? QEDImage)
+        #expect(leaky.check().leaks == 3 && leaky.check().exitStatus == 3)
+    }
+}
