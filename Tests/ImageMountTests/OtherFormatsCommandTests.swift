@@ -137,3 +137,52 @@ import TestSupport
         }
     }
 }
+
+/// Hostile qcow, QED and Parallels headers through the command line: one line naming the file
+/// and the problem, a non-zero exit, the image unchanged.
+@Suite struct OtherFormatsHostileCommandTests {
+    static func patch(_ path: String, _ offset: UInt64, _ bytes: [UInt8]) throws {
+        let hex = bytes.map { String(format: "\\%03o", $0) }.joined()
+        try Shell.check("printf '\(hex)' | dd of=\(Shell.quote(path)) bs=1 seek=\(offset) conv=notrunc status=none")
+    }
+
+    /// (image, convert options, offset, bytes, words of the error).
+    static let cases: [(name: String, options: String, offset: UInt64, bytes: [UInt8], words: String)] = [
+        ("h.qcow", "-O qcow", 32, [17], "cluster size must be between 512 and 64k"),
+        ("h2.qcow", "-O qcow", 24, [0x40, 0, 0, 0, 0, 0, 0, 0], "more than imagemount's limit"),
+        ("h.qed", "-O qed", 8, [3, 0, 0, 0], "table size 3 is invalid"),
+        ("h2.qed", "-O qed", 40, [0, 0, 0, 0, 0, 1, 0, 0], "L1 table offset"),
+        ("h.hdd", "-O parallels", 28, [0, 0, 0, 0], "zero sectors per cluster"),
+        ("h2.hdd", "-O parallels", 32, [0xFF, 0xFF, 0xFF, 0xFF], "more than imagemount's limit"),
+    ]
+
+    @Test(arguments: cases.indices)
+    func damagedHeadersFailInOneLine(_ index: Int) throws {
+        let c = Self.cases[index]
+        let (dir, image) = try OtherFormatsCommandTests.convert(c.name, c.options)
+        _ = dir
+        try Self.patch(image, c.offset, c.bytes)
+        let before = try Shell.check("sha256sum < \(Shell.quote(image))")
+        for args in [["cat", "-a", image, "/etc/hostname"], ["info", "-a", image]] {
+            let r = try ImageMountBinary.run(args)
+            #expect(r.status != 0, "\(args[0]): \(r.stderr)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "\(args[0]): \(r.stderr)")
+            #expect(r.stderr.contains(image) && r.stderr.contains(c.words), "\(args[0]): \(r.stderr)")
+            #expect(r.stdout.isEmpty)
+        }
+        #expect(try Shell.check("sha256sum < \(Shell.quote(image))") == before)
+    }
+
+    /// Two qcow images naming each other as backing file.
+    @Test func qcowBackingLoop() throws {
+        let dir = try TempDir("imagemount-qcow-loop")
+        let image = dir.file("a.qcow")
+        try Shell.check("cd \(Shell.quote(dir.path)) && qemu-img create -q -f qcow -b b.qcow -F qcow -u a.qcow 16M && qemu-img create -q -f qcow -b a.qcow -F qcow -u b.qcow 16M")
+        for args in [["cat", "-a", image, "/etc/hostname"], ["info", "--backing-chain", "-a", image]] {
+            let r = try ImageMountBinary.run(args)
+            #expect(r.status != 0, "\(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("backing chain loops back"), "\(r.stderr)")
+        }
+    }
+}
