@@ -45,11 +45,15 @@ final class Qcow1Image: BlockDevice {
         size = h.virtualSize
         clusterSize = h.clusterSize
         compressedOffsetMask = (UInt64(1) << (63 - UInt64(h.clusterBits))) - 1
-        // QEMU reads the L1 table with bdrv_pread: bytes past the end of the file are zeros.
-        var raw = [UInt8](repeating: 0, count: meta.l1Entries * 8)
-        try raw.withUnsafeMutableBytes { try file.readZeroPaddedPast(into: $0, at: h.l1TableOffset) }
-        let table = BigEndianBytes(raw)
-        l1 = (0 ..< meta.l1Entries).map { table.u64($0 * 8) }
+        // QEMU reads the L1 table with bdrv_pread, bytes past the end of the file as zeros; but
+        // qcow_create always writes the whole table, so one that does not fit in the file is
+        // refused: a small file then cannot make us allocate a large table.
+        let l1Bytes = UInt64(meta.l1Entries) * 8
+        guard h.l1TableOffset <= file.size, file.size - h.l1TableOffset >= l1Bytes else {
+            throw ImageError(path: file.displayName, offset: 40, structure: Qcow1Format.structure,
+                             reason: "L1 table at 0x\(String(h.l1TableOffset, radix: 16)) (\(l1Bytes) bytes) runs past the end of the file (\(file.size) bytes)")
+        }
+        l1 = try file.readTable(at: h.l1TableOffset, count: meta.l1Entries, entryBytes: 8) { $0.u64($1).byteSwapped }
         let l2Bytes = h.l2Entries * 8
         l2Cache = Qcow2TableCache(entryBytes: l2Bytes, capacityBytes: Self.l2CacheBytes) { offset, buffer in
             try file.readZeroPaddedPast(into: buffer, at: offset)

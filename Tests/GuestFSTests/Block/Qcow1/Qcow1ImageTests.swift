@@ -75,6 +75,16 @@ import TestSupport
         VHDCorruptionTests.expectError(["qcow header", words]) { _ = try ImageInfo.gather(path: p.path, format: .qcow) }
     }
 
+    /// qcow_create writes the whole L1 table: one that runs past the end of the file is refused
+    /// (QEMU would read zeros there), so a small file cannot make us allocate a large table.
+    @Test func l1TablePastTheEndOfTheFile() throws {
+        let p = try PatchedImage("qcow-converted.qcow", format: .qcow)
+        try p.be(24, 1 << 42, width: 8)    // 2 Mi L1 entries: 16 MiB of table, more than the 5 MiB file
+        VHDCorruptionTests.expectError([p.path, "qcow header at 0x28", "runs past the end of the file"]) { _ = try p.open() }
+        // info reads no table, as qemu-img info.
+        #expect(try ImageInfo.gather(path: p.path, format: .qcow).first?.virtualSize == 1 << 42)
+    }
+
     @Test func backingNameTooLong() throws {
         let p = try PatchedImage("qcow-overlay.qcow", format: .qcow)
         try p.be(16, 2000, width: 4)
