@@ -5,7 +5,7 @@
 # 4 MiB pieces. Prints wall times, the ratio (qemu-img time / ours: above 1 means we are faster)
 # and peak RSS of both. Each run follows a warm-up, so both sides read from the page cache.
 #
-# usage: bench/formats-read.sh [FORMAT...] [--data MIB]   (formats: vpc vdi vhdx; default all, 256 MiB)
+# usage: bench/formats-read.sh [FORMAT...] [--data MIB]   (formats: vpc vdi vhdx qcow qed parallels; default all, 256 MiB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_MIB=256
@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
         *) formats+=("$1"); shift ;;
     esac
 done
-[ ${#formats[@]} -gt 0 ] || formats=(vpc vdi vhdx)
+[ ${#formats[@]} -gt 0 ] || formats=(vpc vdi vhdx qcow qed parallels)
 
 swift build -c release --static-swift-stdlib --product qcow2-bench >/dev/null
 BIN=$(swift build -c release --show-bin-path)/qcow2-bench
@@ -44,6 +44,15 @@ for f in "${formats[@]}"; do
         vhdx) qemu-img convert -O vhdx "$WORK/src.raw" "$WORK/dynamic.vhdx"
              qemu-img convert -O vhdx -o subformat=fixed "$WORK/src.raw" "$WORK/fixed.vhdx"
              images+=("vhdx:dynamic.vhdx" "vhdx:fixed.vhdx") ;;
+        qcow) qemu-img convert -O qcow "$WORK/src.raw" "$WORK/plain.qcow"
+             qemu-img convert -c -O qcow "$WORK/src.raw" "$WORK/compressed.qcow" || true   # QEMU 7.2 exits 1 after writing it all
+             images+=("qcow:plain.qcow" "qcow:compressed.qcow") ;;
+        qed) qemu-img convert -O qed "$WORK/src.raw" "$WORK/default.qed"
+             qemu-img convert -O qed -o cluster_size=4096,table_size=2 "$WORK/src.raw" "$WORK/4k.qed"
+             images+=("qed:default.qed" "qed:4k.qed") ;;
+        parallels) qemu-img convert -O parallels "$WORK/src.raw" "$WORK/default.hdd"
+             qemu-img convert -O parallels -o cluster_size=64k "$WORK/src.raw" "$WORK/64k.hdd"
+             images+=("parallels:default.hdd" "parallels:64k.hdd") ;;
         *) echo "formats-read.sh: unknown format '$f'" >&2; exit 2 ;;
     esac
 done

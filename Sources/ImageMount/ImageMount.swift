@@ -18,7 +18,7 @@ struct ImageMount: ParsableCommand {
             (ext2/3/4, vfat and ISO 9660; the others are listed), and reads them directly, in \
             milliseconds. Options are spelled as in \
             guestmount and the virt-* tools: -a IMAGE adds a drive (the first is /dev/sda, its \
-            partitions /dev/sda1...), --format=FORMAT (qemu-img's names: raw, qcow2, vmdk, vpc, vhdx, vdi) applies to the -a options after it, and \
+            partitions /dev/sda1...), --format=FORMAT (qemu-img's names: raw, qcow2, vmdk, vpc, vhdx, vdi, qcow, qed, parallels) applies to the -a options after it, and \
             -m DEVICE[:MOUNTPOINT[:OPTIONS[:FSTYPE]]] chooses filesystems. When the image holds \
             exactly one filesystem, -m may be left out. Every command also takes libguestfs's \
             -v, -x, -V/--version, --long-options and --short-options. A usage error prints \

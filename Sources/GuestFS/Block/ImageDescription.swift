@@ -6,6 +6,9 @@ public struct ImageDescription: Sendable {
     public var clusterSize: Int?
     public var encrypted = false
     public var dirty = false
+    /// Whether the format answers QEMU's bdrv_get_info: without it (parallels) qemu-img info
+    /// shows neither a cluster size nor a dirty flag ("dirty-flag" is left out of its JSON).
+    public var hasDriverInfo = true
     /// The backing file as the image names it, and the format it records for it.
     public var backingFilename: String?
     public var backingFormat: String?

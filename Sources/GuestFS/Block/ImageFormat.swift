@@ -10,12 +10,19 @@ public enum ImageFormat: String, CaseIterable, Sendable {
     case vhdx
     /// VMDK (VMware).
     case vmdk
+    /// qcow version 1 (QEMU's original format; qcow2 is its successor).
+    case qcow
+    /// QED (QEMU Enhanced Disk).
+    case qed
+    /// Parallels (Virtuozzo / Parallels Desktop disk images).
+    case parallels
 
     /// File name extensions that vouch for the format when it is probed (the probing policy,
     /// `ImageOpener.formatIsVouched`): `vm.vhd` probed as vpc is what its name says.
     public var fileExtensions: [String] {
         switch self {
         case .vpc: ["vhd", "vpc"]
+        case .parallels: ["hdd", "parallels"]
         default: [rawValue]
         }
     }

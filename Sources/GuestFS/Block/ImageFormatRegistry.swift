@@ -39,6 +39,9 @@ public enum ImageFormatRegistry {
         VDIImage.formatDriver,
         VHDXImage.formatDriver,
         VmdkImage.formatDriver,
+        Qcow1Image.formatDriver,
+        QEDImage.formatDriver,
+        ParallelsImage.formatDriver,
         RawImage.formatDriver,
     ]
 

@@ -13,6 +13,8 @@ public struct ImageInfo: Sendable {
     public var clusterSize: Int?
     public var encrypted: Bool
     public var dirty: Bool
+    /// Whether qemu-img info would show the driver's info (cluster size, dirty flag) at all.
+    public var hasDriverInfo: Bool
     public var backingFilename: String?
     /// The backing file name resolved against the image's folder.
     public var fullBackingFilename: String?
@@ -81,6 +83,7 @@ public struct ImageInfo: Sendable {
         clusterSize = d.clusterSize
         encrypted = d.encrypted
         dirty = d.dirty
+        hasDriverInfo = d.hasDriverInfo
         snapshots = d.snapshots
         specific = d.specific
         if let name = d.backingFilename {
@@ -223,7 +226,7 @@ extension ImageInfo {
         }
         if let full = fullBackingFilename { fields.append(("full-backing-filename", Self.quote(full))) }
         if let backingFilename { fields.append(("backing-filename", Self.quote(backingFilename))) }
-        fields.append(("dirty-flag", "\(dirty)"))
+        if hasDriverInfo { fields.append(("dirty-flag", "\(dirty)")) }
         return Self.object(fields, indent: indent)
     }
 

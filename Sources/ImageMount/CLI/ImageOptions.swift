@@ -12,7 +12,7 @@ struct ImageOptions: ParsableArguments {
     @OptionGroup var global: GlobalOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx or vdi). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
+            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx, vdi, qcow (version 1), qed or parallels). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
                                valueName: "image"),
             transform: { Positioned($0) })
     var addedImages: [Positioned<String>] = []
@@ -32,8 +32,8 @@ struct ImageOptions: ParsableArguments {
     var snapshot: String?
 
     @Option(name: .customLong("format"),
-            help: ArgumentHelp("Format of the -a images that follow: raw, qcow2, vpc (VHD; a fixed VHD probes as raw, as in QEMU), vdi (VirtualBox) or vhdx (Hyper-V). Without it the format is probed; --format alone (or --format=auto) goes back to probing for the -a options after it. A --format after the last -a is an error, as in libguestfs.",
-                               valueName: "raw|qcow2|vpc|vdi|vhdx|vmdk|auto"),
+            help: ArgumentHelp("Format of the -a images that follow: raw, qcow2, vpc (VHD; a fixed VHD probes as raw, as in QEMU), vdi (VirtualBox), vhdx (Hyper-V), qcow (version 1), qed or parallels. Without it the format is probed; --format alone (or --format=auto) goes back to probing for the -a options after it. A --format after the last -a is an error, as in libguestfs.",
+                               valueName: "raw|qcow2|vpc|vdi|vhdx|vmdk|qcow|qed|parallels|auto"),
             transform: { Positioned($0) })
     var formats: [Positioned<String>] = []
 

@@ -57,7 +57,7 @@ struct CheckCommand: ParsableCommand {
         for (index, path) in images.enumerated() {
             let device = try devices[index].get()
             guard let (format, result) = try ImageFormatRegistry.check(device) else {
-                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc and vhdx yet)\n")
+                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc, vhdx and qcow yet)\n")
                 continue
             }
             for line in result.messages { _ = try? FileDescriptor.standardError.writeAll((line + "\n").utf8) }
@@ -97,17 +97,22 @@ struct CheckCommand: ParsableCommand {
 
     /// The JSON qemu-img check --output=json prints, fields in its order.
     static func json(_ r: ImageCheckResult, path: String, format: ImageFormat) -> String {
-        // A format whose check counts no clusters (vdi) leaves those keys out, as qemu-img does.
-        var fields: [(String, String)] = r.countsClusters
-            ? [("image-end-offset", "\(r.imageEndOffset)"), ("total-clusters", "\(r.totalClusters)")] : []
+        var fields: [(String, String)] = []
+        // A format whose check counts no clusters (vdi) leaves those keys out, as qemu-img does;
+        // qemu-img prints each count only when it is not 0 (collect_image_check's has_* fields),
+        // so qed, whose check has no image end, leaves that out. Keys in qemu-img's order (that
+        // of its QDict's hash table): compressed-clusters right after image-end-offset,
+        // fragmented-clusters after format.
+        if r.countsClusters, r.imageEndOffset > 0 { fields.append(("image-end-offset", "\(r.imageEndOffset)")) }
+        if r.compressedClusters > 0 { fields.append(("compressed-clusters", "\(r.compressedClusters)")) }
+        if r.countsClusters, r.totalClusters > 0 { fields.append(("total-clusters", "\(r.totalClusters)")) }
         if r.corruptions > 0 { fields.append(("corruptions", "\(r.corruptions)")) }
         if r.leaks > 0 { fields.append(("leaks", "\(r.leaks)")) }
         fields.append(("check-errors", "\(r.checkErrors)"))
-        if r.countsClusters { fields.append(("allocated-clusters", "\(r.allocatedClusters)")) }
-        if r.fragmentedClusters > 0 { fields.append(("fragmented-clusters", "\(r.fragmentedClusters)")) }
-        if r.compressedClusters > 0 { fields.append(("compressed-clusters", "\(r.compressedClusters)")) }
+        if r.countsClusters, r.allocatedClusters > 0 { fields.append(("allocated-clusters", "\(r.allocatedClusters)")) }
         fields.append(("filename", ImageInfo.quote(path)))
         fields.append(("format", ImageInfo.quote(format.rawValue)))
+        if r.fragmentedClusters > 0 { fields.append(("fragmented-clusters", "\(r.fragmentedClusters)")) }
         return "{\n" + fields.map { "    \"\($0.0)\": \($0.1)" }.joined(separator: ",\n") + "\n}\n"
     }
 }

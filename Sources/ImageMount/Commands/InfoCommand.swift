@@ -27,7 +27,7 @@ struct InfoCommand: ParsableCommand {
     var images: [String] = []
 
     @Option(name: .customLong("format"),
-            help: ArgumentHelp("Read the images as this format (raw, qcow2, vpc, vdi, vhdx or vmdk) instead of probing.", valueName: "raw|qcow2|vpc|vdi|vhdx|vmdk"))
+            help: ArgumentHelp("Read the images as this format (raw, qcow2, vpc, vdi, vhdx, vmdk, qcow, qed or parallels) instead of probing.", valueName: "raw|qcow2|vpc|vdi|vhdx|vmdk|qcow|qed|parallels"))
     var format: String?
 
     @Flag(name: .customLong("backing-chain"), help: "Also describe every backing file, down to the base image.")

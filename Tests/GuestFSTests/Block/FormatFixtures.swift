@@ -5,7 +5,7 @@ import TestSupport
 /// The folder of the other formats' fixtures, removed when the test process exits.
 private let formatFixtureFolder = Locked<String?>(nil)
 
-/// Images of the read-only formats (vpc, vdi, vhdx), built once per test run with qemu-img and
+/// Images of the read-only formats (vpc, vdi, vhdx, qcow, qed, parallels), built once per test run with qemu-img and
 /// qemu-io from one source disk, with the raw image `qemu-img convert -O raw` makes of each.
 final class FormatFixtures: Sendable {
     let dir: TempDir
@@ -26,6 +26,13 @@ final class FormatFixtures: Sendable {
         let w = ["write -P 0x61 5000000 5000", "write -P 0x62 2097000 1000", "write -P 0x63 1 3", "write -P 0x64 4194303 2",
                  "write -z 300k 8k", "write -P 0x65 1048570 20"]
         return "qemu-io -f \(format) " + w.map { "-c " + Shell.quote($0) }.joined(separator: " ") + " \(image) >/dev/null"
+    }
+
+    /// `qemu-img convert -c -O qcow`: QEMU 7.2 exits 1 without a message after writing every
+    /// cluster, so the status is ignored and `qemu-img compare` vouches for the image instead.
+    static func compressedQcow(_ source: String, _ image: String) -> String {
+        let (s, i) = (Shell.quote(source), Shell.quote(image))
+        return "{ qemu-img convert -c -O qcow \(s) \(i) || true; } && qemu-img compare -q -f raw -F qcow \(s) \(i)"
     }
 
     static let images: [Image] = [
@@ -61,6 +68,35 @@ final class FormatFixtures: Sendable {
         Image(name: "vhdx-created.vhdx", format: .vhdx, commands: ["qemu-img create -q -f vhdx -o block_size=2M vhdx-created.vhdx 7M",
                                                                     writes("vhdx", "vhdx-created.vhdx")]),
         Image(name: "vhdx-empty.vhdx", format: .vhdx, commands: ["qemu-img create -q -f vhdx vhdx-empty.vhdx 300M"]),
+        // qcow v1: the default 4 KiB clusters, compressed clusters (convert -c), the 512 B clusters
+        // qemu-img gives an image with a backing file, over a qcow base.
+        Image(name: "qcow-converted.qcow", format: .qcow, commands: ["qemu-img convert -O qcow src.raw qcow-converted.qcow",
+                                                                      writes("qcow", "qcow-converted.qcow")]),
+        Image(name: "qcow-compressed.qcow", format: .qcow, commands: [compressedQcow("src.raw", "qcow-compressed.qcow")]),
+        Image(name: "qcow-created.qcow", format: .qcow, commands: ["qemu-img create -q -f qcow qcow-created.qcow 7M",
+                                                                    writes("qcow", "qcow-created.qcow")]),
+        Image(name: "qcow-overlay.qcow", format: .qcow,
+              commands: ["qemu-img create -q -f qcow -b qcow-compressed.qcow -F qcow qcow-overlay.qcow", writes("qcow", "qcow-overlay.qcow")]),
+        Image(name: "qcow-empty.qcow", format: .qcow, commands: ["qemu-img create -q -f qcow qcow-empty.qcow 300M"]),
+        // QED: default 64 KiB clusters and 4-cluster tables, the smallest (4 KiB, 2) and largest
+        // tables, a qed overlay (backing probed) and one over a raw base (QED_F_BACKING_FORMAT_NO_PROBE).
+        Image(name: "qed-converted.qed", format: .qed, commands: ["qemu-img convert -O qed src.raw qed-converted.qed",
+                                                                   writes("qed", "qed-converted.qed")]),
+        Image(name: "qed-4k.qed", format: .qed, commands: ["qemu-img convert -O qed -o cluster_size=4096,table_size=2 src.raw qed-4k.qed",
+                                                            writes("qed", "qed-4k.qed")]),
+        Image(name: "qed-1m16.qed", format: .qed, commands: ["qemu-img create -q -f qed -o cluster_size=1M,table_size=16 qed-1m16.qed 7M",
+                                                              writes("qed", "qed-1m16.qed")]),
+        Image(name: "qed-overlay.qed", format: .qed,
+              commands: ["qemu-img create -q -f qed -b qed-4k.qed -F qed qed-overlay.qed", writes("qed", "qed-overlay.qed")]),
+        Image(name: "qed-rawbase.qed", format: .qed,
+              commands: ["qemu-img create -q -f qed -b src.raw -F raw qed-rawbase.qed", writes("qed", "qed-rawbase.qed")]),
+        Image(name: "qed-empty.qed", format: .qed, commands: ["qemu-img create -q -f qed qed-empty.qed 300M"]),
+        // Parallels: the default 1 MiB clusters and 64 KiB ones.
+        Image(name: "parallels-converted.hdd", format: .parallels, commands: ["qemu-img convert -O parallels src.raw parallels-converted.hdd",
+                                                                               writes("parallels", "parallels-converted.hdd")]),
+        Image(name: "parallels-64k.hdd", format: .parallels,
+              commands: ["qemu-img create -q -f parallels -o cluster_size=64k parallels-64k.hdd 7M", writes("parallels", "parallels-64k.hdd")]),
+        Image(name: "parallels-empty.hdd", format: .parallels, commands: ["qemu-img create -q -f parallels parallels-empty.hdd 300M"]),
     ]
 
     static func image(_ name: String) -> Image? { images.first { $0.name == name } }

@@ -29,3 +29,40 @@ extension FuzzHarness {
         _ = image.fuzzRead(at: 0, count: 3 << 20)
     }
 }
+
+extension FuzzHarness {
+    /// A backing file served from memory for the formats that name one (nothing on the host is opened).
+    private static func memoryBacking() -> FuzzDevice {
+        FuzzDevice(bytes: [UInt8](repeating: 0x5A, count: 64 << 10), name: "/nonexistent-fuzz/backing.raw")
+    }
+
+    /// Block/Qcow1: the qcow v1 header checks, the backing name, the L1 table, L2 tables through
+    /// their cache, compressed clusters (raw deflate), reads across clusters and into the backing file.
+    static func qcow(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.qcow")
+        let backing = memoryBacking()
+        guard let image = try? Qcow1Image(file: file, options: ImageOpenOptions(format: .qcow), openBacking: { _, _ in backing }) else { return }
+        readSome(image, step: 64 << 10, count: 16)
+        _ = image.fuzzRead(at: 0, count: 1 << 20)
+    }
+
+    /// Block/QED: the header checks (sizes, table offset, features, backing name), the L1 table,
+    /// L2 slices, zero and unallocated clusters, reads across clusters and into the backing file, `check`.
+    static func qed(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.qed")
+        let backing = memoryBacking()
+        guard let image = try? QEDImage(file: file, options: ImageOpenOptions(format: .qed), openBacking: { _, _ in backing }) else { return }
+        _ = image.check()
+        readSome(image, step: 64 << 10, count: 16)
+        _ = image.fuzzRead(at: 0, count: 1 << 20)
+    }
+
+    /// Block/Parallels: both signatures, the header checks, the BAT, reads across clusters, `check`.
+    static func parallels(_ data: [UInt8]) {
+        let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.hdd")
+        guard let image = try? ParallelsImage(file: file, options: ImageOpenOptions(format: .parallels)) else { return }
+        _ = image.check()
+        readSome(image, step: 64 << 10, count: 16)
+        _ = image.fuzzRead(at: 0, count: 1 << 20)
+    }
+}

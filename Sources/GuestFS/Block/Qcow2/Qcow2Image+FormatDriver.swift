@@ -1,10 +1,12 @@
 extension Qcow2Image {
-    /// qcow2 (docs/interop/qcow2.txt): the magic "QFI\xfb" at byte 0 ("Header"); opened with
-    /// its backing chain below it, internal snapshots, compression and encryption.
+    /// qcow2 (docs/interop/qcow2.txt): the magic "QFI\xfb" at byte 0 and a version of 2 or more
+    /// ("Header"), as QEMU's qcow2_probe (version 1 is qcow's, Block/Qcow1); opened with its
+    /// backing chain below it, internal snapshots, compression and encryption.
     static let formatDriver = ImageFormatDriver(
         format: .qcow2, hasSnapshots: true,
         probe: { header in
-            header.count >= 4 && header[0] == 0x51 && header[1] == 0x46 && header[2] == 0x49 && header[3] == 0xFB
+            header.count >= 8 && header[0] == 0x51 && header[1] == 0x46 && header[2] == 0x49 && header[3] == 0xFB
+                && BigEndianBytes(header).u32(4) >= 2
         },
         describe: { file in try describe(Qcow2Metadata.read(from: file)) },
         check: { device in try (device as? Qcow2Image)?.check() }

@@ -1,0 +1,110 @@
+import SystemPackage
+
+/// A QED image, read-only: the L1 table's reachable part loaded at open (bounded by
+/// `QEDFormat.maxL1Entries`), L2 tables read in slices into a bounded cache (a table can be up
+/// to 1 GiB), unallocated clusters from the backing file, zero clusters as zeros.
+///
+/// QED_F_NEED_CHECK (an image not closed cleanly) is no reason to refuse a read-only open:
+/// QEMU's bdrv_qed_do_open runs qed_check only when it may fix the image (read-write opens),
+/// and otherwise reads the tables as they are, since nothing is written. So do we: every offset
+/// is still checked on use, so a table left inconsistent fails the read that meets it, no more.
+final class QEDImage: BlockDevice {
+    let file: any BlockDevice
+    let metadata: QEDMetadata
+    let size: UInt64
+    var isWritable: Bool { false }
+    var displayName: String { file.displayName }
+    let backing: (any BlockDevice)?
+    let l1: [UInt64]
+    private let l2Slices: Qcow2TableCache
+    private let sliceBytes: UInt64
+
+    static let l1Structure = "QED L1 table"
+    static let l2Structure = "QED L2 table"
+    /// One L2 slice (a whole table when it is smaller), and the slice cache's budget.
+    static let maxSliceBytes: UInt64 = 64 << 10
+    static let l2CacheBytes = 4 << 20
+
+    init(file: any BlockDevice, options: ImageOpenOptions,
+         openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
+        if options.writable {
+            throw ImageError(path: file.displayName, structure: "QED image",
+                             reason: "writing QED images is not supported: convert with qemu-img convert -O qcow2",
+                             errno: .readOnlyFileSystem)
+        }
+        let meta = try QEDMetadata.read(from: file)
+        let h = meta.header
+        self.file = file
+        metadata = meta
+        size = h.imageSize
+        l1 = try file.readTable(at: h.l1TableOffset, count: meta.l1Entries, entryBytes: 8) { $0.u64($1) }
+        sliceBytes = min(h.tableBytes, Self.maxSliceBytes)
+        l2Slices = Qcow2TableCache(entryBytes: Int(sliceBytes), capacityBytes: Self.l2CacheBytes) { offset, buffer in
+            try file.readZeroPaddedPast(into: buffer, at: offset)
+        }
+        if let name = meta.backingFile {
+            let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
+            try ImageOpener.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName, format: .qed)
+            do {
+                // QED_F_BACKING_FORMAT_NO_PROBE: the backing file is raw; otherwise QEMU probes it.
+                backing = try openBacking(resolved, meta.backingFormat == nil ? nil : .raw)
+            } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
+                throw e
+            } catch {
+                throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
+                                 errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
+            }
+        } else {
+            backing = nil
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        try checkRange(offset: offset, length: buffer.count)
+        try ClusterRead.read(into: buffer, at: offset, clusterSize: UInt64(metadata.header.clusterSize), file: file, backing: backing,
+                             map: { try source(ofCluster: $0) })
+    }
+
+    /// The L2 offset of L1 entry `index`, checked as qed_find_cluster checks it; nil when unallocated.
+    func l2Table(_ index: Int) throws -> UInt64? {
+        let l2 = l1[index]
+        if l2 == QEDFormat.unallocated { return nil }
+        guard metadata.header.isValidTable(l2, fileSize: metadata.fileSize) else {
+            throw ImageError(path: file.displayName, offset: metadata.header.l1TableOffset + UInt64(index) * 8, structure: Self.l1Structure,
+                             reason: "entry \(index) points at an invalid L2 table offset 0x\(String(l2, radix: 16))")
+        }
+        return l2
+    }
+
+    /// Entry `index` of the L2 table at `l2` (read through the slice cache).
+    func l2Entry(_ l2: UInt64, _ index: UInt64) throws -> UInt64 {
+        let byte = index * 8
+        let slice = l2 + byte / sliceBytes * sliceBytes
+        let within = Int(byte % sliceBytes)
+        return try l2Slices.withTable(at: slice) { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: within, as: UInt64.self)) }
+    }
+
+    /// qed_find_cluster for one cluster: unallocated in L1 or L2 reads the backing file, 1 is a
+    /// zero cluster, anything else must be a valid cluster offset.
+    private func source(ofCluster cluster: UInt64) throws -> ClusterRead.Source {
+        let h = metadata.header
+        let l1Index = Int(cluster / h.tableEntries)
+        guard l1Index < l1.count, let l2 = try l2Table(l1Index) else { return .backing }
+        let index = cluster % h.tableEntries
+        let entry = try l2Entry(l2, index)
+        switch entry {
+        case QEDFormat.unallocated: return .backing
+        case QEDFormat.zeroCluster: return .zero
+        default:
+            guard h.isValidCluster(entry, fileSize: metadata.fileSize) else {
+                throw ImageError(path: file.displayName, offset: l2 + index * 8, structure: Self.l2Structure,
+                                 reason: "entry \(index) points at an invalid cluster offset 0x\(String(entry, radix: 16))")
+            }
+            return .data(entry)
+        }
+    }
+
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
+
+    func flush() throws {}
+}

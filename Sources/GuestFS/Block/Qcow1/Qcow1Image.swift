@@ -1,0 +1,129 @@
+import SystemPackage
+
+/// A qcow version 1 image, read-only: clusters through the L1 table (loaded at open, bounded by
+/// `Qcow1Format.maxL1Entries`) and L2 tables (loaded on demand into a bounded cache), compressed
+/// clusters inflated into a second cache, unallocated clusters from the backing file. The
+/// caches lock themselves; everything else is immutable after open, so reads from several
+/// threads need no lock of ours.
+final class Qcow1Image: BlockDevice {
+    let file: any BlockDevice
+    let metadata: Qcow1Metadata
+    let size: UInt64
+    var isWritable: Bool { false }
+    var displayName: String { file.displayName }
+    let backing: (any BlockDevice)?
+    private let l1: [UInt64]
+    private let l2Cache: Qcow2TableCache
+    private let inflated: Qcow2TableCache
+    private let clusterSize: UInt64
+    /// The bits of a compressed entry that hold its host offset (QEMU's cluster_offset_mask).
+    private let compressedOffsetMask: UInt64
+
+    static let l2Structure = "qcow L2 table"
+    static let compressedStructure = "qcow compressed cluster"
+    /// Budgets of the two caches (16 L2 tables of QEMU's L2_CACHE_SIZE would be 1 MiB at most).
+    static let l2CacheBytes = 1 << 20
+    static let inflatedCacheBytes = 1 << 20
+
+    init(file: any BlockDevice, options: ImageOpenOptions,
+         openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
+        if options.writable {
+            throw ImageError(path: file.displayName, structure: "qcow image",
+                             reason: "writing qcow (version 1) images is not supported: convert with qemu-img convert -O qcow2",
+                             errno: .readOnlyFileSystem)
+        }
+        let meta = try Qcow1Metadata.read(from: file)
+        let h = meta.header
+        if h.cryptMethod == Qcow1Format.cryptAES, !options.metadataOnly {
+            throw ImageError(path: file.displayName, offset: 36, structure: Qcow1Format.structure,
+                             reason: "the image uses qcow's legacy AES encryption, which imagemount does not read: convert it with " +
+                                     "qemu-img convert --object secret,id=s,data=KEY --image-opts driver=qcow,file.filename=IMAGE,encrypt.key-secret=s -O qcow2 NEW",
+                             errno: .notSupported)
+        }
+        self.file = file
+        metadata = meta
+        size = h.virtualSize
+        clusterSize = h.clusterSize
+        compressedOffsetMask = (UInt64(1) << (63 - UInt64(h.clusterBits))) - 1
+        // QEMU reads the L1 table with bdrv_pread, bytes past the end of the file as zeros; but
+        // qcow_create always writes the whole table, so one that does not fit in the file is
+        // refused: a small file then cannot make us allocate a large table.
+        let l1Bytes = UInt64(meta.l1Entries) * 8
+        guard h.l1TableOffset <= file.size, file.size - h.l1TableOffset >= l1Bytes else {
+            throw ImageError(path: file.displayName, offset: 40, structure: Qcow1Format.structure,
+                             reason: "L1 table at 0x\(String(h.l1TableOffset, radix: 16)) (\(l1Bytes) bytes) runs past the end of the file (\(file.size) bytes)")
+        }
+        l1 = try file.readTable(at: h.l1TableOffset, count: meta.l1Entries, entryBytes: 8) { $0.u64($1).byteSwapped }
+        let l2Bytes = h.l2Entries * 8
+        l2Cache = Qcow2TableCache(entryBytes: l2Bytes, capacityBytes: Self.l2CacheBytes) { offset, buffer in
+            try file.readZeroPaddedPast(into: buffer, at: offset)
+        }
+        inflated = Qcow2TableCache(entryBytes: Int(h.clusterSize), capacityBytes: Self.inflatedCacheBytes) { _, _ in
+            preconditionFailure("inflated clusters are loaded by the read path")
+        }
+        if let name = meta.backingFile {
+            // qcow v1 records no backing format: QEMU probes it, so do we (under the probing policy).
+            let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
+            try ImageOpener.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName, format: .qcow)
+            do {
+                backing = try openBacking(resolved, nil)
+            } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
+                throw e
+            } catch {
+                throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
+                                 errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
+            }
+        } else {
+            backing = nil
+        }
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        try checkRange(offset: offset, length: buffer.count)
+        try ClusterRead.read(into: buffer, at: offset, clusterSize: clusterSize, file: file, backing: backing,
+                             map: { try source(ofCluster: $0) },
+                             inflate: { try inflate(entry: $0, within: $1, into: $2) })
+    }
+
+    /// QEMU's get_cluster_offset without allocation: 0 in L1 or L2 means unallocated.
+    private func source(ofCluster cluster: UInt64) throws -> ClusterRead.Source {
+        let l2Bits = UInt64(metadata.header.l2Bits)
+        let l1Index = Int(cluster >> l2Bits)
+        guard l1Index < l1.count else { return .backing }
+        let l2Offset = l1[l1Index]
+        if l2Offset == 0 { return .backing }
+        let index = Int(cluster & ((1 << l2Bits) - 1))
+        let entry = try l2Cache.withTable(at: l2Offset) { UInt64(bigEndian: $0.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self)) }
+        if entry == 0 { return .backing }
+        if entry & Qcow1Format.compressedFlag != 0 { return .compressed(entry) }
+        // qcow_co_preadv fails a read of a cluster that is not sector-aligned.
+        guard entry & 511 == 0 else {
+            throw ImageError(path: file.displayName, offset: l2Offset + UInt64(index) * 8, structure: Self.l2Structure,
+                             reason: "entry \(index) points at 0x\(String(entry, radix: 16)), which is not sector-aligned")
+        }
+        return .data(entry)
+    }
+
+    /// qcow's decompress_cluster: `csize` bytes of raw deflate (window bits -12, no zlib header)
+    /// at the entry's offset must inflate to exactly one cluster.
+    private func inflate(entry: UInt64, within: Int, into chunk: UnsafeMutableRawBufferPointer) throws {
+        let bits = 63 - UInt64(metadata.header.clusterBits)
+        let host = entry & compressedOffsetMask
+        let compressedBytes = Int((entry >> bits) & (clusterSize - 1))
+        try inflated.withTable(at: entry, load: { _, cluster in
+            var input = [UInt8](repeating: 0, count: compressedBytes)
+            try input.withUnsafeMutableBytes { try file.readZeroPaddedPast(into: $0, at: host) }
+            do {
+                try input.withUnsafeBytes { try Qcow2Compression.decompress(.zlib, $0, into: cluster) }
+            } catch {
+                throw ImageError(path: file.displayName, offset: host, structure: Self.compressedStructure, reason: (error as? Qcow2FormatError)?.reason ?? "\(error)")
+            }
+        }) { whole in
+            chunk.copyMemory(from: UnsafeRawBufferPointer(rebasing: whole[within ..< within + chunk.count]))
+        }
+    }
+
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
+
+    func flush() throws {}
+}
