@@ -101,6 +101,9 @@ enum Sandbox {
         "ftruncate", "fallocate", "fadvise64", "readahead", "flock",
         "poll", "ppoll", "select", "pselect6", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
         "eventfd2", "timerfd_create", "timerfd_settime", "timerfd_gettime",
+        // traffic on sockets already connected (an NBD drive, Block/NBD): no socket, connect
+        // or bind is allowed, so nothing new can be reached
+        "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "getsockopt",
         // thread scheduling queries; a socketpair is local only
         "setpriority", "getpriority", "socketpair", "sched_setaffinity", "sched_getparam", "sched_getscheduler",
         // paths (Landlock decides which ones may be opened or made)

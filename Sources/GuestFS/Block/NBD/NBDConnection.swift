@@ -156,8 +156,7 @@ final class NBDConnection: Sendable {
                     case .write(let b): cookie = nbd_aio_pwrite(h, b.baseAddress! + issued, n, at, none, 0)
                     }
                     if cookie < 0 {
-                        firstError = ImageError(path: uri, offset: at, structure: transfer.structure,
-                                                reason: Self.lastError(), errno: Self.lastErrno())
+                        firstError = requestError(h, at: at, transfer.structure)
                         break
                     }
                     pending.append((cookie, at))
@@ -176,8 +175,27 @@ final class NBDConnection: Sendable {
                     throw deadError(failure, transfer.structure, pending.first?.offset ?? offset)
                 }
             }
-            if let firstError { throw firstError }
+            if let firstError {
+                // A dead handle stays dead: close it now, so later calls fail without libnbd.
+                if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 {
+                    nbd_close(h)
+                    s.handle = nil
+                    s.failure = firstError.reason
+                }
+                throw firstError
+            }
         }
+    }
+
+    /// The error of one request: libnbd's message; on a connection that died, EIO (libnbd says
+    /// EINVAL, "invalid state", for a request issued on a dead handle) and says so.
+    private func requestError(_ h: OpaquePointer, at offset: UInt64, _ structure: String) -> ImageError {
+        let message = Self.lastError(), code = Self.lastErrno()
+        if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 {
+            return ImageError(path: uri, offset: offset, structure: structure,
+                              reason: "the connection to the server was lost (\(message))", errno: .ioError)
+        }
+        return ImageError(path: uri, offset: offset, structure: structure, reason: message, errno: code)
     }
 
     /// Sends NBD_CMD_FLUSH and waits for it (a server without flush support needs none).
@@ -212,10 +230,7 @@ final class NBDConnection: Sendable {
             case 0: return false
             case 1: return true
             default:
-                if failed == nil {
-                    failed = ImageError(path: uri, offset: request.offset, structure: structure,
-                                        reason: Self.lastError(), errno: Self.lastErrno())
-                }
+                if failed == nil { failed = requestError(h, at: request.offset, structure) }
                 return true
             }
         }
