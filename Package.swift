@@ -29,6 +29,8 @@ let package = Package(
         .systemLibrary(name: "SystemXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "SystemNtfs3g", pkgConfig: "libntfs-3g", providers: [.apt(["ntfs-3g-dev"])]),
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // NBD client (Block/NBD: `-a nbd://…`); only that folder imports it (scripts/check-layers.sh).
+        .systemLibrary(name: "SystemNbd", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -48,7 +50,7 @@ let package = Package(
         //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
         .target(
             name: "GuestFSBlock",
-            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2",
+            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "SystemNbd",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Block"
         ),

@@ -6,22 +6,22 @@ public struct ImageFormatDriver: Sendable {
     public let probe: @Sendable ([UInt8]) -> Bool
     /// Whether `--snapshot`/internal snapshots apply (others refuse one before opening).
     public let hasSnapshots: Bool
-    /// Opens `file` (locked, writable when the options say so) as this format. `openBacking`
+    /// Opens `file` (a local file, locked, or an NBD export; writable when the options say so) as this format. `openBacking`
     /// opens a file the image names (its backing file) as the next link of the same chain;
     /// `options.mayOpenReferencedFiles` says whether it may be called (the probing policy).
-    public let open: @Sendable (_ file: RawImage, _ options: ImageOpenOptions,
+    public let open: @Sendable (_ file: any ImageSource, _ options: ImageOpenOptions,
                                 _ openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws -> any BlockDevice
     /// What `info` shows about `file`, read from its metadata only (so it works without a key).
-    public let describe: @Sendable (_ file: RawImage) throws -> ImageDescription
+    public let describe: @Sendable (_ file: any ImageSource) throws -> ImageDescription
     /// The format's own consistency check of an opened image (`imagemount check`, as
     /// `qemu-img check`); nil when the format has no metadata to check, or when `device` is not
     /// an image this format opened.
     public let check: @Sendable (_ device: any BlockDevice) throws -> ImageCheckResult?
 
     public init(format: ImageFormat, hasSnapshots: Bool, probe: @escaping @Sendable ([UInt8]) -> Bool,
-                describe: @escaping @Sendable (RawImage) throws -> ImageDescription,
+                describe: @escaping @Sendable (any ImageSource) throws -> ImageDescription,
                 check: @escaping @Sendable (any BlockDevice) throws -> ImageCheckResult? = { _ in nil },
-                open: @escaping @Sendable (RawImage, ImageOpenOptions, (String, ImageFormat?) throws -> any BlockDevice) throws -> any BlockDevice) {
+                open: @escaping @Sendable (any ImageSource, ImageOpenOptions, (String, ImageFormat?) throws -> any BlockDevice) throws -> any BlockDevice) {
         self.format = format
         self.hasSnapshots = hasSnapshots
         self.probe = probe

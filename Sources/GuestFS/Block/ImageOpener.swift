@@ -93,6 +93,9 @@ extension ImageOpener {
     /// that `cat -a vm.qcow2` keeps working. README, "Probing".
     static func formatIsVouched(path: String, given: ImageFormat?, probed: ImageFormat) -> Bool {
         if given != nil { return true }
+        // An NBD export's name is the server's to choose, not a file the user named: only
+        // --format vouches for what it holds.
+        if NBDURI.isNBD(path) { return false }
         let name = path.split(separator: "/").last.map(String.init) ?? path
         guard let dot = name.lastIndex(of: ".") else { return false }
         return probed.fileExtensions.contains(name[name.index(after: dot)...].lowercased())
@@ -107,6 +110,18 @@ extension ImageOpener {
         if chain.seen.count >= maxBackingChainDepth {
             throw ImageError(path: path, structure: backingChainStructure,
                              reason: "backing chain is deeper than \(maxBackingChainDepth) images", errno: .tooManySymbolicLinkLevels)
+        }
+        if NBDURI.isNBD(path) {
+            // Only the user's own -a may name a server: an image naming one as its backing file
+            // would make us connect wherever its bytes say. (A relative backing name of an image
+            // on an export resolves to a URI too, and lands here: there is no folder to resolve
+            // it in, as QEMU says for protocols without one.)
+            guard chain.seen.isEmpty else {
+                throw ImageError(path: path, structure: "backing file",
+                                 reason: "backing files on NBD servers, or relative to an image on one, are not supported",
+                                 errno: .notSupported)
+            }
+            return try openNBD(uri: path, options: options, chain: &chain)
         }
         if path.contains("://") || path.hasPrefix("json:") {
             throw ImageError(path: path, structure: "backing file", reason: "network and json: backing files are not supported",
@@ -124,23 +139,37 @@ extension ImageOpener {
         }
         chain.seen.append((UInt64(st.st_dev), UInt64(st.st_ino), path))
 
-        let format: ImageFormat
-        if let forced = options.format {
-            format = forced
-        } else {
-            format = ImageFormat.probe(header: try file.readBytes(at: 0, count: Int(min(file.size, 512))))
-        }
-        let driver = ImageFormatRegistry.driver(for: format)
-        let vouched = formatIsVouched(path: path, given: options.format, probed: format)
+        let format = try options.format ?? probe(file)
+        let driver = try checkedDriver(format, path: path, options: options)
         let writable = options.writable && options.snapshot == nil
-        if !driver.hasSnapshots, options.snapshot != nil {
-            throw ImageError(path: path, structure: "snapshot", reason: "\(format.rawValue) images have no snapshots", errno: .invalidArgument)
-        }
         // Locks go on the descriptor that stays open: the probe's, or the one reopened for writing.
         let opened = writable ? try RawImage(path: path, writable: true) : file
         if let warning = try opened.lockLikeQEMU() {
             if let log = options.corruptionLog { log(warning) } else { _ = try? FileDescriptor.standardError.writeAll(warning.utf8) }
         }
+        return try openFormat(opened, driver: driver, path: path, options: options, chain: &chain)
+    }
+
+    /// The format of `source`, probed from its first sector.
+    static func probe(_ source: any ImageSource) throws -> ImageFormat {
+        ImageFormat.probe(header: try source.readBytes(at: 0, count: Int(min(source.size, 512))))
+    }
+
+    /// The registration of `format`, refusing a snapshot it cannot show before anything is opened.
+    static func checkedDriver(_ format: ImageFormat, path: String, options: ImageOpenOptions) throws -> ImageFormatDriver {
+        let driver = ImageFormatRegistry.driver(for: format)
+        if !driver.hasSnapshots, options.snapshot != nil {
+            throw ImageError(path: path, structure: "snapshot", reason: "\(format.rawValue) images have no snapshots", errno: .invalidArgument)
+        }
+        return driver
+    }
+
+    /// Opens `opened` (a local file or an NBD export, already writable when it should be) as
+    /// `driver`'s format, with the probing policy and the backing chain.
+    static func openFormat(_ opened: any ImageSource, driver: ImageFormatDriver, path: String, options: ImageOpenOptions,
+                           chain: inout BackingChainWalk) throws -> any BlockDevice {
+        let vouched = formatIsVouched(path: path, given: options.format, probed: driver.format)
+        let writable = options.writable && options.snapshot == nil
         // Files the image names are opened read-only, without its snapshot or key names, as
         // the next links of the same chain (depth and loops counted across all of them).
         var walk = chain

@@ -9,7 +9,7 @@ import Glibc
 /// Opened read-only unless writing was asked for, so a read-only session cannot write a byte
 /// even by mistake. The size of a sparse file is its apparent size (holes read as zeros); a
 /// block device's size comes from BLKGETSIZE64.
-public final class RawImage: BlockDevice {
+public final class RawImage: ImageSource {
     public let path: String
     /// The size in bytes; it grows only through `writeExtending` (qcow2 files appending clusters).
     public var size: UInt64 { currentSize.load(ordering: .acquiring) }
@@ -17,10 +17,7 @@ public final class RawImage: BlockDevice {
     public let isWritable: Bool
     public var displayName: String { path }
     let fd: FileDescriptor
-    /// Set when the format was probed as raw and the image is writable: a write that would make
-    /// the first sector probe as another format is refused (EPERM), as QEMU's raw driver does
-    /// (block/raw-format.c, raw_check_write), or the next probe would read the guest's bytes
-    /// as an image header naming host files.
+    /// See `ImageSource.refusesImageHeaders`.
     public var refusesImageHeaders: Bool {
         get { refusingHeaders.load(ordering: .relaxed) }
         set { refusingHeaders.store(newValue, ordering: .relaxed) }
@@ -101,23 +98,6 @@ public final class RawImage: BlockDevice {
             _ = try fd.writeAll(toAbsoluteOffset: Int64(offset), buffer)
         } catch let e as Errno {
             throw ImageError(path: path, offset: offset, structure: "write", reason: e.description, errno: e)
-        }
-    }
-
-    /// How much of the start of an image the format probe reads.
-    static let probeBytes: UInt64 = 512
-
-    /// The first sector as it would be after this write, probed: anything but raw is refused.
-    private func checkFirstSector(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        let length = Int(min(Self.probeBytes, size))
-        var sector = try readBytes(at: 0, count: length)
-        let from = Int(offset), to = min(length, from + buffer.count)
-        if from < to { for i in from..<to { sector[i] = buffer[i - from] } }
-        let probed = ImageFormat.probe(header: sector)
-        if probed != .raw {
-            throw ImageError(path: path, offset: 0, structure: "write",
-                             reason: "refused: this write would put a \(probed.rawValue) header at the start of an image whose format was probed as raw (give --format=raw to allow it)",
-                             errno: .notPermitted)
         }
     }
 

@@ -12,7 +12,7 @@ struct ImageOptions: ParsableArguments {
     @OptionGroup var global: GlobalOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx, vdi, qcow (version 1), qed or parallels). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
+            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx, vdi, qcow (version 1), qed or parallels): a path, or an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, nbds:// for TLS). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
                                valueName: "image"),
             transform: { Positioned($0) })
     var addedImages: [Positioned<String>] = []

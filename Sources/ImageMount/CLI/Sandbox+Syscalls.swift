@@ -24,6 +24,10 @@ extension Sandbox {
         ("epoll_ctl", SYS_epoll_ctl), ("epoll_pwait", SYS_epoll_pwait),
         ("eventfd2", SYS_eventfd2), ("timerfd_create", SYS_timerfd_create),
         ("timerfd_settime", SYS_timerfd_settime), ("timerfd_gettime", SYS_timerfd_gettime),
+        // traffic on sockets already connected (an NBD drive, Block/NBD): no socket, connect
+        // or bind is allowed, so nothing new can be reached
+        ("sendto", SYS_sendto), ("recvfrom", SYS_recvfrom), ("sendmsg", SYS_sendmsg), ("recvmsg", SYS_recvmsg),
+        ("shutdown", SYS_shutdown), ("getsockopt", SYS_getsockopt),
         // thread scheduling queries; a socketpair is local only
         ("setpriority", SYS_setpriority), ("getpriority", SYS_getpriority), ("socketpair", SYS_socketpair),
         ("sched_setaffinity", SYS_sched_setaffinity), ("sched_getparam", SYS_sched_getparam),

@@ -19,6 +19,10 @@ extension Qcow2Image {
         if meta.extensions.bitmaps != nil {
             throw refuse("writing images with persistent dirty bitmaps is not supported", errno: .notSupported)
         }
+        if file is NBDSource {
+            throw refuse("writing a qcow2 image on an NBD export is not supported (the export cannot grow): serve it with 'qemu-nbd -f qcow2' and open the export as raw",
+                         errno: .notSupported)
+        }
         guard let raw = file as? RawImage, raw.isWritable else {
             throw refuse("the image file is not open for writing")
         }

@@ -13,7 +13,7 @@ extension VmdkImage {
     /// vmdk_get_extent_info, fields in their order). The extents of a standalone descriptor are
     /// sized from their headers only when the descriptor's own name says it is a VMDK (the
     /// probing policy: a probed file does not make us read other files).
-    static func describe(_ file: RawImage) throws -> ImageDescription {
+    static func describe(_ file: any ImageSource) throws -> ImageDescription {
         let m = try VmdkMetadata.read(from: file)
         typealias F = FormatSpecificInfo.Field
         var extents: [[F]] = []
@@ -22,15 +22,15 @@ extension VmdkImage {
         if let sparse = m.embeddedSparse {
             var fields: [F] = []
             if sparse.header.compressed { fields.append(F("compressed", .bool(true))) }
-            fields += [F("virtual size", .integer(Int64(sparse.size))), F("filename", .string(file.path)),
+            fields += [F("virtual size", .integer(Int64(sparse.size))), F("filename", .string(file.displayName)),
                        F("cluster size", .integer(Int64(sparse.grainBytes))), F("format", .string(""))]
             extents.append(fields)
             total = sparse.size
             clusterSize = Int(sparse.grainBytes)
         } else {
-            let mayRead = ImageOpener.formatIsVouched(path: file.path, given: nil, probed: .vmdk)
+            let mayRead = ImageOpener.formatIsVouched(path: file.displayName, given: nil, probed: .vmdk)
             for extent in m.descriptor.extents {
-                let resolved = ImageOpener.resolve(extent.file, relativeTo: file.path)
+                let resolved = ImageOpener.resolve(extent.file, relativeTo: file.displayName)
                 var size = extent.sectors.saturatingMultiply(VmdkFormat.sectorSize)
                 var fields: [F] = []
                 var grain: UInt64?

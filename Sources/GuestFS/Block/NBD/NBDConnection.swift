@@ -1,0 +1,257 @@
+import SystemNbd
+import Synchronization
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One connection to an NBD server through libnbd (libguestfs's and qemu's client library;
+/// the protocol is NetworkBlockDevice/nbd: doc/proto.md).
+///
+/// Every request goes through libnbd's asynchronous calls (`nbd_aio_pread`, `nbd_aio_pwrite`,
+/// `nbd_aio_flush`) and our own `nbd_poll` loop, for two reasons: a large read is split into
+/// `settings.requestBytes` requests with up to `settings.inFlight` of them on the wire at once,
+/// and every wait is bounded by `settings.timeoutMilliseconds` (libnbd's blocking calls wait
+/// forever for a server that stops answering). A server that goes away (EOF, reset) moves the
+/// handle to its dead state at once and every request in flight completes with an error.
+///
+/// libnbd handles are thread-safe but serialize their calls on one lock; we hold our own mutex
+/// around each whole transfer instead, so that our poll loop is the only one driving the
+/// handle. Concurrent callers (the FUSE server's parallel reads) take turns, each with its own
+/// requests pipelined. After a timeout or a dead connection the handle is closed under that
+/// mutex: libnbd then never touches a caller's buffer again, and later calls fail at once.
+final class NBDConnection: Sendable {
+    let uri: String
+    let size: UInt64
+    let isReadOnly: Bool
+    let canFlush: Bool
+    /// The server's minimum block size (1 when it gives none): requests are aligned to it.
+    let minimumBlock: UInt64
+    let settings: NBDSettings
+
+    /// `@unchecked`: the libnbd handle is a C pointer, used only inside `state.withLock`.
+    private struct State: @unchecked Sendable {
+        var handle: OpaquePointer?
+        /// Why the connection was given up, once it was.
+        var failure: String?
+    }
+    private let state: Mutex<State>
+
+    /// libnbd's message for the last failed call on this thread (nbd_get_error), one line.
+    private static func lastError() -> String {
+        guard let text = nbd_get_error() else { return "unknown libnbd error" }
+        return String(cString: text).split(whereSeparator: \.isNewline).first.map(String.init) ?? "unknown libnbd error"
+    }
+
+    /// libnbd's errno for the last failed call on this thread (nbd_get_errno), EIO when none.
+    private static func lastErrno() -> Errno {
+        let code = nbd_get_errno()
+        return code == 0 ? .ioError : Errno(rawValue: code)
+    }
+
+    /// Connects to `uri` (checked by `NBDURI.check`), restricted to TCP and Unix sockets and
+    /// to URIs that read no local files, and waits for the handshake at most the timeout.
+    init(uri: String, writable: Bool, settings: NBDSettings) throws {
+        func fail(_ reason: String, errno: Errno = .ioError) -> ImageError {
+            ImageError(path: uri, structure: "NBD connect", reason: reason, errno: errno)
+        }
+        try NBDURI.check(uri)
+        guard let h = nbd_create() else { throw fail("nbd_create: \(Self.lastError())", errno: .noMemory) }
+        var connected = false
+        defer { if !connected { nbd_close(h) } }
+        // An image-named URI never reaches here (backing files over NBD are refused), but even
+        // the user's own URI may not make libnbd run a program (nbd_connect_command, ssh),
+        // open a vsock, or read a local file through tls-psk-file= or tls-certificates= (nbd_connect_uri(3),
+        // "Disable URI features").
+        guard nbd_set_uri_allow_transports(h, LIBNBD_ALLOW_TRANSPORT_TCP | LIBNBD_ALLOW_TRANSPORT_UNIX) == 0,
+              nbd_set_uri_allow_local_file(h, false) == 0,
+              nbd_set_handle_name(h, "imagemount") == 0 else {
+            throw fail(Self.lastError())
+        }
+        if NBDURI.requiresTLS(uri), nbd_supports_tls(h) != 1 {
+            throw fail("TLS (nbds://) is not supported by this build of libnbd", errno: .notSupported)
+        }
+        guard nbd_aio_connect_uri(h, uri) == 0 else { throw fail(Self.lastError(), errno: Self.lastErrno()) }
+        while nbd_aio_is_connecting(h) == 1 {
+            let r = nbd_poll(h, settings.timeoutMilliseconds)
+            if r == 0 { throw fail("no answer from the server within \(settings.timeoutMilliseconds / 1000) s", errno: .timedOut) }
+            if r < 0, nbd_get_errno() != EINTR { throw fail(Self.lastError(), errno: Self.lastErrno()) }
+        }
+        guard nbd_aio_is_ready(h) == 1 else { throw fail("the server closed the connection during the handshake: \(Self.lastError())") }
+        let size = nbd_get_size(h)
+        guard size >= 0 else { throw fail("nbd_get_size: \(Self.lastError())") }
+        let readOnly = nbd_is_read_only(h) == 1
+        if writable && readOnly {
+            throw fail("the export is read-only (the server says so); open it without --rw, or serve it writable", errno: .readOnlyFileSystem)
+        }
+        // 0 when the server gives no block size constraints (doc/proto.md "Block size constraints").
+        let minimum = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM)
+        let maximum = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM)
+        guard minimum >= 0, minimum <= 65536, minimum == 0 || minimum & (minimum - 1) == 0 else {
+            throw fail("the server's minimum block size \(minimum) is not a power of two up to 64 KiB", errno: .notSupported)
+        }
+        var tuned = settings
+        if maximum > 0 { tuned.requestBytes = max(Int(max(minimum, 1)), min(tuned.requestBytes, Int(clamping: maximum))) }
+        self.uri = uri
+        self.size = UInt64(size)
+        self.isReadOnly = readOnly
+        self.canFlush = nbd_can_flush(h) == 1
+        self.minimumBlock = UInt64(max(minimum, 1))
+        self.settings = tuned
+        self.state = Mutex(State(handle: h))
+        connected = true
+    }
+
+    deinit {
+        state.withLock { s in
+            if let h = s.handle {
+                // A polite NBD_CMD_DISC, not waited for; then the socket is closed.
+                _ = nbd_aio_disconnect(h, 0)
+                nbd_close(h)
+                s.handle = nil
+            }
+        }
+    }
+
+    /// One transfer: a read into, or a write from, a caller's buffer.
+    enum Transfer {
+        case read(UnsafeMutableRawBufferPointer)
+        case write(UnsafeRawBufferPointer)
+        var count: Int {
+            switch self {
+            case .read(let b): b.count
+            case .write(let b): b.count
+            }
+        }
+        var structure: String {
+            switch self {
+            case .read: "NBD read"
+            case .write: "NBD write"
+            }
+        }
+    }
+
+    /// Moves `transfer` at `offset` in requests of `settings.requestBytes`, up to
+    /// `settings.inFlight` at once; returns when every request has completed, or throws the
+    /// first failure (after the others have completed or the connection was closed, so that
+    /// no request still points into the caller's buffer).
+    func perform(_ transfer: Transfer, at offset: UInt64) throws {
+        let total = transfer.count
+        guard total > 0 else { return }
+        let requestBytes = settings.requestBytes, inFlight = settings.inFlight
+        try state.withLock { (s: inout State) throws(ImageError) in
+            guard let h = s.handle else { throw deadError(s.failure, transfer.structure, offset) }
+            var issued = 0
+            var pending: [(cookie: Int64, offset: UInt64)] = []
+            pending.reserveCapacity(inFlight)
+            var firstError: ImageError?
+            let none = nbd_completion_callback(callback: nil, user_data: nil, free: nil)
+            while true {
+                while firstError == nil, pending.count < inFlight, issued < total {
+                    let n = min(requestBytes, total - issued)
+                    let at = offset + UInt64(issued)
+                    let cookie: Int64
+                    switch transfer {
+                    case .read(let b): cookie = nbd_aio_pread(h, b.baseAddress! + issued, n, at, none, 0)
+                    case .write(let b): cookie = nbd_aio_pwrite(h, b.baseAddress! + issued, n, at, none, 0)
+                    }
+                    if cookie < 0 {
+                        firstError = requestError(h, at: at, transfer.structure)
+                        break
+                    }
+                    pending.append((cookie, at))
+                    issued += n
+                }
+                retire(h, &pending, &firstError, transfer.structure)
+                if pending.isEmpty {
+                    if firstError != nil || issued == total { break }
+                    continue
+                }
+                if let failure = waitForProgress(h) {
+                    // Closing the handle is what guarantees no late reply lands in the buffer.
+                    nbd_close(h)
+                    s.handle = nil
+                    s.failure = failure
+                    throw deadError(failure, transfer.structure, pending.first?.offset ?? offset)
+                }
+            }
+            if let firstError {
+                // A dead handle stays dead: close it now, so later calls fail without libnbd.
+                if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 {
+                    nbd_close(h)
+                    s.handle = nil
+                    s.failure = firstError.reason
+                }
+                throw firstError
+            }
+        }
+    }
+
+    /// The error of one request: libnbd's message; on a connection that died, EIO (libnbd says
+    /// EINVAL, "invalid state", for a request issued on a dead handle) and says so.
+    private func requestError(_ h: OpaquePointer, at offset: UInt64, _ structure: String) -> ImageError {
+        let message = Self.lastError(), code = Self.lastErrno()
+        if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 {
+            return ImageError(path: uri, offset: offset, structure: structure,
+                              reason: "the connection to the server was lost (\(message))", errno: .ioError)
+        }
+        return ImageError(path: uri, offset: offset, structure: structure, reason: message, errno: code)
+    }
+
+    /// Sends NBD_CMD_FLUSH and waits for it (a server without flush support needs none).
+    func flush() throws {
+        guard canFlush else { return }
+        try state.withLock { (s: inout State) throws(ImageError) in
+            guard let h = s.handle else { throw deadError(s.failure, "NBD flush", nil) }
+            let cookie = nbd_aio_flush(h, nbd_completion_callback(callback: nil, user_data: nil, free: nil), 0)
+            guard cookie >= 0 else { throw ImageError(path: uri, structure: "NBD flush", reason: Self.lastError(), errno: Self.lastErrno()) }
+            var pending: [(cookie: Int64, offset: UInt64)] = [(cookie, 0)]
+            var firstError: ImageError?
+            while true {
+                retire(h, &pending, &firstError, "NBD flush")
+                if pending.isEmpty { break }
+                if let failure = waitForProgress(h) {
+                    nbd_close(h)
+                    s.handle = nil
+                    s.failure = failure
+                    throw deadError(failure, "NBD flush", nil)
+                }
+            }
+            if let firstError { throw firstError }
+        }
+    }
+
+    /// Retires the completed requests of `pending`, keeping the first failure.
+    private func retire(_ h: OpaquePointer, _ pending: inout [(cookie: Int64, offset: UInt64)],
+                        _ firstError: inout ImageError?, _ structure: String) {
+        var failed: ImageError?
+        pending.removeAll { request in
+            switch nbd_aio_command_completed(h, UInt64(request.cookie)) {
+            case 0: return false
+            case 1: return true
+            default:
+                if failed == nil { failed = requestError(h, at: request.offset, structure) }
+                return true
+            }
+        }
+        if firstError == nil { firstError = failed }
+    }
+
+    /// One `nbd_poll`; nil when the state machine moved on, else why the connection is given up
+    /// (a timeout, or a dead connection whose requests libnbd will not complete).
+    private func waitForProgress(_ h: OpaquePointer) -> String? {
+        let r = nbd_poll(h, settings.timeoutMilliseconds)
+        if r == 0 { return "no reply from the server within \(settings.timeoutMilliseconds / 1000) s" }
+        if r < 0 {
+            if nbd_get_errno() == EINTR { return nil }
+            if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 { return "the connection to the server was lost: \(Self.lastError())" }
+            return Self.lastError()
+        }
+        return nil
+    }
+
+    private func deadError(_ failure: String?, _ structure: String, _ offset: UInt64?) -> ImageError {
+        ImageError(path: uri, offset: offset, structure: structure,
+                   reason: failure ?? "the connection to the server is closed", errno: .ioError)
+    }
+}

@@ -1,0 +1,38 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How an NBD source talks to its server: request size, requests in flight, how long to wait.
+package struct NBDSettings: Sendable {
+    /// Largest single request (the server's maximum block size lowers it). 256 KiB is what
+    /// `qemu-img convert` and nbdcopy use per request, well under the 32 MiB servers accept.
+    package var requestBytes = 256 << 10
+    /// Requests kept in flight for one large read or write, so one round trip does not
+    /// serialize it (libnbd's aio calls; nbdcopy keeps 16 per connection too).
+    package var inFlight = 16
+    /// How long a request may wait with no reply before the connection is given up (libnbd has
+    /// no timeout of its own; a server that stops answering would otherwise hang every reader).
+    package var timeoutMilliseconds: Int32 = 30_000
+
+    package init() {}
+
+    /// Most requests in flight accepted from the environment.
+    static let maxInFlight = 64
+
+    /// The defaults, changed by `IMAGEMOUNT_NBD_IN_FLIGHT` (1…64; 1 forces one request at a
+    /// time, for bench/nbd-read.sh) and `IMAGEMOUNT_NBD_TIMEOUT` (seconds, 1…3600). Values out
+    /// of range or not numbers are ignored.
+    package static func fromEnvironment() -> NBDSettings {
+        var s = NBDSettings()
+        if let v = value("IMAGEMOUNT_NBD_IN_FLIGHT"), (1...maxInFlight).contains(v) { s.inFlight = v }
+        if let v = value("IMAGEMOUNT_NBD_TIMEOUT"), (1...3600).contains(v) { s.timeoutMilliseconds = Int32(v * 1000) }
+        return s
+    }
+
+    private static func value(_ name: String) -> Int? {
+        guard let raw = getenv(name) else { return nil }
+        let text = String(cString: raw)
+        guard text.utf8.count <= 8 else { return nil }
+        return Int(text)
+    }
+}
