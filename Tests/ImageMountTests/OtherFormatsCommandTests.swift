@@ -96,44 +96,18 @@ import TestSupport
     }
 }
 
-/// `imagemount check` of VDI images: text, JSON and exit status as qemu-img check's.
-@Suite struct VDICheckCommandTests {
-    @Test func matchesQemuImgCheck() throws {
-        let (dir, image) = try OtherFormatsCommandTests.convert("c.vdi", "-O vdi")
+/// `imagemount check` of the formats qemu-img checks besides qcow2 (VDI, Parallels, QED): text,
+/// JSON and exit status as qemu-img check's.
+@Suite struct OtherFormatsCheckCommandTests {
+    @Test(arguments: [("c.vdi", "-O vdi"), ("c.hdd", "-O parallels"), ("c.qed", "-O qed")])
+    func matchesQemuImgCheck(_ name: String, _ options: String) throws {
+        let (dir, image) = try OtherFormatsCommandTests.convert(name, options)
         let q = Shell.quote
         for json in [false, true] {
             let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
             let theirs = try Shell.run("cd \(q(dir.path)) && qemu-img check \(json ? "--output=json " : "")\(q(image))")
-            #expect(ours.status == theirs.status)
-            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
-        }
-    }
-}
-
-/// `imagemount check` of Parallels images: text, JSON and exit status as qemu-img check's.
-@Suite struct ParallelsCheckCommandTests {
-    @Test func matchesQemuImgCheck() throws {
-        let (dir, image) = try OtherFormatsCommandTests.convert("c.hdd", "-O parallels")
-        let q = Shell.quote
-        for json in [false, true] {
-            let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
-            let theirs = try Shell.run("cd \(q(dir.path)) && qemu-img check \(json ? "--output=json " : "")\(q(image))")
-            #expect(ours.status == theirs.status)
-            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
-        }
-    }
-}
-
-/// `imagemount check` of QED images: text, JSON and exit status as qemu-img check's.
-@Suite struct QEDCheckCommandTests {
-    @Test func matchesQemuImgCheck() throws {
-        let (dir, image) = try OtherFormatsCommandTests.convert("c.qed", "-O qed")
-        let q = Shell.quote
-        for json in [false, true] {
-            let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
-            let theirs = try Shell.run("cd \(q(dir.path)) && qemu-img check \(json ? "--output=json " : "")\(q(image))")
-            #expect(ours.status == theirs.status)
-            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
+            #expect(ours.status == theirs.status, "\(name)")
+            #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self), "\(name)")
         }
     }
 }

@@ -53,6 +53,24 @@ extension ImageOpener {
     /// The `structure` of errors about the chain as a whole (loops, depth).
     static let backingChainStructure = "backing chain"
 
+    /// Opens the backing file `resolved` that `image` (a `format` image) names, as the next link
+    /// of its chain: the probing policy first, then `openBacking`; a failure is one error naming
+    /// the image and the backing file, except a loop or a too-deep chain, which passes up as the
+    /// one message it is (not one wrapper per level).
+    package static func openNamedBacking(_ resolved: String, image: any BlockDevice, format: ImageFormat, backingFormat: ImageFormat?,
+                                         options: ImageOpenOptions,
+                                         openBacking: (String, ImageFormat?) throws -> any BlockDevice) throws -> any BlockDevice {
+        try checkMayOpen(resolved, as: "backing file", options: options, image: image.displayName, format: format)
+        do {
+            return try openBacking(resolved, backingFormat)
+        } catch let e as ImageError where e.structure == backingChainStructure {
+            throw e
+        } catch {
+            throw ImageError(path: image.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
+                             errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
+        }
+    }
+
     /// Opens `path` with `options`; a qcow2 image's backing chain is opened read-only below it.
     public static func open(path: String, options: ImageOpenOptions) throws -> any BlockDevice {
         var chain = BackingChainWalk()

@@ -44,16 +44,10 @@ final class QEDImage: BlockDevice {
         }
         if let name = meta.backingFile {
             let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
-            try ImageOpener.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName, format: .qed)
-            do {
-                // QED_F_BACKING_FORMAT_NO_PROBE: the backing file is raw; otherwise QEMU probes it.
-                backing = try openBacking(resolved, meta.backingFormat == nil ? nil : .raw)
-            } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
-                throw e
-            } catch {
-                throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
-                                 errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
-            }
+            // QED_F_BACKING_FORMAT_NO_PROBE: the backing file is raw; otherwise QEMU probes it.
+            backing = try ImageOpener.openNamedBacking(resolved, image: file, format: .qed,
+                                                       backingFormat: meta.backingFormat == nil ? nil : .raw,
+                                                       options: options, openBacking: openBacking)
         } else {
             backing = nil
         }

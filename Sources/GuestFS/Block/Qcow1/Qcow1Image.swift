@@ -64,15 +64,8 @@ final class Qcow1Image: BlockDevice {
         if let name = meta.backingFile {
             // qcow v1 records no backing format: QEMU probes it, so do we (under the probing policy).
             let resolved = ImageOpener.resolve(name, relativeTo: file.displayName)
-            try ImageOpener.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName, format: .qcow)
-            do {
-                backing = try openBacking(resolved, nil)
-            } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
-                throw e
-            } catch {
-                throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
-                                 errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
-            }
+            backing = try ImageOpener.openNamedBacking(resolved, image: file, format: .qcow, backingFormat: nil,
+                                                       options: options, openBacking: openBacking)
         } else {
             backing = nil
         }

@@ -264,15 +264,8 @@ package final class Qcow2Image: BlockDevice {
                 }
                 format = known
             }
-            try ImageOpener.checkMayOpen(resolved, as: "backing file", options: options, image: file.displayName, format: .qcow2)
-            do {
-                backing = try openBacking(resolved, format)
-            } catch let e as ImageError where e.structure == ImageOpener.backingChainStructure {
-                throw e     // a loop or a too-deep chain: one message, not one wrapper per level
-            } catch {
-                throw ImageError(path: file.displayName, structure: "backing file", reason: "cannot open backing file '\(resolved)'",
-                                 errno: (error as? ImageError)?.errno ?? .ioError, underlying: error)
-            }
+            backing = try ImageOpener.openNamedBacking(resolved, image: file, format: .qcow2, backingFormat: format,
+                                                       options: options, openBacking: openBacking)
             backingPath = resolved
         } else {
             backing = nil
