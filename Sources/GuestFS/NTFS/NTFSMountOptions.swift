@@ -26,24 +26,13 @@ package struct NTFSMountOptions: Sendable, Equatable {
     /// value of an option we use is EINVAL, other options are ignored.
     package init(parsing options: [String]) throws {
         self.init()
-        for item in options.joined(separator: ",").split(separator: ",", omittingEmptySubsequences: true) {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
-            func bad() -> ImageError { ImageError(structure: "ntfs option \(item)", reason: "invalid value", errno: .invalidArgument) }
-            func octal() throws -> UInt32 {
-                guard let value, let v = UInt32(value, radix: 8), v <= 0o777 else { throw bad() }
-                return v
-            }
-            func number() throws -> UInt32 {
-                guard let value, let v = UInt32(value) else { throw bad() }
-                return v
-            }
-            switch key {
-            case "uid": uid = try number()
-            case "gid": gid = try number()
-            case "umask": let m = try octal(); fmask = m; dmask = m
-            case "fmask": fmask = try octal()
-            case "dmask": dmask = try octal()
+        for option in MountOption.parse(options.joined(separator: ","), driver: "ntfs") {
+            switch option.key {
+            case "uid": uid = try option.number()
+            case "gid": gid = try option.number()
+            case "umask": let m = UInt32(try option.mode()); fmask = m; dmask = m
+            case "fmask": fmask = UInt32(try option.mode())
+            case "dmask": dmask = UInt32(try option.mode())
             default: continue
             }
         }

@@ -30,33 +30,21 @@ package struct VfatMountOptions: Sendable, Equatable {
     /// a malformed value of one we use is EINVAL.
     package init(parsing text: String) throws {
         self.init()
-        for item in text.split(separator: ",", omittingEmptySubsequences: true) {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            let key = parts[0], value = parts.count > 1 ? parts[1] : nil
-            func bad() -> ImageError {
-                ImageError(structure: "vfat option \(item)", reason: "invalid value", errno: .invalidArgument)
-            }
-            func octal() throws -> UInt16 {
-                guard let value, let v = UInt16(value, radix: 8), v <= 0o777 else { throw bad() }
-                return v
-            }
-            func number() throws -> UInt32 {
-                guard let value, let v = UInt32(value) else { throw bad() }
-                return v
-            }
-            switch key {
-            case "uid": uid = try number()
-            case "gid": gid = try number()
-            case "umask": let m = try octal(); fmask = m; dmask = m
-            case "fmask": fmask = try octal()
-            case "dmask": dmask = try octal()
+        for option in MountOption.parse(text, driver: "vfat") {
+            let value = option.value
+            switch option.key {
+            case "uid": uid = try option.number()
+            case "gid": gid = try option.number()
+            case "umask": let m = try option.mode(); fmask = m; dmask = m
+            case "fmask": fmask = try option.mode()
+            case "dmask": dmask = try option.mode()
             case "showexec": showexec = true
             case "tz":
-                guard value == "UTC" else { throw bad() }
+                guard value == "UTC" else { throw option.invalid() }
                 timeOffsetMinutes = 0
             case "time_offset":
                 // The kernel accepts -24h … +24h in minutes.
-                guard let value, let v = Int32(value), v >= -24 * 60, v <= 24 * 60 else { throw bad() }
+                guard let value, let v = Int32(value), v >= -24 * 60, v <= 24 * 60 else { throw option.invalid() }
                 timeOffsetMinutes = v
             default: continue
             }

@@ -106,41 +106,35 @@ enum VHDXLog {
         let log = try file.readBytes(at: header.logOffset, count: Int(header.logLength))
         let sectors = log.count / sectorSize
 
-        var best: (sequence: UInt64, start: Int, count: Int, last: Entry)?
+        // The sequence with the highest last sequence number, its entries in order (each
+        // parsed and checked once).
+        var best: [Entry] = []
         var start = 0
         while start < sectors {
             guard let first = Entry(log: log, at: start, logGUID: header.logGUID) else {
                 start += 1
                 continue
             }
-            var count = 1, last = first, next = (start + first.sectors) % sectors, walked = first.sectors
-            while walked < sectors, let entry = Entry(log: log, at: next, logGUID: header.logGUID),
-                  last.sequenceNumber < UInt64.max, entry.sequenceNumber == last.sequenceNumber + 1,
-                  walked + entry.sectors <= sectors {
-                count += 1
-                last = entry
+            var chain = [first], next = (start + first.sectors) % sectors, walked = first.sectors
+            while walked < sectors, let last = chain.last, last.sequenceNumber < UInt64.max,
+                  let entry = Entry(log: log, at: next, logGUID: header.logGUID),
+                  entry.sequenceNumber == last.sequenceNumber + 1, walked + entry.sectors <= sectors {
+                chain.append(entry)
                 walked += entry.sectors
                 next = (next + entry.sectors) % sectors
             }
-            if best == nil || last.sequenceNumber > best!.sequence {
-                best = (last.sequenceNumber, start, count, last)
+            if let candidate = chain.last, candidate.sequenceNumber > best.last?.sequenceNumber ?? 0 {
+                best = chain
             }
             // The sectors of this sequence cannot start a longer one with a higher number that
             // this one did not already reach; go on after it (QEMU does the same).
             if start + walked >= sectors { break }
             start += walked
         }
-        guard let best else { return nil }
-
-        var updates: [Update] = []
-        var at = best.start
-        for _ in 0 ..< best.count {
-            guard let entry = Entry(log: log, at: at, logGUID: header.logGUID) else { break }
-            updates += entry.updates(log: log)
-            at = (at + entry.sectors) % sectors
-        }
-        return Replay(updates: updates, flushedFileOffset: best.last.flushedFileOffset,
-                      lastFileOffset: best.last.lastFileOffset, entries: best.count)
+        guard let last = best.last else { return nil }
+        let updates = best.flatMap { $0.updates(log: log) }
+        return Replay(updates: updates, flushedFileOffset: last.flushedFileOffset,
+                      lastFileOffset: last.lastFileOffset, entries: best.count)
     }
 
     /// One valid log entry ("2.3.1"): header checked, every descriptor and data sector checked,
