@@ -29,8 +29,6 @@ let package = Package(
         .systemLibrary(name: "SystemXML2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "SystemNtfs3g", pkgConfig: "libntfs-3g", providers: [.apt(["ntfs-3g-dev"])]),
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
-        // NBD client (Block/NBD: `-a nbd://…`); only that folder imports it (scripts/check-layers.sh).
-        .systemLibrary(name: "SystemNbd", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -38,6 +36,10 @@ let package = Package(
         .target(name: "CFuse", dependencies: ["SystemFuse3"]),
         .target(name: "CExt2fs", dependencies: ["SystemExt2fs"], linkerSettings: [.linkedLibrary("com_err")]),
         .target(name: "CNtfs3g", dependencies: ["SystemNtfs3g"]),
+        // NBD client (Block/NBD: `-a nbd://…`): libnbd dlopened on first use, not linked, so that
+        // GnuTLS and its eight libraries load only for NBD URIs (the header says why). Only
+        // Block/NBD imports it (scripts/check-layers.sh); libnbd.h comes from libnbd-dev.
+        .target(name: "CNbd"),
 
         // GuestFS, one target per layer (STYLE.md rule 2, as swift-nio splits NIOCore and
         // NIOPosix): a target depends only on the layers below it, so an upward or sideways
@@ -50,7 +52,7 @@ let package = Package(
         //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
         .target(
             name: "GuestFSBlock",
-            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "SystemNbd",
+            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "CNbd",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Block"
         ),

@@ -13,6 +13,7 @@
 #
 # usage: bench/before-after.sh [REVISION|sandbox-off] [workdir]
 #        RUNS=N (default 7) repetitions of each timed step; the median is compared.
+#        FIGURES="cat copyout ..." runs only those figures.
 # Needs hyperfine-free tools only (GNU time, bc), plus e2fsprogs, fdisk, qemu-img.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,7 +126,7 @@ step_read()    { through_mount "$1" cat "$MNT/big.bin"; }
 walk_ten()     { for _ in $(seq 10); do drop_caches; find "$MNT/walk" -exec stat -c '%i %s %Y' {} + > /dev/null; done; }
 step_walk()    { through_mount "$1" walk_ten; }
 
-figures="cat copyout zlib zstd read walk"
+figures=${FIGURES:-"cat copyout zlib zstd read walk"}
 for b in old new; do : > "$WORK/rss.$b"; for f in $figures; do : > "$WORK/times.$f.$b"; done; done
 for run in $(seq "$RUNS"); do
   for f in $figures; do

@@ -124,3 +124,23 @@ import Glibc
         #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.contains("vsock"), "\(result.stderr)")
     }
 }
+
+/// libnbd is loaded on the first NBD URI, not at start-up (Sources/CNbd/include/CNbd.h): a
+/// command on a local image maps neither libnbd nor GnuTLS, which it did while libnbd was
+/// linked (about 3 ms of every short command), and the NBD tests above show the loaded path.
+@Suite struct NBDLazyLoadTests {
+    @Test func aLocalCommandDoesNotLoadLibnbd() throws {
+        let binary = try ImageMountBinary.path()
+        let needed = try Shell.run("readelf -d \(Shell.quote(binary)) | grep NEEDED")
+        #expect(needed.status == 0)
+        #expect(!needed.text.contains("libnbd"))
+        #expect(!needed.text.contains("gnutls"))
+        // What a running process maps: LD_DEBUG lists every library the loader opens.
+        let raw = try Fixtures.image("ext4", type: "ext4")
+        let run = try Shell.run("LD_DEBUG=libs \(Shell.quote(binary)) cat -a \(Shell.quote(raw)) /etc/hostname 2>&1 >/dev/null")
+        #expect(run.status == 0)
+        #expect(run.text.contains("calling init"), "LD_DEBUG=libs printed nothing: \(run.text.prefix(200))")
+        #expect(!run.text.contains("libnbd"))
+        #expect(!run.text.contains("libgnutls"))
+    }
+}

@@ -1,4 +1,4 @@
-import SystemNbd
+import CNbd
 import Synchronization
 import SystemPackage
 #if canImport(Glibc)
@@ -39,13 +39,13 @@ final class NBDConnection: Sendable {
 
     /// libnbd's message for the last failed call on this thread (nbd_get_error), one line.
     private static func lastError() -> String {
-        guard let text = nbd_get_error() else { return "unknown libnbd error" }
+        guard let text = cnbd_get_error() else { return "unknown libnbd error" }
         return String(cString: text).split(whereSeparator: \.isNewline).first.map(String.init) ?? "unknown libnbd error"
     }
 
     /// libnbd's errno for the last failed call on this thread (nbd_get_errno), EIO when none.
     private static func lastErrno() -> Errno {
-        let code = nbd_get_errno()
+        let code = cnbd_get_errno()
         return code == 0 ? .ioError : Errno(rawValue: code)
     }
 
@@ -56,37 +56,42 @@ final class NBDConnection: Sendable {
             ImageError(path: uri, structure: "NBD connect", reason: reason, errno: errno)
         }
         try NBDURI.check(uri)
-        guard let h = nbd_create() else { throw fail("nbd_create: \(Self.lastError())", errno: .noMemory) }
+        // libnbd is loaded on first use, not linked (Sources/CNbd/include/CNbd.h says why).
+        var loadError: UnsafePointer<CChar>?
+        guard cnbd_load(&loadError) == 0 else {
+            throw fail(loadError.map { String(cString: $0) } ?? "libnbd could not be loaded", errno: .noSuchFileOrDirectory)
+        }
+        guard let h = cnbd_create() else { throw fail("nbd_create: \(Self.lastError())", errno: .noMemory) }
         var connected = false
-        defer { if !connected { nbd_close(h) } }
+        defer { if !connected { cnbd_close(h) } }
         // An image-named URI never reaches here (backing files over NBD are refused), but even
         // the user's own URI may not make libnbd run a program (nbd_connect_command, ssh),
         // open a vsock, or read a local file through tls-psk-file= or tls-certificates= (nbd_connect_uri(3),
         // "Disable URI features").
-        guard nbd_set_uri_allow_transports(h, LIBNBD_ALLOW_TRANSPORT_TCP | LIBNBD_ALLOW_TRANSPORT_UNIX) == 0,
-              nbd_set_uri_allow_local_file(h, false) == 0,
-              nbd_set_handle_name(h, "imagemount") == 0 else {
+        guard cnbd_set_uri_allow_transports(h, LIBNBD_ALLOW_TRANSPORT_TCP | LIBNBD_ALLOW_TRANSPORT_UNIX) == 0,
+              cnbd_set_uri_allow_local_file(h, false) == 0,
+              cnbd_set_handle_name(h, "imagemount") == 0 else {
             throw fail(Self.lastError())
         }
-        if NBDURI.requiresTLS(uri), nbd_supports_tls(h) != 1 {
+        if NBDURI.requiresTLS(uri), cnbd_supports_tls(h) != 1 {
             throw fail("TLS (nbds://) is not supported by this build of libnbd", errno: .notSupported)
         }
-        guard nbd_aio_connect_uri(h, uri) == 0 else { throw fail(Self.lastError(), errno: Self.lastErrno()) }
-        while nbd_aio_is_connecting(h) == 1 {
-            let r = nbd_poll(h, settings.timeoutMilliseconds)
+        guard cnbd_aio_connect_uri(h, uri) == 0 else { throw fail(Self.lastError(), errno: Self.lastErrno()) }
+        while cnbd_aio_is_connecting(h) == 1 {
+            let r = cnbd_poll(h, settings.timeoutMilliseconds)
             if r == 0 { throw fail("no answer from the server within \(settings.timeoutMilliseconds / 1000) s", errno: .timedOut) }
-            if r < 0, nbd_get_errno() != EINTR { throw fail(Self.lastError(), errno: Self.lastErrno()) }
+            if r < 0, cnbd_get_errno() != EINTR { throw fail(Self.lastError(), errno: Self.lastErrno()) }
         }
-        guard nbd_aio_is_ready(h) == 1 else { throw fail("the server closed the connection during the handshake: \(Self.lastError())") }
-        let size = nbd_get_size(h)
+        guard cnbd_aio_is_ready(h) == 1 else { throw fail("the server closed the connection during the handshake: \(Self.lastError())") }
+        let size = cnbd_get_size(h)
         guard size >= 0 else { throw fail("nbd_get_size: \(Self.lastError())") }
-        let readOnly = nbd_is_read_only(h) == 1
+        let readOnly = cnbd_is_read_only(h) == 1
         if writable && readOnly {
             throw fail("the export is read-only (the server says so); open it without --rw, or serve it writable", errno: .readOnlyFileSystem)
         }
         // 0 when the server gives no block size constraints (doc/proto.md "Block size constraints").
-        let minimum = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM)
-        let maximum = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM)
+        let minimum = cnbd_get_block_size(h, LIBNBD_SIZE_MINIMUM)
+        let maximum = cnbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM)
         guard minimum >= 0, minimum <= 65536, minimum == 0 || minimum & (minimum - 1) == 0 else {
             throw fail("the server's minimum block size \(minimum) is not a power of two up to 64 KiB", errno: .notSupported)
         }
@@ -95,7 +100,7 @@ final class NBDConnection: Sendable {
         self.uri = uri
         self.size = UInt64(size)
         self.isReadOnly = readOnly
-        self.canFlush = nbd_can_flush(h) == 1
+        self.canFlush = cnbd_can_flush(h) == 1
         self.minimumBlock = UInt64(max(minimum, 1))
         self.settings = tuned
         self.state = Mutex(State(handle: h))
@@ -106,8 +111,8 @@ final class NBDConnection: Sendable {
         state.withLock { s in
             if let h = s.handle {
                 // A polite NBD_CMD_DISC, not waited for; then the socket is closed.
-                _ = nbd_aio_disconnect(h, 0)
-                nbd_close(h)
+                _ = cnbd_aio_disconnect(h, 0)
+                cnbd_close(h)
                 s.handle = nil
             }
         }
@@ -152,8 +157,8 @@ final class NBDConnection: Sendable {
                     let at = offset + UInt64(issued)
                     let cookie: Int64
                     switch transfer {
-                    case .read(let b): cookie = nbd_aio_pread(h, b.baseAddress! + issued, n, at, none, 0)
-                    case .write(let b): cookie = nbd_aio_pwrite(h, b.baseAddress! + issued, n, at, none, 0)
+                    case .read(let b): cookie = cnbd_aio_pread(h, b.baseAddress! + issued, n, at, none, 0)
+                    case .write(let b): cookie = cnbd_aio_pwrite(h, b.baseAddress! + issued, n, at, none, 0)
                     }
                     if cookie < 0 {
                         firstError = requestError(h, at: at, transfer.structure)
@@ -169,7 +174,7 @@ final class NBDConnection: Sendable {
                 }
                 if let failure = waitForProgress(h) {
                     // Closing the handle is what guarantees no late reply lands in the buffer.
-                    nbd_close(h)
+                    cnbd_close(h)
                     s.handle = nil
                     s.failure = failure
                     throw deadError(failure, transfer.structure, pending.first?.offset ?? offset)
@@ -177,8 +182,8 @@ final class NBDConnection: Sendable {
             }
             if let firstError {
                 // A dead handle stays dead: close it now, so later calls fail without libnbd.
-                if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 {
-                    nbd_close(h)
+                if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 {
+                    cnbd_close(h)
                     s.handle = nil
                     s.failure = firstError.reason
                 }
@@ -191,7 +196,7 @@ final class NBDConnection: Sendable {
     /// EINVAL, "invalid state", for a request issued on a dead handle) and says so.
     private func requestError(_ h: OpaquePointer, at offset: UInt64, _ structure: String) -> ImageError {
         let message = Self.lastError(), code = Self.lastErrno()
-        if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 {
+        if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 {
             return ImageError(path: uri, offset: offset, structure: structure,
                               reason: "the connection to the server was lost (\(message))", errno: .ioError)
         }
@@ -203,7 +208,7 @@ final class NBDConnection: Sendable {
         guard canFlush else { return }
         try state.withLock { (s: inout State) throws(ImageError) in
             guard let h = s.handle else { throw deadError(s.failure, "NBD flush", nil) }
-            let cookie = nbd_aio_flush(h, nbd_completion_callback(callback: nil, user_data: nil, free: nil), 0)
+            let cookie = cnbd_aio_flush(h, nbd_completion_callback(callback: nil, user_data: nil, free: nil), 0)
             guard cookie >= 0 else { throw ImageError(path: uri, structure: "NBD flush", reason: Self.lastError(), errno: Self.lastErrno()) }
             var pending: [(cookie: Int64, offset: UInt64)] = [(cookie, 0)]
             var firstError: ImageError?
@@ -211,7 +216,7 @@ final class NBDConnection: Sendable {
                 retire(h, &pending, &firstError, "NBD flush")
                 if pending.isEmpty { break }
                 if let failure = waitForProgress(h) {
-                    nbd_close(h)
+                    cnbd_close(h)
                     s.handle = nil
                     s.failure = failure
                     throw deadError(failure, "NBD flush", nil)
@@ -226,7 +231,7 @@ final class NBDConnection: Sendable {
                         _ firstError: inout ImageError?, _ structure: String) {
         var failed: ImageError?
         pending.removeAll { request in
-            switch nbd_aio_command_completed(h, UInt64(request.cookie)) {
+            switch cnbd_aio_command_completed(h, UInt64(request.cookie)) {
             case 0: return false
             case 1: return true
             default:
@@ -240,11 +245,11 @@ final class NBDConnection: Sendable {
     /// One `nbd_poll`; nil when the state machine moved on, else why the connection is given up
     /// (a timeout, or a dead connection whose requests libnbd will not complete).
     private func waitForProgress(_ h: OpaquePointer) -> String? {
-        let r = nbd_poll(h, settings.timeoutMilliseconds)
+        let r = cnbd_poll(h, settings.timeoutMilliseconds)
         if r == 0 { return "no reply from the server within \(settings.timeoutMilliseconds / 1000) s" }
         if r < 0 {
-            if nbd_get_errno() == EINTR { return nil }
-            if nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1 { return "the connection to the server was lost: \(Self.lastError())" }
+            if cnbd_get_errno() == EINTR { return nil }
+            if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 { return "the connection to the server was lost: \(Self.lastError())" }
             return Self.lastError()
         }
         return nil
