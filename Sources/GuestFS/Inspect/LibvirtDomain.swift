@@ -3,7 +3,7 @@ import GuestFSDisk
 import GuestFSFilesystem
 import GuestFS
 import SystemPackage
-import SystemXML2
+import CXML2
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,15 +58,21 @@ public struct LibvirtDomain: Sendable {
         guard xml.count < 16 << 20 else {
             throw ImageError(path: source, structure: "domain XML", reason: "larger than 16 MiB", errno: .fileTooLarge)
         }
+        // libxml2 is loaded on first use (Sources/CXML2: it is not linked).
+        var loadError: UnsafePointer<CChar>?
+        guard cxml2_load(&loadError) == 0 else {
+            throw ImageError(path: source, structure: "domain XML", reason: loadError.map { String(cString: $0) } ?? "libxml2 could not be loaded",
+                             errno: .noSuchFileOrDirectory)
+        }
         // XML_PARSE_NONET: never fetch anything; XML_PARSE_NOENT off: no entity expansion.
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
         guard let doc = xml.withUnsafeBufferPointer({ buffer in
-            buffer.withMemoryRebound(to: CChar.self) { xmlReadMemory($0.baseAddress, Int32($0.count), source, nil, options) }
+            buffer.withMemoryRebound(to: CChar.self) { cxml2_xmlReadMemory($0.baseAddress, Int32($0.count), source, nil, options) }
         }) else {
             throw ImageError(path: source, structure: "domain XML", reason: "not well-formed XML", errno: .invalidArgument)
         }
-        defer { xmlFreeDoc(doc) }
-        guard let root = xmlDocGetRootElement(doc), name(of: root) == "domain" else {
+        defer { cxml2_xmlFreeDoc(doc) }
+        guard let root = cxml2_xmlDocGetRootElement(doc), name(of: root) == "domain" else {
             throw ImageError(path: source, structure: "domain XML", reason: "the root element is not <domain>", errno: .invalidArgument)
         }
         var disks: [Disk] = []
@@ -117,8 +123,8 @@ public struct LibvirtDomain: Sendable {
     }
 
     static func attribute(_ node: xmlNodePtr, _ name: String) -> String? {
-        guard let value = xmlGetProp(node, name) else { return nil }
-        defer { systemxml2_free(value) }
+        guard let value = cxml2_xmlGetProp(node, name) else { return nil }
+        defer { cxml2_free(value) }
         return String(cString: value)
     }
 }

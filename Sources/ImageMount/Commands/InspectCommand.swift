@@ -48,6 +48,8 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let guest = try Session.openGuest(image)
+        // libxml2 is loaded on demand; the sandbox would keep its file from being opened later.
+        if xpath != nil { try XPathQuery.loadLibrary() }
         // Everything is open; what follows parses guest bytes (Sandbox.swift).
         try Sandbox.enter()
         let systems = Inspector.inspect(guest)

@@ -1,4 +1,4 @@
-import SystemCrypto
+import CCrypto
 
 /// The LUKS2 header (LUKS2 On-Disk Format Specification, cryptsetup docs/on-disk-format-luks2.pdf):
 /// §2 "binary header" (4096 bytes, big-endian, in two copies: primary at 0, secondary at
@@ -54,14 +54,14 @@ package enum LUKS2Header {
         guard let hash = LUKSHash(name: algorithm) else { throw .unsupported("header checksum algorithm '\(algorithm)'") }
         var zeroed = b
         for i in 448..<512 { zeroed[i] = 0 }
-        let ctx = EVP_MD_CTX_new()!
-        defer { EVP_MD_CTX_free(ctx) }
+        let ctx = ccrypto_EVP_MD_CTX_new()!
+        defer { ccrypto_EVP_MD_CTX_free(ctx) }
         var sum = [UInt8](repeating: 0, count: 64)
         var length: UInt32 = 0
-        let ok = EVP_DigestInit_ex(ctx, hash.md, nil) == 1
-            && zeroed.withUnsafeBytes { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
-            && area.withUnsafeBytes { EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
-            && sum.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) } == 1
+        let ok = ccrypto_EVP_DigestInit_ex(ctx, hash.md, nil) == 1
+            && zeroed.withUnsafeBytes { ccrypto_EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
+            && area.withUnsafeBytes { ccrypto_EVP_DigestUpdate(ctx, $0.baseAddress, $0.count) } == 1
+            && sum.withUnsafeMutableBufferPointer { ccrypto_EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) } == 1
         precondition(ok, "EVP digest of the LUKS2 header failed")
         guard Array(sum[0..<Int(length)]) == Array(b[448..<(448 + Int(length))]) else { throw .damaged("checksum mismatch") }
         let json: LUKS2JSON
@@ -182,10 +182,10 @@ package enum LUKS2Header {
     /// Standard base64 (RFC 4648 §4) with padding, as LUKS2 stores salts and digests
     /// (`EVP_DecodeBlock`, which counts padding as zero bytes: those are taken off again).
     static func base64(_ text: String?) -> [UInt8]? {
-        guard let text, !text.isEmpty, text.utf8.count % 4 == 0, text.utf8.count <= 4096 else { return nil }
+        guard CryptoLibrary.isLoaded, let text, !text.isEmpty, text.utf8.count % 4 == 0, text.utf8.count <= 4096 else { return nil }
         let input = Array(text.utf8)
         var out = [UInt8](repeating: 0, count: input.count / 4 * 3)
-        let n = EVP_DecodeBlock(&out, input, Int32(input.count))
+        let n = ccrypto_EVP_DecodeBlock(&out, input, Int32(input.count))
         guard n >= 0 else { return nil }
         let padding = input.reversed().prefix { $0 == UInt8(ascii: "=") }.count
         guard padding <= 2 else { return nil }

@@ -1,4 +1,4 @@
-import SystemCrypto
+import CCrypto
 
 /// A hash named by a LUKS header (LUKS1 spec 1.2.3, "hash-spec" and Table 2 of the spec's
 /// supported hashes; LUKS2 spec, "af.hash", "kdf.hash", "digests.hash"; QEMU's
@@ -16,38 +16,38 @@ package struct LUKSHash: Sendable, Equatable, CustomStringConvertible {
     /// The hash `name` names (case-insensitive), or nil when unsupported.
     package init?(name: String) {
         let lower = name.lowercased()
-        guard Self.supported.contains(lower), let md = EVP_get_digestbyname(lower) else { return nil }
+        guard CryptoLibrary.isLoaded, Self.supported.contains(lower), let md = ccrypto_EVP_get_digestbyname(lower) else { return nil }
         self.name = lower
-        self.digestLength = Int(EVP_MD_get_size(md))
+        self.digestLength = Int(ccrypto_EVP_MD_get_size(md))
     }
 
     package var description: String { name }
 
     var md: OpaquePointer {
         // Checked in init: the name is one libcrypto knows.
-        EVP_get_digestbyname(name)!
+        ccrypto_EVP_get_digestbyname(name)!
     }
 
     /// The digest of `data` (`EVP_Digest`).
     func digest(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
         precondition(out.count >= digestLength)
         var length: UInt32 = 0
-        let ok = EVP_Digest(data.baseAddress, data.count, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, md, nil)
-        precondition(ok == 1 && Int(length) == digestLength, "EVP_Digest(\(name)) failed")
+        let ok = ccrypto_EVP_Digest(data.baseAddress, data.count, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &length, md, nil)
+        precondition(ok == 1 && Int(length) == digestLength, "ccrypto_EVP_Digest(\(name)) failed")
     }
 
     /// Runs `body` with a function that digests like `digest` through one reused context: the AF
     /// merge hashes thousands of 20-64 byte blocks, and a fresh context per block (`EVP_Digest`)
     /// cost more than the hashing.
     func withDigester<R>(_ body: ((UnsafeRawBufferPointer, UnsafeMutableRawBufferPointer) -> Void) -> R) -> R {
-        let ctx = EVP_MD_CTX_new()!
-        defer { EVP_MD_CTX_free(ctx) }   // cleanses the context
+        let ctx = ccrypto_EVP_MD_CTX_new()!
+        defer { ccrypto_EVP_MD_CTX_free(ctx) }   // cleanses the context
         let md = self.md, name = self.name, length = digestLength
         return body { data, out in
             precondition(out.count >= length)
             var written: UInt32 = 0
-            let ok = EVP_DigestInit_ex2(ctx, md, nil) == 1 && EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1
-                && EVP_DigestFinal_ex(ctx, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &written) == 1
+            let ok = ccrypto_EVP_DigestInit_ex2(ctx, md, nil) == 1 && ccrypto_EVP_DigestUpdate(ctx, data.baseAddress, data.count) == 1
+                && ccrypto_EVP_DigestFinal_ex(ctx, out.baseAddress?.assumingMemoryBound(to: UInt8.self), &written) == 1
             precondition(ok && Int(written) == length, "EVP digest (\(name)) failed")
         }
     }
@@ -58,11 +58,11 @@ package struct LUKSHash: Sendable, Equatable, CustomStringConvertible {
                 keyLength: Int) -> SecretBytes {
         precondition(iterations >= 1 && iterations <= LUKSLimits.maxPBKDF2Iterations)
         return SecretBytes(count: keyLength) { out in
-            let ok = PKCS5_PBKDF2_HMAC(
+            let ok = ccrypto_PKCS5_PBKDF2_HMAC(
                 password.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(password.count),
                 salt.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(salt.count),
                 Int32(iterations), md, Int32(keyLength), out.baseAddress?.assumingMemoryBound(to: UInt8.self))
-            precondition(ok == 1, "PKCS5_PBKDF2_HMAC(\(name)) failed")
+            precondition(ok == 1, "ccrypto_PKCS5_PBKDF2_HMAC(\(name)) failed")
         }
     }
 }

@@ -1,4 +1,4 @@
-import SystemCrypto
+import CCrypto
 
 /// Key material: passphrases, derived keys, master keys. The bytes live in their own allocation
 /// (never in a Swift array that could be copied behind our back), are wiped with
@@ -16,7 +16,7 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible {
         do {
             try fill(UnsafeMutableRawBufferPointer(rebasing: storage[..<count]))
         } catch {
-            OPENSSL_cleanse(storage.baseAddress, storage.count)
+            ccrypto_cleanse(storage.baseAddress, storage.count)
             storage.deallocate()
             throw error
         }
@@ -38,7 +38,7 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible {
     }
 
     deinit {
-        OPENSSL_cleanse(storage.baseAddress, storage.count)
+        ccrypto_cleanse(storage.baseAddress, storage.count)
         storage.deallocate()
     }
 
@@ -52,14 +52,14 @@ public final class SecretBytes: @unchecked Sendable, CustomStringConvertible {
     /// Constant-time comparison with `other` (the master-key digest check).
     public func constantTimeEquals(_ other: UnsafeRawBufferPointer) -> Bool {
         guard other.count == count else { return false }
-        return withBytes { CRYPTO_memcmp($0.baseAddress, other.baseAddress, count) == 0 }
+        return withBytes { ccrypto_equal($0.baseAddress, other.baseAddress, count) == 0 }
     }
 
     public var description: String { "<secret, \(count) bytes>" }
 
     /// Wipes a scratch buffer that held key material (`OPENSSL_cleanse`: not optimised away).
     public static func wipe(_ buffer: UnsafeMutableRawBufferPointer) {
-        OPENSSL_cleanse(buffer.baseAddress, buffer.count)
+        ccrypto_cleanse(buffer.baseAddress, buffer.count)
     }
 
     /// Wipes an array that held key material, in place.

@@ -1,5 +1,5 @@
 import Synchronization
-import SystemCrypto
+import CCrypto
 
 /// A payload cipher as LUKS names it: algorithm, chaining mode and IV generator, plus the key size
 /// (LUKS1 spec 1.2.3, "cipher-name" / "cipher-mode" and §A "Cipher and hash specification
@@ -121,7 +121,8 @@ package final class SectorCipher: @unchecked Sendable {
         guard [512, 1024, 2048, 4096].contains(sectorSize) else {
             throw .unsupported("sector size \(sectorSize) is not one of 512, 1024, 2048, 4096")
         }
-        guard let name = spec.evpName, let cipher = EVP_CIPHER_fetch(nil, name, nil) else {
+        if let why = CryptoLibrary.loadError { throw .unsupported(why) }
+        guard let name = spec.evpName, let cipher = ccrypto_EVP_CIPHER_fetch(nil, name, nil) else {
             throw .unsupported("libcrypto does not offer \(spec)")
         }
         if spec.mode == .xts {
@@ -130,7 +131,7 @@ package final class SectorCipher: @unchecked Sendable {
             let same = key.withBytes { b in
                 (0..<(b.count / 2)).allSatisfy { b[$0] == b[$0 + b.count / 2] }
             }
-            if same { EVP_CIPHER_free(cipher); throw .unsupported("the XTS key has two equal halves") }
+            if same { ccrypto_EVP_CIPHER_free(cipher); throw .unsupported("the XTS key has two equal halves") }
         }
         self.spec = spec
         self.sectorSize = sectorSize
@@ -138,8 +139,8 @@ package final class SectorCipher: @unchecked Sendable {
         self.cipher = cipher
         if case .essiv(let hash) = spec.ivgen {
             let salt = SecretBytes(count: hash.digestLength) { out in key.withBytes { hash.digest($0, into: out) } }
-            guard let ecb = EVP_CIPHER_fetch(nil, "AES-\(hash.digestLength * 8)-ECB", nil) else {
-                EVP_CIPHER_free(cipher)
+            guard let ecb = ccrypto_EVP_CIPHER_fetch(nil, "AES-\(hash.digestLength * 8)-ECB", nil) else {
+                ccrypto_EVP_CIPHER_free(cipher)
                 throw .unsupported("libcrypto does not offer the ESSIV cipher")
             }
             essivKey = salt
@@ -155,8 +156,8 @@ package final class SectorCipher: @unchecked Sendable {
             for c in lists.encrypt + lists.decrypt { c.free() }
             lists = ([], [])
         }
-        EVP_CIPHER_free(cipher)
-        if let essivCipher { EVP_CIPHER_free(essivCipher) }
+        ccrypto_EVP_CIPHER_free(cipher)
+        if let essivCipher { ccrypto_EVP_CIPHER_free(essivCipher) }
     }
 
     /// A keyed cipher context (padding off) and, for ESSIV, the keyed context that makes IVs.
@@ -165,8 +166,8 @@ package final class SectorCipher: @unchecked Sendable {
         let main: OpaquePointer
         let essiv: OpaquePointer?
         func free() {
-            EVP_CIPHER_CTX_free(main)   // frees and cleanses the key schedule
-            if let essiv { EVP_CIPHER_CTX_free(essiv) }
+            ccrypto_EVP_CIPHER_CTX_free(main)   // frees and cleanses the key schedule
+            if let essiv { ccrypto_EVP_CIPHER_CTX_free(essiv) }
         }
     }
     /// Keyed contexts not in use, per direction, for reuse: keying a context through libcrypto's
@@ -178,20 +179,20 @@ package final class SectorCipher: @unchecked Sendable {
     private func takeContexts(encrypt: Bool) -> Contexts {
         if let reused = idle.withLock({ encrypt ? $0.encrypt.popLast() : $0.decrypt.popLast() }) { return reused }
         let enc: Int32 = encrypt ? 1 : 0
-        let ctx = EVP_CIPHER_CTX_new()!
+        let ctx = ccrypto_EVP_CIPHER_CTX_new()!
         let ok = key.withBytes {
-            EVP_CipherInit_ex2(ctx, cipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, enc, nil)
+            ccrypto_EVP_CipherInit_ex2(ctx, cipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, enc, nil)
         }
-        precondition(ok == 1, "EVP_CipherInit_ex2(\(spec)) failed")
-        EVP_CIPHER_CTX_set_padding(ctx, 0)
+        precondition(ok == 1, "ccrypto_EVP_CipherInit_ex2(\(spec)) failed")
+        ccrypto_EVP_CIPHER_CTX_set_padding(ctx, 0)
         var essivCtx: OpaquePointer?
         if let essivCipher, let essivKey {
-            essivCtx = EVP_CIPHER_CTX_new()!
+            essivCtx = ccrypto_EVP_CIPHER_CTX_new()!
             let ok = essivKey.withBytes {
-                EVP_CipherInit_ex2(essivCtx, essivCipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, 1, nil)
+                ccrypto_EVP_CipherInit_ex2(essivCtx, essivCipher, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), nil, 1, nil)
             }
-            precondition(ok == 1, "EVP_CipherInit_ex2(ESSIV) failed")
-            EVP_CIPHER_CTX_set_padding(essivCtx, 0)
+            precondition(ok == 1, "ccrypto_EVP_CipherInit_ex2(ESSIV) failed")
+            ccrypto_EVP_CIPHER_CTX_set_padding(essivCtx, 0)
         }
         return Contexts(main: ctx, essiv: essivCtx)
     }
@@ -268,18 +269,18 @@ package final class SectorCipher: @unchecked Sendable {
                     ivBytes.storeBytes(of: sector.littleEndian, toByteOffset: 0, as: UInt64.self)
                     ivBytes.storeBytes(of: 0, toByteOffset: 8, as: UInt64.self)
                     var outLength: Int32 = 0
-                    let ok = EVP_CipherUpdate(essivCtx, ivPtr, &outLength, ivPtr, 16)
+                    let ok = ccrypto_EVP_CipherUpdate(essivCtx, ivPtr, &outLength, ivPtr, 16)
                     precondition(ok == 1 && outLength == 16, "ESSIV encryption failed")
                 }
                 if spec.ivgen != .none {
-                    let ok = EVP_CipherInit_ex2(ctx, nil, nil, ivPtr, enc, nil)
+                    let ok = ccrypto_EVP_CipherInit_ex2(ctx, nil, nil, ivPtr, enc, nil)
                     precondition(ok == 1, "EVP_CipherInit_ex2 (IV) failed")
                 }
                 let p = base + n * sectorSize
                 var outLength: Int32 = 0
                 // XTS needs the whole data unit in one update; in-place operation is allowed.
-                let ok = EVP_CipherUpdate(ctx, p, &outLength, p, Int32(sectorSize))
-                precondition(ok == 1 && Int(outLength) == sectorSize, "EVP_CipherUpdate(\(spec)) failed")
+                let ok = ccrypto_EVP_CipherUpdate(ctx, p, &outLength, p, Int32(sectorSize))
+                precondition(ok == 1 && Int(outLength) == sectorSize, "ccrypto_EVP_CipherUpdate(\(spec)) failed")
             }
         }
     }
