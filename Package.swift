@@ -31,6 +31,8 @@ let package = Package(
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // NBD client (Block/NBD: `-a nbd://…`); only that folder imports it (scripts/check-layers.sh).
         .systemLibrary(name: "SystemNbd", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
+        // tar-in / tar-out (ImageMount/Tar): archive formats and compression filters.
+        .systemLibrary(name: "SystemArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -92,7 +94,7 @@ let package = Package(
             name: "ImageMount",
             dependencies: [
                 "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFS", "GuestFSInspect",
-                "CFuse", "SystemHostIO", "SystemSeccomp", "SystemXML2",
+                "CFuse", "SystemHostIO", "SystemSeccomp", "SystemXML2", "SystemArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
