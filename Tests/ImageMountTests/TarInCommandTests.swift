@@ -38,7 +38,7 @@ import TestSupport
             theirs = Self.withoutXattrs(theirs)
         }
         #expect(ours == theirs)
-        #expect(ours.contains("946684799987654321"))
+        #expect(format == "gnu" || ours.contains("946684799987654321"))
         // Sparse members became sparse files.
         try TarFixtures.withKernelMount(viaTar) { root throws in
             #expect(try TarFixtures.allocated(root + "/data/sparse") < 64 * 1024)
@@ -46,10 +46,12 @@ import TestSupport
         }
     }
 
+    /// What a `--format=gnu` archive holds of a listing: no xattrs, and whole-second times.
     static func withoutXattrs(_ listing: String) -> String {
         listing.split(separator: "\n").map { line in
-            line.split(separator: " ").filter { !$0.contains("=") || $0.hasPrefix("nlink=") || $0.hasPrefix("links=") || $0.hasPrefix("rdev=") }
-                .joined(separator: " ")
+            var fields = line.split(separator: " ").filter { !$0.contains("=") || $0.hasPrefix("nlink=") || $0.hasPrefix("links=") || $0.hasPrefix("rdev=") }
+            if fields.count > 4 { fields[4] = fields[4].dropLast(9) }
+            return fields.joined(separator: " ")
         }.joined(separator: "\n")
     }
 
