@@ -46,6 +46,9 @@ let package = Package(
         // says why). A pkg-config module would link it, so its headers are reached through
         // include/libxml, a link to where libxml2-dev puts them (`pkg-config --cflags libxml-2.0`).
         .target(name: "CXML2"),
+        // libarchive (tar-in, tar-out: ImageMount/Tar), dlopened when they start, not linked (the
+        // header says why); only ImageMount/Tar imports it (scripts/check-layers.sh).
+        .target(name: "CArchive"),
 
         // GuestFS, one target per layer (STYLE.md rule 2, as swift-nio splits NIOCore and
         // NIOPosix): a target depends only on the layers below it, so an upward or sideways
@@ -100,7 +103,7 @@ let package = Package(
             name: "ImageMount",
             dependencies: [
                 "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFS", "GuestFSInspect",
-                "CFuse", "SystemHostIO", "SystemSeccomp", "CXML2",
+                "CFuse", "SystemHostIO", "SystemSeccomp", "CXML2", "CArchive",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
   # build: system libraries found through pkg-config
-  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev
+  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev libarchive-dev
   # runtime
   fuse3 perl
   # test oracles and image builders

@@ -27,7 +27,7 @@ struct ImageMount: ParsableCommand {
             """,
         subcommands: [
             MountCommand.self, UnmountCommand.self,
-            CatCommand.self, LsCommand.self, CopyOutCommand.self, CopyInCommand.self, EditCommand.self, DfCommand.self, FilesystemsCommand.self,
+            CatCommand.self, LsCommand.self, CopyOutCommand.self, CopyInCommand.self, TarOutCommand.self, TarInCommand.self, EditCommand.self, DfCommand.self, FilesystemsCommand.self,
             InspectCommand.self, InfoCommand.self, CheckCommand.self,
         ],
         defaultSubcommand: MountCommand.self

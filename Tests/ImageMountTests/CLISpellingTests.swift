@@ -6,7 +6,7 @@ import TestSupport
 /// -v/-x, -V/--version, --long-options/--short-options, --echo-keys, --selinux, --format (with
 /// and without a value, by position), --blocksize, and usage errors in libguestfs's shape.
 @Suite struct CLISpellingTests {
-    static let commands = ["mount", "unmount", "cat", "ls", "copy-out", "copy-in", "edit", "df", "filesystems", "inspect", "info", "check"]
+    static let commands = ["mount", "unmount", "cat", "ls", "copy-out", "copy-in", "tar-out", "tar-in", "edit", "df", "filesystems", "inspect", "info", "check"]
 
     @Test func versionEverywhere() throws {
         for spelling in ["-V", "--version"] {

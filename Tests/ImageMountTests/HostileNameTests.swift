@@ -80,4 +80,23 @@ struct HostileNameTests {
         #expect(r.status == 1 && r.stderr.contains("was met before"), "exit \(r.status): \(r.stderr)")
         #expect(try Shell.check("cd \(Shell.quote(out)) && find . | LC_ALL=C sort") == ".\n./dir\n./dir/sub\n./dir/sub/f\n")
     }
+
+    /// tar-out of the same damage: the hostile names are left out of the archive (never a
+    /// member named ../../../PWNED), the loop is archived once, and the exit status says so.
+    @Test func tarOutLeavesHostileNamesAndLoopsOut() throws {
+        let dir = try TempDir("imagemount-hostile")
+        let image = try Self.image(in: dir)
+        let r = try ImageMountBinary.run(["tar-out", "-a", image, "/dir", dir.file("h.tar")])
+        #expect(r.status == 1 && r.stderr.contains("entry \"../../../PWNED\" skipped"), "\(r.stderr)")
+        let names = try Shell.check("tar -tf \(Shell.quote(dir.file("h.tar"))) | sed 's,\\(.\\)/$,\\1,' | LC_ALL=C sort")
+        #expect(names == ".\n./good\n./sub\n./sub/inner\n", "\(names)")
+        let root = dir.file("loop"), loopImage = dir.file("loop.img")
+        try Shell.check("mkdir -p \(Shell.quote(root))/dir/sub && echo x > \(Shell.quote(root))/dir/sub/f && " +
+                        "truncate -s 16M \(Shell.quote(loopImage)) && mke2fs -q -F -t ext4 -d \(Shell.quote(root)) \(Shell.quote(loopImage)) && " +
+                        "debugfs -w -R 'ln /dir /dir/sub/back' \(Shell.quote(loopImage)) 2>/dev/null")
+        let loop = try ImageMountBinary.run(["tar-out", "-a", loopImage, "/dir", dir.file("l.tar")])
+        #expect(loop.status == 1 && loop.stderr.contains("was met before"), "\(loop.stderr)")
+        let looped = try Shell.check("tar -tf \(Shell.quote(dir.file("l.tar"))) | sed 's,\\(.\\)/$,\\1,' | LC_ALL=C sort")
+        #expect(looped == ".\n./sub\n./sub/f\n", "\(looped)")
+    }
 }

@@ -3,7 +3,12 @@ import GuestFSBlock
 /// A POSIX ACL in the Linux xattr form: a version word (2), then 8-byte entries of tag,
 /// permissions and id, little-endian (linux/posix_acl_xattr.h).
 package struct POSIXACL {
-    package struct Entry { let tag: UInt16; var perm: UInt16; let id: UInt32 }
+    package struct Entry {
+        package let tag: UInt16
+        package var perm: UInt16
+        package let id: UInt32
+        package init(tag: UInt16, perm: UInt16, id: UInt32) { self.tag = tag; self.perm = perm; self.id = id }
+    }
     package let entries: [Entry]
 
     /// The xattr names Linux keeps ACLs under.

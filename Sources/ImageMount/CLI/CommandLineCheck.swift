@@ -64,7 +64,10 @@ enum CommandLineCheck {
                 for piece in synopsis.split(separator: ",").map({ $0.trimmingCharacters() }) {
                     let parts = piece.split(separator: " ", maxSplits: 1)
                     guard let name = parts.first, name.hasPrefix("-") else { continue }
-                    out.append((String(name), parts.count > 1 && parts[1].hasPrefix("<")))
+                    // An inverted flag is listed as one synopsis, `--progress/--no-progress`.
+                    for alternative in name.split(separator: "/") where alternative.hasPrefix("-") {
+                        out.append((String(alternative), parts.count > 1 && parts[1].hasPrefix("<")))
+                    }
                 }
             }
             return out

@@ -29,6 +29,7 @@ struct CopyInCommand: ParsableCommand {
 
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
+    @OptionGroup var progressOptions: ProgressOptions
 
     @Argument(help: ArgumentHelp("Host paths to copy, then the guest directory to copy them into.",
                                  valueName: "hostpath... guestdir"))
@@ -97,10 +98,13 @@ struct CopyInCommand: ParsableCommand {
                            "(needs about \(need.blocks) blocks and \(need.inodes) inodes; " +
                            "\(usage.freeBlocks > reserve ? usage.freeBlocks - reserve : 0) blocks and \(usage.freeInodes) inodes free); nothing was copied")
         }
-        let copier = CopyIn(filesystem: fs)
+        let progress = progressOptions.reporter()
+        progress.setTotal(need.bytes)
+        let copier = CopyIn(filesystem: fs, progress: progress)
         for source in sources {
             let name = MountTreeName.lastComponent(of: source.display)
             try copier.copy(source, into: dir.inode, name: name)
         }
+        progress.finish()
     }
 }

@@ -24,6 +24,7 @@ struct CopyOutCommand: ParsableCommand {
 
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
+    @OptionGroup var progressOptions: ProgressOptions
 
     @Argument(help: ArgumentHelp("Guest paths to copy, then the host directory to copy them into.",
                                  valueName: "path... hostdir"))
@@ -39,7 +40,8 @@ struct CopyOutCommand: ParsableCommand {
         let session = try Session.open(image, filesystems)
         // Everything is open; new files may appear only beneath the destination (Sandbox.swift).
         try Sandbox.enter(writableBeneath: [destination.fd.rawValue])
-        let copier = CopyOut(tree: session.tree)
+        let progress = progressOptions.reporter()
+        let copier = CopyOut(tree: session.tree, progress: progress)
         var items: [(node: GuestNode, target: CopyOut.Target)] = []
         for path in arguments.dropLast() {
             // The path itself is not followed if it is a symlink, as virt-copy-out copies the link.
@@ -52,7 +54,11 @@ struct CopyOutCommand: ParsableCommand {
             }
             items.append((node, CopyOut.Target(parent: destination, name: name)))
         }
+        if progress.enabled {
+            progress.setTotal(items.reduce(0) { $0 &+ GuestTreeSize.bytes(below: $1.node, in: session.tree) })
+        }
         try copier.run(items)
+        progress.finish()
         if copier.skipped > 0 {
             throw CLIError(message: "\(copier.skipped) damaged guest entr\(copier.skipped == 1 ? "y was" : "ies were") not copied (see the warnings above); everything else was")
         }

@@ -23,14 +23,21 @@ final class CopyIn {
 
     private struct HostInode: Hashable { let device: UInt64; let inode: UInt64 }
 
-    init(filesystem: any WritableGuestFilesystem) { fs = filesystem }
+    /// Bytes and files copied, for `--progress`.
+    let progress: ProgressReporter
+
+    init(filesystem: any WritableGuestFilesystem, progress: ProgressReporter = .off) {
+        fs = filesystem
+        self.progress = progress
+    }
     deinit { buffer.deallocate() }
 
     /// What copying `sources` needs: blocks (of the guest's size, plus one per directory and a
     /// margin for extent and xattr blocks) and inodes. Counted before anything is written, so
-    /// that a copy that cannot fit fails with the image untouched.
-    static func requirement(of sources: [HostPath], blockSize: UInt64) throws -> (blocks: UInt64, inodes: UInt64) {
-        var blocks: UInt64 = 0, inodes: UInt64 = 0
+    /// that a copy that cannot fit fails with the image untouched. `bytes` is the regular
+    /// files' total size, for progress.
+    static func requirement(of sources: [HostPath], blockSize: UInt64) throws -> (blocks: UInt64, inodes: UInt64, bytes: UInt64) {
+        var blocks: UInt64 = 0, inodes: UInt64 = 0, bytes: UInt64 = 0
         var seen: Set<HostInode> = []
         func visit(_ path: HostPath) throws {
             let st = try path.status()
@@ -43,6 +50,7 @@ final class CopyIn {
                 blocks += 1
                 for name in try path.directoryNames() { try visit(path.appending(name)) }
             case S_IFREG:
+                bytes += UInt64(st.st_size)
                 let allocated = UInt64(st.st_blocks) * 512
                 blocks += (min(allocated, UInt64(st.st_size)) + blockSize - 1) / blockSize
                 blocks += UInt64(st.st_size) / (blockSize * 340 * 64) + 1
@@ -53,7 +61,7 @@ final class CopyIn {
             }
         }
         for source in sources { try visit(source) }
-        return (blocks, inodes)
+        return (blocks, inodes, bytes)
     }
 
     /// Copies `source` into directory `dir` of the guest under `name`.
@@ -102,6 +110,7 @@ final class CopyIn {
             warnOnce("sockets", "\(source.display): socket skipped (sockets cannot be copied)")
             return
         }
+        if type == S_IFREG { progress.addFile() }
         if type != S_IFDIR, st.st_nlink > 1 {
             linked[HostInode(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))] = node
         }
@@ -136,6 +145,7 @@ final class CopyIn {
                     done += try fs.write(node, at: offset + UInt64(done), UnsafeRawBufferPointer(rebasing: buffer[done..<n]))
                 }
                 offset += UInt64(n)
+                progress.add(bytes: UInt64(n))
             }
             end = offset
         }

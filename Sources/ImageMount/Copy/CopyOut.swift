@@ -53,7 +53,13 @@ final class CopyOut: @unchecked Sendable {
     /// Worker threads for file data; two cores here, and the host's file creation waits on I/O.
     static let workers = 4
 
-    init(tree: MountTree) { self.tree = tree }
+    /// Bytes and files copied, for `--progress`.
+    let progress: ProgressReporter
+
+    init(tree: MountTree, progress: ProgressReporter = .off) {
+        self.tree = tree
+        self.progress = progress
+    }
 
     /// Copies each (guest node, host target) and finishes every queued file and directory.
     func run(_ items: [(node: GuestNode, target: Target)]) throws {
@@ -165,6 +171,7 @@ final class CopyOut: @unchecked Sendable {
         defer { try? file.fd.close() }
         try copyData(tree.filesystem(of: node).openFile(node.inode), to: file, buffer: buffer)
         try applyMetadata(info, node: node, to: file)
+        progress.addFile()
     }
 
     /// Writes only the parts of the file that hold data, then sets the length: holes stay holes.
@@ -181,6 +188,7 @@ final class CopyOut: @unchecked Sendable {
                     guard n > 0 else { break }
                     _ = try fd.writeAll(toAbsoluteOffset: Int64(offset), UnsafeRawBufferPointer(rebasing: buffer[..<n]))
                     offset += UInt64(n)
+                    progress.add(bytes: UInt64(n))
                 }
                 written = offset
             }
