@@ -16,9 +16,12 @@ struct cntfs3g_private {
     void *context;
     uint64_t size;
     int64_t position;   // for the seek/read pair; libntfs-3g mostly uses pread
+    int writable;
 };
 
 static cntfs3g_read_fn g_read;
+static cntfs3g_write_fn g_write;
+static cntfs3g_flush_fn g_flush;
 static char g_log[512];
 
 static struct cntfs3g_private *private_of(struct ntfs_device *dev) {
@@ -43,8 +46,10 @@ static int log_capture(const char *function, const char *file, int line, u32 lev
     return n;
 }
 
-void cntfs3g_setup(cntfs3g_read_fn read) {
+void cntfs3g_setup(cntfs3g_read_fn read, cntfs3g_write_fn write, cntfs3g_flush_fn flush) {
     g_read = read;
+    g_write = write;
+    g_flush = flush;
     ntfs_log_set_handler(log_capture);
     ntfs_log_set_levels(NTFS_LOG_LEVEL_ERROR | NTFS_LOG_LEVEL_PERROR | NTFS_LOG_LEVEL_CRITICAL);
 }
@@ -53,11 +58,12 @@ const char *cntfs3g_log_last(void) { return g_log; }
 void cntfs3g_log_clear(void) { g_log[0] = 0; }
 
 static int dev_open(struct ntfs_device *dev, int flags) {
-    if (!private_of(dev)) { errno = EINVAL; return -1; }
-    if ((flags & O_ACCMODE) != O_RDONLY) { errno = EROFS; return -1; }
+    struct cntfs3g_private *p = private_of(dev);
+    if (!p) { errno = EINVAL; return -1; }
+    if ((flags & O_ACCMODE) != O_RDONLY && !p->writable) { errno = EROFS; return -1; }
     if (NDevOpen(dev)) { errno = EBUSY; return -1; }
     NDevSetOpen(dev);
-    NDevSetReadOnly(dev);
+    if ((flags & O_ACCMODE) == O_RDONLY) NDevSetReadOnly(dev); else NDevClearReadOnly(dev);
     return 0;
 }
 
@@ -104,20 +110,36 @@ static s64 dev_read(struct ntfs_device *dev, void *buf, s64 count) {
     return n;
 }
 
-static s64 dev_write(struct ntfs_device *dev, const void *buf, s64 count) {
-    (void)dev; (void)buf; (void)count;
-    errno = EROFS;
-    return -1;
+static s64 dev_pwrite(struct ntfs_device *dev, const void *buf, s64 count, s64 offset) {
+    struct cntfs3g_private *p = private_of(dev);
+    if (!p || !buf || count < 0 || offset < 0) { errno = EINVAL; return -1; }
+    if (!p->writable || NDevReadOnly(dev)) { errno = EROFS; return -1; }
+    if (count == 0) return 0;
+    // A write past the end is refused, never shortened: libntfs-3g treats a short write of
+    // metadata as an error anyway, and the device cannot grow.
+    uint64_t end;
+    if (__builtin_add_overflow((uint64_t)offset, (uint64_t)count, &end) || end > p->size) { errno = ENOSPC; return -1; }
+    int err = g_write ? g_write(p->context, (uint64_t)offset, (uint64_t)count, buf) : EIO;
+    if (err) { errno = err; return -1; }
+    NDevSetDirty(dev);
+    return count;
 }
 
-static s64 dev_pwrite(struct ntfs_device *dev, const void *buf, s64 count, s64 offset) {
-    (void)dev; (void)buf; (void)count; (void)offset;
-    errno = EROFS;
-    return -1;
+static s64 dev_write(struct ntfs_device *dev, const void *buf, s64 count) {
+    struct cntfs3g_private *p = private_of(dev);
+    if (!p) { errno = EINVAL; return -1; }
+    s64 n = dev_pwrite(dev, buf, count, p->position);
+    if (n > 0) p->position += n;
+    return n;
 }
 
 static int dev_sync(struct ntfs_device *dev) {
-    (void)dev;
+    struct cntfs3g_private *p = private_of(dev);
+    if (!p) { errno = EINVAL; return -1; }
+    if (!p->writable || NDevReadOnly(dev)) return 0;
+    int err = g_flush ? g_flush(p->context) : 0;
+    if (err) { errno = err; return -1; }
+    NDevClearDirty(dev);
     return 0;
 }
 
@@ -126,7 +148,7 @@ static int dev_stat(struct ntfs_device *dev, struct stat *buf) {
     if (!p || !buf) { errno = EINVAL; return -1; }
     memset(buf, 0, sizeof *buf);
     // A regular file, as an image file is: libntfs-3g then takes the size from st_size.
-    buf->st_mode = S_IFREG | 0444;
+    buf->st_mode = S_IFREG | (p->writable ? 0644 : 0444);
     buf->st_size = (off_t)p->size;
     buf->st_blksize = 4096;
     buf->st_blocks = (blkcnt_t)(p->size / 512);
@@ -157,7 +179,7 @@ static struct ntfs_device_operations g_ops = {
     .ioctl = dev_ioctl,
 };
 
-struct ntfs_device *cntfs3g_device_alloc(const char *name, void *context, uint64_t size, void **private_data) {
+struct ntfs_device *cntfs3g_device_alloc(const char *name, void *context, uint64_t size, int writable, void **private_data) {
     if (!private_data) { errno = EINVAL; return NULL; }
     if (size > (uint64_t)INT64_MAX) { errno = EFBIG; return NULL; }
     struct cntfs3g_private *p = calloc(1, sizeof *p);
@@ -165,6 +187,7 @@ struct ntfs_device *cntfs3g_device_alloc(const char *name, void *context, uint64
     p->magic = CNTFS3G_PRIVATE_MAGIC;
     p->context = context;
     p->size = size;
+    p->writable = writable ? 1 : 0;
     struct ntfs_device *dev = ntfs_device_alloc(name, 0, &g_ops, p);
     if (!dev) { free(p); return NULL; }
     *private_data = p;
@@ -197,4 +220,33 @@ int cntfs3g_next_data_attribute(ntfs_attr_search_ctx *ctx, const ntfschar **name
     *name_length = a->name_length;
     *name = (const ntfschar *)((const u8 *)a + le16_to_cpu(a->name_offset));
     return 0;
+}
+
+int cntfs3g_logfile_state(ntfs_volume *vol) {
+    if (!vol) { errno = EINVAL; return -1; }
+    ntfs_inode *ni = ntfs_inode_open(vol, FILE_LogFile);
+    if (!ni) return -1;
+    ntfs_attr *na = ntfs_attr_open(ni, AT_DATA, AT_UNNAMED, 0);
+    if (!na) { int e = errno; ntfs_inode_close(ni); errno = e; return -1; }
+    RESTART_PAGE_HEADER *rp = NULL;
+    int state = 0;
+    if (!ntfs_check_logfile(na, &rp) || !ntfs_is_logfile_clean(na, rp)) state = 1;
+    // A version 2.0 restart page: metadata cached by Windows (volume.c rejects it with EPERM
+    // even under NTFS_MNT_RECOVER).
+    if (rp && le16_to_cpu(rp->major_ver) == 2 && le16_to_cpu(rp->minor_ver) == 0) state = 2;
+    free(rp);
+    ntfs_attr_close(na);
+    ntfs_inode_close(ni);
+    return state;
+}
+
+int cntfs3g_volume_sync(ntfs_volume *vol) {
+    if (!vol) { errno = EINVAL; return -1; }
+    int failed = 0;
+    ntfs_inode *records[] = { vol->mft_ni, vol->mftmirr_ni, vol->lcnbmp_ni };
+    for (size_t i = 0; i < sizeof records / sizeof records[0]; i++) {
+        if (records[i] && NInoDirty(records[i]) && ntfs_inode_sync(records[i])) failed = 1;
+    }
+    if (ntfs_device_sync(vol->dev)) failed = 1;
+    return failed ? -1 : 0;
 }

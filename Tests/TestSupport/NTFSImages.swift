@@ -84,6 +84,55 @@ public final class NTFSImages: @unchecked Sendable {
         try Shell.check("bash -c \(Shell.quote("\(closeInherited); exec ntfs-3g -o \(options) \(Shell.quote(image)) \(Shell.quote(mountPoint)) </dev/null >/dev/null 2>&1"))")
     }
 
+    /// A fresh NTFS volume of `megabytes` MiB at `path` (`mkntfs -F -Q`), filled by `script`
+    /// (bash, run inside an ntfs-3g read-write mount of it) when one is given: the fixture of
+    /// the write tests, each of which writes its own copy.
+    @discardableResult
+    public static func volume(at path: String, megabytes: Int = 64, label: String = "NTFSW", script: String? = nil) throws -> String {
+        try Shell.check("truncate -s \(megabytes)M \(Shell.quote(path)) && mkntfs -F -Q -q -L \(label) \(Shell.quote(path)) >/dev/null 2>&1")
+        if let script { try withNtfs3g(path, script) }
+        return path
+    }
+
+    /// Runs `script` (bash) in the root of an ntfs-3g read-write mount of `image`; returns once
+    /// ntfs-3g has unmounted and written everything back (no_detach, waited for).
+    public static func withNtfs3g(_ image: String, _ script: String) throws {
+        let mnt = try TempDir("imagemount-ntfs-fill")
+        let wrapper = """
+            set -eu
+            ntfs-3g -o no_detach,streams_interface=xattr \(Shell.quote(image)) \(Shell.quote(mnt.path)) </dev/null >/dev/null 2>&1 &
+            ntfs3g=$!
+            trap 'cd /; fusermount -u \(Shell.quote(mnt.path)) 2>/dev/null || true; wait' EXIT
+            for i in $(seq 1 100); do mountpoint -q \(Shell.quote(mnt.path)) && break; sleep 0.1; done
+            mountpoint -q \(Shell.quote(mnt.path))
+            cd \(Shell.quote(mnt.path))
+            bash -c \(Shell.quote("set -e\n" + script))
+            cd /
+            fusermount -u \(Shell.quote(mnt.path))
+            wait $ntfs3g
+            trap - EXIT
+            """
+        try Shell.check("bash -c \(Shell.quote(wrapper))")
+    }
+
+    /// What a tree holds, one line per entry, sorted: type, size, path, symlink target, the
+    /// sha256 of a regular file's bytes and its user.* xattrs (getfattr's hex dump). Two
+    /// trees with equal manifests hold the same names, sizes, bytes and streams.
+    public static func manifest(_ root: String) throws -> String {
+        let script = """
+            cd \(Shell.quote(root))
+            find . -mindepth 1 -printf '%y\\t%p\\t%l\\n' | LC_ALL=C sort | while IFS="$(printf '\\t')" read -r type path target; do
+                size=-; sum=-; xattrs=-
+                if [ "$type" = f ]; then
+                    size=$(stat -c %s "$path"); sum=$(sha256sum < "$path" | cut -c1-64)
+                    xattrs=$(getfattr --absolute-names -m '^user\\.' -e hex -d "$path" 2>/dev/null | grep -v '^#' | grep . | LC_ALL=C sort | tr '\\n' ' ')
+                fi
+                printf '%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$type" "$size" "$path" "$target" "$sum" "$xattrs"
+            done
+            """
+        return try Shell.check("bash -c \(Shell.quote(script))")
+    }
+
     /// `find` of a tree: per entry type, mode, size, links, inode, mtime, atime, ctime, 512-byte
     /// blocks, path and symlink target, sorted (one line each; the fixture's names hold no tabs
     /// or newlines).

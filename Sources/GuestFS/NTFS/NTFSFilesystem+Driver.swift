@@ -3,12 +3,10 @@ import GuestFSFilesystem
 
 /// The registration FilesystemRegistry lists.
 extension NTFSFilesystem {
-    /// Opens "ntfs" volumes read-only with the ntfs-3g options that shape `stat`
-    /// (NTFSMountOptions); a writable open is refused in one line until writes land.
+    /// Opens "ntfs" volumes with the ntfs-3g options that shape `stat` and the safety rules
+    /// (NTFSMountOptions); a writable open of a volume those rules keep read-only opens it
+    /// read-only, with the reason as its warning.
     package static let driver = FilesystemDriver(types: ["ntfs"], optionNames: NTFSMountOptions.names.union(NTFSMountOptions.ignoredNames)) { device, writable, options in
-        if writable {
-            throw ImageError(path: device.displayName, structure: "NTFS volume", reason: "NTFS is read-only in this version", errno: .readOnlyFileSystem)
-        }
-        return try NTFSFilesystem(device: device, options: NTFSMountOptions(parsing: options))
+        try NTFSFilesystem(device: device, writable: writable, options: NTFSMountOptions(parsing: options))
     }
 }

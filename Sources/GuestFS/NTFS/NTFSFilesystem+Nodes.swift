@@ -120,7 +120,14 @@ extension NTFSFilesystem {
     }
 
     package func attributes(_ node: UInt64) throws -> NodeAttributes {
-        try withVolume { vol in try withInode(vol, node) { stat($0).0 } }
+        try withVolume { vol in
+            try withInode(vol, node) { ni in
+                var a = stat(ni).0
+                // A ghost (NTFSFilesystem+Namespace) is not a name the user made.
+                if ghosts[node] != nil && a.links > 0 { a.links -= 1 }
+                return a
+            }
+        }
     }
 
     package func lookup(_ dir: UInt64, _ name: [UInt8]) throws -> UInt64? {
@@ -195,6 +202,7 @@ extension NTFSFilesystem {
                 out.reserveCapacity(listing.entries.count)
                 for entry in listing.entries {
                     if entry.name == [0x2E] || entry.name == [0x2E, 0x2E] { continue }
+                    if let ghost = ghosts[entry.node], ghost.dir == dir, ghost.name == entry.name { continue }
                     // The metafiles ($MFT, $Bitmap…) are hidden, as ntfs-3g hides them without show_sys_files.
                     if entry.node != Self.rootRecord && entry.node < Self.firstUserRecord { continue }
                     if let problem = GuestName.problem(entry.name), !Self.isLengthOnly(problem, entry.name) {

@@ -63,7 +63,12 @@ enum Daemon {
             throw CLIError(message: "cannot start the mount server: \(String(cString: strerror(rc)))")
         }
 
-        let report = readLine(readEnd)
+        // "W message" lines (warnings of the server's open) come before "R" or "E".
+        var report = readLine(readEnd)
+        while let line = report, line.hasPrefix("W ") {
+            Diagnostics.warn(String(line.dropFirst(2)))
+            report = readLine(readEnd)
+        }
         close(readEnd)
         if report == "R" {
             if let readyFD { MountCommand.signalUser(readyFD); close(readyFD) }

@@ -19,7 +19,14 @@ struct CLIError: Error {
 enum Diagnostics {
     static func warn(_ message: String) {
         line("imagemount: warning: \(message)\n")
+        // A background mount server's stderr is /dev/null: its warnings (a volume opened
+        // read-only, a replayed journal) go up the readiness pipe for the command to print.
+        if let fd = relayFD { MountCommand.signal(fd, "W " + message.replacingNewlines()) }
     }
+
+    /// The readiness pipe of a background mount server (Daemon.swift), set before it opens
+    /// anything.
+    nonisolated(unsafe) static var relayFD: Int32?
 
     /// `-v`/`-x`: what is opened and mounted, one line each (set before the first image is opened).
     nonisolated(unsafe) static var tracing = false

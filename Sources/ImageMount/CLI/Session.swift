@@ -109,3 +109,10 @@ struct Session {
         }
     }
 }
+
+extension GuestFilesystem {
+    /// Whether a writable open stayed read-only by the driver's own rules, with a warning
+    /// saying so (a hibernated NTFS: "… opened read-only: …"), rather than because `-m …:ro`
+    /// asked or the driver only reads.
+    var isKeptReadOnly: Bool { !isWritable && warnings.contains { $0.contains("opened read-only") } }
+}

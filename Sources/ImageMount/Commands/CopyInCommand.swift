@@ -83,7 +83,7 @@ struct CopyInCommand: ParsableCommand {
 
     private func copy(_ sources: [HostPath], to guestDirectory: String, _ tree: MountTree) throws {
         let dir = try tree.resolve(guestDirectory)
-        if tree.isReadOnly(dir) { throw CLIError(message: "\(guestDirectory): on \(tree.mounts[dir.mount].deviceName), mounted read-only (-m ...:ro)") }
+        if tree.isReadOnly(dir) { throw CLIError(message: "\(guestDirectory): on \(tree.mounts[dir.mount].deviceName), mounted read-only " + (tree.mounts[dir.mount].filesystem.isKeptReadOnly ? "(see the warning above)" : "(-m ...:ro)")) }
         let fs = try tree.writableFilesystem(of: dir)
         guard try fs.attributes(dir.inode).isDirectory else {
             throw CLIError(message: "\(guestDirectory): not a directory in the guest")

@@ -104,7 +104,7 @@ struct FileEdit {
         let dir = try tree.resolve(parentPath)
         guard let node = try tree.lookup(dir, name) else { throw CLIError(message: "\(file): no such file in the guest") }
         guard node.mount == dir.mount else { throw CLIError(message: "\(file): is a mountpoint") }
-        if tree.isReadOnly(node) { throw CLIError(message: "\(file): on \(tree.mounts[node.mount].deviceName), mounted read-only (-m ...:ro)") }
+        if tree.isReadOnly(node) { throw CLIError(message: "\(file): on \(tree.mounts[node.mount].deviceName), mounted read-only " + (tree.mounts[node.mount].filesystem.isKeptReadOnly ? "(see the warning above)" : "(-m ...:ro)")) }
         let fs = try tree.writableFilesystem(of: node)
         let info = try fs.attributes(node.inode)
         if info.isSymlink { throw CLIError(message: "\(file): is a symbolic link; edit the file it points to") }

@@ -125,8 +125,14 @@ struct MountCommand: ParsableCommand {
             ServerRegistry.register(mountpoint: mountpoint, pid: pid)
             ready()
         })
-        try withExtendedLifetime(session) { try server.run(mountpoint: mountpoint) }
-        for mount in session.tree.mounts { try mount.filesystem.close() }
+        // Closed on every path (a failed mount, a signal that ends the loop, a normal unmount):
+        // a writable filesystem is left clean for its fsck (ntfs_umount, ext2fs_close…).
+        var failure: (any Error)?
+        do { try withExtendedLifetime(session) { try server.run(mountpoint: mountpoint) } } catch { failure = error }
+        for mount in session.tree.mounts {
+            do { try mount.filesystem.close() } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
     }
 
     /// O_PATH descriptors of the server registry's directory and of the pid file's, with the
@@ -162,9 +168,10 @@ struct MountCommand: ParsableCommand {
     private func runDaemonChild(reportingTo fd: Int32) -> Never {
         _ = setsid()
         Daemon.closeInheritedDescriptors(keeping: [fd] + (image.keyFD.map { [$0] } ?? []))
+        Diagnostics.relayFD = fd
         do {
             let mountpoint = try Self.checkMountpoint(mountdir, allowNonEmpty: try mountOptionList().nonempty)
-            try serve(on: mountpoint) { Self.signal(fd, "R") }
+            try serve(on: mountpoint) { Diagnostics.relayFD = nil; Self.signal(fd, "R") }
             Glibc.exit(0)
         } catch {
             let message: String
@@ -173,6 +180,7 @@ struct MountCommand: ParsableCommand {
             case let e as CLIError: message = e.message
             default: message = "\(error)"
             }
+            Diagnostics.relayFD = nil
             Self.signal(fd, "E " + message.replacingNewlines())
             Glibc.exit(1)
         }
