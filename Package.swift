@@ -31,6 +31,8 @@ let package = Package(
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // NBD client (Block/NBD: `-a nbd://…`); only that folder imports it (scripts/check-layers.sh).
         .systemLibrary(name: "SystemNbd", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
+        // Windows registry hives (Inspect/Hive.swift: Windows inspection); only that file imports it.
+        .systemLibrary(name: "SystemHivex", pkgConfig: "hivex", providers: [.apt(["libhivex-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -84,7 +86,7 @@ let package = Package(
         ),
         .target(
             name: "GuestFSInspect",
-            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "SystemXML2",
+            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "SystemXML2", "SystemHivex",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Inspect"
         ),

@@ -11,6 +11,7 @@ check '^import (CFuse|SystemFuse3)$' 'Sources/ImageMount/FUSE/' 'libfuse is impo
 check '^import (CExt2fs|SystemExt2fs)$' 'Sources/GuestFS/Ext/' 'libext2fs is imported outside GuestFS/Ext'
 check '^import (CNtfs3g|SystemNtfs3g)$' 'Sources/GuestFS/NTFS/' 'libntfs-3g is imported outside GuestFS/NTFS'
 check '^import (SystemZlib|SystemZstd|SystemCrypto)$' 'Sources/GuestFS/(Block|Disk)/' 'zlib/zstd/libcrypto imported outside Block/Disk'
+check '^import SystemHivex$' 'Sources/GuestFS/Inspect/Hive.swift' 'hivex is imported outside GuestFS/Inspect/Hive.swift'
 check '^import SystemNbd$' 'Sources/GuestFS/Block/NBD/' 'libnbd is imported outside GuestFS/Block/NBD'
 check '^import (ArgumentParser|ImageMount|CFuse)$' 'Sources/ImageMount/' 'GuestFS reaches up into the command line'
 # GuestFS is one SwiftPM target per layer (Package.swift): the target graph itself refuses an

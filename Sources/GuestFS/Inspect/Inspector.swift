@@ -5,16 +5,27 @@ import GuestFS
 
 /// Finds the operating systems installed on a guest's disks, following libguestfs's rules
 /// (daemon/inspect_fs.ml): a Linux root has `/etc`, `/bin` (a directory, or the usr-merge
-/// symlink to `usr/bin`), and `/etc/fstab` or `/etc/hosts`.
+/// symlink to `usr/bin`), and `/etc/fstab` or `/etc/hosts`; a Windows root has a %SystemRoot%
+/// with `System32/config` (WindowsInspector.swift).
 public enum Inspector {
     /// Files read during inspection are small text files; anything larger is not what we want.
     static let maxFileSize: UInt64 = 1 << 20
 
+    /// Loads, before the process sandboxes itself, what reading a Windows registry later needs
+    /// from the host (Hive.convertersLoaded): the sandbox calls it on the way in.
+    public static func prepareForSandbox() {
+        _ = Hive.convertersLoaded
+    }
+
     /// Every root found, in device order. Filesystems that cannot be opened are passed over.
     public static func inspect(_ guest: Guest) -> [OperatingSystem] {
         guest.openableFilesystems.compactMap { device in
-            guard let tree = try? MountTree(entries: [(device, "/")], writable: false), isLinuxRoot(tree) else { return nil }
-            return facts(root: device, tree: tree, guest: guest)
+            guard let tree = try? MountTree(entries: [(device, "/")], writable: false) else { return nil }
+            if isLinuxRoot(tree) { return facts(root: device, tree: tree, guest: guest) }
+            if let systemRoot = WindowsInspector.systemRoot(tree) {
+                return WindowsInspector.facts(root: device, tree: tree, systemRoot: systemRoot, guest: guest)
+            }
+            return nil
         }
     }
 

@@ -34,7 +34,9 @@ struct CatCommand: ParsableCommand {
         var failures = 0
         for path in paths {
             do {
-                try printFile(path, session.tree)
+                // A Windows guest's paths may be `C:\...` (Session+WindowsPaths.swift).
+                let (tree, guestPath) = try session.guestPath(path)
+                try printFile(guestPath, tree)
             } catch {
                 failures += 1
                 Diagnostics.line("imagemount: \(LsCommand.describe(error))\n")

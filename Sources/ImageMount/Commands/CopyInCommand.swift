@@ -52,12 +52,14 @@ struct CopyInCommand: ParsableCommand {
             let rules = try Self.sourceRules(sources)
             defer { rules.forEach { close($0.fd) } }
             try Sandbox.enter(rules: rules)
-            try copy(sources, to: guestDirectory, session.tree)
+            // A Windows guest's directory may be `C:\...` (Session+WindowsPaths.swift).
+            let (tree, directory) = try session.guestPath(guestDirectory)
+            try copy(sources, to: directory, tree)
         } catch {
             failure = error
         }
         // Closed on every path: bitmaps, counts and the superblock are written, e2fsck-clean.
-        for mount in session.tree.mounts {
+        for mount in session.allMounts {
             do { try mount.filesystem.close() } catch { failure = failure ?? error }
         }
         if let failure { throw failure }

@@ -39,22 +39,33 @@ struct CopyOutCommand: ParsableCommand {
         let session = try Session.open(image, filesystems)
         // Everything is open; new files may appear only beneath the destination (Sandbox.swift).
         try Sandbox.enter(writableBeneath: [destination.fd.rawValue])
-        let copier = CopyOut(tree: session.tree)
-        var items: [(node: GuestNode, target: CopyOut.Target)] = []
-        for path in arguments.dropLast() {
+        // One copier per tree: a Windows path may name another drive letter's volume.
+        var batches: [(tree: MountTree, items: [(node: GuestNode, target: CopyOut.Target)])] = []
+        for given in arguments.dropLast() {
+            let (tree, path) = try session.guestPath(given)
             // The path itself is not followed if it is a symlink, as virt-copy-out copies the link.
-            let node = try session.tree.resolve(path, followFinal: false)
+            let node = try tree.resolve(path, followFinal: false)
             guard let name = HostDirectory.Name(MountTreeName.lastComponent(of: path)) else {
                 throw CLIError(message: "\(path): cannot be copied under that name (give the directory itself, not '.' or '..')")
             }
             if destination.existingType(name) != nil {
                 throw CLIError(message: "\(destination.display(name)): already exists on the host")
             }
-            items.append((node, CopyOut.Target(parent: destination, name: name)))
+            let item = (node: node, target: CopyOut.Target(parent: destination, name: name))
+            if let last = batches.indices.last, batches[last].tree === tree {
+                batches[last].items.append(item)
+            } else {
+                batches.append((tree, [item]))
+            }
         }
-        try copier.run(items)
-        if copier.skipped > 0 {
-            throw CLIError(message: "\(copier.skipped) damaged guest entr\(copier.skipped == 1 ? "y was" : "ies were") not copied (see the warnings above); everything else was")
+        var skipped = 0
+        for batch in batches {
+            let copier = CopyOut(tree: batch.tree)
+            try copier.run(batch.items)
+            skipped += copier.skipped
+        }
+        if skipped > 0 {
+            throw CLIError(message: "\(skipped) damaged guest entr\(skipped == 1 ? "y was" : "ies were") not copied (see the warnings above); everything else was")
         }
     }
 }

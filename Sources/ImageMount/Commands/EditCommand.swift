@@ -48,7 +48,8 @@ struct EditCommand: ParsableCommand {
             throw ValidationError("-b: the extension must be non-empty and contain no '/'")
         }
         if files.isEmpty { throw ValidationError("give the file to edit, as an absolute path in the guest") }
-        for file in files where !file.hasPrefix("/") {
+        // A Windows guest's files may also be named `C:\...` or `\...` (Session+WindowsPaths.swift).
+        for file in files where !file.hasPrefix("/") && !file.hasPrefix("\\") && WindowsPath.split(file).drive == nil {
             throw ValidationError("\(file): give an absolute path in the guest")
         }
     }
@@ -64,11 +65,14 @@ struct EditCommand: ParsableCommand {
             // Everything is open; what follows parses guest bytes and writes through the open
             // image descriptors (Sandbox.swift).
             try Sandbox.enter()
-            for file in files { try FileEdit(command: self, file: file, agent: agent).edit(session.tree) }
+            for given in files {
+                let (tree, file) = try session.guestPath(given)
+                try FileEdit(command: self, file: file, agent: agent).edit(tree)
+            }
         } catch {
             failure = error
         }
-        for mount in session.tree.mounts {
+        for mount in session.allMounts {
             do { try mount.filesystem.close() } catch { failure = failure ?? error }
         }
         if let failure { throw failure }

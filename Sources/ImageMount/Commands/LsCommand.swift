@@ -116,12 +116,15 @@ struct LsCommand: ParsableCommand {
         let session = try Session.open(image, filesystems)
         // Everything is open; what follows parses guest bytes (Sandbox.swift).
         try Sandbox.enter()
-        let lister = Lister(tree: session.tree, command: self, checksum: checksum, now: Int64(time(nil)))
+        let now = Int64(time(nil))
         var out = OutputBuffer()
         var failures = 0
         // As virt-ls: a directory that fails is reported and the next one still listed.
-        for directory in directories {
+        for given in directories {
             do {
+                // A Windows guest's paths may name a drive letter (Session+WindowsPaths.swift).
+                let (tree, directory) = try session.guestPath(given)
+                let lister = Lister(tree: tree, command: self, checksum: checksum, now: now)
                 switch (long, recursive) {
                 case (false, false): try lister.names(directory, into: &out)
                 case (true, false): try lister.longListing(directory, into: &out)
