@@ -10,19 +10,23 @@
 # ComputerName, MountedDevices), then for `cat` `ntfscat` of the file. virt-cat/virt-inspector
 # themselves boot an appliance (25–90 s here under TCG), which says nothing about the parsing.
 # The hives are made with hivexregedit; SOFTWARE gets --keys extra keys (an Uninstall entry
-# each, as installed programs leave) so that it is not a toy (default 3000, about 2 MiB).
+# each, as installed programs leave) and SYSTEM --system-keys service keys, so that neither is
+# a toy (defaults 3000 and 300; hivexregedit's appends make that about 40 MiB and a few MiB,
+# the order of a real Windows 10 SOFTWARE and SYSTEM hive).
 # Prints the mean wall time of --runs runs of each (default 30), the ratio (anchor / ours:
 # above 1 means imagemount is faster) and the peak RSS (the largest of the anchor's processes).
 #
-# usage: bench/windows-inspect.sh [--runs N] [--keys N]
+# usage: bench/windows-inspect.sh [--runs N] [--keys N] [--system-keys N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=30
 KEYS=3000
+SYSTEM_KEYS=300
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
         --keys) KEYS=$2; shift 2 ;;
+        --system-keys) SYSTEM_KEYS=$2; shift 2 ;;
         *) echo "windows-inspect.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -89,6 +93,10 @@ Windows Registry Editor Version 5.00
 [HKEY_LOCAL_MACHINE\SYSTEM\MountedDevices]
 "\\DosDevices\\C:"=hex:78,56,34,12,00,00,10,00,00,00,00,00
 EOF
+printf '[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Services]\n\n' >> system.reg
+for ((i = 0; i < SYSTEM_KEYS; i++)); do
+    printf '[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Services\\Service%d]\n"ImagePath"="\\\\SystemRoot\\\\System32\\\\drivers\\\\svc%d.sys"\n"Start"=dword:00000003\n"Type"=dword:00000001\n\n' $i $i >> system.reg
+done
 cp min.hive SOFTWARE && hivexregedit --merge SOFTWARE --prefix 'HKEY_LOCAL_MACHINE\SOFTWARE' software.reg
 cp min.hive SYSTEM && hivexregedit --merge SYSTEM --prefix 'HKEY_LOCAL_MACHINE\SYSTEM' system.reg
 

@@ -18,15 +18,24 @@ public enum Inspector {
     }
 
     /// Every root found, in device order. Filesystems that cannot be opened are passed over.
-    public static func inspect(_ guest: Guest) -> [OperatingSystem] {
+    /// Without `registry`, a Windows root is found and mounted but its hives are not read (the
+    /// helpers need them only for a drive letter: `windowsDriveMappings`), since a real
+    /// SOFTWARE hive is tens of MiB.
+    public static func inspect(_ guest: Guest, registry: Bool = true) -> [OperatingSystem] {
         guest.openableFilesystems.compactMap { device in
             guard let tree = try? MountTree(entries: [(device, "/")], writable: false) else { return nil }
             if isLinuxRoot(tree) { return facts(root: device, tree: tree, guest: guest) }
             if let systemRoot = WindowsInspector.systemRoot(tree) {
-                return WindowsInspector.facts(root: device, tree: tree, systemRoot: systemRoot, guest: guest)
+                return WindowsInspector.facts(root: device, tree: tree, systemRoot: systemRoot, guest: guest, registry: registry)
             }
             return nil
         }
+    }
+
+    /// The drive letters of Windows guest `os` (its SYSTEM hive's MountedDevices), read from
+    /// `tree`, a tree with `os`'s root at `/`; and what could not be read, one line each.
+    public static func windowsDriveMappings(for os: OperatingSystem, tree: MountTree, in guest: Guest) -> (mappings: [(letter: String, device: String)], warnings: [String]) {
+        WindowsInspector.driveMappings(for: os, tree: tree, guest: guest)
     }
 
     /// The (device, mountpoint) pairs to mount for `os`, root first, shortest mountpoint first.

@@ -47,7 +47,7 @@ enum WindowsInspector {
         return found
     }
 
-    static func facts(root device: GuestDevice, tree: MountTree, systemRoot: String, guest: Guest) -> OperatingSystem {
+    static func facts(root device: GuestDevice, tree: MountTree, systemRoot: String, guest: Guest, registry: Bool = true) -> OperatingSystem {
         var os = OperatingSystem(root: device.name)
         os.type = "windows"
         os.distro = "windows"
@@ -60,7 +60,7 @@ enum WindowsInspector {
                 os.architecture = PEHeader.architecture(Array(header.prefix(count)))
             }
         }
-        guard let config = directory(tree, system32, "config") else { return os }
+        guard registry, let config = directory(tree, system32, "config") else { return os }
         let configPath = systemRoot + "/" + "System32/config"
         if let software = openHive(tree, config, "software", path: configPath, warnings: &os.warnings) {
             readSoftware(software, into: &os)
@@ -70,6 +70,17 @@ enum WindowsInspector {
         }
         os.osinfo = osinfo(os)
         return os
+    }
+
+    /// The SYSTEM hive's drive letters alone (Inspector.windowsDriveMappings).
+    static func driveMappings(for os: OperatingSystem, tree: MountTree, guest: Guest) -> (mappings: [(letter: String, device: String)], warnings: [String]) {
+        var warnings: [String] = []
+        guard let systemRoot = os.windowsSystemRoot, let rootNode = try? tree.resolve(systemRoot),
+              let system32 = directory(tree, rootNode, "system32"), let config = directory(tree, system32, "config"),
+              let hive = openHive(tree, config, "system", path: systemRoot + "/System32/config", warnings: &warnings) else {
+            return ([], warnings)
+        }
+        return (WindowsDriveMappings.read(hive, guest: guest), warnings)
     }
 
     /// Opens the hive file `name` of `config`, or says in `warnings` why it cannot.

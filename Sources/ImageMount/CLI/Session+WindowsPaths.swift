@@ -8,6 +8,16 @@ import GuestFSInspect
 /// path first names it.
 final class DriveTrees {
     private(set) var trees: [String: MountTree] = [:]
+    /// The guest's drive letters, read from its SYSTEM hive when a path first names a letter.
+    private var mappings: [(letter: String, device: String)]?
+
+    func mappings(_ read: () -> (mappings: [(letter: String, device: String)], warnings: [String])) -> [(letter: String, device: String)] {
+        if let mappings { return mappings }
+        let (found, warnings) = read()
+        for warning in warnings { Diagnostics.warn(warning) }
+        mappings = found
+        return found
+    }
 
     func tree(for device: String, _ open: () throws -> MountTree) rethrows -> MountTree {
         if let tree = trees[device] { return tree }
@@ -32,12 +42,13 @@ extension Session {
         if let drive {
             let letter = String(drive).uppercased()
             let device: String
-            if let mapped = os.driveMappings.first(where: { $0.letter.uppercased() == letter }) {
+            let mappings = driveTrees.mappings { Inspector.windowsDriveMappings(for: os, tree: tree, in: guest) }
+            if let mapped = mappings.first(where: { $0.letter.uppercased() == letter }) {
                 device = mapped.device
             } else if letter == "C" {
                 device = os.root
             } else {
-                let known = os.driveMappings.map { "\($0.letter): \($0.device)" }.joined(separator: ", ")
+                let known = mappings.map { "\($0.letter): \($0.device)" }.joined(separator: ", ")
                 throw CLIError(message: "\(path): drive '\(drive):' not found (drive mappings: \(known.isEmpty ? "none" : known))")
             }
             if device != os.root {

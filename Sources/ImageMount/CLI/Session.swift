@@ -94,7 +94,8 @@ struct Session {
     /// The operating system to mount: the one found, or the one `--root` names. Several roots
     /// without `--root` is an error listing them; none is an error only when `required` (-i).
     static func chooseOperatingSystem(_ guest: Guest, root: String?, required: Bool) throws -> OperatingSystem? {
-        let systems = Inspector.inspect(guest)
+        // The registry is read only when a Windows path names a drive letter (Session+WindowsPaths.swift).
+        let systems = Inspector.inspect(guest, registry: false)
         if let root {
             let device = try guest.device(named: root)
             guard let os = systems.first(where: { $0.root == device.name }) else {

@@ -23,6 +23,7 @@ struct CopyInCommand: ParsableCommand {
             security labels included) are kept. The space needed is counted first: a copy that \
             cannot fit fails before anything is written. However the command ends, the \
             filesystem is closed clean for e2fsck. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount copy-in -a vm.img ./etc/motd ./srv /
             """
     )

@@ -18,6 +18,7 @@ struct CopyOutCommand: ParsableCommand {
             HOSTDIR under its own name. Contents, permissions, access and modification times \
             (to the nanosecond), symbolic links (never followed), hard links, sparse holes, FIFOs \
             and extended attributes are kept; owners and device nodes too when run as root. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount copy-out -a vm.qcow2 /var/log ./logs
             """
     )

@@ -24,6 +24,7 @@ struct EditCommand: ParsableCommand {
             attributes are kept. An unchanged file is not written at all. \
             Several FILEs are edited one after another, as virt-edit does; editing stops at the \
             first file that fails, and the files edited before it keep their changes. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount edit -a vm.img /etc/hostname -e 's/^old/new/'
             """
     )

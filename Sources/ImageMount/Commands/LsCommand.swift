@@ -27,6 +27,7 @@ struct LsCommand: ParsableCommand {
             adds each regular file's checksum (md5 unless TYPE says crc, sha1, sha224, sha256, \
             sha384 or sha512) before its path. Paths are absolute paths in \
             the guest; symbolic links are resolved inside the guest, never on the host. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount ls -a vm.qcow2 -lR --csv --times /etc
             """,
         helpNames: [.long]
