@@ -5,9 +5,11 @@
 #   inspect  `imagemount inspect -a DISK` (XML out).
 # The anchor is the same work with the stock tools on a loop device of the C: partition (set up
 # before timing, as imagemount's opening of the disk image is inside its time): `ntfscat` of
-# each hive to a temporary file, `hivexget` of the values inspection reads (ProductName,
+# each hive it needs to a temporary file and `hivexget` of the values read. For `cat` that is
+# what imagemount's cat reads (SYSTEM's MountedDevices for the letter, then `ntfscat` of the
+# file; virt-cat would read SOFTWARE as well); for `inspect`, both hives (ProductName,
 # InstallationType, CurrentBuildNumber, the version numbers, Select\Current, the control set's
-# ComputerName, MountedDevices), then for `cat` `ntfscat` of the file. virt-cat/virt-inspector
+# ComputerName, MountedDevices). virt-cat/virt-inspector
 # themselves boot an appliance (25–90 s here under TCG), which says nothing about the parsing.
 # The hives are made with hivexregedit; SOFTWARE gets --keys extra keys (an Uninstall entry
 # each, as installed programs leave) and SYSTEM --system-keys service keys, so that neither is
@@ -93,7 +95,7 @@ Windows Registry Editor Version 5.00
 [HKEY_LOCAL_MACHINE\SYSTEM\MountedDevices]
 "\\DosDevices\\C:"=hex:78,56,34,12,00,00,10,00,00,00,00,00
 EOF
-printf '[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Services]\n\n' >> system.reg
+printf '\n[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Services]\n\n' >> system.reg
 for ((i = 0; i < SYSTEM_KEYS; i++)); do
     printf '[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Services\\Service%d]\n"ImagePath"="\\\\SystemRoot\\\\System32\\\\drivers\\\\svc%d.sys"\n"Start"=dword:00000003\n"Type"=dword:00000001\n\n' $i $i >> system.reg
 done
@@ -118,16 +120,18 @@ LOOP=$(losetup -f --show -r -o $((1 << 20)) --sizelimit $((64 << 20)) disk.img)
 cat disk.img disk.qcow2 >/dev/null
 
 # The anchor's work (inspection by hand, then optionally the file).
+# For `cat` it does what imagemount's cat does (the drive letters from SYSTEM, then the file);
+# for `inspect` everything inspection reads.
 anchor() {
-    ntfscat "$LOOP" /Windows/System32/config/SOFTWARE > sw.hive
     ntfscat "$LOOP" /Windows/System32/config/SYSTEM > sys.hive
+    hivexget sys.hive '\MountedDevices' >/dev/null
+    if [ "$1" = cat ]; then ntfscat "$LOOP" /Windows/win.ini; return; fi
+    ntfscat "$LOOP" /Windows/System32/config/SOFTWARE > sw.hive
     for v in ProductName InstallationType CurrentBuildNumber CurrentMajorVersionNumber CurrentMinorVersionNumber; do
         hivexget sw.hive '\Microsoft\Windows NT\CurrentVersion' $v >/dev/null
     done
     hivexget sys.hive '\Select' Current >/dev/null
     hivexget sys.hive '\ControlSet001\Control\ComputerName\ComputerName' ComputerName >/dev/null
-    hivexget sys.hive '\MountedDevices' >/dev/null
-    if [ "$1" = cat ]; then ntfscat "$LOOP" /Windows/win.ini; fi
 }
 # measure NAME COMMAND...: mean ms of $RUNS runs, then the peak RSS in KiB of one more run
 # (for the anchor, the largest of its processes: each piece runs under /usr/bin/time).
