@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "SystemArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .systemLibrary(name: "SystemNtfs3g", pkgConfig: "libntfs-3g", providers: [.apt(["ntfs-3g-dev"])]),
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        // Windows registry hives (Inspect/Hive.swift: Windows inspection); only that file imports it.
+        .systemLibrary(name: "SystemHivex", pkgConfig: "hivex", providers: [.apt(["libhivex-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -95,7 +97,7 @@ let package = Package(
         ),
         .target(
             name: "GuestFSInspect",
-            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "CXML2",
+            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "CXML2", "SystemHivex",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Inspect"
         ),

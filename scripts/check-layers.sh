@@ -13,6 +13,7 @@ check '^import (CNtfs3g|SystemNtfs3g)$' 'Sources/GuestFS/NTFS/' 'libntfs-3g is i
 check '^import (SystemZlib|SystemZstd|SystemCrypto|CCrypto)$' 'Sources/GuestFS/(Block|Disk)/' 'zlib/zstd/libcrypto imported outside Block/Disk'
 check '^import CNbd$' 'Sources/GuestFS/Block/NBD/' 'libnbd is imported outside GuestFS/Block/NBD'
 check '^import CArchive$' 'Sources/ImageMount/Tar/' 'libarchive is imported outside ImageMount/Tar'
+check '^import SystemHivex$' 'Sources/GuestFS/Inspect/Hive.swift' 'hivex is imported outside GuestFS/Inspect/Hive.swift'
 check '^import (ArgumentParser|ImageMount|CFuse)$' 'Sources/ImageMount/' 'GuestFS reaches up into the command line'
 # GuestFS is one SwiftPM target per layer (Package.swift): the target graph itself refuses an
 # upward or sideways import inside it. What the graph cannot say is checked here.

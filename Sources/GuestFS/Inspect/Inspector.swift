@@ -5,17 +5,37 @@ import GuestFS
 
 /// Finds the operating systems installed on a guest's disks, following libguestfs's rules
 /// (daemon/inspect_fs.ml): a Linux root has `/etc`, `/bin` (a directory, or the usr-merge
-/// symlink to `usr/bin`), and `/etc/fstab` or `/etc/hosts`.
+/// symlink to `usr/bin`), and `/etc/fstab` or `/etc/hosts`; a Windows root has a %SystemRoot%
+/// with `System32/config` (WindowsInspector.swift).
 public enum Inspector {
     /// Files read during inspection are small text files; anything larger is not what we want.
     static let maxFileSize: UInt64 = 1 << 20
 
+    /// Loads, before the process sandboxes itself, what reading a Windows registry later needs
+    /// from the host (Hive.convertersLoaded): the sandbox calls it on the way in.
+    public static func prepareForSandbox() {
+        _ = Hive.convertersLoaded
+    }
+
     /// Every root found, in device order. Filesystems that cannot be opened are passed over.
-    public static func inspect(_ guest: Guest) -> [OperatingSystem] {
+    /// Without `registry`, a Windows root is found and mounted but its hives are not read (the
+    /// helpers need them only for a drive letter: `windowsDriveMappings`), since a real
+    /// SOFTWARE hive is tens of MiB.
+    public static func inspect(_ guest: Guest, registry: Bool = true) -> [OperatingSystem] {
         guest.openableFilesystems.compactMap { device in
-            guard let tree = try? MountTree(entries: [(device, "/")], writable: false), isLinuxRoot(tree) else { return nil }
-            return facts(root: device, tree: tree, guest: guest)
+            guard let tree = try? MountTree(entries: [(device, "/")], writable: false) else { return nil }
+            if isLinuxRoot(tree) { return facts(root: device, tree: tree, guest: guest) }
+            if let systemRoot = WindowsInspector.systemRoot(tree) {
+                return WindowsInspector.facts(root: device, tree: tree, systemRoot: systemRoot, guest: guest, registry: registry)
+            }
+            return nil
         }
+    }
+
+    /// The drive letters of Windows guest `os` (its SYSTEM hive's MountedDevices), read from
+    /// `tree`, a tree with `os`'s root at `/`; and what could not be read, one line each.
+    public static func windowsDriveMappings(for os: OperatingSystem, tree: MountTree, in guest: Guest) -> (mappings: [(letter: String, device: String)], warnings: [String]) {
+        WindowsInspector.driveMappings(for: os, tree: tree, guest: guest)
     }
 
     /// The (device, mountpoint) pairs to mount for `os`, root first, shortest mountpoint first.

@@ -11,6 +11,18 @@ public struct OperatingSystem: Sendable {
     public var type = "linux"
     public var distro: String?
     public var productName: String?
+    /// Windows: InstallationType ("Client", "Server", "Server Core"), libguestfs's product_variant.
+    public var productVariant: String?
+    /// Windows: CurrentBuildNumber (libguestfs's build_id).
+    public var buildID: String?
+    /// Windows: EditionID ("Professional", "ServerStandard"); libguestfs has no field for it.
+    public var editionID: String?
+    /// Windows: the %SystemRoot% directory on the root filesystem, as spelled there ("/Windows").
+    public var windowsSystemRoot: String?
+    /// Windows: the current control set of the SYSTEM hive ("ControlSet001").
+    public var windowsCurrentControlSet: String?
+    /// Windows: drive letters ("C", "D") and the devices they name (MountedDevices), by letter.
+    public var driveMappings: [(letter: String, device: String)] = []
     public var majorVersion = 0
     public var minorVersion = 0
     public var hostname: String?

@@ -51,6 +51,10 @@ extension Sandbox {
         ("mmap", SYS_mmap), ("munmap", SYS_munmap), ("mprotect", SYS_mprotect), ("mremap", SYS_mremap),
         ("madvise", SYS_madvise), ("brk", SYS_brk), ("msync", SYS_msync), ("mlock", SYS_mlock),
         ("munlock", SYS_munlock), ("membarrier", SYS_membarrier),
+        // an anonymous memory file: a registry hive's bytes for hivex, which opens hives by
+        // name only (Inspect/Hive.swift opens it as /proc/self/fd/N; Landlock lets that open
+        // through because memfds live on an internal, never-mounted filesystem)
+        ("memfd_create", SYS_memfd_create),
         // threads, signals, time, identity
         ("futex", SYS_futex), ("futex_waitv", SYS_futex_waitv), ("set_robust_list", SYS_set_robust_list),
         ("get_robust_list", SYS_get_robust_list), ("rseq", SYS_rseq), ("clone", SYS_clone),

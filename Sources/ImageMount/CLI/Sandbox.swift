@@ -52,6 +52,8 @@ enum Sandbox {
         let mode = getenv(environmentKey).map { String(cString: $0) } ?? "on"
         guard mode != "off" else { return }
         let required = mode == "required"
+        // Host files a later step needs (hivex's Latin-1 converter) are loaded while they can be.
+        Inspector.prepareForSandbox()
         guard hostio_set_no_new_privs() == 0 else { throw failure("no_new_privs", errno) }
         do { try restrictFilesystem(rules) } catch let e as CLIError {
             if required { throw e }

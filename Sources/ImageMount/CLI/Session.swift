@@ -9,13 +9,19 @@ import GuestFSInspect
 struct Session {
     let guest: Guest
     let tree: MountTree
+    /// The operating system inspection chose and mounted (no `-m`), if any: a Windows one makes
+    /// the helpers take Windows paths (Session+WindowsPaths.swift).
+    let os: OperatingSystem?
+    let writable: Bool
+    /// The trees of other drive letters, opened when a Windows path names one.
+    let driveTrees = DriveTrees()
 
     /// Opens the images and mounts what `-m` names, or the only filesystem when there is one.
     static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Session {
         let guest = try openGuest(image, writable: writable, keys: keys)
-        let tree = try mountTree(guest, fs, writable: writable)
+        let (tree, os) = try mountTree(guest, fs, writable: writable)
         for mount in tree.mounts { for warning in mount.filesystem.warnings { Diagnostics.warn(warning) } }
-        return Session(guest: guest, tree: tree)
+        return Session(guest: guest, tree: tree, os: os, writable: writable)
     }
 
     static func openGuest(_ image: ImageOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Guest {
@@ -40,14 +46,15 @@ struct Session {
 
     /// `-m` mounts what it names; `-i` mounts the inspected OS; with neither, the OS is
     /// inspected as virt-cat does, and a disk with no OS but a single filesystem uses that.
-    static func mountTree(_ guest: Guest, _ fs: FilesystemOptions, writable: Bool) throws -> MountTree {
+    static func mountTree(_ guest: Guest, _ fs: FilesystemOptions, writable: Bool) throws -> (MountTree, OperatingSystem?) {
         var entries: [MountTree.Entry] = []
         if fs.mounts.isEmpty {
             if let os = try chooseOperatingSystem(guest, root: fs.root, required: fs.inspect) {
                 for warning in os.warnings { Diagnostics.warn(warning) }
-                return try MountTree(mounting: Inspector.mountPlan(for: os, in: guest), writable: writable) { error in
+                let tree = try MountTree(mounting: Inspector.mountPlan(for: os, in: guest), writable: writable) { error in
                     Diagnostics.warn("\(error.description); left unmounted")
                 }
+                return (tree, os)
             }
             let candidates = guest.openableFilesystems
             guard candidates.count == 1, let only = candidates.first else {
@@ -81,13 +88,14 @@ struct Session {
                 Diagnostics.trace("mount \(device.name) on \(spec.mountpoint)\(writable && !spec.readOnly ? "" : " read-only")")
             }
         }
-        return try MountTree(mounting: entries, writable: writable)
+        return (try MountTree(mounting: entries, writable: writable), nil)
     }
 
     /// The operating system to mount: the one found, or the one `--root` names. Several roots
     /// without `--root` is an error listing them; none is an error only when `required` (-i).
     static func chooseOperatingSystem(_ guest: Guest, root: String?, required: Bool) throws -> OperatingSystem? {
-        let systems = Inspector.inspect(guest)
+        // The registry is read only when a Windows path names a drive letter (Session+WindowsPaths.swift).
+        let systems = Inspector.inspect(guest, registry: false)
         if let root {
             let device = try guest.device(named: root)
             guard let os = systems.first(where: { $0.root == device.name }) else {

@@ -16,6 +16,7 @@ struct CatCommand: ParsableCommand {
             as virt-cat, a path that cannot be printed (a relative path: "path must start with a / \
             character", a missing file, a directory) is reported on stderr, the remaining paths \
             are still printed, and the exit status is 1. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount cat -a vm.qcow2 /etc/hostname
             """
     )
@@ -34,7 +35,9 @@ struct CatCommand: ParsableCommand {
         var failures = 0
         for path in paths {
             do {
-                try printFile(path, session.tree)
+                // A Windows guest's paths may be `C:\...` (Session+WindowsPaths.swift).
+                let (tree, guestPath) = try session.guestPath(path)
+                try printFile(guestPath, tree)
             } catch {
                 failures += 1
                 Diagnostics.line("imagemount: \(LsCommand.describe(error))\n")

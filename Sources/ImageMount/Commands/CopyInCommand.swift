@@ -23,6 +23,7 @@ struct CopyInCommand: ParsableCommand {
             security labels included) are kept. The space needed is counted first: a copy that \
             cannot fit fails before anything is written. However the command ends, the \
             filesystem is closed clean for e2fsck. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount copy-in -a vm.img ./etc/motd ./srv /
             """
     )
@@ -53,12 +54,14 @@ struct CopyInCommand: ParsableCommand {
             let rules = try Self.sourceRules(sources)
             defer { rules.forEach { close($0.fd) } }
             try Sandbox.enter(rules: rules)
-            try copy(sources, to: guestDirectory, session.tree)
+            // A Windows guest's directory may be `C:\...` (Session+WindowsPaths.swift).
+            let (tree, directory) = try session.guestPath(guestDirectory)
+            try copy(sources, to: directory, tree)
         } catch {
             failure = error
         }
         // Closed on every path: bitmaps, counts and the superblock are written, e2fsck-clean.
-        for mount in session.tree.mounts {
+        for mount in session.allMounts {
             do { try mount.filesystem.close() } catch { failure = failure ?? error }
         }
         if let failure { throw failure }

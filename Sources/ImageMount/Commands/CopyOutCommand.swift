@@ -18,6 +18,7 @@ struct CopyOutCommand: ParsableCommand {
             HOSTDIR under its own name. Contents, permissions, access and modification times \
             (to the nanosecond), symbolic links (never followed), hard links, sparse holes, FIFOs \
             and extended attributes are kept; owners and device nodes too when run as root. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount copy-out -a vm.qcow2 /var/log ./logs
             """
     )
@@ -41,26 +42,39 @@ struct CopyOutCommand: ParsableCommand {
         // Everything is open; new files may appear only beneath the destination (Sandbox.swift).
         try Sandbox.enter(writableBeneath: [destination.fd.rawValue])
         let progress = progressOptions.reporter()
-        let copier = CopyOut(tree: session.tree, progress: progress)
-        var items: [(node: GuestNode, target: CopyOut.Target)] = []
-        for path in arguments.dropLast() {
+        // One copier per tree: a Windows path may name another drive letter's volume.
+        var batches: [(tree: MountTree, items: [(node: GuestNode, target: CopyOut.Target)])] = []
+        for given in arguments.dropLast() {
+            let (tree, path) = try session.guestPath(given)
             // The path itself is not followed if it is a symlink, as virt-copy-out copies the link.
-            let node = try session.tree.resolve(path, followFinal: false)
+            let node = try tree.resolve(path, followFinal: false)
             guard let name = HostDirectory.Name(MountTreeName.lastComponent(of: path)) else {
                 throw CLIError(message: "\(path): cannot be copied under that name (give the directory itself, not '.' or '..')")
             }
             if destination.existingType(name) != nil {
                 throw CLIError(message: "\(destination.display(name)): already exists on the host")
             }
-            items.append((node, CopyOut.Target(parent: destination, name: name)))
+            let item = (node: node, target: CopyOut.Target(parent: destination, name: name))
+            if let last = batches.indices.last, batches[last].tree === tree {
+                batches[last].items.append(item)
+            } else {
+                batches.append((tree, [item]))
+            }
         }
         if progress.enabled {
-            progress.setTotal(items.reduce(0) { $0 &+ GuestTreeSize.bytes(below: $1.node, in: session.tree) })
+            progress.setTotal(batches.reduce(0) { total, batch in
+                batch.items.reduce(total) { $0 &+ GuestTreeSize.bytes(below: $1.node, in: batch.tree) }
+            })
         }
-        try copier.run(items)
+        var skipped = 0
+        for batch in batches {
+            let copier = CopyOut(tree: batch.tree, progress: progress)
+            try copier.run(batch.items)
+            skipped += copier.skipped
+        }
         progress.finish()
-        if copier.skipped > 0 {
-            throw CLIError(message: "\(copier.skipped) damaged guest entr\(copier.skipped == 1 ? "y was" : "ies were") not copied (see the warnings above); everything else was")
+        if skipped > 0 {
+            throw CLIError(message: "\(skipped) damaged guest entr\(skipped == 1 ? "y was" : "ies were") not copied (see the warnings above); everything else was")
         }
     }
 }

@@ -24,6 +24,7 @@ struct EditCommand: ParsableCommand {
             attributes are kept. An unchanged file is not written at all. \
             Several FILEs are edited one after another, as virt-edit does; editing stops at the \
             first file that fails, and the files edited before it keep their changes. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount edit -a vm.img /etc/hostname -e 's/^old/new/'
             """
     )
@@ -48,7 +49,8 @@ struct EditCommand: ParsableCommand {
             throw ValidationError("-b: the extension must be non-empty and contain no '/'")
         }
         if files.isEmpty { throw ValidationError("give the file to edit, as an absolute path in the guest") }
-        for file in files where !file.hasPrefix("/") {
+        // A Windows guest's files may also be named `C:\...` or `\...` (Session+WindowsPaths.swift).
+        for file in files where !file.hasPrefix("/") && !file.hasPrefix("\\") && WindowsPath.split(file).drive == nil {
             throw ValidationError("\(file): give an absolute path in the guest")
         }
     }
@@ -64,11 +66,14 @@ struct EditCommand: ParsableCommand {
             // Everything is open; what follows parses guest bytes and writes through the open
             // image descriptors (Sandbox.swift).
             try Sandbox.enter()
-            for file in files { try FileEdit(command: self, file: file, agent: agent).edit(session.tree) }
+            for given in files {
+                let (tree, file) = try session.guestPath(given)
+                try FileEdit(command: self, file: file, agent: agent).edit(tree)
+            }
         } catch {
             failure = error
         }
-        for mount in session.tree.mounts {
+        for mount in session.allMounts {
             do { try mount.filesystem.close() } catch { failure = failure ?? error }
         }
         if let failure { throw failure }

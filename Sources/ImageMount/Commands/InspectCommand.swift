@@ -14,7 +14,12 @@ struct InspectCommand: ParsableCommand {
             Like virt-inspector: finds each Linux root filesystem (one with /etc, /bin and \
             /etc/fstab or /etc/hosts) and reports its distribution, version, product name, \
             hostname, architecture (from the ELF header of a system binary), package format and \
-            manager, and the mountpoints its /etc/fstab gives. The default output is XML shaped \
+            manager, and the mountpoints its /etc/fstab gives. A Windows root (a \\Windows \
+            directory, in any case, holding System32\\config) is described from its registry, \
+            read with hivex: product name, variant (InstallationType), version and build from \
+            the SOFTWARE hive's CurrentVersion key, the control set, hostname and drive letters \
+            (MountedDevices, matched to the MBR or GPT partitions) from the SYSTEM hive, the \
+            architecture from System32\\cmd.exe's PE header. The default output is XML shaped \
             like virt-inspector's <operatingsystems> document; --json gives the same content as \
             JSON. --xpath QUERY prints what the XPath query selects from the XML instead, as \
             virt-inspector --xpath does (which reads the XML from its standard input; here the \
@@ -82,11 +87,15 @@ struct InspectCommand: ParsableCommand {
             element("arch", os.architecture)
             element("distro", os.distro)
             element("product_name", os.productName)
+            element("product_variant", os.productVariant)
             element("major_version", String(os.majorVersion))
             element("minor_version", String(os.minorVersion))
             element("package_format", os.packageFormat)
             element("package_management", os.packageManagement)
+            element("windows_systemroot", os.windowsSystemRoot)
+            element("windows_current_control_set", os.windowsCurrentControlSet)
             element("hostname", os.hostname)
+            element("build_id", os.buildID)
             element("osinfo", os.osinfo)
             out += "    <mountpoints>\n"
             for m in os.mountpoints {
@@ -101,6 +110,14 @@ struct InspectCommand: ParsableCommand {
                 out += "      </filesystem>\n"
             }
             out += "    </filesystems>\n"
+            // virt-inspector leaves the element out when there are no mappings (output_drive_mappings).
+            if !os.driveMappings.isEmpty {
+                out += "    <drive_mappings>\n"
+                for m in os.driveMappings {
+                    out += "      <drive_mapping name=\"\(Markup.xml(m.letter))\">\(Markup.xml(m.device))</drive_mapping>\n"
+                }
+                out += "    </drive_mappings>\n"
+            }
             if let apps = applications?[index] { out += applicationsXML(apps) }
             out += "  </operatingsystem>\n"
         }
@@ -146,6 +163,13 @@ struct InspectCommand: ParsableCommand {
     static func json(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil) -> String {
         let items = systems.enumerated().map { index, os -> String in
             let apps = applications.map { ", \"applications\": " + applicationsJSON($0[index]) } ?? ""
+            let drives = os.driveMappings.map { "{\"name\": \(Markup.json($0.letter)), \"device\": \(Markup.json($0.device))}" }
+            let windows = os.type != "windows" ? "" : """
+                , "product_variant": \(Markup.json(os.productVariant)), "edition_id": \(Markup.json(os.editionID)), \
+                "build_id": \(Markup.json(os.buildID)), "windows_systemroot": \(Markup.json(os.windowsSystemRoot)), \
+                "windows_current_control_set": \(Markup.json(os.windowsCurrentControlSet)), \
+                "drive_mappings": [\(drives.joined(separator: ", "))]
+                """
             let mounts = os.mountpoints.map { "{\"mountpoint\": \(Markup.json($0.mountpoint)), \"device\": \(Markup.json($0.device))}" }
             let fss = filesystems(guest).map {
                 "{\"device\": \(Markup.json($0.name)), \"type\": \(Markup.json($0.content.type)), \"label\": \(Markup.json($0.content.label)), \"uuid\": \(Markup.json($0.content.uuid))}"
@@ -156,7 +180,7 @@ struct InspectCommand: ParsableCommand {
                 "major_version": \(os.majorVersion), "minor_version": \(os.minorVersion), \
                 "package_format": \(Markup.json(os.packageFormat)), "package_management": \(Markup.json(os.packageManagement)), \
                 "hostname": \(Markup.json(os.hostname)), "osinfo": \(Markup.json(os.osinfo)), \
-                "mountpoints": [\(mounts.joined(separator: ", "))], "filesystems": [\(fss.joined(separator: ", "))]\(apps)}
+                "mountpoints": [\(mounts.joined(separator: ", "))], "filesystems": [\(fss.joined(separator: ", "))]\(windows)\(apps)}
                 """
         }
         return "{\"operatingsystems\": [" + items.joined(separator: ",\n") + "]}\n"

@@ -27,6 +27,7 @@ struct LsCommand: ParsableCommand {
             adds each regular file's checksum (md5 unless TYPE says crc, sha1, sha224, sha256, \
             sha384 or sha512) before its path. Paths are absolute paths in \
             the guest; symbolic links are resolved inside the guest, never on the host. \
+            On a Windows guest found by inspection (no -m), paths may also be Windows paths, as virt-cat takes them: C:\\Windows\\win.ini or c:/windows/WIN.INI, names matched ignoring case, the drive letter looked up in the guest's drive mappings. \
             Example: imagemount ls -a vm.qcow2 -lR --csv --times /etc
             """,
         helpNames: [.long]
@@ -116,12 +117,15 @@ struct LsCommand: ParsableCommand {
         let session = try Session.open(image, filesystems)
         // Everything is open; what follows parses guest bytes (Sandbox.swift).
         try Sandbox.enter()
-        let lister = Lister(tree: session.tree, command: self, checksum: checksum, now: Int64(time(nil)))
+        let now = Int64(time(nil))
         var out = OutputBuffer()
         var failures = 0
         // As virt-ls: a directory that fails is reported and the next one still listed.
-        for directory in directories {
+        for given in directories {
             do {
+                // A Windows guest's paths may name a drive letter (Session+WindowsPaths.swift).
+                let (tree, directory) = try session.guestPath(given)
+                let lister = Lister(tree: tree, command: self, checksum: checksum, now: now)
                 switch (long, recursive) {
                 case (false, false): try lister.names(directory, into: &out)
                 case (true, false): try lister.longListing(directory, into: &out)

@@ -50,6 +50,7 @@ enum FuzzHarness {
         "xfs": xfs,
         "xfs-log": xfsLog,
         "ntfs": ntfs,
+        "hive": hive,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).
