@@ -87,4 +87,27 @@ import TestSupport
         let lzop = try ImageMountBinary.run(["tar-out", "-a", image, "--compress", "lzop", "/", work.file("h.tar")])
         #expect(lzop.status == 1 && lzop.stderr.contains("lzop"), "\(lzop.stderr)")
     }
+
+    /// --selinux: the security.selinux label travels (as SCHILY.xattr.security.selinux) only
+    /// when asked, out and back in.
+    @Test func selinuxLabelTravelsOnlyWhenAsked() throws {
+        let work = try TempDir("tar-selinux")
+        let label = "system_u:object_r:etc_t:s0"
+        try Shell.check("mkdir -p \(Shell.quote(work.file("t"))) && echo x > \(Shell.quote(work.file("t/f"))) && " +
+                        "setfattr -n security.selinux -v \(label) \(Shell.quote(work.file("t/f"))) && " +
+                        "truncate -s 16M \(Shell.quote(work.file("s.img"))) && mke2fs -F -q -t ext4 -d \(Shell.quote(work.file("t"))) \(Shell.quote(work.file("s.img")))")
+        try ImageMountBinary.check(["tar-out", "-a", work.file("s.img"), "/", work.file("plain.tar")])
+        try ImageMountBinary.check(["tar-out", "-a", work.file("s.img"), "--selinux", "/", work.file("label.tar")])
+        let plain = try Data(contentsOf: URL(fileURLWithPath: work.file("plain.tar")))
+        let labelled = try Data(contentsOf: URL(fileURLWithPath: work.file("label.tar")))
+        #expect(plain.range(of: Data("selinux".utf8)) == nil)
+        #expect(labelled.range(of: Data("SCHILY.xattr.security.selinux=\(label)".utf8)) != nil)
+        let target = work.file("in.img")
+        try Shell.check("truncate -s 16M \(Shell.quote(target)) && mke2fs -F -q -t ext4 \(Shell.quote(target))")
+        try ImageMountBinary.check(["tar-in", "-a", target, "--selinux", work.file("label.tar"), "/"])
+        let got = try TarFixtures.withKernelMount(target) { root in
+            try Shell.check("getfattr --absolute-names --only-values -n security.selinux \(Shell.quote(root + "/f"))")
+        }
+        #expect(got == label)
+    }
 }
