@@ -62,7 +62,8 @@ if let writeSource {
             try device.write(UnsafeRawBufferPointer(part), at: offset)
             offset += UInt64(n)
         }
-        try (device as? Qcow2Image)?.close()
+        // qcow2 closes explicitly; the other formats write their tables at flush.
+        if let q = device as? Qcow2Image { try q.close() } else { try device.flush() }
         let seconds = now() - start
         print("wrote \(offset) bytes in \(String(Int(seconds * 1000))) ms (\(Int(Double(offset) / seconds / 1_048_576)) MiB/s)")
     } catch {
