@@ -37,7 +37,7 @@ public enum WritableFormats {
 
     /// The writable formats besides raw and qcow2, by test name: the `qemu-img -O` argument
     /// that makes one.
-    public static let otherFormats: [String: String] = ["vdi": "vdi", "vpc": "vpc", "qed": "qed"]
+    public static let otherFormats: [String: String] = ["vdi": "vdi", "vpc": "vpc", "qed": "qed", "parallels": "parallels"]
 
     /// Formats `qemu-img check` has a check for (vpc has none).
     static let checkedFormats: Set<String> = ["qcow2", "qcow2-luks", "vdi", "qed", "parallels"]
