@@ -44,7 +44,7 @@ for fmt in $FORMATS; do
         qs=$(best "$qs" "$t"); [ "$r" -gt "$qrss" ] && qrss=$r
         rm -f "$WORK/m.$fmt"; sync
         qemu-img create -q -f "$fmt" "$WORK/m.$fmt" "${DATA_MIB}M"
-        read -r t r < <(measure sh -c "'$BIN/qcow2-bench' --write-from '$WORK/src.raw' '$WORK/m.$fmt' && sync '$WORK/m.$fmt'")
+        read -r t r < <(measure sh -c "'$BIN/qcow2-bench' --format $fmt --write-from '$WORK/src.raw' '$WORK/m.$fmt' && sync '$WORK/m.$fmt'")
         ms=$(best "$ms" "$t"); [ "$r" -gt "$mrss" ] && mrss=$r
         rm -f "$WORK/g.$fmt"; qemu-img convert -O "$fmt" "$WORK/fs.raw" "$WORK/g.$fmt"; sync
         read -r t r < <(measure sh -c "'$BIN/imagemount' copy-in -a '$WORK/g.$fmt' '$WORK/src.raw' / && sync '$WORK/g.$fmt'")

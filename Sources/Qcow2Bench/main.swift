@@ -50,7 +50,7 @@ if let writeSource {
         let start = now()
         let source = try ImageOpener.open(path: writeSource, format: .raw, writable: false)
         let keys = try keyFile.map { KeyStore(entries: [try KeyStore.parseSelector("all:file:" + $0)]) }
-        let device = try ImageOpener.open(path: path, options: ImageOpenOptions(format: .qcow2, writable: true, keys: keys))
+        let device = try ImageOpener.open(path: path, options: ImageOpenOptions(format: format ?? .qcow2, writable: true, keys: keys))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
         var offset: UInt64 = 0
