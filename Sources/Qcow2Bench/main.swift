@@ -50,7 +50,7 @@ if let writeSource {
         let start = now()
         let source = try ImageOpener.open(path: writeSource, format: .raw, writable: false)
         let keys = try keyFile.map { KeyStore(entries: [try KeyStore.parseSelector("all:file:" + $0)]) }
-        let device = try ImageOpener.open(path: path, options: ImageOpenOptions(format: .qcow2, writable: true, keys: keys))
+        let device = try ImageOpener.open(path: path, options: ImageOpenOptions(format: format ?? .qcow2, writable: true, keys: keys))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buffer.deallocate() }
         var offset: UInt64 = 0
@@ -62,7 +62,8 @@ if let writeSource {
             try device.write(UnsafeRawBufferPointer(part), at: offset)
             offset += UInt64(n)
         }
-        try (device as? Qcow2Image)?.close()
+        // qcow2 closes explicitly; the other formats write their tables at flush.
+        if let q = device as? Qcow2Image { try q.close() } else { try device.flush() }
         let seconds = now() - start
         print("wrote \(offset) bytes in \(String(Int(seconds * 1000))) ms (\(Int(Double(offset) / seconds / 1_048_576)) MiB/s)")
     } catch {

@@ -1,6 +1,7 @@
-// qcow2-crash-writer: applies a script of writes to an image through GuestFS's ImageOpener, for the
-// crash tests (Tests/GuestFSTests/Block/Qcow2/Qcow2CrashTests.swift), which kill it with SIGKILL at
-// random points. Not installed; a test tool only.
+// qcow2-crash-writer: applies a script of writes to an image (of any writable format, probed)
+// through GuestFS's ImageOpener, for the crash tests (Tests/GuestFSTests/Block/Qcow2/Qcow2CrashTests.swift,
+// Tests/GuestFSTests/Block/FormatWriteModel.swift), which kill it with SIGKILL at random points.
+// Not installed; a test tool only.
 //
 // usage: qcow2-crash-writer IMAGE < SCRIPT
 // Script lines: "w OFFSET LENGTH SEED" writes LENGTH bytes of pattern SEED (see `pattern`),
@@ -38,7 +39,7 @@ guard CommandLine.arguments.count == 2 else {
     exit(2)
 }
 do {
-    let device = try ImageOpener.open(path: CommandLine.arguments[1], format: nil, writable: true)
+    var device: (any BlockDevice)? = try ImageOpener.open(path: CommandLine.arguments[1], format: nil, writable: true)
     var done = 0
     while let line = readLine() {
         let f = line.split(separator: " ")
@@ -46,14 +47,17 @@ do {
         switch op {
         case "w":
             let bytes = pattern(seed: UInt64(f[3])!, count: Int(f[2])!)
-            try device.writeBytes(bytes, at: UInt64(f[1])!)
+            try device?.writeBytes(bytes, at: UInt64(f[1])!)
         case "z":
-            try device.writeZeros(at: UInt64(f[1])!, length: Int(f[2])!)
+            try device?.writeZeros(at: UInt64(f[1])!, length: Int(f[2])!)
         case "f":
-            try device.flush()
+            try device?.flush()
             say("flushed \(done + 1)")
         case "c":
-            try (device as? Qcow2Image)?.close()
+            // qcow2 closes explicitly; the other formats close (flush, clear their dirty flags)
+            // when the last reference goes.
+            if let q = device as? Qcow2Image { try q.close() } else { try device?.flush() }
+            device = nil
             say("closed")
         default:
             throw ImageError(reason: "bad script line '\(line)'")

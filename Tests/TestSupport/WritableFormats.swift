@@ -1,9 +1,10 @@
 import Foundation
 
-/// Runs a writing test on raw, qcow2 or LUKS-encrypted qcow2: `prepare` turns a fresh raw
-/// filesystem image into the image the test writes; `arguments` are what imagemount needs to
-/// open it (the key of an encrypted one); `finish` checks a qcow2 with `qemu-img check` and
-/// converts it back to raw, so e2fsck and the kernel's ext4 can be the oracles either way.
+/// Runs a writing test on raw, qcow2, LUKS-encrypted qcow2 or another writable format (`vdi`,
+/// ...): `prepare` turns a fresh raw filesystem image into the image the test writes;
+/// `arguments` are what imagemount needs to open it (the key of an encrypted one); `finish`
+/// checks the image with `qemu-img check` (where qemu-img checks the format) and converts it
+/// back to raw, so e2fsck and the kernel's ext4 can be the oracles either way.
 public enum WritableFormats {
     /// The passphrase of "qcow2-luks" images, kept in a key file beside the image (so it is
     /// never on a command line: qemu-img reads it with `secret,file=`, imagemount with `--key all:file:`).
@@ -25,10 +26,21 @@ public enum WritableFormats {
                             "-o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,cluster_size=65536 " +
                             "\(Shell.quote(raw)) \(Shell.quote(image)) && rm -f \(Shell.quote(raw))")
             return image
+        case _ where otherFormats[format] != nil:
+            let image = raw + "." + format
+            try Shell.check("qemu-img convert -O \(otherFormats[format]!) \(Shell.quote(raw)) \(Shell.quote(image)) && rm -f \(Shell.quote(raw))")
+            return image
         default:
             return raw
         }
     }
+
+    /// The writable formats besides raw and qcow2, by test name: the `qemu-img -O` argument
+    /// that makes one.
+    public static let otherFormats: [String: String] = ["vdi": "vdi", "vpc": "vpc", "qed": "qed", "parallels": "parallels"]
+
+    /// Formats `qemu-img check` has a check for (vpc has none).
+    static let checkedFormats: Set<String> = ["qcow2", "qcow2-luks", "vdi", "qed", "parallels"]
 
     /// What imagemount needs besides `-a image` to open an image of `format`.
     public static func arguments(_ image: String, format: String) -> [String] {
@@ -47,11 +59,13 @@ public enum WritableFormats {
     }
 
     public static func finish(_ image: String, format: String) throws -> String {
-        guard format.hasPrefix("qcow2") else { return image }
+        guard format.hasPrefix("qcow2") || otherFormats[format] != nil else { return image }
         let name = qemuName(image, format: format)
-        let check = try Shell.run("qemu-img check \(name)")
-        guard check.status == 0 else {
-            throw Shell.Failure(command: "qemu-img check \(image)", status: check.status, stderr: check.text + check.stderr)
+        if checkedFormats.contains(format) {
+            let check = try Shell.run("qemu-img check \(name)")
+            guard check.status == 0 else {
+                throw Shell.Failure(command: "qemu-img check \(image)", status: check.status, stderr: check.text + check.stderr)
+            }
         }
         let raw = image + ".raw"
         try Shell.check("qemu-img convert \(name) -O raw \(Shell.quote(raw))")

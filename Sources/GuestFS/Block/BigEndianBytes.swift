@@ -28,4 +28,9 @@ package struct BigEndianBytes {
         for i in 0 ..< width { value = value << 8 | UInt64(bytes[offset + i]) }
         return value
     }
+
+    /// Stores `value` big-endian at `offset` of `bytes` (a structure being written back).
+    package static func put32(_ value: UInt32, into bytes: inout [UInt8], at offset: Int) {
+        for i in 0 ..< 4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt32(24 - 8 * i)) }
+    }
 }

@@ -32,4 +32,14 @@ package struct LittleEndianBytes {
         }
         return value
     }
+
+    /// Stores `value` little-endian at `offset` of `bytes` (a structure being written back).
+    package static func put32(_ value: UInt32, into bytes: inout [UInt8], at offset: Int) {
+        for i in 0 ..< 4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
+    }
+
+    /// Appends `value` little-endian to `bytes`.
+    package static func append32(_ value: UInt32, to bytes: inout [UInt8]) {
+        for i in 0 ..< 4 { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(8 * i))) }
+    }
 }

@@ -1,16 +1,22 @@
+import Synchronization
 import SystemPackage
 
-/// A Parallels image, read-only: clusters through the BAT, loaded once at open (bounded by
-/// `ParallelsFormat.maxBATEntries`). An image whose `inuse` field says it was not closed
-/// cleanly opens read-only, as in QEMU (which refuses only read-write opens of it without a
-/// check). Immutable after open, so reads from several threads need no lock.
+/// A Parallels image, read-only or writable (`ParallelsImage+Write.swift`): clusters through
+/// the BAT, loaded once at open (bounded by `ParallelsFormat.maxBATEntries`). An image whose
+/// `inuse` field says it was not closed cleanly opens read-only as it is, as in QEMU (which
+/// refuses only read-write opens of it without a check). Readers look the BAT up under a short lock.
 final class ParallelsImage: BlockDevice {
     let file: any BlockDevice
     let header: ParallelsFormat.Header
     let size: UInt64
-    var isWritable: Bool { false }
+    let isWritable: Bool
     var displayName: String { file.displayName }
-    let bat: [UInt32]
+    /// The BAT and the writer's state.
+    let state: Mutex<ParallelsWriteState>
+    /// Serializes writers; readers never take it.
+    let writeLock = BlockingLock()
+    /// The BAT as it is now.
+    var bat: [UInt32] { state.withLock { $0.bat } }
 
     static let batStructure = "Parallels BAT"
 
@@ -24,11 +30,6 @@ final class ParallelsImage: BlockDevice {
     }
 
     init(file: any BlockDevice, options: ImageOpenOptions) throws {
-        if options.writable {
-            throw ImageError(path: file.displayName, structure: "Parallels image",
-                             reason: "writing Parallels images is not supported: convert with qemu-img convert -O qcow2",
-                             errno: .readOnlyFileSystem)
-        }
         self.file = file
         (header, size) = try Self.readHeader(file)
         let batBytes = UInt64(header.batEntries) * 4
@@ -36,8 +37,13 @@ final class ParallelsImage: BlockDevice {
             throw ImageError(path: file.displayName, offset: 32, structure: ParallelsFormat.structure,
                              reason: "BAT of \(header.batEntries) entries runs past the end of the file (\(file.size) bytes)")
         }
-        bat = try file.readTable(at: UInt64(ParallelsFormat.headerSize), count: Int(header.batEntries), entryBytes: 4) { $0.u32($1) }
+        let bat = try file.readTable(at: UInt64(ParallelsFormat.headerSize), count: Int(header.batEntries), entryBytes: 4) { $0.u32($1) }
+        state = Mutex(ParallelsWriteState(bat: bat))
+        isWritable = options.writable
+        if options.writable { try openForWriting() }
     }
+
+    deinit { try? close() }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
@@ -48,8 +54,7 @@ final class ParallelsImage: BlockDevice {
     /// Where cluster `index` starts in the file (QEMU's seek_to_sector: an index past the BAT or
     /// a zero entry is unallocated and reads as zeros); nil when unallocated.
     func hostOffset(ofCluster index: UInt64) throws -> UInt64? {
-        guard index < UInt64(bat.count) else { return nil }
-        let entry = bat[Int(index)]
+        let entry = state.withLock { index < UInt64($0.bat.count) ? $0.bat[Int(index)] : 0 }
         if entry == 0 { return nil }
         let (sectors, o1) = UInt64(entry).multipliedReportingOverflow(by: header.offsetMultiplier)
         let (bytes, o2) = sectors.multipliedReportingOverflow(by: ParallelsFormat.sectorSize)
@@ -60,13 +65,9 @@ final class ParallelsImage: BlockDevice {
         return bytes
     }
 
-    private func source(ofCluster cluster: UInt64) throws -> ClusterRead.Source {
+    func source(ofCluster cluster: UInt64) throws -> ClusterRead.Source {
         // Unallocated clusters read as zeros: a Parallels image has no backing file of its own.
         guard let host = try hostOffset(ofCluster: cluster) else { return .zero }
         return .data(host)
     }
-
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
-
-    func flush() throws {}
 }

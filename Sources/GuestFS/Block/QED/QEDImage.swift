@@ -1,6 +1,7 @@
+import Synchronization
 import SystemPackage
 
-/// A QED image, read-only: the L1 table's reachable part loaded at open (bounded by
+/// A QED image, read-only or writable (`QEDImage+Write.swift`): the L1 table's reachable part loaded at open (bounded by
 /// `QEDFormat.maxL1Entries`), L2 tables read in slices into a bounded cache (a table can be up
 /// to 1 GiB), unallocated clusters from the backing file, zero clusters as zeros.
 ///
@@ -12,12 +13,15 @@ final class QEDImage: BlockDevice {
     let file: any BlockDevice
     let metadata: QEDMetadata
     let size: UInt64
-    var isWritable: Bool { false }
+    let isWritable: Bool
     var displayName: String { file.displayName }
     let backing: (any BlockDevice)?
-    let l1: [UInt64]
-    private let l2Slices: Qcow2TableCache
-    private let sliceBytes: UInt64
+    /// The L1 table's reachable part and the writer's allocation state.
+    let state: Mutex<QEDWriteState>
+    /// Serializes writers; readers never take it.
+    let writeLock = BlockingLock()
+    let l2Slices: Qcow2TableCache
+    let sliceBytes: UInt64
 
     static let l1Structure = "QED L1 table"
     static let l2Structure = "QED L2 table"
@@ -27,17 +31,14 @@ final class QEDImage: BlockDevice {
 
     init(file: any BlockDevice, options: ImageOpenOptions,
          openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
-        if options.writable {
-            throw ImageError(path: file.displayName, structure: "QED image",
-                             reason: "writing QED images is not supported: convert with qemu-img convert -O qcow2",
-                             errno: .readOnlyFileSystem)
-        }
         let meta = try QEDMetadata.read(from: file)
         let h = meta.header
         self.file = file
         metadata = meta
         size = h.imageSize
-        l1 = try file.readTable(at: h.l1TableOffset, count: meta.l1Entries, entryBytes: 8) { $0.u64($1) }
+        let l1 = try file.readTable(at: h.l1TableOffset, count: meta.l1Entries, entryBytes: 8) { $0.u64($1) }
+        state = Mutex(QEDWriteState(l1: l1, features: h.features))
+        isWritable = options.writable
         sliceBytes = min(h.tableBytes, Self.maxSliceBytes)
         l2Slices = Qcow2TableCache(entryBytes: Int(sliceBytes), capacityBytes: Self.l2CacheBytes) { offset, buffer in
             try file.readZeroPaddedPast(into: buffer, at: offset)
@@ -51,7 +52,13 @@ final class QEDImage: BlockDevice {
         } else {
             backing = nil
         }
+        if options.writable { try openForWriting() }
     }
+
+    deinit { try? close() }
+
+    /// The file size rounded down to a cluster, as it is now (it grows while writing).
+    var currentFileSize: UInt64 { file.size / UInt64(metadata.header.clusterSize) * UInt64(metadata.header.clusterSize) }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
@@ -61,9 +68,9 @@ final class QEDImage: BlockDevice {
 
     /// The L2 offset of L1 entry `index`, checked as qed_find_cluster checks it; nil when unallocated.
     func l2Table(_ index: Int) throws -> UInt64? {
-        let l2 = l1[index]
+        let l2 = state.withLock { $0.l1[index] }
         if l2 == QEDFormat.unallocated { return nil }
-        guard metadata.header.isValidTable(l2, fileSize: metadata.fileSize) else {
+        guard metadata.header.isValidTable(l2, fileSize: currentFileSize) else {
             throw ImageError(path: file.displayName, offset: metadata.header.l1TableOffset + UInt64(index) * 8, structure: Self.l1Structure,
                              reason: "entry \(index) points at an invalid L2 table offset 0x\(String(l2, radix: 16))")
         }
@@ -80,25 +87,21 @@ final class QEDImage: BlockDevice {
 
     /// qed_find_cluster for one cluster: unallocated in L1 or L2 reads the backing file, 1 is a
     /// zero cluster, anything else must be a valid cluster offset.
-    private func source(ofCluster cluster: UInt64) throws -> ClusterRead.Source {
+    func source(ofCluster cluster: UInt64) throws -> ClusterRead.Source {
         let h = metadata.header
         let l1Index = Int(cluster / h.tableEntries)
-        guard l1Index < l1.count, let l2 = try l2Table(l1Index) else { return .backing }
+        guard l1Index < metadata.l1Entries, let l2 = try l2Table(l1Index) else { return .backing }
         let index = cluster % h.tableEntries
         let entry = try l2Entry(l2, index)
         switch entry {
         case QEDFormat.unallocated: return .backing
         case QEDFormat.zeroCluster: return .zero
         default:
-            guard h.isValidCluster(entry, fileSize: metadata.fileSize) else {
+            guard h.isValidCluster(entry, fileSize: currentFileSize) else {
                 throw ImageError(path: file.displayName, offset: l2 + index * 8, structure: Self.l2Structure,
                                  reason: "entry \(index) points at an invalid cluster offset 0x\(String(entry, radix: 16))")
             }
             return .data(entry)
         }
     }
-
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
-
-    func flush() throws {}
 }

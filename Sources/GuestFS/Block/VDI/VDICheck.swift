@@ -6,6 +6,7 @@ extension VDIImage {
         var result = ImageCheckResult()
         result.countsClusters = false
         // Which guest block uses each image block (bounded by the loaded map).
+        let (blockMap, blocksAllocated) = state.withLock { ($0.map, $0.blocksAllocated) }
         var owner = [UInt32](repeating: VDIFormat.unallocated, count: blockMap.count)
         var allocated: UInt32 = 0
         let inImage = UInt64(header.blocksInImage)
@@ -23,8 +24,8 @@ extension VDIImage {
                 result.corruptions += 1
             }
         }
-        if allocated != header.blocksAllocated {
-            result.messages.append("ERROR: allocated blocks mismatch, is \(allocated), should be \(header.blocksAllocated)")
+        if allocated != blocksAllocated {
+            result.messages.append("ERROR: allocated blocks mismatch, is \(allocated), should be \(blocksAllocated)")
             result.corruptions += 1
         }
         return result

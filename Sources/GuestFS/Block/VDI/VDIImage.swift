@@ -1,40 +1,52 @@
+import Synchronization
 import SystemPackage
 
-/// A VDI image (VirtualBox), read-only, static or dynamic: blocks through the block map, loaded
-/// once at open (bounded by `VDIFormat.maxMapEntries`). Immutable after open, so reads from
-/// several threads need no lock.
+/// A VDI image (VirtualBox), static or dynamic: blocks through the block map, loaded once at
+/// open (bounded by `VDIFormat.maxMapEntries`). Read-only, or writable with block allocation
+/// (`VDIImage+Write.swift`). Reads from several threads look the map up under a short lock.
 final class VDIImage: BlockDevice {
     let file: any BlockDevice
     let size: UInt64
-    var isWritable: Bool { false }
+    let isWritable: Bool
     var displayName: String { file.displayName }
+    /// The header as opened (the allocated-blocks count lives on in `state`).
     let header: VDIFormat.Header
-    let blockMap: [UInt32]
-    private let dataOffset: UInt64
-    private static let blockSize = UInt64(VDIFormat.blockSize)
+    /// The header's 512 bytes as read, rewritten with a new allocated-blocks count.
+    let headerBytes: [UInt8]
+    /// The block map and the allocation state, shared by readers and the writer.
+    let state: Mutex<VDIBlockMapState>
+    /// Serializes writers (allocation appends and map write-back); readers never take it.
+    let writeLock = BlockingLock()
+    let dataOffset: UInt64
+    static let blockSize = UInt64(VDIFormat.blockSize)
 
     static let mapStructure = "VDI block map"
 
+    /// The block map as it is now (for `check` and tests).
+    var blockMap: [UInt32] { state.withLock { $0.map } }
+
     /// Reads and checks the header (for `info` and open).
     static func readHeader(_ file: any BlockDevice) throws -> (VDIFormat.Header, diskSize: UInt64, mapEntries: Int) {
+        let (header, size, entries, _) = try readHeaderBytes(file)
+        return (header, size, entries)
+    }
+
+    static func readHeaderBytes(_ file: any BlockDevice) throws -> (VDIFormat.Header, diskSize: UInt64, mapEntries: Int, bytes: [UInt8]) {
         guard file.size >= UInt64(VDIFormat.headerSize) else {
             throw ImageError(path: file.displayName, offset: 0, structure: VDIFormat.structure,
                              reason: "file of \(file.size) bytes is too small for a VDI header", errno: .invalidArgument)
         }
-        let header = VDIFormat.Header(try file.readBytes(at: 0, count: VDIFormat.headerSize))
+        let bytes = try file.readBytes(at: 0, count: VDIFormat.headerSize)
+        let header = VDIFormat.Header(bytes)
         let (size, entries) = try header.validated(path: file.displayName)
-        return (header, size, entries)
+        return (header, size, entries, bytes)
     }
 
     init(file: any BlockDevice, options: ImageOpenOptions) throws {
-        if options.writable {
-            throw ImageError(path: file.displayName, structure: "VDI image",
-                             reason: "writing VDI images is not supported yet: convert with qemu-img convert -O qcow2",
-                             errno: .readOnlyFileSystem)
-        }
         self.file = file
-        let (header, size, entries) = try Self.readHeader(file)
+        let (header, size, entries, bytes) = try Self.readHeaderBytes(file)
         self.header = header
+        headerBytes = bytes
         self.size = size
         dataOffset = UInt64(header.offsetData)
         let mapOffset = UInt64(header.offsetBlockMap)
@@ -42,8 +54,13 @@ final class VDIImage: BlockDevice {
             throw ImageError(path: file.displayName, offset: 0x154, structure: VDIFormat.structure,
                              reason: "block map at 0x\(String(mapOffset, radix: 16)) (\(entries * 4) bytes) runs past the end of the file")
         }
-        blockMap = try file.readTable(at: mapOffset, count: entries, entryBytes: 4) { $0.u32($1) }
+        let map = try file.readTable(at: mapOffset, count: entries, entryBytes: 4) { $0.u32($1) }
+        state = Mutex(VDIBlockMapState(map: map, blocksAllocated: header.blocksAllocated))
+        isWritable = options.writable
+        if options.writable { try openForWriting() }
     }
+
+    deinit { try? flush() }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
@@ -73,9 +90,8 @@ final class VDIImage: BlockDevice {
 
     /// Where guest byte `within` of block `index` is; nil for unallocated and discarded blocks
     /// (zeros, as QEMU reads both). An entry pointing outside the file fails this read only.
-    private func hostOffset(_ index: Int, within: UInt64) throws -> UInt64? {
-        guard index < blockMap.count else { return nil }
-        let entry = blockMap[index]
+    func hostOffset(_ index: Int, within: UInt64) throws -> UInt64? {
+        let entry = state.withLock { index < $0.map.count ? $0.map[index] : VDIFormat.unallocated }
         if entry >= VDIFormat.discarded { return nil }
         // entry < 2^32 and the block size is 2^20: the product fits in 52 bits.
         let start = dataOffset + UInt64(entry) * Self.blockSize
@@ -85,8 +101,4 @@ final class VDIImage: BlockDevice {
         }
         return start + within
     }
-
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
-
-    func flush() throws {}
 }

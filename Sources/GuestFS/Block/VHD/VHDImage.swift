@@ -1,35 +1,40 @@
+import Synchronization
 import SystemPackage
 
-/// A VHD image (QEMU's "vpc"), read-only: fixed disks are the file itself; dynamic disks map
-/// blocks through the BAT, loaded once at open (bounded by `VHDFormat.maxTableEntries`).
-/// Immutable after open, so reads from several threads need no lock.
+/// A VHD image (QEMU's "vpc"): fixed disks are the file itself; dynamic and differencing disks
+/// map blocks through the BAT, loaded once at open (bounded by `VHDFormat.maxTableEntries`).
+/// Read-only, or writable (`VHDImage+Write.swift`); readers look the BAT up under a short lock.
 final class VHDImage: BlockDevice {
     let file: any BlockDevice
     let metadata: VHDMetadata
     let size: UInt64
-    var isWritable: Bool { false }
+    let isWritable: Bool
     var displayName: String { file.displayName }
-    /// Block size, sector bitmap size and BAT of a dynamic disk; nil for a fixed one.
-    private let blocks: (size: UInt64, bitmapSize: UInt64, bat: [UInt32])?
-    /// The parent disk of a differencing VHD.
+    /// Block size and sector bitmap size of a dynamic disk; nil for a fixed one.
+    let blocks: (size: UInt64, bitmapSize: UInt64)?
+    /// The BAT (empty for a fixed disk) and the writer's allocation state.
+    let state: Mutex<VHDBATState>
+    /// Serializes writers (allocation, BAT write-back); readers never take it.
+    let writeLock = BlockingLock()
+    /// The parent disk of a differencing VHD (always read-only).
     let parent: (any BlockDevice)?
 
     static let batStructure = "VHD BAT"
 
+    /// The BAT as it is now (for tests).
+    var bat: [UInt32] { state.withLock { $0.bat } }
+
     init(file: any BlockDevice, options: ImageOpenOptions,
          openBacking: (_ path: String, _ format: ImageFormat?) throws -> any BlockDevice) throws {
-        if options.writable {
-            throw ImageError(path: file.displayName, structure: "VHD image",
-                             reason: "writing VHD images is not supported yet: convert with qemu-img convert -O qcow2",
-                             errno: .readOnlyFileSystem)
-        }
         self.file = file
+        isWritable = options.writable
         metadata = try VHDMetadata.read(from: file)
         size = metadata.virtualSize
         switch metadata.layout {
         case .fixed:
             blocks = nil
             parent = nil
+            state = Mutex(VHDBATState(bat: []))
         case let .dynamic(tableOffset, _, blockSize, bitmapSize):
             if metadata.diskType == .differencing, let header = metadata.dynamicHeader {
                 let candidates = try VHDParentLocator.candidates(header, headerOffset: metadata.footer.dataOffset, file: file)
@@ -51,9 +56,13 @@ final class VHDImage: BlockDevice {
             let count = Int((size + UInt64(blockSize) - 1) / UInt64(blockSize))
             // BAT entries are big-endian ("Block Allocation Table").
             let bat = try file.readTable(at: tableOffset, count: count, entryBytes: 4) { $0.u32($1).byteSwapped }
-            blocks = (UInt64(blockSize), bitmapSize, bat)
+            blocks = (UInt64(blockSize), bitmapSize)
+            state = Mutex(VHDBATState(bat: bat))
         }
+        if options.writable { try openForWriting() }
     }
+
+    deinit { try? flush() }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
@@ -97,9 +106,8 @@ final class VHDImage: BlockDevice {
     /// Where guest byte `within` of block `blockIndex` is in the file; nil when the block is not
     /// allocated (reads as zeros, as QEMU's get_image_offset). An entry pointing outside the
     /// file fails this read only.
-    private func hostOffset(blockIndex: Int, within: UInt64, blocks: (size: UInt64, bitmapSize: UInt64, bat: [UInt32])) throws -> UInt64? {
-        guard blockIndex < blocks.bat.count else { return nil }
-        let entry = blocks.bat[blockIndex]
+    func hostOffset(blockIndex: Int, within: UInt64, blocks: (size: UInt64, bitmapSize: UInt64)) throws -> UInt64? {
+        let entry = state.withLock { blockIndex < $0.bat.count ? $0.bat[blockIndex] : VHDFormat.unallocated }
         if entry == VHDFormat.unallocated { return nil }
         // entry is a sector number: at most 2^32 * 512, so no overflow in 64 bits.
         let bitmap = UInt64(entry) * VHDFormat.sectorSize
@@ -117,12 +125,8 @@ final class VHDImage: BlockDevice {
         return try hostOffset(blockIndex: index, within: 0, blocks: blocks)
     }
 
-    private func metadataBATOffset(_ index: Int) -> UInt64 {
+    func metadataBATOffset(_ index: Int) -> UInt64 {
         if case let .dynamic(tableOffset, _, _, _) = metadata.layout { return tableOffset + UInt64(index) * 4 }
         return 0
     }
-
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
-
-    func flush() throws {}
 }

@@ -27,14 +27,6 @@ import TestSupport
         #expect(ImageInfo.text(info) == text)
     }
 
-    @Test func writableOpensAreRefusedInOneLine() throws {
-        let f = try FormatFixtures.get()
-        let error = #expect(throws: ImageError.self) {
-            try ImageOpener.open(path: f.path("vdi-converted.vdi"), format: .vdi, writable: true)
-        }
-        #expect(error?.description.contains("writing VDI images is not supported yet: convert with qemu-img convert -O qcow2") == true)
-    }
-
     /// A private copy with little-endian patch helpers.
     final class Damaged {
         let dir: TempDir
