@@ -31,6 +31,9 @@ let package = Package(
         .systemLibrary(name: "SystemSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // NBD client (Block/NBD: `-a nbd://…`); only that folder imports it (scripts/check-layers.sh).
         .systemLibrary(name: "SystemNbd", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
+        // Ceph RBD client (Block/RBD: `-a rbd:POOL/IMAGE`); only that folder imports it. librbd
+        // ships no pkg-config file: the module map links -lrbd -lrados.
+        .systemLibrary(name: "SystemRbd", providers: [.apt(["librbd-dev"])]),
         // glibc headers Swift's Glibc module leaves out (xattrs, makedev); no library to link.
         .systemLibrary(name: "SystemHostIO"),
 
@@ -50,7 +53,7 @@ let package = Package(
         //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
         .target(
             name: "GuestFSBlock",
-            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "SystemNbd",
+            dependencies: ["SystemZlib", "SystemZstd", "SystemCrypto", "SystemArgon2", "SystemNbd", "SystemRbd",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Block"
         ),

@@ -12,7 +12,7 @@ import PackageDescription
 /// One executable per parser; each name is also a folder under fuzz/crashers and fuzz/corpus.
 let fuzzTargets = [
     "format-probe", "qcow2", "vpc", "vdi", "vhdx", "vmdk", "qcow", "qed", "parallels", "partitions", "lvm", "lvm-metadata",
-    "luks", "luks2-json", "volume-probe", "ext", "journal", "vfat", "iso9660", "xfs", "xfs-log", "ntfs",
+    "luks", "luks2-json", "volume-probe", "ext", "journal", "vfat", "iso9660", "xfs", "xfs-log", "ntfs", "rbd-name",
 ]
 
 /// A path dependency's identity is its directory's name (the clone's, not "imagemount").

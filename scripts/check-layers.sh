@@ -12,6 +12,7 @@ check '^import (CExt2fs|SystemExt2fs)$' 'Sources/GuestFS/Ext/' 'libext2fs is imp
 check '^import (CNtfs3g|SystemNtfs3g)$' 'Sources/GuestFS/NTFS/' 'libntfs-3g is imported outside GuestFS/NTFS'
 check '^import (SystemZlib|SystemZstd|SystemCrypto)$' 'Sources/GuestFS/(Block|Disk)/' 'zlib/zstd/libcrypto imported outside Block/Disk'
 check '^import SystemNbd$' 'Sources/GuestFS/Block/NBD/' 'libnbd is imported outside GuestFS/Block/NBD'
+check '^import SystemRbd$' 'Sources/GuestFS/Block/RBD/' 'librbd/librados are imported outside GuestFS/Block/RBD'
 check '^import (ArgumentParser|ImageMount|CFuse)$' 'Sources/ImageMount/' 'GuestFS reaches up into the command line'
 # GuestFS is one SwiftPM target per layer (Package.swift): the target graph itself refuses an
 # upward or sideways import inside it. What the graph cannot say is checked here.

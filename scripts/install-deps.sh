@@ -3,13 +3,16 @@
 set -euo pipefail
 packages=(
   # build: system libraries found through pkg-config
-  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev
+  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev librbd-dev
   # runtime
   fuse3 perl
   # test oracles and image builders
   e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs mtools
   # NBD servers for Tests/*/NBD* (memory, file plugins and the delay filter are in nbdkit; qemu-nbd is in qemu-utils)
   nbdkit
+  # a one-node Ceph cluster for Tests/*/RBD* and bench/rbd-read.sh (Tests/Scripts/ceph-cluster.sh;
+  # rbd, ceph and rados are in ceph-common); qemu-img's rbd driver for the bench and info oracle
+  ceph-mon ceph-osd ceph-mgr ceph-common qemu-block-extra
   # volume probe oracles (Tests/GuestFSTests/Disk/Probe): mkfs tools for every type blkid names
   xfsprogs ntfs-3g dosfstools exfatprogs udftools squashfs-tools xorriso genisoimage
   # a second reader of XFS v4 images, which this kernel cannot mount (Tests/GuestFSTests/XFS/XFSV4Tests)
