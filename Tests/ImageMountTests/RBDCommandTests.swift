@@ -185,6 +185,24 @@ import Glibc
         #expect(try ImageMountBinary.check(["cat"] + c.arguments + ["-a", spec, "/written-while-locked"]) == "mounted\n")
     }
 
+    /// `info -a rbd:…` prints what `qemu-img info` prints for the same image, but for the image
+    /// line (qemu-img names it by a json: description), in text and JSON.
+    @Test func infoMatchesQemuImgInfo() throws {
+        let c = try Self.cluster()
+        let (raw, _) = try Self.images()
+        let spec = try c.importImage(raw, prefix: "info").spec
+        let env = "CEPH_CONF=\(Shell.quote(c.conf)) "
+        let ours = try ImageMountBinary.check(["info"] + c.arguments + ["-a", spec])
+        let theirs = try Shell.check(env + "qemu-img info \(Shell.quote(spec))")
+        func body(_ text: String) -> [Substring] { text.split(separator: "\n").filter { !$0.hasPrefix("image:") } }
+        #expect(body(ours) == body(theirs), "\(ours)\nvs\n\(theirs)")
+        #expect(ours.hasPrefix("image: \(spec)\n"))
+        let ourJSON = try ImageMountBinary.check(["info", "--output=json"] + c.arguments + ["-a", spec])
+        let theirJSON = try Shell.check(env + "qemu-img info --output=json \(Shell.quote(spec))")
+        func fields(_ text: String) -> [Substring] { text.split(separator: "\n").filter { !$0.contains("\"filename\"") } }
+        #expect(fields(ourJSON) == fields(theirJSON), "\(ourJSON)\nvs\n\(theirJSON)")
+    }
+
     /// A missing pool or image: one line naming it, a non-zero exit, no hang.
     @Test(arguments: ["rbd:nosuchpool/x", "rbd:rbd/no-such-image"])
     func missingPoolOrImageIsOneLine(_ spec: String) throws {
