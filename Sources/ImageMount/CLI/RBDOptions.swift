@@ -16,7 +16,7 @@ struct RBDOptions: ParsableArguments {
     var rbdID: String?
 
     @Option(name: .customLong("keyring"),
-            help: ArgumentHelp("Ceph keyring for rbd: images (as rbd -k/--keyring); by default the keyring the configuration names, else Ceph's default places (/etc/ceph/ceph.client.ID.keyring, …).",
+            help: ArgumentHelp("Ceph keyring for rbd: images (as rbd -k/--keyring); by default the keyring the configuration names, else Ceph's default places such as /etc/ceph/ceph.client.ID.keyring.",
                                valueName: "file"))
     var keyring: String?
 
