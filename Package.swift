@@ -41,6 +41,9 @@ let package = Package(
         // GnuTLS and its eight libraries load only for NBD URIs (the header says why). Only
         // Block/NBD imports it (scripts/check-layers.sh); libnbd.h comes from libnbd-dev.
         .target(name: "CNbd"),
+        // Ceph RBD client (Block/RBD: `-a rbd:POOL/IMAGE`): librbd and librados dlopened on the
+        // first rbd: image, not linked (the header says why); only Block/RBD imports it.
+        .target(name: "CRbd"),
         // libcrypto, dlopened when a digest or cipher is first needed, not linked (the header
         // says why); SystemCrypto links it for the tests' own fixtures only.
         .target(name: "CCrypto"),
@@ -63,7 +66,7 @@ let package = Package(
         //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
         .target(
             name: "GuestFSBlock",
-            dependencies: ["SystemZlib", "SystemZstd", "CCrypto", "SystemArgon2", "CNbd",
+            dependencies: ["SystemZlib", "SystemZstd", "CCrypto", "SystemArgon2", "CNbd", "CRbd",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Block"
         ),

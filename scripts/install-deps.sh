@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
   # build: system libraries found through pkg-config
-  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev libarchive-dev libhivex-dev
+  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev libarchive-dev libhivex-dev librbd-dev
   # runtime
   fuse3 perl
   # test oracles and image builders
@@ -12,6 +12,9 @@ packages=(
   nbdkit
   # Windows inspection tests: hivexregedit (builds the hives), hivexget (bench anchor), ntfscat
   libwin-hivex-perl libhivex-bin
+  # a one-node Ceph cluster for Tests/*/RBD* and bench/rbd-read.sh (Tests/Scripts/ceph-cluster.sh;
+  # rbd, ceph and rados are in ceph-common); qemu-img's rbd driver for the bench and info oracle
+  ceph-mon ceph-osd ceph-mgr ceph-common qemu-block-extra
   # volume probe oracles (Tests/GuestFSTests/Disk/Probe): mkfs tools for every type blkid names
   xfsprogs ntfs-3g dosfstools exfatprogs udftools squashfs-tools xorriso genisoimage
   # a second reader of XFS v4 images, which this kernel cannot mount (Tests/GuestFSTests/XFS/XFSV4Tests)

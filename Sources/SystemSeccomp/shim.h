@@ -36,3 +36,11 @@ static inline int seccomp_shim_install(const struct sock_filter *filter, unsigne
     struct sock_fprog program = { .len = count, .filter = (struct sock_filter *)filter };
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0);
 }
+
+/// The same filter for every thread of the process at once (seccomp(2),
+/// SECCOMP_FILTER_FLAG_TSYNC): for threads a library started before the sandbox (librados's).
+/// 0 on success; -1 with errno, or the id of a thread that could not be synchronized.
+static inline long seccomp_shim_install_all_threads(const struct sock_filter *filter, unsigned short count) {
+    struct sock_fprog program = { .len = count, .filter = (struct sock_filter *)filter };
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &program);
+}

@@ -125,12 +125,13 @@ import Glibc
     }
 }
 
-/// libnbd, libcrypto and libxml2 are loaded when first needed, not at start-up
-/// (Sources/CNbd, CCrypto, CXML2): a command on a local unencrypted image maps none of them, nor
-/// what they bring (GnuTLS, ICU), which linked cost every short command about 5 ms of CPU; the
-/// NBD, LUKS, `ls --checksum`, `-d` and `--xpath` tests show the loaded paths.
+/// libnbd, libcrypto, libxml2, libarchive and librbd are loaded when first needed, not at
+/// start-up (Sources/CNbd, CCrypto, CXML2, CArchive, CRbd): a command on a local unencrypted
+/// image maps none of them, nor what they bring (GnuTLS, ICU, librados and Ceph's 30 libraries),
+/// which linked cost every short command about 4 ms of CPU before librbd and libarchive came;
+/// the NBD, RBD, LUKS, tar, `ls --checksum`, `-d` and `--xpath` tests show the loaded paths.
 @Suite struct LazyLibraryTests {
-    static let lazy = ["libnbd", "libgnutls", "libcrypto", "libxml2", "libicu"]
+    static let lazy = ["libnbd", "libgnutls", "libcrypto", "libxml2", "libicu", "libarchive", "librbd", "librados"]
 
     @Test func theBinaryNeedsNoneOfThem() throws {
         let needed = try Shell.run("readelf -d \(Shell.quote(try ImageMountBinary.path())) | grep NEEDED")

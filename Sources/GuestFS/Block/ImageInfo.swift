@@ -8,8 +8,9 @@ public struct ImageInfo: Sendable {
     public var filename: String
     public var format: ImageFormat
     public var virtualSize: UInt64
-    /// Bytes the file occupies on the host (st_blocks * 512).
-    public var actualSize: UInt64
+    /// Bytes the file occupies on the host (st_blocks * 512); nil where the source cannot say
+    /// (an RBD image: qemu-img prints "disk size: unavailable" and no actual-size).
+    public var actualSize: UInt64?
     public var clusterSize: Int?
     public var encrypted: Bool
     public var dirty: Bool
@@ -67,14 +68,26 @@ public struct ImageInfo: Sendable {
         try ImageInfo(file: file, format: format, actualSize: UInt64(status(of: file).st_blocks) * 512)
     }
 
+    /// The same for an image source with no host file (an RBD image): no disk size.
+    /// An RBD image shows, under a raw format, what QEMU's rbd driver gives (qemu
+    /// block/rbd.c, qemu_rbd_getinfo): its object size as the cluster size (and so a dirty flag).
+    public static func describe(source: any ImageSource, format: ImageFormat? = nil) throws -> ImageInfo {
+        var info = try ImageInfo(file: source, format: format, actualSize: nil)
+        if let rbd = source as? RBDSource, info.format == .raw {
+            info.clusterSize = Int(clamping: rbd.objectSize)
+            info.hasDriverInfo = true
+        }
+        return info
+    }
+
     private static func status(of file: RawImage) throws -> stat {
         do { return try Syscall.fileStatus(file.fd) } catch {
             throw ImageError(path: file.path, reason: "cannot stat: \(error.description)", errno: error)
         }
     }
 
-    init(file: RawImage, format forced: ImageFormat?, actualSize: UInt64) throws {
-        filename = file.path
+    init(file: any ImageSource, format forced: ImageFormat?, actualSize: UInt64?) throws {
+        filename = file.displayName
         self.actualSize = actualSize
         format = try forced ?? ImageFormat.probe(header: file.readBytes(at: 0, count: Int(min(file.size, 512))))
         // The format's registration reads its metadata (ImageFormatRegistry.swift).
@@ -88,7 +101,7 @@ public struct ImageInfo: Sendable {
         specific = d.specific
         if let name = d.backingFilename {
             backingFilename = name
-            fullBackingFilename = ImageOpener.resolve(name, relativeTo: file.path)
+            fullBackingFilename = ImageOpener.resolve(name, relativeTo: file.displayName)
             backingFormat = d.backingFormat
         }
     }
@@ -101,7 +114,7 @@ extension ImageInfo {
     public var text: String {
         var lines = ["image: \(filename)", "file format: \(format.rawValue)",
                      "virtual size: \(Self.humanSize(virtualSize)) (\(virtualSize) bytes)",
-                     "disk size: \(Self.humanSize(actualSize))"]
+                     "disk size: \(actualSize.map(Self.humanSize) ?? "unavailable")"]
         if encrypted { lines.append("encrypted: yes") }
         if let clusterSize { lines.append("cluster_size: \(clusterSize)") }
         if let backingFilename {
@@ -217,7 +230,7 @@ extension ImageInfo {
         fields.append(("filename", Self.quote(filename)))
         if let clusterSize { fields.append(("cluster-size", "\(clusterSize)")) }
         fields.append(("format", Self.quote(format.rawValue)))
-        fields.append(("actual-size", "\(actualSize)"))
+        if let actualSize { fields.append(("actual-size", "\(actualSize)")) }
         if encrypted { fields.append(("encrypted", "true")) }
         if let specific {
             fields.append(("format-specific", Self.object([("type", Self.quote(specific.type)),

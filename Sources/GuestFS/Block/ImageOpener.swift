@@ -29,6 +29,8 @@ public struct ImageOpenOptions: Sendable {
     /// file). `ImageOpener` decides it (see `formatIsVouched`); left true only for images opened
     /// directly as qcow2 by code that named the format itself.
     public var mayOpenReferencedFiles = true
+    /// How to reach the Ceph cluster of `rbd:` images (`--rbd-conf`, `--rbd-id`, `--keyring`).
+    public var rbdClient = RBDClientOptions()
 
     public init(format: ImageFormat? = nil, writable: Bool = false, snapshot: String? = nil,
                 l2CacheBytes: Int = ImageOpenOptions.defaultL2CacheBytes,
@@ -111,9 +113,9 @@ extension ImageOpener {
     /// that `cat -a vm.qcow2` keeps working. README, "Probing".
     static func formatIsVouched(path: String, given: ImageFormat?, probed: ImageFormat) -> Bool {
         if given != nil { return true }
-        // An NBD export's name is the server's to choose, not a file the user named: only
-        // --format vouches for what it holds.
-        if NBDURI.isNBD(path) { return false }
+        // An NBD export's or RBD image's name is the server's or cluster's to choose, not a
+        // file the user named: only --format vouches for what it holds.
+        if NBDURI.isNBD(path) || RBDImageName.isRBD(path) { return false }
         let name = path.split(separator: "/").last.map(String.init) ?? path
         guard let dot = name.lastIndex(of: ".") else { return false }
         return probed.fileExtensions.contains(name[name.index(after: dot)...].lowercased())
@@ -140,6 +142,15 @@ extension ImageOpener {
                                  errno: .notSupported)
             }
             return try openNBD(uri: path, options: options, chain: &chain)
+        }
+        if RBDImageName.isRBD(path) {
+            // As for NBD: only the user's own -a may name a Ceph image, never an image's bytes.
+            guard chain.seen.isEmpty else {
+                throw ImageError(path: path, structure: "backing file",
+                                 reason: "backing files in Ceph RBD, or relative to an image in RBD, are not supported",
+                                 errno: .notSupported)
+            }
+            return try openRBD(name: path, options: options, chain: &chain)
         }
         if path.contains("://") || path.hasPrefix("json:") {
             throw ImageError(path: path, structure: "backing file", reason: "network and json: backing files are not supported",

@@ -12,8 +12,10 @@ public struct DriveSpec: Sendable, Equatable {
     public var format: ImageFormat?
     /// The disk's sector size, the unit of its MBR or GPT (`--blocksize`): 512 or 4096.
     public var sectorSize: UInt64
-    public init(path: String, format: ImageFormat? = nil, sectorSize: UInt64 = 512) {
-        self.path = path; self.format = format; self.sectorSize = sectorSize
+    /// How to reach the Ceph cluster when `path` names an RBD image (`rbd:POOL/IMAGE`).
+    public var rbdClient: RBDClientOptions
+    public init(path: String, format: ImageFormat? = nil, sectorSize: UInt64 = 512, rbdClient: RBDClientOptions = RBDClientOptions()) {
+        self.path = path; self.format = format; self.sectorSize = sectorSize; self.rbdClient = rbdClient
     }
 }
 
@@ -70,9 +72,10 @@ public final class Guest: Sendable {
         var locked: [String] = []
         for (index, spec) in specs.enumerated() {
             let name = diskName(index: index)
-            let image = try ImageOpener.open(path: spec.path, options: ImageOpenOptions(
-                format: spec.format, writable: writable && snapshot == nil, snapshot: snapshot,
-                keys: keys, keyIDs: Self.aliases(of: name)))
+            var options = ImageOpenOptions(format: spec.format, writable: writable && snapshot == nil, snapshot: snapshot,
+                                           keys: keys, keyIDs: Self.aliases(of: name))
+            options.rbdClient = spec.rbdClient
+            let image = try ImageOpener.open(path: spec.path, options: options)
             let table: PartitionTable?
             do {
                 guard PartitionTable.supportedSectorSizes.contains(spec.sectorSize) else {

@@ -10,9 +10,10 @@ import GuestFSInspect
 /// every libguestfs tool has (`GlobalOptions`).
 struct ImageOptions: ParsableArguments {
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var rbd: RBDOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx, vdi, qcow (version 1), qed or parallels): a path, or an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, nbds:// for TLS). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
+            help: ArgumentHelp("Add a disk image (raw, qcow2, vmdk, vpc (VHD), vhdx, vdi, qcow (version 1), qed or parallels): a path, an NBD URI (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, nbds:// for TLS), or a Ceph RBD image (rbd:POOL/IMAGE[@SNAP], rbd://[HOST[:PORT]]/POOL/IMAGE[@SNAP]; a snapshot is read-only). Repeat for several disks: the first is /dev/sda, the second /dev/sdb.",
                                valueName: "image"),
             transform: { Positioned($0) })
     var addedImages: [Positioned<String>] = []
@@ -170,7 +171,7 @@ struct ImageOptions: ParsableArguments {
             switch event {
             case .format(let f): format = ImageFormat(rawValue: f)
             case .blocksize(let b): sectorSize = UInt64(b) ?? 512
-            case .image(let path): drives.append(DriveSpec(path: path, format: format, sectorSize: sectorSize))
+            case .image(let path): drives.append(DriveSpec(path: path, format: format, sectorSize: sectorSize, rbdClient: rbd.client))
             }
         }
         return drives

@@ -8,6 +8,16 @@ extension Sandbox {
     /// percent of a `cat`; SeccompFilterTests checks every number against libseccomp's resolver.
     static let allowedSyscalls: [(name: String, number: Int32)] = common + legacy
 
+    /// What a process with a Ceph RBD drive needs besides (`RBDSource.anyOpened`): librados
+    /// connects to each OSD when it first sends it a request (an image's objects are spread
+    /// over all the OSDs of its pool) and again to a monitor or OSD after a reset, from its own
+    /// messenger threads, so new TCP sockets are made after the sandbox is entered. Opening
+    /// host paths stays refused (Landlock), and so does listening (no bind, listen or accept).
+    static let networkClient: [(name: String, number: Int32)] = [
+        ("socket", SYS_socket), ("connect", SYS_connect), ("setsockopt", SYS_setsockopt),
+        ("getsockname", SYS_getsockname), ("getpeername", SYS_getpeername),
+    ]
+
     private static let common: [(name: String, number: Int32)] = [
         // descriptors and file data
         ("read", SYS_read), ("write", SYS_write), ("readv", SYS_readv), ("writev", SYS_writev),

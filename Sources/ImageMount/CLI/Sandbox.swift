@@ -21,7 +21,8 @@ import Glibc
 ///   whose worker monitor needs /proc (WorkerThreads.swift);
 /// - a seccomp allowlist (Sandbox+Syscalls.swift, Sandbox+Filter.swift): the syscalls file I/O, memory, threads, signals and time
 ///   need; everything else (execve, socket, ptrace, mount, setuid, bpf, module loading…) fails
-///   with EPERM instead of running.
+///   with EPERM instead of running. A process with a Ceph RBD drive may also make TCP
+///   connections (librados reaches OSDs as it needs them; `Sandbox.networkClient`).
 ///
 /// Where the kernel lacks Landlock or seccomp the missing layer is skipped with a warning
 /// (`IMAGEMOUNT_SANDBOX=required` makes that an error); `IMAGEMOUNT_SANDBOX=off` disables it,
@@ -93,12 +94,25 @@ enum Sandbox {
 
     // MARK: seccomp
 
+    /// The syscalls this process is allowed once sandboxed: with an RBD drive open, also
+    /// making TCP connections (Sandbox+Syscalls.swift, `networkClient`).
+    static var syscallsForThisProcess: [(name: String, number: Int32)] {
+        allowedSyscalls + (RBDSource.anyOpened ? networkClient : [])
+    }
+
     private static func loadSyscallFilter() throws {
-        let numbers = allowedSyscalls.map { UInt32(truncatingIfNeeded: $0.number) }
+        let numbers = syscallsForThisProcess.map { UInt32(truncatingIfNeeded: $0.number) }
         // Our own BPF program (Sandbox+Filter.swift); libseccomp's generator when it cannot be.
         if let program = filterProgram(allowing: numbers, arch: seccomp_shim_audit_arch, deny: seccomp_shim_ret_errno(UInt16(EPERM))) {
-            let rc = program.withUnsafeBufferPointer { seccomp_shim_install($0.baseAddress, UInt16($0.count)) }
-            guard rc == 0 else { throw failure("seccomp filter", errno) }
+            // librados starts its threads when it connects, before the sandbox: the filter
+            // must hold for them too (their syscalls are in the table), so it is installed on
+            // every thread at once. Landlock has no such flag (ABI < 8): those threads, which
+            // run Ceph's messenger and never image parsers, keep the filesystem view they had.
+            let rc = program.withUnsafeBufferPointer {
+                RBDSource.anyOpened ? Int32(clamping: seccomp_shim_install_all_threads($0.baseAddress, UInt16($0.count)))
+                                    : seccomp_shim_install($0.baseAddress, UInt16($0.count))
+            }
+            guard rc == 0 else { throw failure("seccomp filter", rc > 0 ? ESRCH : errno) }
             return
         }
         guard let filter = seccomp_init(seccomp_shim_act_errno(UInt16(EPERM))) else {
@@ -109,6 +123,7 @@ enum Sandbox {
             let rc = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, Int32(number), 0, nil)
             guard rc == 0 else { throw failure("seccomp_rule_add \(number)", -rc) }
         }
+        if RBDSource.anyOpened { _ = seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1) }
         let rc = seccomp_load(filter)
         guard rc == 0 else { throw failure("seccomp_load", -rc) }
     }

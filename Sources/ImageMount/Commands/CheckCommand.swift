@@ -26,6 +26,7 @@ struct CheckCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var rbd: RBDOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
             help: ArgumentHelp("A qcow2 image to check. Repeat for several.", valueName: "image"))
@@ -50,6 +51,7 @@ struct CheckCommand: ParsableCommand {
         // Metadata only: an encrypted image is checked without its key, as qemu-img check does.
         var options = ImageOpenOptions()
         options.metadataOnly = true
+        options.rbdClient = rbd.client
         // Every image (and its chain) is opened first, then the tables are walked inside the
         // sandbox (Sandbox.swift); an image that failed to open fails at its turn.
         let devices = images.map { path in Result { try ImageOpener.open(path: path, options: options) } }

@@ -92,8 +92,8 @@ struct DfCommand: ParsableCommand {
     /// one "+" for each further image.
     static func displayName(_ paths: [String]) -> String {
         guard let first = paths.first else { return "" }
-        // A network drive (-a nbd://HOST/EXPORT) has no file name: its URI names it.
-        if first.contains("://") { return first + String(repeating: "+", count: paths.count - 1) }
+        // A network drive (-a nbd://HOST/EXPORT, -a rbd:POOL/IMAGE) has no file name: its URI names it.
+        if first.contains("://") || first.hasPrefix("rbd:") { return first + String(repeating: "+", count: paths.count - 1) }
         let base = first.split(separator: "/", omittingEmptySubsequences: false).last.map(String.init) ?? first
         return base + String(repeating: "+", count: paths.count - 1)
     }

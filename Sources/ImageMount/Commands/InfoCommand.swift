@@ -21,6 +21,7 @@ struct InfoCommand: ParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var rbd: RBDOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
             help: ArgumentHelp("An image file to describe. Repeat for several.", valueName: "image"))
@@ -59,9 +60,21 @@ struct InfoCommand: ParsableCommand {
             prepared = images.map { path in Result { try ImageInfo.gather(path: path, format: forced, backingChain: true) } }
             try Sandbox.enter()
         } else {
-            let files = images.map { path in Result { try RawImage(path: path, writable: false) } }
+            let client = rbd.client
+            let files = images.map { path in
+                Result<any ImageSource, any Error> {
+                    if RBDImageName.isRBD(path) { return try RBDSource(name: path, client: client, writable: false) }
+                    return try RawImage(path: path, writable: false)
+                }
+            }
             try Sandbox.enter()
-            prepared = files.map { file in Result { [try ImageInfo.describe(file.get(), format: forced)] } }
+            prepared = files.map { file in
+                Result {
+                    let source = try file.get()
+                    if let raw = source as? RawImage { return [try ImageInfo.describe(raw, format: forced)] }
+                    return [try ImageInfo.describe(source: source, format: forced)]
+                }
+            }
         }
         for (index, result) in prepared.enumerated() {
             let infos = try result.get()

@@ -51,6 +51,7 @@ enum FuzzHarness {
         "xfs-log": xfsLog,
         "ntfs": ntfs,
         "hive": hive,
+        "rbd-name": rbdName,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).
@@ -60,6 +61,15 @@ enum FuzzHarness {
     }
 
     // MARK: Block
+
+    /// Block/RBD/RBDImageName.swift: `-a rbd:…` and `rbd://…` names (user input, but parsed by
+    /// hand: escapes, percent-decoding, options). Nothing connects.
+    static func rbdName(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        _ = try? RBDImageName.parse(text)
+        _ = try? RBDImageName.parse("rbd:" + text)
+        _ = try? RBDImageName.parse("rbd://" + text)
+    }
 
     /// Block/ImageFormat.swift: the header probe.
     static func formatProbe(_ data: [UInt8]) {

@@ -23,6 +23,10 @@ extension Qcow2Image {
             throw refuse("writing a qcow2 image on an NBD export is not supported (the export cannot grow): serve it with 'qemu-nbd -f qcow2' and open the export as raw",
                          errno: .notSupported)
         }
+        if file is RBDSource {
+            throw refuse("writing a qcow2 image stored in RBD is not supported (the RBD image cannot grow from here): convert it to raw in RBD ('qemu-img convert -O raw IMG rbd:POOL/NAME') or open it read-only",
+                         errno: .notSupported)
+        }
         guard let raw = file as? RawImage, raw.isWritable else {
             throw refuse("the image file is not open for writing")
         }

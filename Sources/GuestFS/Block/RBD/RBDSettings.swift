@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who connects to the Ceph cluster and how: what `--rbd-conf`, `--rbd-id` and `--keyring` say,
+/// spelled as the `rbd` tool spells them (`-c/--conf`, `--id`, `-k/--keyring`, rbd(8)). Options
+/// in the image's own name (`rbd:POOL/IMAGE:id=…:conf=…`) win over these, as in QEMU.
+public struct RBDClientOptions: Sendable, Equatable {
+    /// A ceph.conf to read; nil reads librados's default search path ($CEPH_CONF,
+    /// /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf), and a missing one is not an error.
+    public var configurationFile: String?
+    /// The client's id (the `admin` of client.admin); nil is librados's default, admin.
+    public var id: String?
+    /// A keyring file; nil is what the configuration says (its `keyring =`, else Ceph's defaults
+    /// such as /etc/ceph/ceph.client.admin.keyring).
+    public var keyring: String?
+
+    public init(configurationFile: String? = nil, id: String? = nil, keyring: String? = nil) {
+        self.configurationFile = configurationFile
+        self.id = id
+        self.keyring = keyring
+    }
+}
+
+/// How an RBD source moves data: request size, requests in flight, how long to wait.
+package struct RBDSettings: Sendable {
+    /// Largest single request. 256 KiB, as NBD's (NBDSettings): a 4 MiB object is read by 16
+    /// of them, spread over the PGs of the next objects when many are in flight.
+    package var requestBytes = 256 << 10
+    /// Requests kept in flight for one large read or write (librbd's aio calls), so one round
+    /// trip to an OSD does not serialize it.
+    package var inFlight = 16
+    /// How long connecting, a monitor command or one OSD request may take (librados's
+    /// client_mount_timeout, rados_mon_op_timeout and rados_osd_op_timeout, in seconds): a
+    /// request to an OSD that stops answering then completes with ETIMEDOUT instead of waiting
+    /// for ever (librados's default for OSD requests is no timeout at all).
+    package var timeoutSeconds = 30
+
+    package init() {}
+
+    static let maxInFlight = 64
+
+    /// The defaults, changed by `IMAGEMOUNT_RBD_IN_FLIGHT` (1…64; 1 forces one request at a
+    /// time, for bench/rbd-read.sh) and `IMAGEMOUNT_RBD_TIMEOUT` (seconds, 1…3600). Values out
+    /// of range or not numbers are ignored.
+    package static func fromEnvironment() -> RBDSettings {
+        var s = RBDSettings()
+        if let v = value("IMAGEMOUNT_RBD_IN_FLIGHT"), (1...maxInFlight).contains(v) { s.inFlight = v }
+        if let v = value("IMAGEMOUNT_RBD_TIMEOUT"), (1...3600).contains(v) { s.timeoutSeconds = v }
+        return s
+    }
+
+    private static func value(_ name: String) -> Int? {
+        guard let raw = getenv(name) else { return nil }
+        let text = String(cString: raw)
+        guard text.utf8.count <= 8 else { return nil }
+        return Int(text)
+    }
+}
