@@ -40,20 +40,22 @@ let package = Package(
         // NBD client (Block/NBD: `-a nbd://…`): libnbd dlopened on first use, not linked, so that
         // GnuTLS and its eight libraries load only for NBD URIs (the header says why). Only
         // Block/NBD imports it (scripts/check-layers.sh); libnbd.h comes from libnbd-dev.
-        .target(name: "CNbd"),
+        // The dlopen loader the lazily loaded library shims below share (its header says how).
+        .target(name: "CLazyLibrary"),
+        .target(name: "CNbd", dependencies: ["CLazyLibrary"]),
         // Ceph RBD client (Block/RBD: `-a rbd:POOL/IMAGE`): librbd and librados dlopened on the
         // first rbd: image, not linked (the header says why); only Block/RBD imports it.
-        .target(name: "CRbd"),
+        .target(name: "CRbd", dependencies: ["CLazyLibrary"]),
         // libcrypto, dlopened when a digest or cipher is first needed, not linked (the header
         // says why); SystemCrypto links it for the tests' own fixtures only.
-        .target(name: "CCrypto"),
+        .target(name: "CCrypto", dependencies: ["CLazyLibrary"]),
         // libxml2 (domain XML, inspect --xpath), dlopened on first use, not linked (the header
         // says why). A pkg-config module would link it, so its headers are reached through
         // include/libxml, a link to where libxml2-dev puts them (`pkg-config --cflags libxml-2.0`).
-        .target(name: "CXML2"),
+        .target(name: "CXML2", dependencies: ["CLazyLibrary"]),
         // libarchive (tar-in, tar-out: ImageMount/Tar), dlopened when they start, not linked (the
         // header says why); only ImageMount/Tar imports it (scripts/check-layers.sh).
-        .target(name: "CArchive"),
+        .target(name: "CArchive", dependencies: ["CLazyLibrary"]),
 
         // GuestFS, one target per layer (STYLE.md rule 2, as swift-nio splits NIOCore and
         // NIOPosix): a target depends only on the layers below it, so an upward or sideways

@@ -1,9 +1,7 @@
-// See include/CArchive.h for why libarchive.so.13 is loaded here and not linked.
+// See include/CArchive.h for why this library is loaded here and not linked.
 #include "CArchive.h"
 
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <CLazyLibrary.h>
 
 // The functions used, with their parameters and arguments; those returning void apart (a void
 // function may not `return` a void expression in C).
@@ -74,47 +72,17 @@
     X(archive_entry_sparse_add_entry, (struct archive_entry * a0, la_int64_t a1, la_int64_t a2), (a0, a1, a2)) \
     X(archive_entry_xattr_add_entry, (struct archive_entry * a0, const char * a1, const void * a2, size_t a3), (a0, a1, a2, a3))
 
-// Each pointer has the type of the library's own declaration, so its headers check the list.
+// One pointer per function, typed by the library's own declaration (so its headers check the
+// list), and the names to resolve in the same order (CLazyLibrary.h).
 #define CARCHIVE_POINTER(name, ret, params, args) __typeof__(&name) name;
 #define CARCHIVE_VOID_POINTER(name, params, args) __typeof__(&name) name;
+#define CARCHIVE_NAME(name, ret, params, args) #name,
+#define CARCHIVE_VOID_NAME(name, params, args) #name,
 static struct { CARCHIVE_FUNCTIONS(CARCHIVE_POINTER) CARCHIVE_VOID_FUNCTIONS(CARCHIVE_VOID_POINTER) } api;
+static const char *const names[] = { CARCHIVE_FUNCTIONS(CARCHIVE_NAME) CARCHIVE_VOID_FUNCTIONS(CARCHIVE_VOID_NAME) };
+static struct lazy_library library = LAZY_LIBRARY("libarchive.so.13", "tar-in and tar-out need libarchive (libarchive.so.13, Debian's libarchive13)", names, api);
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static const char *load_error;
-static char load_error_text[256];
-
-static void *resolve(void *library, const char *name) {
-    void *symbol = dlsym(library, name);
-    if (symbol == NULL && load_error == NULL) {
-        snprintf(load_error_text, sizeof load_error_text, "libarchive.so.13 has no %s", name);
-        load_error = load_error_text;
-    }
-    return symbol;
-}
-
-static void load(void) {
-    // The soname, not the unversioned link that only the -dev package installs.
-    void *library = dlopen("libarchive.so.13", RTLD_NOW | RTLD_LOCAL);
-    if (library == NULL) {
-        const char *why = dlerror();
-        snprintf(load_error_text, sizeof load_error_text, "tar-in and tar-out need libarchive (Debian's libarchive13) (libarchive.so.13): %s", why ? why : "dlopen failed");
-        load_error = load_error_text;
-        return;
-    }
-#define CARCHIVE_RESOLVE(name, ret, params, args) api.name = (__typeof__(&name))resolve(library, #name);
-#define CARCHIVE_VOID_RESOLVE(name, params, args) api.name = (__typeof__(&name))resolve(library, #name);
-    CARCHIVE_FUNCTIONS(CARCHIVE_RESOLVE)
-    CARCHIVE_VOID_FUNCTIONS(CARCHIVE_VOID_RESOLVE)
-}
-
-int carchive_load(const char **error) {
-    pthread_once(&once, load);
-    if (load_error != NULL) {
-        if (error != NULL) *error = load_error;
-        return -1;
-    }
-    return 0;
-}
+int carchive_load(const char **error) { return lazy_library_load(&library, error); }
 
 #define CARCHIVE_FORWARD(name, ret, params, args) ret carchive_##name params { return api.name args; }
 #define CARCHIVE_VOID_FORWARD(name, params, args) void carchive_##name params { api.name args; }

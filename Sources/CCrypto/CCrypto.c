@@ -1,14 +1,12 @@
-// See include/CCrypto.h for why libcrypto is loaded here and not linked.
-#define _DEFAULT_SOURCE   // explicit_bzero (glibc 2.25, string.h)
+// See include/CCrypto.h for why this library is loaded here and not linked.
 #include "CCrypto.h"
 
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <CLazyLibrary.h>
+#define _DEFAULT_SOURCE   // explicit_bzero (glibc 2.25, string.h)
 #include <string.h>
 
-// The libcrypto functions used, with their parameters and arguments. Functions returning void
-// are listed apart (a void function may not `return` a void expression in C).
+// The functions used, with their parameters and arguments; those returning void apart (a void
+// function may not `return` a void expression in C).
 #define CCRYPTO_FUNCTIONS(X) \
     X(EVP_MD_CTX_new, EVP_MD_CTX *, (void), ()) \
     X(EVP_DigestInit_ex, int, (EVP_MD_CTX *ctx, const EVP_MD *type, ENGINE *impl), (ctx, type, impl)) \
@@ -37,48 +35,17 @@
     X(EVP_CIPHER_free, (EVP_CIPHER *cipher), (cipher)) \
     X(EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX *c), (c))
 
-// Each pointer has the type of OpenSSL's own declaration, so its headers check the list.
+// One pointer per function, typed by the library's own declaration (so its headers check the
+// list), and the names to resolve in the same order (CLazyLibrary.h).
 #define CCRYPTO_POINTER(name, ret, params, args) __typeof__(&name) name;
 #define CCRYPTO_VOID_POINTER(name, params, args) __typeof__(&name) name;
+#define CCRYPTO_NAME(name, ret, params, args) #name,
+#define CCRYPTO_VOID_NAME(name, params, args) #name,
 static struct { CCRYPTO_FUNCTIONS(CCRYPTO_POINTER) CCRYPTO_VOID_FUNCTIONS(CCRYPTO_VOID_POINTER) } api;
+static const char *const names[] = { CCRYPTO_FUNCTIONS(CCRYPTO_NAME) CCRYPTO_VOID_FUNCTIONS(CCRYPTO_VOID_NAME) };
+static struct lazy_library library = LAZY_LIBRARY("libcrypto.so.3", "encryption and digests need libcrypto (libcrypto.so.3, Debian's libssl3)", names, api);
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static const char *load_error;
-static char load_error_text[256];
-
-static void *resolve(void *library, const char *name) {
-    void *symbol = dlsym(library, name);
-    if (symbol == NULL && load_error == NULL) {
-        snprintf(load_error_text, sizeof load_error_text, "libcrypto.so.3 has no %s", name);
-        load_error = load_error_text;
-    }
-    return symbol;
-}
-
-static void load(void) {
-    // The soname (Debian's libssl3), not libcrypto.so, which only libssl-dev installs.
-    void *library = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
-    if (library == NULL) {
-        const char *why = dlerror();
-        snprintf(load_error_text, sizeof load_error_text, "encryption and digests need libcrypto (libcrypto.so.3, Debian's libssl3): %s",
-                 why ? why : "dlopen failed");
-        load_error = load_error_text;
-        return;
-    }
-#define CCRYPTO_RESOLVE(name, ret, params, args) api.name = (__typeof__(&name))resolve(library, #name);
-#define CCRYPTO_VOID_RESOLVE(name, params, args) api.name = (__typeof__(&name))resolve(library, #name);
-    CCRYPTO_FUNCTIONS(CCRYPTO_RESOLVE)
-    CCRYPTO_VOID_FUNCTIONS(CCRYPTO_VOID_RESOLVE)
-}
-
-int ccrypto_load(const char **error) {
-    pthread_once(&once, load);
-    if (load_error != NULL) {
-        if (error != NULL) *error = load_error;
-        return -1;
-    }
-    return 0;
-}
+int ccrypto_load(const char **error) { return lazy_library_load(&library, error); }
 
 #define CCRYPTO_FORWARD(name, ret, params, args) ret ccrypto_##name params { return api.name args; }
 #define CCRYPTO_VOID_FORWARD(name, params, args) void ccrypto_##name params { api.name args; }

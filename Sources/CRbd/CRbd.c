@@ -1,9 +1,7 @@
-// See include/CRbd.h for why librbd.so.1 is loaded here and not linked.
+// See include/CRbd.h for why this library is loaded here and not linked.
 #include "CRbd.h"
 
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdio.h>
+#include <CLazyLibrary.h>
 
 // The functions used, with their parameters and arguments; those returning void apart (a void
 // function may not `return` a void expression in C).
@@ -37,47 +35,17 @@
     X(rbd_aio_release, (rbd_completion_t c), (c)) \
     X(rbd_watchers_list_cleanup, (rbd_image_watcher_t *watchers, size_t num_watchers), (watchers, num_watchers))
 
-// Each pointer has the type of the library's own declaration, so its headers check the list.
+// One pointer per function, typed by the library's own declaration (so its headers check the
+// list), and the names to resolve in the same order (CLazyLibrary.h).
 #define CRBD_POINTER(name, ret, params, args) __typeof__(&name) name;
 #define CRBD_VOID_POINTER(name, params, args) __typeof__(&name) name;
+#define CRBD_NAME(name, ret, params, args) #name,
+#define CRBD_VOID_NAME(name, params, args) #name,
 static struct { CRBD_FUNCTIONS(CRBD_POINTER) CRBD_VOID_FUNCTIONS(CRBD_VOID_POINTER) } api;
+static const char *const names[] = { CRBD_FUNCTIONS(CRBD_NAME) CRBD_VOID_FUNCTIONS(CRBD_VOID_NAME) };
+static struct lazy_library library = LAZY_LIBRARY("librbd.so.1", "rbd: images need librbd (librbd.so.1, Debian's librbd1)", names, api);
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static const char *load_error;
-static char load_error_text[256];
-
-static void *resolve(void *library, const char *name) {
-    void *symbol = dlsym(library, name);
-    if (symbol == NULL && load_error == NULL) {
-        snprintf(load_error_text, sizeof load_error_text, "librbd.so.1 has no %s", name);
-        load_error = load_error_text;
-    }
-    return symbol;
-}
-
-static void load(void) {
-    // The soname, not the unversioned link that only the -dev package installs.
-    void *library = dlopen("librbd.so.1", RTLD_NOW | RTLD_LOCAL);
-    if (library == NULL) {
-        const char *why = dlerror();
-        snprintf(load_error_text, sizeof load_error_text, "rbd: images need librbd (Debian's librbd1) (librbd.so.1): %s", why ? why : "dlopen failed");
-        load_error = load_error_text;
-        return;
-    }
-#define CRBD_RESOLVE(name, ret, params, args) api.name = (__typeof__(&name))resolve(library, #name);
-#define CRBD_VOID_RESOLVE(name, params, args) api.name = (__typeof__(&name))resolve(library, #name);
-    CRBD_FUNCTIONS(CRBD_RESOLVE)
-    CRBD_VOID_FUNCTIONS(CRBD_VOID_RESOLVE)
-}
-
-int crbd_load(const char **error) {
-    pthread_once(&once, load);
-    if (load_error != NULL) {
-        if (error != NULL) *error = load_error;
-        return -1;
-    }
-    return 0;
-}
+int crbd_load(const char **error) { return lazy_library_load(&library, error); }
 
 #define CRBD_FORWARD(name, ret, params, args) ret crbd_##name params { return api.name args; }
 #define CRBD_VOID_FORWARD(name, params, args) void crbd_##name params { api.name args; }
