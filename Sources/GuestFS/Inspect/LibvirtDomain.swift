@@ -81,13 +81,60 @@ public struct LibvirtDomain: Sendable {
                 let device = attribute(disk, "device") ?? "disk"
                 guard device == "disk" || device == "lun" else { continue }
                 guard let sourceNode = children(of: disk, named: "source").first,
-                      let path = attribute(sourceNode, "file") ?? attribute(sourceNode, "dev") else { continue }
+                      let path = attribute(disk, "type") == "network"
+                        ? networkName(sourceNode, user: children(of: disk, named: "auth").first.flatMap { attribute($0, "username") })
+                        : attribute(sourceNode, "file") ?? attribute(sourceNode, "dev") else { continue }
                 let driver = children(of: disk, named: "driver").first.flatMap { attribute($0, "type") }
                 let readOnly = !children(of: disk, named: "readonly").isEmpty
                 disks.append(Disk(path: path, format: driver.flatMap(ImageFormat.init(rawValue:)), readOnly: readOnly))
             }
         }
         return disks
+    }
+
+    /// `<disk type='network'>`: the name `-a` would take for its `<source protocol=… name=…>`
+    /// with its `<host>` elements (libvirt "Domain XML format", "Hard drives, floppy disks,
+    /// CDROMs", network disks), or nil for a protocol imagemount does not open (iscsi, gluster,
+    /// http…: the disk is skipped as other unusable disks are).
+    /// - `nbd`: `nbd://HOST[:PORT]/NAME`, or `nbd+unix:///NAME?socket=PATH` for a Unix-socket host;
+    ///   `tls='yes'` on the source gives `nbds`.
+    /// - `rbd`: `rbd:POOL/IMAGE[@SNAP]` (QEMU's spelling, `\` escaping its delimiters), with the
+    ///   hosts as `mon_host` and `<auth username=…>` as `id`. The secret's key itself stays in the
+    ///   keyring (`--keyring`, or the one ceph.conf names): libvirt keeps it in its secret store.
+    static func networkName(_ source: xmlNodePtr, user: String?) -> String? {
+        let hosts = children(of: source, named: "host")
+        switch attribute(source, "protocol") {
+        case "nbd":
+            let export = attribute(source, "name") ?? ""
+            let scheme = attribute(source, "tls") == "yes" ? "nbds" : "nbd"
+            if let host = hosts.first, attribute(host, "transport") == "unix", let socket = attribute(host, "socket") {
+                return "\(scheme)+unix:///\(export)?socket=\(socket)"
+            }
+            guard let host = hosts.first, let hostName = attribute(host, "name") else { return nil }
+            let address = hostName.contains(":") ? "[\(hostName)]" : hostName
+            return "\(scheme)://\(address)\(attribute(host, "port").map { ":" + $0 } ?? "")/\(export)"
+        case "rbd":
+            guard let name = attribute(source, "name"), name.contains("/") else { return nil }
+            // In QEMU's rbd: syntax ':' starts the options and '\' escapes; '/' and '@' keep their
+            // meaning (pool/image@snapshot), as libvirt writes them.
+            func escaped(_ text: String) -> String {
+                var out = ""
+                for c in text { if c == ":" || c == "\\" { out.append("\\") }; out.append(c) }
+                return out
+            }
+            var result = "rbd:" + escaped(name)
+            if let snapshot = children(of: source, named: "snapshot").first.flatMap({ attribute($0, "name") }), !name.contains("@") {
+                result += "@" + escaped(snapshot)
+            }
+            if let user { result += ":id=" + escaped(user) }
+            let monitors = hosts.compactMap { host in
+                attribute(host, "name").map { escaped($0) + (attribute(host, "port").map { "\\:" + $0 } ?? "") }
+            }
+            if !monitors.isEmpty { result += ":mon_host=" + monitors.joined(separator: ",") }
+            return result
+        default:
+            return nil
+        }
     }
 
     /// A running QEMU domain has `<run dir>/NAME.pid` naming a live process.

@@ -121,7 +121,7 @@ struct ImageOptions: ParsableArguments {
         for name in domains {
             let domain = try Self.loadDomain(name, connect: connect)
             if domain.disks.isEmpty { throw CLIError(message: "domain \(name): has no disks") }
-            drives += domain.disks.map { DriveSpec(path: $0.path, format: $0.format) }
+            drives += domain.disks.map { DriveSpec(path: $0.path, format: $0.format, rbdClient: rbd.client) }
         }
         return drives
     }
