@@ -12,10 +12,10 @@ import Glibc
 struct ImageMount: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "imagemount",
-        abstract: "Work with the files inside raw and qcow2 virtual-machine disk images, without booting them.",
+        abstract: "Work with the files inside virtual-machine disk images (local files, NBD exports, Ceph RBD), without booting them.",
         discussion: """
             imagemount opens disk images on the host, finds their partitions and filesystems \
-            (ext2/3/4, vfat and ISO 9660; the others are listed), and reads them directly, in \
+            (ext2/3/4, XFS, vfat, ISO 9660 and NTFS; the others are listed), and reads them directly, in \
             milliseconds. Options are spelled as in \
             guestmount and the virt-* tools: -a IMAGE adds a drive (the first is /dev/sda, its \
             partitions /dev/sda1...), --format=FORMAT (qemu-img's names: raw, qcow2, vmdk, vpc, vhdx, vdi, qcow, qed, parallels) applies to the -a options after it, and \
