@@ -20,7 +20,7 @@ struct ParallelsWriteState {
 /// Crash safety: BAT entries change in memory until `flush`, which syncs the data first, then
 /// writes the entries and syncs again; a crash before that leaves appended clusters no entry
 /// names (space leaked at the end of the image), never an entry pointing at unwritten data.
-extension ParallelsImage {
+extension ParallelsImage: AppendingFormatWriter {
     private var inUseBytes: [UInt8] { (0 ..< 4).map { UInt8(truncatingIfNeeded: ParallelsFormat.inUseMagic >> (8 * UInt32($0))) } }
 
     func openForWriting() throws {
@@ -57,20 +57,8 @@ extension ParallelsImage {
         state.withLock { $0.inUse = true }
     }
 
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: buffer.count, structure: "write")
-        try writeLock.withLock { try writeLocked(buffer, length: buffer.count, at: offset) }
-    }
-
-    /// Zeros: in place in allocated clusters, nothing in unallocated ones (they read as zeros).
-    func writeZeros(at offset: UInt64, length: Int) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: length, structure: "write")
-        try writeLock.withLock { try writeLocked(nil, length: length, at: offset) }
-    }
-
-    private func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
+    /// Zeros (`buffer` nil): in place in allocated clusters, nothing in unallocated ones (they read as zeros).
+    func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
         let clusterSize = header.clusterSize
         var done = 0
         while done < length {

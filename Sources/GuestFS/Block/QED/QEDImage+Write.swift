@@ -26,7 +26,7 @@ struct QEDWriteState {
 /// writes the L1 entries, syncs. A crash before then leaves appended clusters no table names
 /// (leaks, which qemu-img check reports and QEMU's check repairs), never an entry pointing at
 /// unwritten data.
-extension QEDImage {
+extension QEDImage: AppendingFormatWriter {
     func openForWriting() throws {
         func refuse(_ reason: String, _ errno: Errno = .readOnlyFileSystem) -> ImageError {
             ImageError(path: displayName, offset: 16, structure: QEDFormat.structure, reason: reason, errno: errno)
@@ -54,22 +54,10 @@ extension QEDImage {
         try file.flush()
     }
 
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: buffer.count, structure: "write")
-        try writeLock.withLock { try writeLocked(buffer, length: buffer.count, at: offset) }
-    }
-
-    /// Zeros: in place in allocated clusters; a whole unallocated cluster over a backing file
-    /// becomes a zero cluster (L2 entry 1), part of one a new cluster; otherwise nothing, since it
-    /// already reads as zeros.
-    func writeZeros(at offset: UInt64, length: Int) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: length, structure: "write")
-        try writeLock.withLock { try writeLocked(nil, length: length, at: offset) }
-    }
-
-    private func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
+    /// Zeros (`buffer` nil): in place in allocated clusters; a whole unallocated cluster over a
+    /// backing file becomes a zero cluster (L2 entry 1), part of one a new cluster; otherwise
+    /// nothing, since it already reads as zeros.
+    func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
         let clusterSize = UInt64(metadata.header.clusterSize)
         var done = 0
         while done < length {

@@ -31,7 +31,7 @@ struct VDIBlockMapState {
 /// page, so even a crash between them cannot leave the count and the entries disagreeing;
 /// elsewhere the entries go first, and a crash between the two writes leaves a count one
 /// short, which the next writable open here recounts (qemu-img check calls it a mismatch).
-extension VDIImage {
+extension VDIImage: AppendingFormatWriter {
     /// The layout and map checks a writable open adds to reading's: the map must lie between the
     /// header and the data, and `check` must find no entry out of range or shared.
     func openForWriting() throws {
@@ -80,22 +80,10 @@ extension VDIImage {
         }
     }
 
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: buffer.count, structure: "write")
-        try writeLock.withLock { try writeLocked(buffer, length: buffer.count, at: offset) }
-    }
-
-    /// Zeros: in place in allocated blocks; nothing at all where a block is unallocated or
-    /// discarded, since both read as zeros.
-    func writeZeros(at offset: UInt64, length: Int) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: length, structure: "write")
-        try writeLock.withLock { try writeLocked(nil, length: length, at: offset) }
-    }
-
     /// One write, block by block; `buffer` nil writes zeros. Holds `writeLock`.
-    private func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
+    /// Zeros (`buffer` nil): in place in allocated blocks; nothing at all where a block is
+    /// unallocated or discarded, since both read as zeros.
+    func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
         var done = 0
         var zeros: [UInt8] = []
         while done < length {

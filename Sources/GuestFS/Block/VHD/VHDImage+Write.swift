@@ -28,7 +28,7 @@ struct VHDBATState {
 /// a write to a block whose bitmap lacks some of its sectors writes those whole sectors (the
 /// parent's bytes around the written ones), then sets their bits: data before the bits that
 /// make it visible.
-extension VHDImage {
+extension VHDImage: AppendingFormatWriter {
     private static let structure = "VHD image"
 
     func openForWriting() throws {
@@ -86,21 +86,9 @@ extension VHDImage {
         state.withLock { $0.nextFree = final }
     }
 
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: buffer.count, structure: "write")
-        try writeLock.withLock { try writeLocked(buffer, length: buffer.count, at: offset) }
-    }
-
-    /// Zeros: skipped in unallocated blocks of a dynamic disk (they read as zeros); a
-    /// differencing disk must hide its parent's bytes, so there they are written like data.
-    func writeZeros(at offset: UInt64, length: Int) throws {
-        guard isWritable else { throw readOnlyError(offset: offset) }
-        try checkRange(offset: offset, length: length, structure: "write")
-        try writeLock.withLock { try writeLocked(nil, length: length, at: offset) }
-    }
-
-    private func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
+    /// Zeros (`buffer` nil): skipped in unallocated blocks of a dynamic disk (they read as zeros);
+    /// a differencing disk must hide its parent's bytes, so there they are written like data.
+    func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
         guard let blocks else {
             try writeRun(buffer, length: length) { try file.write($0, at: offset) }
             return
