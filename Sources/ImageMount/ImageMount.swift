@@ -46,6 +46,7 @@ enum Main {
         EditorAgent.runIfAgent()
         let arguments = CommandLineCheck.normalized(Array(CommandLine.arguments.dropFirst()))
         var parsed: ParsableCommand
+        ImageOptions.drivesOptional = CommandLineCheck.command(for: arguments).type is any ExaminesAllDomains.Type
         do {
             parsed = try ImageMount.parseAsRoot(arguments)
             if arguments.contains(where: CommandLineCheck.mayPrintAndExit) { preflight(arguments) }

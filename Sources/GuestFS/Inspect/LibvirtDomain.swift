@@ -21,6 +21,8 @@ public struct LibvirtDomain: Sendable {
     }
 
     public let name: String
+    /// The domain's `<uuid>`, as `virt-df --uuid` shows it (nil when the XML has none).
+    public let uuid: String?
     /// Hard disks in the order the XML lists them (cdroms and floppies left out).
     public let disks: [Disk]
     /// Whether the domain is running now (its QEMU pid file names a live process).
@@ -49,12 +51,44 @@ public struct LibvirtDomain: Sendable {
             }
             bytes = data
         }
-        let disks = try parseDisks(bytes, source: xml == nil ? file : "virsh dumpxml \(name)")
-        return LibvirtDomain(name: name, disks: disks, isRunning: running(name))
+        let source = xml == nil ? file : "virsh dumpxml \(name)"
+        let (disks, uuid) = try parse(bytes, source: source)
+        return LibvirtDomain(name: name, uuid: uuid, disks: disks, isRunning: running(name))
+    }
+
+    /// The persistent domains libvirt keeps in `configDirectory` (one `NAME.xml` each), for
+    /// tools that examine every domain when virsh is not installed. Sub-folders (`autostart`,
+    /// `networks`) and other files are not domains.
+    public static func definedNames() throws -> [String] {
+        guard let dir = opendir(configDirectory) else {
+            throw ImageError(path: configDirectory, structure: "libvirt domain folder",
+                             reason: String(cString: strerror(errno)), errno: Errno(rawValue: errno))
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            guard entry.pointee.d_type == DT_REG || entry.pointee.d_type == DT_UNKNOWN else { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard name.hasSuffix(".xml"), !name.hasPrefix("."), name.utf8.count > 4 else { continue }
+            names.append(String(name.dropLast(4)))
+        }
+        return names
+    }
+
+    /// The disks (`parseDisks`) and the `<uuid>` of a domain's XML.
+    static func parse(_ xml: [UInt8], source: String) throws -> (disks: [Disk], uuid: String?) {
+        var uuid: String?
+        let disks = try parseDisks(xml, source: source) { root in
+            uuid = children(of: root, named: "uuid").first.flatMap { text($0).split(whereSeparator: \.isWhitespace).first.map(String.init) }
+        }
+        return (disks, uuid)
     }
 
     /// `<disk type='file|block' device='disk'>` with `<source file|dev=…>` and `<driver type=…>`.
-    static func parseDisks(_ xml: [UInt8], source: String) throws -> [Disk] {
+    /// `root` is shown the `<domain>` element before the document is freed.
+    static func parseDisks(_ xml: [UInt8], source: String, root inspectRoot: (xmlNodePtr) -> Void = { _ in }) throws -> [Disk] {
         guard xml.count < 16 << 20 else {
             throw ImageError(path: source, structure: "domain XML", reason: "larger than 16 MiB", errno: .fileTooLarge)
         }
@@ -75,6 +109,7 @@ public struct LibvirtDomain: Sendable {
         guard let root = cxml2_xmlDocGetRootElement(doc), name(of: root) == "domain" else {
             throw ImageError(path: source, structure: "domain XML", reason: "the root element is not <domain>", errno: .invalidArgument)
         }
+        inspectRoot(root)
         var disks: [Disk] = []
         for devices in children(of: root, named: "devices") {
             for disk in children(of: devices, named: "disk") {
@@ -167,6 +202,19 @@ public struct LibvirtDomain: Sendable {
             child = c.pointee.next
         }
         return result
+    }
+
+    /// The text directly inside an element (its text and CDATA children), at most 4 KiB.
+    static func text(_ node: xmlNodePtr) -> String {
+        var out: [UInt8] = []
+        var child = node.pointee.children
+        while let c = child, out.count < 4096 {
+            if c.pointee.type == XML_TEXT_NODE || c.pointee.type == XML_CDATA_SECTION_NODE, let content = c.pointee.content {
+                out += UnsafeBufferPointer(start: content, count: strlen(UnsafeRawPointer(content).assumingMemoryBound(to: CChar.self)))
+            }
+            child = c.pointee.next
+        }
+        return String(decoding: out.prefix(4096), as: UTF8.self)
     }
 
     static func attribute(_ node: xmlNodePtr, _ name: String) -> String? {

@@ -86,6 +86,10 @@ struct ImageOptions: ParsableArguments {
     @Option(name: .customLong("key-fd"), help: .hidden)
     var keyFD: Int32?
 
+    /// Set before parsing for a command that, like virt-df, examines every libvirt domain when
+    /// no drive is given (`ExaminesAllDomains`).
+    nonisolated(unsafe) static var drivesOptional = false
+
     func validate() throws {
         for selector in keySelectors {
             let parts = selector.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
@@ -94,7 +98,9 @@ struct ImageOptions: ParsableArguments {
                 throw ValidationError("--key: expected ID:key:PASSPHRASE or ID:file:FILENAME (ID a device, a LUKS UUID, an image path or 'all')")
             }
         }
-        if images.isEmpty && domains.isEmpty { throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN") }
+        if images.isEmpty && domains.isEmpty && !Self.drivesOptional {
+            throw ValidationError("no disk image given: add one with -a IMAGE or -d DOMAIN")
+        }
         for f in formats.map(\.value) where f != "auto" && f != "" && ImageFormat(rawValue: f) == nil {
             throw ValidationError("unknown --format '\(f)': use \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", ")) or auto")
         }

@@ -13,19 +13,22 @@ import Glibc
 /// Layout follows guestfs-tools `df/output.c` (`print_title`, `print_stat`) and the display
 /// name `df/main.c` (`make_display_name`); the figures are the kernel's statfs ones
 /// (each driver's `usage()`), which is what virt-df gets from its appliance.
-struct DfCommand: ParsableCommand {
+struct DfCommand: ExaminesAllDomains {
     static let configuration = CommandConfiguration(
         commandName: "df",
         abstract: "Show free and used space on the filesystems in disk images.",
         discussion: """
-            Like virt-df: one line per filesystem imagemount can open (ext2/3/4, vfat, iso9660), named IMAGE:DEVICE where IMAGE is the \
+            Like virt-df: one line per filesystem imagemount can open (ext2/3/4, XFS, vfat, iso9660, NTFS), named IMAGE:DEVICE where IMAGE is the \
             file name of the first -a image (with a "+" for each further image). Sizes are in \
             1024-byte blocks, or rounded with -h; Use% is rounded up as df does. The figures are \
             those the Linux kernel's statfs gives for the mounted filesystem: for ext the size leaves \
             out the filesystem's own metadata, and Available leaves out the blocks reserved for root. \
             Filesystems of other types are skipped with a warning. All the -a and -d drives are \
-            taken as one guest, as virt-df takes them; --one-per-guest and -P are accepted for \
-            its scripts and change nothing. \
+            taken as one guest, as virt-df takes them. With no -a and no -d, every libvirt \
+            domain is examined (virsh list --all, or the domain files in /etc/libvirt/qemu \
+            without virsh), in name order, rows named DOMAIN:DEVICE (the domain's UUID with \
+            --uuid); -P of them at a time, each in a process of its own with its own sandbox, so \
+            a domain whose disks fail is reported and the others go on (exit status 1). \
             Example: imagemount df -a vm.qcow2 -h
             """,
         helpNames: [.long]
@@ -42,7 +45,7 @@ struct DfCommand: ParsableCommand {
     @Flag(name: .customLong("csv"), help: "Write comma-separated values, with the image name and the device in separate columns and Use% to one decimal.")
     var csv = false
 
-    @Flag(name: .customLong("uuid"), help: "Show the guest's UUID instead of its name. Accepted for virt-df compatibility: disk images given with -a carry no libvirt UUID, so the name is shown.")
+    @Flag(name: .customLong("uuid"), help: "Show each domain's UUID instead of its name when every libvirt domain is examined (no -a or -d). Disk images given with -a carry no libvirt UUID, so their name is shown.")
     var uuid = false
 
     @Flag(name: .customLong("one-per-guest"),
@@ -50,7 +53,7 @@ struct DfCommand: ParsableCommand {
     var onePerGuest = false
 
     @Option(name: .customShort("P", allowingJoined: true),
-            help: ArgumentHelp("Accepted for virt-df compatibility: the most threads to use (0: automatic). virt-df uses them only to examine all libvirt guests in parallel; the drives given here are one guest, examined in one pass.", valueName: "nr_threads"))
+            help: ArgumentHelp("How many libvirt domains to examine at once when all of them are (no -a or -d); 0 or none: one per online CPU. The drives given with -a or -d are one guest, examined in one pass.", valueName: "nr_threads"))
     var threads: String?
 
     func validate() throws {
@@ -60,6 +63,8 @@ struct DfCommand: ParsableCommand {
     }
 
     func run() throws {
+        // virt-df with no -a and no -d examines every libvirt domain.
+        if image.images.isEmpty && image.domains.isEmpty { return try runAllDomains() }
         let guest = try Session.openGuest(image)
         // Everything is open; what follows parses guest bytes (Sandbox.swift).
         try Sandbox.enter()
@@ -67,7 +72,12 @@ struct DfCommand: ParsableCommand {
         // "+" for each further -a or -d (main.c `make_display_name`): all of them are one guest.
         let name = try image.domains.first.map { $0 + String(repeating: "+", count: image.domains.count + image.images.count - 1) }
             ?? Self.displayName(image.drives().map(\.path))
-        var out = title()
+        try StandardOutput.write(title() + report(guest, name: name))
+    }
+
+    /// One row per filesystem of `guest` that imagemount can open, named `name:DEVICE`.
+    func report(_ guest: Guest, name: String) throws -> String {
+        var out = ""
         for (device, type) in FilesystemsCommand.filesystems(of: guest) where type != "swap" && type != "unknown" {
             guard FilesystemRegistry.canOpen(device.content) else {
                 Diagnostics.warn("\(device.name): \(type) filesystem skipped (imagemount cannot open \(type) yet)")
@@ -85,7 +95,36 @@ struct DfCommand: ParsableCommand {
             for warning in fs.warnings { Diagnostics.warn(warning) }
             out += line(name: name, device: device.name, usage: try fs.usage())
         }
-        try StandardOutput.write(out)
+        return out
+    }
+
+    /// Every libvirt domain (`ImageOptions.allDomainNames`), in name order, `-P` at a time, each
+    /// in a process of its own that opens its disks, enters its own sandbox and reports
+    /// (ForkedWorkers.swift). A domain that fails is reported on stderr and the others go on;
+    /// the exit status is then 1.
+    func runAllDomains() throws {
+        let names = try ImageOptions.allDomainNames(connect: image.connect)
+        // As virt-df: no domains, no output (not even the title).
+        guard !names.isEmpty else { return }
+        let online = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        let requested = threads.flatMap { UInt($0) }.map { Int(clamping: $0) } ?? 0
+        let parallel = requested > 0 ? requested : max(1, online)
+        try StandardOutput.write(title())
+        let base = image
+        let outcomes = ForkedWorkers.run(count: names.count, parallel: parallel, job: { index in
+            var one = base
+            one.domains = [names[index]]
+            let label = try uuid ? ImageOptions.loadDomain(names[index], connect: base.connect).uuid ?? names[index] : names[index]
+            let guest = try Session.openGuest(one)
+            try Sandbox.enter()
+            return Array(try report(guest, name: label).utf8)
+        }, report: { index, error in
+            Diagnostics.line("imagemount: \(names[index]): \(LsCommand.describe(error))\n")
+        })
+        for outcome in outcomes where !outcome.output.isEmpty {
+            try outcome.output.withUnsafeBytes { try StandardOutput.write($0) }
+        }
+        if outcomes.contains(where: \.failed) { throw ExitCode(1) }
     }
 
     /// virt-df's name for a single guest given as disks: the base name of the first image, plus
