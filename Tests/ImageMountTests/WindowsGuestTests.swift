@@ -114,6 +114,59 @@ import TestSupport
         #expect(FileManager.default.fileExists(atPath: m.path + "/Users/x/Desktop/note.txt"))
     }
 
+    /// The Uninstall keys (native, then WOW6432Node) as virt-inspector lists them: each subkey
+    /// with a DisplayName, named by the subkey, its fields what hivexget reads from the same
+    /// hive; a subkey without DisplayName (KB5005463) is left out, a value of the wrong type
+    /// (Notepad++'s DWORD Publisher) leaves its field out; sorted by name; --no-applications
+    /// leaves the list out.
+    @Test func applicationsFromTheUninstallKeys() throws {
+        let f = try Self.images.get()
+        let software = f.hive("SOFTWARE", "mbr")
+        let result = try ImageMountBinary.run(["inspect", "-a", f.mbr], environment: ["IMAGEMOUNT_SANDBOX": "required"])
+        #expect(result.status == 0 && result.stderr.isEmpty, "\(result.stderr)")
+        let native = "\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\", wow = "\\WOW6432Node" + native
+        func get(_ key: String, _ value: String) throws -> String { try Self.hivexget(software, key, value) }
+        let zip = native + WindowsImages.app7zipKey, notepad = native + "Notepad++", legacy = wow + "Legacy32"
+        func xml(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        }
+        let expected = """
+                <applications>
+                  <application>
+                    <name>Legacy32</name>
+                    <display_name>\(xml(try get(legacy, "DisplayName")))</display_name>
+                    <version>\(try get(legacy, "DisplayVersion"))</version>
+                    <publisher>\(xml(try get(legacy, "Publisher")))</publisher>
+                  </application>
+                  <application>
+                    <name>Notepad++</name>
+                    <display_name>\(try get(notepad, "DisplayName"))</display_name>
+                    <version>\(try get(notepad, "DisplayVersion"))</version>
+                  </application>
+                  <application>
+                    <name>\(WindowsImages.app7zipKey)</name>
+                    <display_name>\(try get(zip, "DisplayName"))</display_name>
+                    <version>\(try get(zip, "DisplayVersion"))</version>
+                    <install_path>\(try get(zip, "InstallLocation"))</install_path>
+                    <publisher>\(try get(zip, "Publisher"))</publisher>
+                    <url>\(try get(zip, "URLInfoAbout"))</url>
+                    <description>\(try get(zip, "Comments"))</description>
+                  </application>
+                </applications>
+
+            """
+        #expect(result.text.contains(expected), "\(result.text)")
+        #expect(try get(zip, "InstallLocation") == "C:\\Program Files\\7-Zip\\")
+        #expect(try get(legacy, "Publisher") == "Old & Co <ltd>")
+        let json = try ImageMountBinary.check(["inspect", "--json", "-a", f.mbr])
+        #expect(json.contains("\"display_name\": \"Legacy 32-bit Tool\""), "\(json)")
+        let without = try ImageMountBinary.check(["inspect", "--no-applications", "-a", f.mbr])
+        #expect(without == result.text.replacingOccurrences(of: expected, with: ""))
+        // A damaged SOFTWARE hive: no applications, and no second warning about it.
+        let damaged = try ImageMountBinary.run(["inspect", "-a", f.damaged])
+        #expect(damaged.text.contains("    <applications/>\n"), "\(damaged.text)")
+    }
+
     @Test func damagedHivesCostOnlyTheirFields() throws {
         let f = try Self.images.get()
         let result = try ImageMountBinary.run(["inspect", "-a", f.damaged])

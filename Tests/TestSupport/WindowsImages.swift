@@ -83,6 +83,8 @@ public final class WindowsImages: @unchecked Sendable {
     public static let cGUID = "6f1a3c2e-4b5d-4e6f-8a9b-0c1d2e3f4a5b"
     public static let dGUID = "0a1b2c3d-4e5f-4a6b-9c8d-7e6f5a4b3c2d"
     public static let hostname = "WIN-IMAGEMOUNT"
+    /// The Uninstall subkey of the SOFTWARE hive's 7-Zip entry (an MSI-style product GUID).
+    public static let app7zipKey = "{23170F69-40C1-2702-2301-000001000000}"
     public static let winIni = "; for 16-bit app support\r\n[fonts]\r\n[extensions]\r\n"
 
     public init() throws {
@@ -137,6 +139,43 @@ public final class WindowsImages: @unchecked Sendable {
         "CurrentBuildNumber"="$build"
         "CurrentMajorVersionNumber"=dword:0000000a
         "CurrentMinorVersionNumber"=dword:00000000
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\\#(app7zipKey)]
+        "DisplayName"="7-Zip 23.01 (x64 edition)"
+        "DisplayVersion"="23.01.00.0"
+        "Publisher"="Igor Pavlov"
+        "URLInfoAbout"="https://www.7-zip.org/"
+        "Comments"="file archiver"
+        "InstallLocation"="C:\\\\Program Files\\\\7-Zip\\\\"
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Notepad++]
+        "DisplayName"="Notepad++ (64-bit x64)"
+        "DisplayVersion"="8.6"
+        "Publisher"=dword:00000001
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\KB5005463]
+        "DisplayVersion"="1.0"
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall]
+
+        [HKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\Legacy32]
+        "DisplayName"="Legacy 32-bit Tool"
+        "DisplayVersion"="2.5"
+        "Publisher"="Old & Co <ltd>"
         EOF
           cat > system-$layout.reg <<EOF
         Windows Registry Editor Version 5.00

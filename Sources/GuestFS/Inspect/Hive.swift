@@ -134,6 +134,24 @@ final class Hive {
         return node
     }
 
+    /// The subkeys of `node` with their names, at most `maxValues` (hivex_node_children).
+    func children(_ node: Node) -> [(name: String, node: Node)] {
+        guard let list = hivex_node_children(handle, node) else { return [] }
+        defer { free(list) }
+        var out: [(name: String, node: Node)] = []
+        var index = 0
+        while index < Self.maxValues, list[index] != 0 {
+            let child = list[index]
+            if let key = hivex_node_name(handle, child) {
+                // hivex gives names as UTF-8 it converted itself (from Latin-1 or UTF-16LE).
+                out.append((String(decoding: UnsafeRawBufferPointer(start: key, count: strlen(key)), as: UTF8.self), child))
+                free(key)
+            }
+            index += 1
+        }
+        return out
+    }
+
     /// The values of `node` with their names, at most `maxValues`.
     func values(_ node: Node) -> [(name: String, value: Value)] {
         guard let list = hivex_node_values(handle, node) else { return [] }

@@ -63,7 +63,11 @@ struct InspectCommand: ParsableCommand {
             Diagnostics.warn("\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found")
         }
         // virt-inspector mounts each OS to read its package database, unless told not to.
-        let applications = noApplications ? nil : systems.map { Applications.list(for: $0, in: guest) }
+        let applications = noApplications ? nil : systems.map { os in
+            var warnings: [String] = []
+            defer { for warning in warnings { Diagnostics.warn(warning) } }
+            return Applications.list(for: os, in: guest, warnings: &warnings)
+        }
         if json { return try StandardOutput.write(Self.json(systems, guest: guest, applications: applications)) }
         let document = Self.xml(systems, guest: guest, applications: applications)
         if let xpath { return try StandardOutput.write(XPathQuery.evaluate(xpath, on: Array(document.utf8))) }
@@ -153,8 +157,9 @@ struct InspectCommand: ParsableCommand {
 
     static func applicationsJSON(_ apps: [Application]) -> String {
         "[" + apps.map { app in
-            "{\"name\": \(Markup.json(app.name)), \"epoch\": \(app.epoch), \"version\": \(Markup.json(app.version)), "
+            "{\"name\": \(Markup.json(app.name)), \"display_name\": \(Markup.json(app.displayName)), \"epoch\": \(app.epoch), \"version\": \(Markup.json(app.version)), "
                 + "\"release\": \(Markup.json(app.release)), \"arch\": \(Markup.json(app.arch)), \"url\": \(Markup.json(app.url)), "
+                + "\"install_path\": \(Markup.json(app.installPath)), \"publisher\": \(Markup.json(app.publisher)), "
                 + "\"source_package\": \(Markup.json(app.sourcePackage)), \"summary\": \(Markup.json(app.summary)), "
                 + "\"description\": \(Markup.json(app.description))}"
         }.joined(separator: ", ") + "]"
