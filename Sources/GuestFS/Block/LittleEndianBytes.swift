@@ -38,6 +38,11 @@ package struct LittleEndianBytes {
         for i in 0 ..< 4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
     }
 
+    /// Stores `value` little-endian at `offset` of `buffer` (a cached table being changed).
+    package static func put32(_ value: UInt32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
+        for i in 0 ..< 4 { buffer[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
+    }
+
     /// Appends `value` little-endian to `bytes`.
     package static func append32(_ value: UInt32, to bytes: inout [UInt8]) {
         for i in 0 ..< 4 { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(8 * i))) }

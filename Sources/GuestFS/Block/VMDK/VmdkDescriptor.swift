@@ -85,3 +85,27 @@ struct VmdkDescriptor {
         return Extent(kind: kind, sectors: UInt64(sectors), file: file, offset: offset)
     }
 }
+
+extension VmdkDescriptor {
+    /// Where the hex digits of the first "CID=" lie in `bytes` (a descriptor's text, up to its
+    /// first NUL), the same occurrence `cid` is parsed from; nil when there is none.
+    static func cidDigits(in bytes: [UInt8]) -> Range<Int>? {
+        let end = bytes.firstIndex(of: 0) ?? bytes.count
+        let needle = Array("CID=".utf8)
+        guard end >= needle.count else { return nil }
+        for i in 0 ... (end - needle.count) where Array(bytes[i ..< i + needle.count]) == needle {
+            var j = i + needle.count
+            while j < end, j - (i + needle.count) < 8, Character(UnicodeScalar(bytes[j])).isHexDigit { j += 1 }
+            return j > i + needle.count ? (i + needle.count) ..< j : nil
+        }
+        return nil
+    }
+
+    /// `cid` as exactly `width` lowercase hex digits (zero-padded, high digits dropped), so that
+    /// a new CID replaces the old one in place without moving the rest of the text.
+    static func cidText(_ cid: UInt32, width: Int) -> [UInt8] {
+        let digits = Array(String(cid, radix: 16).utf8)
+        let padded = [UInt8](repeating: UInt8(ascii: "0"), count: max(0, width - digits.count)) + digits
+        return Array(padded.suffix(width))
+    }
+}

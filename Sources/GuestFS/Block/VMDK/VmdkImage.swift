@@ -1,13 +1,20 @@
 import Synchronization
 
-/// A VMDK disk opened read-only (QEMU's block/vmdk.c): a descriptor (standalone, or embedded in
-/// a monolithic sparse extent) listing extents end to end, each flat (a range of a raw file) or
-/// hosted sparse (grain directory and tables, maybe stream-optimized), over an optional parent
-/// named by `parentFileNameHint`.
+/// A VMDK disk (QEMU's block/vmdk.c): a descriptor (standalone, or embedded in a monolithic
+/// sparse extent) listing extents end to end, each flat (a range of a raw file) or hosted
+/// sparse (grain directory and tables, maybe stream-optimized), over an optional parent named by
+/// `parentFileNameHint`. Read-only, or writable except stream-optimized extents
+/// (`VmdkImage+Write.swift`); the parent is always read-only.
 final class VmdkImage: BlockDevice {
     let path: String
     let size: UInt64
-    var isWritable: Bool { false }
+    let isWritable: Bool
+    /// The file opened as the image: the descriptor (standalone or embedded) lives in it.
+    let file: any BlockDevice
+    /// Serializes writers (grain allocation, table write-back, the CID update); readers never take it.
+    let writeLock = BlockingLock()
+    /// Whether this open has given the descriptor a new CID yet (QEMU's cid_updated).
+    let cidUpdated = Mutex(false)
     var displayName: String { path }
     let metadata: VmdkMetadata
     let extents: [Extent]
@@ -26,17 +33,18 @@ final class VmdkImage: BlockDevice {
         var start: UInt64
         var length: UInt64
         var storage: Storage
+        /// The writer of a sparse extent of a writable image.
+        var writer: VmdkSparseWriter?
     }
 
-    /// The one line writable opens are refused with.
-    static let writeRefusal = "writing VMDK images is not supported yet: convert with qemu-img convert -O qcow2"
+    /// The one line writable opens of stream-optimized (compressed) images are refused with.
+    static let streamRefusal = "streamOptimized VMDK images are read-only: convert with 'qemu-img convert -O vmdk -o subformat=monolithicSparse IN OUT' (or -O qcow2) to write"
 
     init(file: any BlockDevice, options: ImageOpenOptions,
          openBacking: (String, ImageFormat?) throws -> any BlockDevice) throws {
-        guard !options.writable else {
-            throw ImageError(path: file.displayName, structure: "VMDK image", reason: Self.writeRefusal, errno: .readOnlyFileSystem)
-        }
         path = file.displayName
+        self.file = file
+        isWritable = options.writable
         let m = try VmdkMetadata.read(from: file)
         metadata = m
         var placed: [Extent] = []
@@ -46,7 +54,15 @@ final class VmdkImage: BlockDevice {
             guard !overflow, end <= 1 << 52 else {
                 throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "extents add up to more than 4 PiB")
             }
-            placed.append(Extent(start: start, length: length, storage: storage))
+            var writer: VmdkSparseWriter?
+            if options.writable, case let .sparse(sparse) = storage {
+                guard let raw = sparse.file as? RawImage, raw.isWritable else {
+                    throw ImageError(path: sparse.file.displayName, structure: "VMDK extent",
+                                     reason: "writing a sparse extent needs a local file that can grow", errno: .readOnlyFileSystem)
+                }
+                writer = try VmdkSparseWriter(extent: sparse, file: raw)
+            }
+            placed.append(Extent(start: start, length: length, storage: storage, writer: writer))
             start = end
         }
         if let sparse = m.embeddedSparse {
@@ -55,7 +71,7 @@ final class VmdkImage: BlockDevice {
             for extent in m.descriptor.extents {
                 let resolved = ImageOpener.resolve(extent.file, relativeTo: file.displayName)
                 try ImageOpener.checkMayOpen(resolved, as: "extent file", options: options, image: file.displayName, format: .vmdk)
-                let extentFile = try RawImage(path: resolved, writable: false)
+                let extentFile = try RawImage(path: resolved, writable: options.writable)
                 _ = try extentFile.lockLikeQEMU()
                 let (bytes, overflow) = extent.sectors.multipliedReportingOverflow(by: VmdkFormat.sectorSize)
                 guard !overflow else { throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "extent of \(extent.sectors) sectors is too large") }
@@ -63,6 +79,12 @@ final class VmdkImage: BlockDevice {
                 case .flat, .vmfs:
                     let (offset, o2) = extent.offset.multipliedReportingOverflow(by: VmdkFormat.sectorSize)
                     guard !o2 else { throw ImageError(path: file.displayName, structure: "VMDK descriptor", reason: "flat extent offset \(extent.offset) is too large") }
+                    // Written in place only: the file must hold the whole extent (qemu-img makes it so).
+                    if options.writable, offset.saturatingAdd(bytes) > extentFile.size {
+                        throw ImageError(path: resolved, structure: "VMDK extent",
+                                         reason: "flat extent of \(bytes) bytes at \(offset) runs past the end of the file (\(extentFile.size) bytes): not written",
+                                         errno: .readOnlyFileSystem)
+                    }
                     try add(bytes, .flat(extentFile, offset: offset))
                 case .sparse:
                     let sparse = try VmdkSparseExtent(file: extentFile, extents: m.descriptor.extents.count)
@@ -87,6 +109,8 @@ final class VmdkImage: BlockDevice {
             parentMatches = true
         }
     }
+
+    deinit { try? flush() }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
@@ -114,7 +138,7 @@ final class VmdkImage: BlockDevice {
         }
     }
 
-    private func extentIndex(containing offset: UInt64) -> Int {
+    func extentIndex(containing offset: UInt64) -> Int {
         var low = 0, high = extents.count
         while low < high {
             let mid = (low + high) / 2
@@ -201,7 +225,7 @@ final class VmdkImage: BlockDevice {
     }
 
     /// An unallocated range: the parent's bytes (zeros past its end), or zeros without one.
-    private func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+    func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         guard let parent else { buffer.initializeMemory(as: UInt8.self, repeating: 0); return }
         guard parentMatches else {
             throw ImageError(path: path, offset: offset, structure: "VMDK parent",
@@ -214,7 +238,4 @@ final class VmdkImage: BlockDevice {
             UnsafeMutableRawBufferPointer(rebasing: buffer[inside...]).initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
-
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws { throw readOnlyError(offset: offset) }
-    func flush() throws {}
 }

@@ -12,6 +12,10 @@ struct VmdkMetadata: Sendable {
     var embeddedSparse: VmdkSparseExtent?
     var cid: UInt32
     var parentCID: UInt32
+    /// Where the descriptor text was read in the file, and how many bytes of it (the range a
+    /// writer rewrites the CID in).
+    var descriptorOffset: UInt64 = 0
+    var descriptorLength = 0
 
     /// Create types a standalone descriptor may declare (QEMU's vmdk_open_desc_file; the
     /// sparse ones whose extents QEMU cannot read are refused when an extent is opened).
@@ -67,6 +71,6 @@ struct VmdkMetadata: Sendable {
             throw fail(descriptorAt, "VMDK descriptor", "descriptor has no CID or parentCID")
         }
         return VmdkMetadata(descriptor: descriptor, createType: createType ?? "monolithicSparse", embeddedSparse: sparse,
-                            cid: cid, parentCID: parentCID)
+                            cid: cid, parentCID: parentCID, descriptorOffset: descriptorAt, descriptorLength: count)
     }
 }

@@ -9,8 +9,8 @@ final class VmdkSparseExtent: Sendable {
     let gtCoverage: UInt64
     /// Bytes of the extent (capacity).
     let size: UInt64
-    private let gd: [UInt32]
-    private let gtCache: Qcow2TableCache
+    let gd: [UInt32]
+    let gtCache: Qcow2TableCache
     private let grainCache: Qcow2TableCache?
 
     /// Where one grain's data lives.
