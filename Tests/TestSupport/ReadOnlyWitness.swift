@@ -19,8 +19,8 @@ public struct ReadOnlyWitness: Sendable {
     let before: [String: State]
 
     /// Commands that never write an image; `mount` only without --rw/-w, `check` only without -r.
-    static let reading: Set<String> = ["cat", "ls", "copy-out", "df", "filesystems", "inspect", "info", "check"]
-    static let subcommands: Set<String> = reading.union(["mount", "unmount", "copy-in", "edit"])
+    static let reading: Set<String> = ["cat", "ls", "copy-out", "df", "filesystems", "inspect", "info", "check", "diff"]
+    static let subcommands: Set<String> = reading.union(["mount", "unmount", "copy-in", "edit", "tar-in", "commit"])
 
     /// nil when `arguments` may write (or name no image).
     public init?(arguments: [String]) {
@@ -34,6 +34,8 @@ public struct ReadOnlyWitness: Sendable {
 
     static func isReading(_ arguments: [String]) -> Bool {
         let sub = arguments.first.flatMap { subcommands.contains($0) ? $0 : nil } ?? "mount"
+        // Writes through --overlay go to the overlay: the -a images must not change at all.
+        if arguments.contains(where: { $0 == "--overlay" || $0.hasPrefix("--overlay=") }) { return true }
         if sub == "check" { return !arguments.contains { $0 == "-r" || $0.hasPrefix("--repair") } }
         if sub == "mount" { return !arguments.contains { $0 == "--rw" || $0 == "-w" || $0 == "--help" } }
         return reading.contains(sub)
@@ -51,7 +53,7 @@ public struct ReadOnlyWitness: Sendable {
         var i = 0
         while i < arguments.count {
             let a = arguments[i]
-            if (a == "-a" || a == "--add"), i + 1 < arguments.count { out.append(arguments[i + 1]); i += 2; continue }
+            if (a == "-a" || a == "--add" || a == "-A"), i + 1 < arguments.count { out.append(arguments[i + 1]); i += 2; continue }
             if a.hasPrefix("--add=") { out.append(String(a.dropFirst(6))) }
             else if a.hasPrefix("-a"), a.count > 2, !a.hasPrefix("--") { out.append(String(a.dropFirst(2))) }
             i += 1

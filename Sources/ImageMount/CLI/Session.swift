@@ -3,6 +3,9 @@ import GuestFSDisk
 import GuestFSFilesystem
 import GuestFS
 import GuestFSInspect
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Opens the drives and the filesystems a command asked for: the one place commands turn
 /// their options into a `Guest` and a `MountTree`.
@@ -17,14 +20,18 @@ struct Session {
     let driveTrees = DriveTrees()
 
     /// Opens the images and mounts what `-m` names, or the only filesystem when there is one.
-    static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Session {
-        let guest = try openGuest(image, writable: writable, keys: keys)
+    static func open(_ image: ImageOptions, _ fs: FilesystemOptions, writable: Bool = false, keys: KeyStore? = nil,
+                     overlays: [String] = []) throws -> Session {
+        let guest = try openGuest(image, writable: writable, keys: keys, overlays: overlays)
         let (tree, os) = try mountTree(guest, fs, writable: writable)
         for mount in tree.mounts { for warning in mount.filesystem.warnings { Diagnostics.warn(warning) } }
         return Session(guest: guest, tree: tree, os: os, writable: writable)
     }
 
-    static func openGuest(_ image: ImageOptions, writable: Bool = false, keys: KeyStore? = nil) throws -> Guest {
+    /// With `overlays` (one per drive, `--overlay`), each drive is replaced by a new qcow2
+    /// overlay over it, created here (before the sandbox) and removed again if opening fails.
+    static func openGuest(_ image: ImageOptions, writable: Bool = false, keys: KeyStore? = nil,
+                          overlays: [String] = []) throws -> Guest {
         image.global.apply()
         if writable, let running = try image.runningDomain() {
             throw CLIError(message: "domain \(running) is running: its disks cannot be opened for writing")
@@ -32,11 +39,41 @@ struct Session {
         if writable && image.snapshot != nil {
             throw CLIError(message: "--snapshot opens a saved state read-only; it cannot be used for writing")
         }
-        let drives = try image.drives()
+        var drives = try image.drives()
+        var created: [String] = []
+        if !overlays.isEmpty {
+            guard writable else { throw CLIError(message: "--overlay is for writing: it cannot be used with --ro") }
+            guard overlays.count == drives.count else {
+                throw CLIError(message: "--overlay given \(overlays.count) time(s) for \(drives.count) drive(s): give one --overlay per -a, in order")
+            }
+            do {
+                for (index, overlay) in overlays.enumerated() {
+                    let backing = try Qcow2Overlay.backing(for: drives[index].path, format: drives[index].format)
+                    // Its size only: an encrypted image needs no key for that.
+                    var sizeOptions = ImageOpenOptions(format: backing.format, writable: false)
+                    sizeOptions.metadataOnly = true
+                    let size = try ImageOpener.open(path: backing.path, options: sizeOptions).size
+                    try Qcow2Overlay.create(at: overlay, virtualSize: size, backingFile: backing.path, backingFormat: backing.format)
+                    created.append(overlay)
+                    Diagnostics.trace("overlay \(overlay) over \(backing.path) (\(backing.format.rawValue))")
+                    drives[index].path = overlay
+                    drives[index].format = .qcow2
+                }
+            } catch {
+                for path in created { unlink(path) }
+                throw error
+            }
+        }
         for (index, drive) in drives.enumerated() {
             Diagnostics.trace("add drive \(index): \(drive.path) format=\(drive.format?.rawValue ?? "probed") blocksize=\(drive.sectorSize)\(writable ? "" : " readonly")")
         }
-        let guest = try Guest(drives: drives, writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
+        let guest: Guest
+        do {
+            guest = try Guest(drives: drives, writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
+        } catch {
+            for path in created { unlink(path) }
+            throw error
+        }
         if writable, let readOnly = guest.drives.first(where: { !$0.device.isWritable }) {
             throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing")
         }

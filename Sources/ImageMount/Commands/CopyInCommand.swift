@@ -30,6 +30,7 @@ struct CopyInCommand: ParsableCommand {
 
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
+    @OptionGroup var overlay: OverlayOptions
     @OptionGroup var progressOptions: ProgressOptions
 
     @Argument(help: ArgumentHelp("Host paths to copy, then the guest directory to copy them into.",
@@ -47,7 +48,7 @@ struct CopyInCommand: ParsableCommand {
         for source in sources where source.existingType() == nil {
             throw CLIError(message: "\(source.display): no such file or directory on the host")
         }
-        let session = try Session.open(image, filesystems, writable: true)
+        let session = try Session.open(image, filesystems, writable: true, overlays: overlay.overlays)
         var failure: (any Error)?
         do {
             // Everything is open; from here on only the sources may be read (Sandbox.swift).

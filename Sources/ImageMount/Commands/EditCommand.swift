@@ -31,6 +31,7 @@ struct EditCommand: ParsableCommand {
 
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
+    @OptionGroup var overlay: OverlayOptions
 
     @Option(name: [.customShort("e"), .customLong("edit"), .customLong("expr")],
             help: ArgumentHelp("Perl expression applied to each line instead of running an editor.", valueName: "expr"))
@@ -60,7 +61,7 @@ struct EditCommand: ParsableCommand {
         // then parses the image inside the sandbox, which runs no program (EditorAgent.swift).
         let agent = try EditorAgent.start()
         defer { agent.finish() }
-        let session = try Session.open(image, filesystems, writable: true)
+        let session = try Session.open(image, filesystems, writable: true, overlays: overlay.overlays)
         var failure: (any Error)?
         do {
             // Everything is open; what follows parses guest bytes and writes through the open

@@ -34,6 +34,7 @@ struct MountCommand: ParsableCommand {
 
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
+    @OptionGroup var overlay: OverlayOptions
 
     @Option(name: [.customShort("o"), .customLong("option")],
             help: ArgumentHelp("FUSE mount option(s), comma-separated; repeatable: allow_other, allow_root, uid=N, gid=N, umask=M, kernel_cache, direct_io, attr_timeout=T, entry_timeout=T, negative_timeout=T, max_read=N, fsname=NAME, subtype=NAME, nonempty, kernel flags such as noexec. --fuse-help lists them all; any other is an error.",
@@ -83,6 +84,7 @@ struct MountCommand: ParsableCommand {
             throw ValidationError("--dir-cache-timeout: expected a number of seconds (0 or more)")
         }
         _ = try serverOptions()
+        if !overlay.overlays.isEmpty && !readWrite { throw ValidationError("--overlay is for writing: add --rw") }
     }
 
     /// Only --rw makes a mount writable (-o rw is accepted only alongside it).
@@ -110,7 +112,7 @@ struct MountCommand: ParsableCommand {
     /// Opens the images, mounts, and serves until unmounted; `ready` runs once the kernel's
     /// INIT has been answered.
     func serve(on mountpoint: String, ready: @escaping @Sendable () -> Void) throws {
-        let session = try Session.open(image, filesystems, writable: readWrite)
+        let session = try Session.open(image, filesystems, writable: readWrite, overlays: overlay.overlays)
         try Self.checkSizes(session.tree)
         let pid = getpid()
         if let pidFile { PidFile.write(pid, to: pidFile) }

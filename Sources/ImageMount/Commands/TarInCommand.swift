@@ -31,6 +31,7 @@ struct TarInCommand: ParsableCommand {
 
     @OptionGroup var image: ImageOptions
     @OptionGroup var filesystems: FilesystemOptions
+    @OptionGroup var overlay: OverlayOptions
     @OptionGroup var tar: TarFlags
     @OptionGroup var progressOptions: ProgressOptions
 
@@ -51,7 +52,7 @@ struct TarInCommand: ParsableCommand {
         let fd: Int32 = fromStdin ? 0 : open(tarfile, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw CLIError(message: "\(tarfile): \(String(cString: strerror(errno)))") }
         defer { if !fromStdin { close(fd) } }
-        let session = try Session.open(image, filesystems, writable: true)
+        let session = try Session.open(image, filesystems, writable: true, overlays: overlay.overlays)
         var failure: (any Error)?
         do {
             TarLocale.useUTF8()
