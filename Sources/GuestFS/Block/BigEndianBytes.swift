@@ -31,6 +31,18 @@ package struct BigEndianBytes {
 
     /// Stores `value` big-endian at `offset` of `bytes` (a structure being written back).
     package static func put32(_ value: UInt32, into bytes: inout [UInt8], at offset: Int) {
-        for i in 0 ..< 4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt32(24 - 8 * i)) }
+        put(UInt64(value), width: 4, into: &bytes, at: offset)
+    }
+
+    package static func put16(_ value: UInt16, into bytes: inout [UInt8], at offset: Int) {
+        put(UInt64(value), width: 2, into: &bytes, at: offset)
+    }
+
+    package static func put64(_ value: UInt64, into bytes: inout [UInt8], at offset: Int) {
+        put(value, width: 8, into: &bytes, at: offset)
+    }
+
+    private static func put(_ value: UInt64, width: Int, into bytes: inout [UInt8], at offset: Int) {
+        for i in 0 ..< width { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * (width - 1 - i))) }
     }
 }

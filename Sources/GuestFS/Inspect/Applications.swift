@@ -28,9 +28,8 @@ public enum Applications {
     /// libguestfs `MAX_DPKG_STATUS_SIZE` and `MAX_APK_INSTALLED_SIZE`: 50 MB.
     static let maxDatabaseSize: UInt64 = 50_000_000
 
-    /// The applications of `os`, with its filesystems mounted as its fstab says; what could not
-    /// be read goes to `warnings`, one line each (the list is then empty or partial).
-    public static func list(for os: OperatingSystem, in guest: Guest, warnings: inout [String]) -> [Application] {
+    /// The applications of `os`, with its filesystems mounted as its fstab says.
+    public static func list(for os: OperatingSystem, in guest: Guest) -> [Application] {
         guard let tree = try? MountTree(entries: Inspector.mountEntries(for: os, in: guest), writable: false) else { return [] }
         var apps: [Application]
         switch os.packageFormat {

@@ -77,18 +77,9 @@ public struct LibvirtDomain: Sendable {
         return names
     }
 
-    /// The disks (`parseDisks`) and the `<uuid>` of a domain's XML.
+    /// The disks and the `<uuid>` of a domain's XML: `<disk type='file|block' device='disk'>`
+    /// with `<source file|dev=…>` and `<driver type=…>`, network disks (`networkName`).
     static func parse(_ xml: [UInt8], source: String) throws -> (disks: [Disk], uuid: String?) {
-        var uuid: String?
-        let disks = try parseDisks(xml, source: source) { root in
-            uuid = children(of: root, named: "uuid").first.flatMap { text($0).split(whereSeparator: \.isWhitespace).first.map(String.init) }
-        }
-        return (disks, uuid)
-    }
-
-    /// `<disk type='file|block' device='disk'>` with `<source file|dev=…>` and `<driver type=…>`.
-    /// `root` is shown the `<domain>` element before the document is freed.
-    static func parseDisks(_ xml: [UInt8], source: String, root inspectRoot: (xmlNodePtr) -> Void = { _ in }) throws -> [Disk] {
         guard xml.count < 16 << 20 else {
             throw ImageError(path: source, structure: "domain XML", reason: "larger than 16 MiB", errno: .fileTooLarge)
         }
@@ -109,7 +100,7 @@ public struct LibvirtDomain: Sendable {
         guard let root = cxml2_xmlDocGetRootElement(doc), name(of: root) == "domain" else {
             throw ImageError(path: source, structure: "domain XML", reason: "the root element is not <domain>", errno: .invalidArgument)
         }
-        inspectRoot(root)
+        let uuid = children(of: root, named: "uuid").first.flatMap { text($0).split(whereSeparator: \.isWhitespace).first.map(String.init) }
         var disks: [Disk] = []
         for devices in children(of: root, named: "devices") {
             for disk in children(of: devices, named: "disk") {
@@ -124,7 +115,7 @@ public struct LibvirtDomain: Sendable {
                 disks.append(Disk(path: path, format: driver.flatMap(ImageFormat.init(rawValue:)), readOnly: readOnly))
             }
         }
-        return disks
+        return (disks, uuid)
     }
 
     /// `<disk type='network'>`: the name `-a` would take for its `<source protocol=… name=…>`

@@ -22,13 +22,7 @@ enum WindowsApplications {
     /// cannot be opened lists none; inspection has already said why (WindowsInspector.facts).
     static func list(for os: OperatingSystem, tree: MountTree) -> [Application] {
         var warnings: [String] = []
-        guard let systemRoot = os.windowsSystemRoot, let rootNode = try? tree.resolve(systemRoot),
-              let system32 = WindowsInspector.directory(tree, rootNode, "system32"),
-              let config = WindowsInspector.directory(tree, system32, "config"),
-              let hive = WindowsInspector.openHive(tree, config, "software", path: systemRoot + "/System32/config", warnings: &warnings) else {
-            return []
-        }
-        return list(hive)
+        return WindowsInspector.openConfigHive("software", of: os, tree: tree, warnings: &warnings).map(list) ?? []
     }
 
     static func list(_ hive: Hive) -> [Application] {

@@ -75,12 +75,16 @@ enum WindowsInspector {
     /// The SYSTEM hive's drive letters alone (Inspector.windowsDriveMappings).
     static func driveMappings(for os: OperatingSystem, tree: MountTree, guest: Guest) -> (mappings: [(letter: String, device: String)], warnings: [String]) {
         var warnings: [String] = []
-        guard let systemRoot = os.windowsSystemRoot, let rootNode = try? tree.resolve(systemRoot),
-              let system32 = directory(tree, rootNode, "system32"), let config = directory(tree, system32, "config"),
-              let hive = openHive(tree, config, "system", path: systemRoot + "/System32/config", warnings: &warnings) else {
-            return ([], warnings)
-        }
+        guard let hive = openConfigHive("system", of: os, tree: tree, warnings: &warnings) else { return ([], warnings) }
         return (WindowsDriveMappings.read(hive, guest: guest), warnings)
+    }
+
+    /// Opens hive `name` of `os`'s `SYSTEMROOT\System32\config`, or nil (with a line in
+    /// `warnings` when the folder is there but the hive is not, or cannot be read).
+    static func openConfigHive(_ name: String, of os: OperatingSystem, tree: MountTree, warnings: inout [String]) -> Hive? {
+        guard let systemRoot = os.windowsSystemRoot, let rootNode = try? tree.resolve(systemRoot),
+              let system32 = directory(tree, rootNode, "system32"), let config = directory(tree, system32, "config") else { return nil }
+        return openHive(tree, config, name, path: systemRoot + "/System32/config", warnings: &warnings)
     }
 
     /// Opens the hive file `name` of `config`, or says in `warnings` why it cannot.

@@ -70,12 +70,12 @@ struct Session {
         let guest: Guest
         do {
             guest = try Guest(drives: drives, writable: writable, snapshot: image.snapshot, keys: keys ?? image.keyStore())
+            if writable, let readOnly = guest.drives.first(where: { !$0.device.isWritable }) {
+                throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing")
+            }
         } catch {
             for path in created { unlink(path) }
             throw error
-        }
-        if writable, let readOnly = guest.drives.first(where: { !$0.device.isWritable }) {
-            throw CLIError(message: "\(readOnly.device.displayName): this image cannot be opened for writing")
         }
         for warning in guest.warnings { Diagnostics.warn(warning) }
         return guest

@@ -37,7 +37,7 @@ struct CommitCommand: ParsableCommand {
         global.apply()
         // Emptying the overlay makes and renames a file beside it: only that folder is open
         // for it in the sandbox (opened here, before).
-        let folder = overlay.lastIndex(of: "/").map { $0 == overlay.startIndex ? "/" : String(overlay[..<$0]) } ?? "."
+        let folder = Qcow2Overlay.folder(of: overlay)
         let fd = open(folder, hostio_o_path | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw CLIError(message: "\(folder): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

@@ -63,11 +63,7 @@ struct InspectCommand: ParsableCommand {
             Diagnostics.warn("\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found")
         }
         // virt-inspector mounts each OS to read its package database, unless told not to.
-        let applications = noApplications ? nil : systems.map { os in
-            var warnings: [String] = []
-            defer { for warning in warnings { Diagnostics.warn(warning) } }
-            return Applications.list(for: os, in: guest, warnings: &warnings)
-        }
+        let applications = noApplications ? nil : systems.map { Applications.list(for: $0, in: guest) }
         if json { return try StandardOutput.write(Self.json(systems, guest: guest, applications: applications)) }
         let document = Self.xml(systems, guest: guest, applications: applications)
         if let xpath { return try StandardOutput.write(XPathQuery.evaluate(xpath, on: Array(document.utf8))) }

@@ -71,11 +71,15 @@ extension Qcow2Overlay {
         var result = CommitResult(backingPath: resolved, dataBytes: 0, zeroBytes: 0)
         var buffer = [UInt8](repeating: 0, count: commitChunk)
         var offset: UInt64 = 0
-        // Bounded: every extent is at least one byte long, so the loop ends at top.size.
+        // Bounded: every extent must be at least one byte long (checked: a damaged map must
+        // not spin here), so the loop ends at top.size.
         while offset < top.size {
             let want = Int(min(top.size - offset, UInt64(Int32.max)))
             let extent = try top.mapping(guestOffset: offset, length: want)
             let length = UInt64(extent.length)
+            guard length > 0, length <= UInt64(want) else {
+                throw bad("the overlay's map gives an extent of \(length) bytes at guest byte \(offset)", errno: .ioError)
+            }
             switch extent.kind {
             case .unallocated:
                 break

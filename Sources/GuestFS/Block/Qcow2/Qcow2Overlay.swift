@@ -40,9 +40,8 @@ package enum Qcow2Overlay {
         let refcountTable = UInt64(clusterSize), refcountBlock = UInt64(2 * clusterSize), l1Offset = UInt64(3 * clusterSize)
         let clusters = 3 + max(l1Clusters, 1)
         var bytes = [UInt8](repeating: 0, count: clusters * clusterSize)
-        func put32(_ v: UInt32, _ at: Int) { for i in 0..<4 { bytes[at + i] = UInt8(truncatingIfNeeded: v >> (24 - 8 * UInt32(i))) } }
-        func put64(_ v: UInt64, _ at: Int) { for i in 0..<8 { bytes[at + i] = UInt8(truncatingIfNeeded: v >> (56 - 8 * UInt64(i))) } }
-        func put16(_ v: UInt16, _ at: Int) { bytes[at] = UInt8(v >> 8); bytes[at + 1] = UInt8(truncatingIfNeeded: v) }
+        func put32(_ v: UInt32, _ at: Int) { BigEndianBytes.put32(v, into: &bytes, at: at) }
+        func put64(_ v: UInt64, _ at: Int) { BigEndianBytes.put64(v, into: &bytes, at: at) }
 
         // Header extensions follow the header, each padded to 8 bytes; then the end marker, then the name.
         var at = headerLength
@@ -71,7 +70,7 @@ package enum Qcow2Overlay {
         put32(UInt32(headerLength), 100)
 
         put64(refcountBlock, Int(refcountTable))
-        for cluster in 0..<clusters { put16(1, Int(refcountBlock) + 2 * cluster) }
+        for cluster in 0..<clusters { BigEndianBytes.put16(1, into: &bytes, at: Int(refcountBlock) + 2 * cluster) }
         return bytes
     }
 
@@ -105,10 +104,14 @@ package enum Qcow2Overlay {
         syncFolder(of: path)
     }
 
+    /// The folder holding `path` (where an overlay's replacement is made and renamed).
+    package static func folder(of path: String) -> String {
+        path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+    }
+
     /// fsync of the folder holding `path`, so that a created or renamed name is durable.
     static func syncFolder(of path: String) {
-        let folder = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-        if let dir = try? FileDescriptor.open(FilePath(folder), .readOnly, options: [.directory, .closeOnExec]) {
+        if let dir = try? FileDescriptor.open(FilePath(folder(of: path)), .readOnly, options: [.directory, .closeOnExec]) {
             _ = fsync(dir.rawValue)
             try? dir.close()
         }
