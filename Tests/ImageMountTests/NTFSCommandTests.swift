@@ -85,6 +85,25 @@ import TestSupport
                 == [String(statfs[1] * kib), String((statfs[1] - statfs[2]) * kib), String(statfs[3] * kib)], "\(lines[1])")
     }
 
+    /// A boot sector declaring 2^31-byte MFT records (0xE1 at 0x40), index records, or 4 MiB
+    /// clusters: one line, nothing written. (The probe already rejects the first and last, as
+    /// blkid does; the driver's own refusal is NTFSFilesystemTests.outOfBoundsBootSectorSizes.)
+    @Test func outOfBoundsBootSectorSizesAreOneLine() throws {
+        let f = try Self.images.get()
+        let copy = try TempDir("imagemount-ntfs-boot")
+        for (offset, byte) in [(0x40, "\\341"), (0x44, "\\341"), (0x0D, "\\363")] {
+            let bad = copy.file("bad-\(offset).img")
+            try Shell.check("cp --sparse=always \(Shell.quote(f.image)) \(Shell.quote(bad))")
+            try Shell.check("printf '\(byte)' | dd of=\(Shell.quote(bad)) bs=1 seek=\(offset) conv=notrunc status=none")
+            let before = try Self.sha256(bad)
+            let cat = try ImageMountBinary.run(["cat", "-a", bad, "/a.txt"])
+            #expect(cat.status != 0 && cat.stdout.isEmpty)
+            #expect(cat.stderr.hasPrefix("imagemount: ") && cat.stderr.split(separator: "\n").count == 1, "\(offset): \(cat.stderr)")
+            if offset == 0x44 { #expect(cat.stderr.contains("NTFS boot sector") && cat.stderr.contains("index records of 2147483648 bytes"), "\(cat.stderr)") }
+            #expect(try Self.sha256(bad) == before)
+        }
+    }
+
     @Test func damagedVolumeIsOneLine() throws {
         let f = try Self.images.get()
         let copy = try TempDir("imagemount-ntfs-bad")

@@ -127,6 +127,7 @@ package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
     private static func mount(device: any BlockDevice, context: NTFSDeviceContext, readWrite: Bool,
                               flags: ntfs_mount_flags) throws -> (UnsafeMutablePointer<ntfs_volume>, UnsafeMutableRawPointer?) {
         let name = device.displayName
+        try NTFSBootSector.check(device)
         cntfs3g_log_clear()
         context.lastError = nil
         var devicePrivate: UnsafeMutableRawPointer?

@@ -189,6 +189,25 @@ import TestSupport
         }
     }
 
+    /// Sizes past NTFSBootSector's bounds are refused before libntfs-3g mounts (it would
+    /// allocate a record buffer of the declared size: 2 GiB for 0xE1 at 0x40).
+    @Test func outOfBoundsBootSectorSizes() throws {
+        let images = try Self.images.get()
+        let dir = try TempDir("ntfs-boot")
+        for (offset, byte, words) in [(0x40, UInt8(0xE1), "MFT records of 2147483648 bytes"), (0x44, 0xE1, "index records of 2147483648 bytes"),
+                                      (0x0D, 0xF3, "clusters of 4194304 bytes"), (0x0C, 0x00, "0 bytes per sector")] {
+            let bad = dir.file("bad-\(offset).img")
+            try Shell.check("cp --sparse=always \(Shell.quote(images.image)) \(Shell.quote(bad))")
+            let file = try RawImage(path: bad, writable: true)
+            try file.writeBytes([byte], at: UInt64(offset))
+            try file.flush()
+            let error = #expect(throws: ImageError.self) { _ = try Self.open(bad) }
+            #expect(error?.structure == "NTFS boot sector" && error?.reason.contains(words) == true, "\(String(describing: error))")
+        }
+        // The bounds let real volumes through: this one has 1 KiB records and 4 KiB index records.
+        #expect(try Self.open(images.image).blockSize > 0)
+    }
+
     @Test func closedVolumeFailsCleanly() throws {
         let images = try Self.images.get()
         let fs = try Self.open(images.image)
