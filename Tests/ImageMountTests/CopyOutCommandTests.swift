@@ -42,6 +42,41 @@ import Glibc
         #expect(xattr == "hello xattr")
     }
 
+    /// Files are created with their final mode where that is exact (CopyOut.copyRegular): the
+    /// modes must still be the guest's whatever the umask, and under a target whose default
+    /// ACL would otherwise decide the new files' modes.
+    @Test(arguments: ["022", "077", "000"], [false, true])
+    func modesAreTheGuestsWhateverTheUmaskAndDefaultACL(umask: String, defaultACL: Bool) throws {
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let out = try TempDir()
+        if defaultACL { try Shell.check("setfacl -d -m u::rwx,g::---,o::--- \(Shell.quote(out.path))") }
+        let binary = try ImageMountBinary.path()
+        let result = try Shell.run("umask \(umask) && \(Shell.quote(binary)) copy-out -a \(Shell.quote(image)) / \(Shell.quote(out.path))")
+        #expect(result.status == 0, "\(result.stderr)")
+        let host = HostTree.walk(Fixtures.tree.root), ours = HostTree.walk(out.path + "/root")
+        #expect(host.count > 10 && Set(host.keys).isSubset(of: Set(ours.keys)))
+        for (path, facts) in host where !path.isEmpty {
+            #expect(ours[path]?.mode == facts.mode, "\(String(decoding: path, as: UTF8.self)) (umask \(umask), default ACL \(defaultACL))")
+        }
+    }
+
+    /// chown is left out where a new file already has the guest's owner (CopyOut.copyRegular):
+    /// under a set-group-ID target of another group, new files would take that group, so the
+    /// owners must still be the guest's.
+    @Test func ownersAreTheGuestsUnderASetGroupIDTarget() throws {
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let out = try TempDir()
+        try Shell.check("chgrp 65534 \(Shell.quote(out.path)) && chmod 2775 \(Shell.quote(out.path))")
+        let result = try ImageMountBinary.run(["copy-out", "-a", image, "/", out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let host = HostTree.walk(Fixtures.tree.root), ours = HostTree.walk(out.path + "/root")
+        #expect(host.values.contains { $0.uid == 0 && $0.gid == 0 && $0.mode & 0o170000 == 0o100000 })
+        for (path, facts) in host where !path.isEmpty {
+            let theirs = ours[path]
+            #expect(theirs?.uid == facts.uid && theirs?.gid == facts.gid, "\(String(decoding: path, as: UTF8.self))")
+        }
+    }
+
     @Test func nanosecondTimesSurvive() throws {
         let dir = try TempDir()
         let image = dir.file("ns.img")

@@ -28,6 +28,8 @@ final class CopyOut: @unchecked Sendable {
 
     let tree: MountTree
     let asRoot = geteuid() == 0
+    /// The process's umask (read once: umask(2) can only be read by setting it).
+    private let umaskBits: mode_t = { let bits = umask(0o022); umask(bits); return bits }()
     /// Guest inodes with several links already copied, and where. Walker thread only.
     private var linked: [GuestNode: Target] = [:]
     /// Directories already copied: a guest directory met a second time (a hard-linked
@@ -167,10 +169,17 @@ final class CopyOut: @unchecked Sendable {
     /// A regular file: data, then metadata through the open descriptor.
     private func copyRegular(_ node: GuestNode, _ info: NodeAttributes, to target: Target,
                              buffer: UnsafeMutableRawBufferPointer) throws {
-        let file = try target.parent.createFile(target.name)
+        // Created with its final mode where that gives exactly the mode (see
+        // HostDirectory.createsWithExactMode): not set-id or sticky bits, which must follow
+        // chown (chown clears them), and nothing the umask takes away.
+        let permissions = mode_t(info.permissions)
+        let exact = target.parent.createsWithExactMode && permissions & 0o7000 == 0 && permissions & umaskBits == 0
+        let file = try target.parent.createFile(target.name, mode: exact ? permissions : 0o600)
         defer { try? file.fd.close() }
         try copyData(tree.filesystem(of: node).openFile(node.inode), to: file, buffer: buffer)
-        try applyMetadata(info, node: node, to: file)
+        // Most of a guest's files are root's, as is this process: their chown would change nothing.
+        let owned = target.parent.newFilesAreOwned(by: info.uid, info.gid)
+        try applyMetadata(info, node: node, to: file, modeAlreadySet: exact, ownerAlreadySet: owned)
         progress.addFile()
     }
 
@@ -207,11 +216,14 @@ final class CopyOut: @unchecked Sendable {
         try target.parent.setTimes(target.name, access: info.atime, modification: info.mtime)
     }
 
-    /// The same order for a regular file or a directory, through its open descriptor.
-    private func applyMetadata(_ info: NodeAttributes, node: GuestNode, to target: HostFile) throws {
-        if asRoot { try target.changeOwner(uid: info.uid, gid: info.gid) }
+    /// The same order for a regular file or a directory, through its open descriptor. A file
+    /// created with its final mode, which has no set-id bits for chown to clear, needs no chmod;
+    /// one created with the right owner, no chown.
+    private func applyMetadata(_ info: NodeAttributes, node: GuestNode, to target: HostFile,
+                               modeAlreadySet: Bool = false, ownerAlreadySet: Bool = false) throws {
+        if asRoot && !ownerAlreadySet { try target.changeOwner(uid: info.uid, gid: info.gid) }
         try copyXattrs(node, set: target.setXattr)
-        try target.changeMode(UInt16(truncatingIfNeeded: info.permissions))
+        if !modeAlreadySet { try target.changeMode(UInt16(truncatingIfNeeded: info.permissions)) }
         try target.setTimes(access: info.atime, modification: info.mtime)
     }
 
