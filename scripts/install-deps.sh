@@ -11,6 +11,9 @@ packages=(
   # RPM guests' applications (Tests/ImageMountTests/InspectRPMTests): rpm and rpmbuild make a
   # real rpmdb, sqlite3 and db5.3_load turn it into a Berkeley DB Packages file
   rpm sqlite3 db5.3-util
+  # packaging (scripts/build-deb.sh, Tests/ImageMountTests/InstallTests): dpkg-shlibdeps, strip and
+  # readelf, and a Debian 12 chroot to install the package into
+  dpkg-dev binutils debootstrap
   # NBD servers for Tests/*/NBD* (memory, file plugins and the delay filter are in nbdkit; qemu-nbd is in qemu-utils)
   nbdkit
   # Windows inspection tests: hivexregedit (builds the hives), hivexget (bench anchor), ntfscat
