@@ -56,6 +56,9 @@ let package = Package(
         // libarchive (tar-in, tar-out: ImageMount/Tar), dlopened when they start, not linked (the
         // header says why); only ImageMount/Tar imports it (scripts/check-layers.sh).
         .target(name: "CArchive", dependencies: ["CLazyLibrary"]),
+        // librpm (inspect: an RPM guest's applications), dlopened when inspect starts, not linked
+        // (the header says why); only GuestFS/Inspect/RPMDatabase.swift imports it.
+        .target(name: "CRpm", dependencies: ["CLazyLibrary"]),
 
         // GuestFS, one target per layer (STYLE.md rule 2, as swift-nio splits NIOCore and
         // NIOPosix): a target depends only on the layers below it, so an upward or sideways
@@ -102,7 +105,7 @@ let package = Package(
         ),
         .target(
             name: "GuestFSInspect",
-            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "CXML2", "SystemHivex",
+            dependencies: ["GuestFS", "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "CXML2", "SystemHivex", "CRpm",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Inspect"
         ),

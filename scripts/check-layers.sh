@@ -14,6 +14,7 @@ check '^import (SystemZlib|SystemZstd|SystemCrypto|CCrypto)$' 'Sources/GuestFS/(
 check '^import CNbd$' 'Sources/GuestFS/Block/NBD/' 'libnbd is imported outside GuestFS/Block/NBD'
 check '^import CArchive$' 'Sources/ImageMount/Tar/' 'libarchive is imported outside ImageMount/Tar'
 check '^import SystemHivex$' 'Sources/GuestFS/Inspect/Hive.swift' 'hivex is imported outside GuestFS/Inspect/Hive.swift'
+check '^import CRpm$' 'Sources/GuestFS/Inspect/RPMDatabase.swift' 'librpm is imported outside GuestFS/Inspect/RPMDatabase.swift'
 check '^import CRbd$' 'Sources/GuestFS/Block/RBD/' 'librbd/librados are imported outside GuestFS/Block/RBD'
 check '^import (ArgumentParser|ImageMount|CFuse)$' 'Sources/ImageMount/' 'GuestFS reaches up into the command line'
 # GuestFS is one SwiftPM target per layer (Package.swift): the target graph itself refuses an

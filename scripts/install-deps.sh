@@ -3,11 +3,17 @@
 set -euo pipefail
 packages=(
   # build: system libraries found through pkg-config
-  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev libarchive-dev libhivex-dev librbd-dev
+  pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev libarchive-dev libhivex-dev librbd-dev librpm-dev
   # runtime
   fuse3 perl
   # test oracles and image builders
   e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs mtools
+  # RPM guests' applications (Tests/ImageMountTests/InspectRPMTests): rpm and rpmbuild make a
+  # real rpmdb, sqlite3 and db5.3_load turn it into a Berkeley DB Packages file
+  rpm sqlite3 db5.3-util
+  # packaging (scripts/build-deb.sh, Tests/ImageMountTests/InstallTests): dpkg-shlibdeps, strip and
+  # readelf, and a Debian 12 chroot to install the package into
+  dpkg-dev binutils debootstrap
   # NBD servers for Tests/*/NBD* (memory, file plugins and the delay filter are in nbdkit; qemu-nbd is in qemu-utils)
   nbdkit
   # Windows inspection tests: hivexregedit (builds the hives), hivexget (bench anchor), ntfscat

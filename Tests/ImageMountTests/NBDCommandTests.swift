@@ -125,13 +125,15 @@ import Glibc
     }
 }
 
-/// libnbd, libcrypto, libxml2, libarchive and librbd are loaded when first needed, not at
-/// start-up (Sources/CNbd, CCrypto, CXML2, CArchive, CRbd): a command on a local unencrypted
-/// image maps none of them, nor what they bring (GnuTLS, ICU, librados and Ceph's 30 libraries),
+/// libnbd, libcrypto, libxml2, libarchive, librbd and librpm are loaded when first needed, not at
+/// start-up (Sources/CNbd, CCrypto, CXML2, CArchive, CRbd, CRpm): a command on a local unencrypted
+/// image maps none of them, nor what they bring (GnuTLS, ICU, librados and Ceph's 30 libraries,
+/// Lua and SQLite),
 /// which linked cost every short command about 4 ms of CPU before librbd and libarchive came;
-/// the NBD, RBD, LUKS, tar, `ls --checksum`, `-d` and `--xpath` tests show the loaded paths.
+/// the NBD, RBD, LUKS, tar, `ls --checksum`, `-d`, `--xpath` and RPM inspect tests show the
+/// loaded paths.
 @Suite struct LazyLibraryTests {
-    static let lazy = ["libnbd", "libgnutls", "libcrypto", "libxml2", "libicu", "libarchive", "librbd", "librados"]
+    static let lazy = ["libnbd", "libgnutls", "libcrypto", "libxml2", "libicu", "libarchive", "librbd", "librados", "librpm", "liblua", "libsqlite3"]
 
     @Test func theBinaryNeedsNoneOfThem() throws {
         let needed = try Shell.run("readelf -d \(Shell.quote(try ImageMountBinary.path())) | grep NEEDED")

@@ -1,5 +1,5 @@
 // CLazyLibrary: the loader the lazily loaded library shims share (CNbd, CCrypto, CXML2,
-// CArchive, CRbd; each header says why its library is loaded on first use instead of linked).
+// CArchive, CRbd, CRpm; each header says why its library is loaded on first use instead of linked).
 //
 // A shim lists the functions it uses once (an X-macro), which gives it a struct of pointers
 // typed by the library's own declarations and the names to resolve, in the same order. This

@@ -22,20 +22,23 @@ public struct Application: Sendable, Equatable {
 
 /// The installed applications of a guest, read as libguestfs reads them (lib/inspect-apps.c,
 /// `list_applications_deb`, `list_applications_apk`, `list_applications_pacman`;
-/// `list_applications_windows`: WindowsApplications.swift), sorted by name (`sort_applications`,
-/// strcmp order).
+/// `list_applications_rpm`: RPMDatabase.swift; `list_applications_windows`:
+/// WindowsApplications.swift), sorted by name (`sort_applications`, strcmp order).
 public enum Applications {
     /// libguestfs `MAX_DPKG_STATUS_SIZE` and `MAX_APK_INSTALLED_SIZE`: 50 MB.
     static let maxDatabaseSize: UInt64 = 50_000_000
 
-    /// The applications of `os`, with its filesystems mounted as its fstab says.
-    public static func list(for os: OperatingSystem, in guest: Guest) -> [Application] {
+    /// The applications of `os`, with its filesystems mounted as its fstab says. An RPM guest's
+    /// are read through `rpm` (made before the sandbox); without it, or when its database cannot
+    /// be read, the list is empty and `warn` is told why (once per guest).
+    public static func list(for os: OperatingSystem, in guest: Guest, rpm: RPMDatabase? = nil, warn: (String) -> Void = { _ in }) -> [Application] {
         guard let tree = try? MountTree(entries: Inspector.mountEntries(for: os, in: guest), writable: false) else { return [] }
         var apps: [Application]
         switch os.packageFormat {
         case "deb": apps = read(tree, "/var/lib/dpkg/status").map(dpkgStatus) ?? []
         case "apk": apps = read(tree, "/lib/apk/db/installed").map(apkInstalled) ?? []
         case "pacman": apps = pacmanLocal(tree)
+        case "rpm": apps = rpm?.applications(tree, root: os.root, warn: warn) ?? []
         default: apps = os.type == "windows" ? WindowsApplications.list(for: os, tree: tree) : []
         }
         apps.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }

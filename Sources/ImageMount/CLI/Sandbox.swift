@@ -40,10 +40,13 @@ enum Sandbox {
         static func readable(_ fd: Int32, directory: Bool) -> Rule { Rule(fd: fd, access: directory ? readFile | readDirectory : readFile) }
         /// Only unlinking files: where a pid file the server removes at exit lives.
         static func removeFiles(_ fd: Int32) -> Rule { Rule(fd: fd, access: removeFile) }
+        /// Only removing empty directories: the parent of inspect's private rpmdb directory
+        /// (RPMScratchDirectory.swift), so that directory itself can go at the end.
+        static func removeDirectories(_ fd: Int32) -> Rule { Rule(fd: fd, access: removeDirectory) }
         /// Making, writing, truncating and removing regular files: the server registry.
         static func regularFiles(_ fd: Int32) -> Rule { Rule(fd: fd, access: writeFile | removeFile | makeRegular | truncate) }
     }
-    static let writeFile: UInt64 = 1 << 1, readFile: UInt64 = 1 << 2, readDirectory: UInt64 = 1 << 3, removeFile: UInt64 = 1 << 5, makeRegular: UInt64 = 1 << 8, truncate: UInt64 = 1 << 14
+    static let writeFile: UInt64 = 1 << 1, readFile: UInt64 = 1 << 2, readDirectory: UInt64 = 1 << 3, removeDirectory: UInt64 = 1 << 4, removeFile: UInt64 = 1 << 5, makeRegular: UInt64 = 1 << 8, truncate: UInt64 = 1 << 14
 
     static func enter(writableBeneath directories: [Int32] = []) throws {
         try enter(rules: directories.map(Rule.writable))

@@ -21,8 +21,12 @@ struct InspectCommand: ParsableCommand {
             (MountedDevices, matched to the MBR or GPT partitions) from the SYSTEM hive, the \
             architecture from System32\\cmd.exe's PE header. The default output is XML shaped \
             like virt-inspector's <operatingsystems> document; --json gives the same content as \
-            JSON. --xpath QUERY prints what the XPath query selects from the XML instead, as \
-            virt-inspector --xpath does (which reads the XML from its standard input; here the \
+            JSON. Each OS lists its installed applications, as virt-inspector does: from the \
+            dpkg, apk or pacman database, a Windows guest's Uninstall registry keys, or an RPM \
+            guest's rpmdb (SQLite, or Berkeley DB through librpm's read-only backend, read by \
+            librpm from a copy in a private directory under $TMPDIR that is removed before \
+            inspect exits); --no-applications leaves them out. --xpath QUERY prints what the \
+            XPath query selects from the XML instead, as virt-inspector --xpath does (which reads the XML from its standard input; here the \
             query runs on the inspection of the -a/-d drives given). \
             Example: imagemount inspect -a vm.qcow2 --xpath '//operatingsystem/hostname/text()'
             """
@@ -40,7 +44,7 @@ struct InspectCommand: ParsableCommand {
             help: ArgumentHelp("Run this XPath query over the XML output and print its result instead, as virt-inspector --xpath prints it: each node found as XML, a string or number as text.", valueName: "query"))
     var xpath: String?
 
-    @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications (read from the dpkg, apk and pacman databases; RPM databases are not read).")
+    @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications (read from the dpkg, apk, pacman and RPM databases, and a Windows guest's registry).")
     var noApplications = false
 
     @Flag(name: .customLong("no-icon"), help: "Leave out the guest's icon. Accepted for virt-inspector compatibility: no icon is looked for.")
@@ -55,15 +59,21 @@ struct InspectCommand: ParsableCommand {
         let guest = try Session.openGuest(image)
         // libxml2 is loaded on demand; the sandbox would keep its file from being opened later.
         if xpath != nil { try XPathQuery.loadLibrary() }
+        // librpm, rpm's configuration and the private directory an RPM guest's database is
+        // copied into, made now for the same reason (RPMDatabase.swift), removed on every way out.
+        let rpm = noApplications ? nil : RPMDatabase.prepare()
+        defer { rpm?.remove() }
+        var rules: [Sandbox.Rule] = []
+        if let dirs = rpm?.sandboxDirectories { rules = [.writable(dirs.directory), .removeDirectories(dirs.parent)] }
         // Everything is open; what follows parses guest bytes (Sandbox.swift).
-        try Sandbox.enter()
+        try Sandbox.enter(rules: rules)
         let systems = Inspector.inspect(guest)
         for os in systems { for warning in os.warnings { Diagnostics.warn(warning) } }
         if systems.isEmpty {
             Diagnostics.warn("\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): no operating system found")
         }
         // virt-inspector mounts each OS to read its package database, unless told not to.
-        let applications = noApplications ? nil : systems.map { Applications.list(for: $0, in: guest) }
+        let applications = noApplications ? nil : systems.map { Applications.list(for: $0, in: guest, rpm: rpm, warn: Diagnostics.warn) }
         if json { return try StandardOutput.write(Self.json(systems, guest: guest, applications: applications)) }
         let document = Self.xml(systems, guest: guest, applications: applications)
         if let xpath { return try StandardOutput.write(XPathQuery.evaluate(xpath, on: Array(document.utf8))) }
