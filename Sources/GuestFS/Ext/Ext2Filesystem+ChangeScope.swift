@@ -142,7 +142,8 @@ extension Ext2Filesystem {
                 let mode = UInt32(raw.i_mode) & 0xF000
                 if raw.i_mode == 0 && raw.i_links_count == 0 && raw.i_file_acl == 0 { continue }
                 let acl = UInt64(raw.i_file_acl) | UInt64(raw.osd2.linux2.l_i_file_acl_high) << 32
-                if changed.meets(UInt64(raw.i_file_acl), count: 1) || changed.meets(acl, count: 1) {
+                // 0 is "no xattr block" (block 0 holds the boot sector and superblock).
+                if (raw.i_file_acl != 0 && changed.meets(UInt64(raw.i_file_acl), count: 1)) || (acl != 0 && changed.meets(acl, count: 1)) {
                     nodes.insert(UInt64(ino))
                 }
                 let isDirectory = mode == 0x4000

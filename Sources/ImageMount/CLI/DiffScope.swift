@@ -86,11 +86,13 @@ struct OverlayChanges {
         guard first.drives.count == second.drives.count else { return nil }
         var all: [[Range<UInt64>]] = []
         for (a, b) in zip(first.drives, second.drives) {
-            guard a.device.size == b.device.size, let ranges = differing(a.device, b.device) else {
+            guard a.device.size == b.device.size, let ranges = differing(a.device, b.device),
+                  let narrowed = try? narrow(ranges, a.device, b.device) else {
                 Diagnostics.trace("diff: \(b.device.displayName) is not an overlay of \(a.device.displayName)'s chain: full walk")
                 return nil
             }
-            all.append(ranges)
+            Diagnostics.trace("diff: \(b.device.displayName): \(ranges.reduce(0) { $0 + $1.count }) bytes allocated above the shared image, \(narrowed.reduce(0) { $0 + $1.count }) of them differ")
+            all.append(narrowed)
         }
         return OverlayChanges(ranges: all)
     }
@@ -128,6 +130,41 @@ struct OverlayChanges {
             return ranges.sorted { $0.lowerBound < $1.lowerBound }
         }
         return nil
+    }
+
+    /// Granularity of `narrow`: the smallest block an ext, XFS or vfat filesystem has.
+    static let compareUnit: UInt64 = 512
+
+    /// The parts of `ranges` where the two devices really hold different bytes. A qcow2
+    /// layer allocates whole clusters (64 KiB by default) and copies the unwritten part of
+    /// each from its backing file, so most of an allocated cluster still reads the same;
+    /// comparing costs two reads of what the overlays allocate, no more.
+    static func narrow(_ ranges: [Range<UInt64>], _ a: any BlockDevice, _ b: any BlockDevice) throws -> [Range<UInt64>] {
+        let chunk = 1 << 20
+        var bufferA = [UInt8](repeating: 0, count: chunk), bufferB = [UInt8](repeating: 0, count: chunk)
+        var out: [Range<UInt64>] = []
+        func add(_ r: Range<UInt64>) {
+            if let last = out.last, last.upperBound >= r.lowerBound { out[out.count - 1] = last.lowerBound..<max(last.upperBound, r.upperBound) }
+            else { out.append(r) }
+        }
+        for range in ranges {
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let n = Int(min(UInt64(chunk), range.upperBound - offset))
+                try bufferA.withUnsafeMutableBytes { try a.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n]), at: offset) }
+                try bufferB.withUnsafeMutableBytes { try b.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<n]), at: offset) }
+                var unit = 0
+                while unit < n {
+                    let end = min(n, unit + Int(compareUnit))
+                    let same = bufferA.withUnsafeBytes { pa in bufferB.withUnsafeBytes { pb in
+                        memcmp(pa.baseAddress! + unit, pb.baseAddress! + unit, end - unit) == 0 } }
+                    if !same { add((offset + UInt64(unit))..<(offset + UInt64(end))) }
+                    unit = end
+                }
+                offset += UInt64(n)
+            }
+        }
+        return out
     }
 
     /// The guest ranges a qcow2 image allocates itself (data, zero or compressed clusters),
