@@ -157,18 +157,40 @@ extension Ext2Filesystem {
         guard scanned else { return nil }
 
         // Who names whom: the listings of the unchanged directories, which read the same on
-        // both sides (a changed directory is in `nodes`, so the walk enters it anyway).
+        // both sides (a changed directory is in `nodes`, so the walk enters it anyway). Read
+        // with the same libext2fs iteration the listing uses (Ext2Directory.swift), keeping
+        // only the inode numbers: any entry it visits counts (more parents than the listing
+        // shows cost only time), and a directory it fails on means "cannot tell" (the
+        // listing's salvage of a damaged block is not repeated here).
         let targets = nodes.union(reach)
-        let directorySet = Set(directories.map { UInt64($0) })
-        var parents: [UInt64: [UInt64]] = [:]
-        for dir in directories where !nodes.contains(UInt64(dir)) {
-            let entries: [DirEntry]
-            do { entries = try directoryEntries(dir) } catch { return nil }
-            for e in entries {
-                let child = UInt64(e.inode)
-                if targets.contains(child) || directorySet.contains(child) { parents[child, default: []].append(UInt64(dir)) }
-            }
+        final class Names {
+            var wanted: Set<UInt32> = []
+            var parents: [UInt64: [UInt64]] = [:]
+            var dir: UInt64 = 0
         }
+        let names = Names()
+        names.wanted = Set(directories)
+        for t in targets { if let n = UInt32(exactly: t) { names.wanted.insert(n) } }
+        let listed: Bool = try withHandle { fs in
+            for dir in directories where !nodes.contains(UInt64(dir)) {
+                names.dir = UInt64(dir)
+                let rc = withExtendedLifetime(names) {
+                    ext2fs_dir_iterate2(fs, dir, Int32(DIRENT_FLAG_INCLUDE_EMPTY), nil, { _, kind, dirent, _, _, _, priv in
+                        guard let dirent, let priv else { return DIRENT_ABORT }
+                        // "." and "..", which the listing leaves out too.
+                        if kind == DIRENT_DOT_FILE || kind == DIRENT_DOT_DOT_FILE { return 0 }
+                        let n = Unmanaged<Names>.fromOpaque(priv).takeUnretainedValue()
+                        let child = dirent.pointee.inode
+                        if child != 0, n.wanted.contains(child) { n.parents[UInt64(child), default: []].append(n.dir) }
+                        return 0
+                    }, Unmanaged.passUnretained(names).toOpaque())
+                }
+                if rc != 0 { return false }
+            }
+            return true
+        }
+        guard listed else { return nil }
+        let parents = names.parents
         var lead = Set<UInt64>()
         var queue = Array(targets)
         while let next = queue.popLast() {
