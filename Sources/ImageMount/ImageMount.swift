@@ -28,7 +28,7 @@ struct ImageMount: ParsableCommand {
         subcommands: [
             MountCommand.self, UnmountCommand.self,
             CatCommand.self, LsCommand.self, CopyOutCommand.self, CopyInCommand.self, TarOutCommand.self, TarInCommand.self, EditCommand.self, DfCommand.self, FilesystemsCommand.self,
-            InspectCommand.self, InfoCommand.self, CheckCommand.self, CommitCommand.self,
+            InspectCommand.self, InfoCommand.self, CheckCommand.self, CommitCommand.self, DiffCommand.self,
         ],
         defaultSubcommand: MountCommand.self
     )

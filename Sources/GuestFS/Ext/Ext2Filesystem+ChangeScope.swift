@@ -1,0 +1,252 @@
+import GuestFSBlock
+import GuestFSFilesystem
+import CExt2fs
+
+/// Which inodes the bytes that changed between two opens of one ext filesystem can touch
+/// (`imagemount diff`'s fast path; the protocol is Filesystem/ChangeScope.swift).
+///
+/// What the walk shows of a node (ext4 disk layout, "Index Nodes", "Extended Attributes",
+/// "Directory Entries", "Extent Tree") comes from: its slot in an inode table (status, the
+/// extent root or block map, inline data, in-inode xattrs), its xattr block (`i_file_acl`),
+/// and for a directory its data blocks and the extent tree or indirect blocks that map them
+/// (for a file's contents the same, when asked). The superblock and group descriptors say
+/// where the inode tables are; their other fields (free counts, times, checksums) change on
+/// every write but no listing or status depends on them. So, with the same layout on both
+/// sides (checked field by field) and no journal replayed on either, a node whose slot, xattr
+/// block and (for directories) mapped blocks all lie outside the changed blocks reads the
+/// same on both sides. Features that keep a node's data elsewhere (xattr values in their own
+/// inodes, EA_INODE) make the driver answer "cannot tell".
+extension Ext2Filesystem {
+    /// EXT4_FEATURE_INCOMPAT_EA_INODE (ext4 disk layout, "The Super Block").
+    static let incompatEAInode: UInt32 = 0x400
+    /// EXT4_EXTENTS_FL and EXT4_INLINE_DATA_FL (ext4 disk layout, "i_flags").
+    static let extentsFlag: UInt32 = 0x80000
+    static let inlineDataFlag: UInt32 = 0x1000_0000
+
+    /// The layout facts both opens must share for block numbers to mean the same thing.
+    struct Layout: Equatable {
+        var blockSize: Int
+        var fields: [UInt64]
+        var inodeTables: [UInt64]
+        var uuid: [UInt8]
+    }
+
+    func layout() throws -> Layout {
+        try withHandle { fs in
+            let s = fs.pointee.`super`.pointee
+            let groups = Int(fs.pointee.group_desc_count)
+            var tables: [UInt64] = []
+            tables.reserveCapacity(groups)
+            for g in 0..<groups { tables.append(ext2fs_inode_table_loc(fs, dgrp_t(g))) }
+            let uuid = withUnsafeBytes(of: s.s_uuid) { Array($0) }
+            return Layout(blockSize: blockSize,
+                          fields: [UInt64(s.s_inodes_count), UInt64(s.s_blocks_count), UInt64(s.s_blocks_count_hi),
+                                   UInt64(s.s_first_data_block), UInt64(s.s_log_block_size), UInt64(s.s_blocks_per_group),
+                                   UInt64(s.s_inodes_per_group), UInt64(s.s_inode_size), UInt64(s.s_first_ino),
+                                   UInt64(s.s_feature_compat), UInt64(s.s_feature_incompat), UInt64(s.s_feature_ro_compat),
+                                   UInt64(s.s_desc_size), UInt64(s.s_checksum_seed), UInt64(groups),
+                                   UInt64(fs.pointee.inode_blocks_per_group)],
+                          inodeTables: tables, uuid: uuid)
+        }
+    }
+
+    /// Sorted, disjoint closed ranges of block numbers, asked "does [lo, hi] meet one?".
+    struct BlockSet {
+        var ranges: [(lo: UInt64, hi: UInt64)]
+
+        init(bytes: [Range<UInt64>], blockSize: Int) {
+            let bs = UInt64(blockSize)
+            var out: [(lo: UInt64, hi: UInt64)] = []
+            for r in bytes.sorted(by: { $0.lowerBound < $1.lowerBound }) where !r.isEmpty {
+                let lo = r.lowerBound / bs, hi = (r.upperBound - 1) / bs
+                if let last = out.last, lo <= last.hi &+ 1 {
+                    out[out.count - 1].hi = max(last.hi, hi)
+                } else {
+                    out.append((lo, hi))
+                }
+            }
+            ranges = out
+        }
+
+        var isEmpty: Bool { ranges.isEmpty }
+
+        /// Whether any block in [lo, lo + count) is in the set (count 0 meets nothing).
+        func meets(_ lo: UInt64, count: UInt64) -> Bool {
+            guard count > 0 else { return false }
+            let (end, o) = lo.addingReportingOverflow(count - 1)
+            let hi = o ? UInt64.max : end
+            // The first range whose end is at or past lo.
+            var a = 0, b = ranges.count
+            while a < b {
+                let mid = (a + b) / 2
+                if ranges[mid].hi < lo { a = mid + 1 } else { b = mid }
+            }
+            return a < ranges.count && ranges[a].lo <= hi
+        }
+    }
+
+    package func changeScope(comparedWith base: Ext2Filesystem, differing: [Range<UInt64>], content: Bool,
+                             reach: Set<UInt64>) throws -> FilesystemChangeScope? {
+        // A journal replayed in memory, a backup superblock, a dirty state: either side's
+        // open changed what it reads from what its device holds.
+        guard journalReplay == nil, base.journalReplay == nil, warnings.isEmpty, base.warnings.isEmpty,
+              device.size == base.device.size else { return nil }
+        let mine = try layout()
+        guard mine == (try base.layout()) else { return nil }
+        if UInt32(truncatingIfNeeded: mine.fields[10]) & Self.incompatEAInode != 0 { return nil }
+        let changed = BlockSet(bytes: differing, blockSize: blockSize)
+        if changed.isEmpty { return FilesystemChangeScope(nodes: [], directories: []) }
+
+        var nodes = Set<UInt64>()
+        var directories: [UInt32] = []
+        // Inode table blocks that changed: every inode in them.
+        let inodesPerGroup = mine.fields[6], inodeSize = mine.fields[7], tableBlocks = mine.fields[15]
+        guard inodeSize > 0, inodeSize <= UInt64(blockSize) else { return nil }
+        let perBlock = UInt64(blockSize) / inodeSize
+        for (group, table) in mine.inodeTables.enumerated() where changed.meets(table, count: tableBlocks) {
+            for index in 0..<tableBlocks where changed.meets(table &+ index, count: 1) {
+                let first = UInt64(group) * inodesPerGroup + index * perBlock + 1
+                for n in 0..<perBlock where index * perBlock + n < inodesPerGroup { nodes.insert(first + n) }
+            }
+        }
+        // Every inode slot, for its xattr block and (directories, and files when contents
+        // matter) the blocks that map it.
+        let scanned: Bool = try withHandle { fs in
+            var scan: ext2_inode_scan?
+            guard ext2fs_open_inode_scan(fs, 0, &scan) == 0, let scan else { return false }
+            defer { ext2fs_close_inode_scan(scan) }
+            // Every group's table, initialised or not: a name may point anywhere.
+            _ = ext2fs_inode_scan_flags(scan, 0, Int32(EXT2_SF_DO_LAZY))
+            var raw = ext2_inode_large()
+            let size = Int32(MemoryLayout<ext2_inode_large>.size)
+            var steps: UInt64 = 0
+            let limit = UInt64(fs.pointee.`super`.pointee.s_inodes_count) + 1
+            while steps <= limit {
+                steps += 1
+                var ino: ext2_ino_t = 0
+                let rc = withUnsafeMutablePointer(to: &raw) { p in
+                    p.withMemoryRebound(to: ext2_inode.self, capacity: 1) { ext2fs_get_next_inode_full(scan, &ino, $0, size) }
+                }
+                if rc != 0 {
+                    // A slot that fails its checksum (or a bad table block): reading it
+                    // fails the same way on both sides only if nothing changed; take it as
+                    // changed so the walk looks.
+                    guard rc == EXT2_ET_INODE_CSUM_INVALID || rc == EXT2_ET_INODE_IS_GARBAGE || rc == EXT2_ET_BAD_BLOCK_IN_INODE_TABLE else {
+                        return false
+                    }
+                    if ino != 0 { nodes.insert(UInt64(ino)) }
+                    if rc == EXT2_ET_BAD_BLOCK_IN_INODE_TABLE { return false }
+                    continue
+                }
+                if ino == 0 { break }
+                let mode = UInt32(raw.i_mode) & 0xF000
+                if raw.i_mode == 0 && raw.i_links_count == 0 && raw.i_file_acl == 0 { continue }
+                let acl = UInt64(raw.i_file_acl) | UInt64(raw.osd2.linux2.l_i_file_acl_high) << 32
+                // 0 is "no xattr block" (block 0 holds the boot sector and superblock).
+                if (raw.i_file_acl != 0 && changed.meets(UInt64(raw.i_file_acl), count: 1)) || (acl != 0 && changed.meets(acl, count: 1)) {
+                    nodes.insert(UInt64(ino))
+                }
+                let isDirectory = mode == 0x4000
+                if isDirectory { directories.append(ino) }
+                guard isDirectory || (content && mode == 0x8000), raw.i_flags & Self.inlineDataFlag == 0,
+                      !nodes.contains(UInt64(ino)) else { continue }
+                if try self.mapMeets(changed, ino: ino, raw: raw, fs: fs) { nodes.insert(UInt64(ino)) }
+            }
+            return true
+        }
+        guard scanned else { return nil }
+
+        // Who names whom: the listings of the unchanged directories, which read the same on
+        // both sides (a changed directory is in `nodes`, so the walk enters it anyway). Read
+        // with the same libext2fs iteration the listing uses (Ext2Directory.swift), keeping
+        // only the inode numbers: any entry it visits counts (more parents than the listing
+        // shows cost only time), and a directory it fails on means "cannot tell" (the
+        // listing's salvage of a damaged block is not repeated here).
+        let targets = nodes.union(reach)
+        final class Names {
+            var wanted: Set<UInt32> = []
+            var parents: [UInt64: [UInt64]] = [:]
+            var dir: UInt64 = 0
+        }
+        let names = Names()
+        names.wanted = Set(directories)
+        for t in targets { if let n = UInt32(exactly: t) { names.wanted.insert(n) } }
+        let listed: Bool = try withHandle { fs in
+            for dir in directories where !nodes.contains(UInt64(dir)) {
+                names.dir = UInt64(dir)
+                let rc = withExtendedLifetime(names) {
+                    ext2fs_dir_iterate2(fs, dir, Int32(DIRENT_FLAG_INCLUDE_EMPTY), nil, { _, kind, dirent, _, _, _, priv in
+                        guard let dirent, let priv else { return DIRENT_ABORT }
+                        // "." and "..", which the listing leaves out too.
+                        if kind == DIRENT_DOT_FILE || kind == DIRENT_DOT_DOT_FILE { return 0 }
+                        let n = Unmanaged<Names>.fromOpaque(priv).takeUnretainedValue()
+                        let child = dirent.pointee.inode
+                        if child != 0, n.wanted.contains(child) { n.parents[UInt64(child), default: []].append(n.dir) }
+                        return 0
+                    }, Unmanaged.passUnretained(names).toOpaque())
+                }
+                if rc != 0 { return false }
+            }
+            return true
+        }
+        guard listed else { return nil }
+        let parents = names.parents
+        var lead = Set<UInt64>()
+        var queue = Array(targets)
+        while let next = queue.popLast() {
+            for p in parents[next] ?? [] where lead.insert(p).inserted { queue.append(p) }
+        }
+        return FilesystemChangeScope(nodes: nodes, directories: lead)
+    }
+
+    /// Whether any block that maps inode `ino` (extent tree nodes and leaves, or the block
+    /// map with its indirect blocks) is in `changed`. A map that cannot be read counts as met.
+    func mapMeets(_ changed: BlockSet, ino: ext2_ino_t, raw: ext2_inode_large, fs: ext2_filsys) throws -> Bool {
+        var copy = raw
+        if raw.i_flags & Self.extentsFlag != 0 {
+            var handle: ext2_extent_handle_t?
+            let rc = withUnsafeMutablePointer(to: &copy) { p in
+                p.withMemoryRebound(to: ext2_inode.self, capacity: 1) { ext2fs_extent_open2(fs, ino, $0, &handle) }
+            }
+            guard rc == 0, let handle else { return true }
+            defer { ext2fs_extent_free(handle) }
+            var extent = ext2fs_extent()
+            var op = Int32(EXT2_EXTENT_ROOT)
+            var steps = 0
+            while steps < (1 << 24) {
+                steps += 1
+                let rc = ext2fs_extent_get(handle, op, &extent)
+                if rc == EXT2_ET_EXTENT_NO_NEXT { return false }
+                guard rc == 0 else { return true }
+                op = Int32(EXT2_EXTENT_NEXT)
+                if extent.e_flags & UInt32(EXT2_EXTENT_FLAGS_SECOND_VISIT) != 0 { continue }
+                let leaf = extent.e_flags & UInt32(EXT2_EXTENT_FLAGS_LEAF) != 0
+                if changed.meets(extent.e_pblk, count: leaf ? UInt64(extent.e_len) : 1) { return true }
+            }
+            return true
+        }
+        final class Probe {
+            var changed: BlockSet
+            var met = false
+            init(_ changed: BlockSet) { self.changed = changed }
+        }
+        let probe = Probe(changed)
+        let rc = withExtendedLifetime(probe) {
+            ext2fs_block_iterate3(fs, ino, Int32(BLOCK_FLAG_READ_ONLY), nil, { _, blocknr, _, _, _, priv in
+                guard let blocknr, let priv else { return BLOCK_ABORT }
+                let p = Unmanaged<Probe>.fromOpaque(priv).takeUnretainedValue()
+                if p.changed.meets(blocknr.pointee, count: 1) { p.met = true; return BLOCK_ABORT }
+                return 0
+            }, Unmanaged.passUnretained(probe).toOpaque())
+        }
+        return rc != 0 || probe.met
+    }
+}
+
+extension ExtFilesystem: ChangeScopingFilesystem {
+    package func changeScope(comparedWith base: any GuestFilesystem, differing: [Range<UInt64>], content: Bool,
+                             reach: Set<UInt64>) throws -> FilesystemChangeScope? {
+        guard let other = base as? ExtFilesystem else { return nil }
+        return try ext.changeScope(comparedWith: other.ext, differing: differing, content: content, reach: reach)
+    }
+}
