@@ -9,6 +9,12 @@
 # Prints wall times, ratios (qemu-img time / ours: above 1 means we are faster; ours-1 / ours:
 # what pipelining buys) and peak RSS of each. One warm-up of each first.
 #
+# Then a sparse section: an export of the same size (same server and delay) holding 1/32 of it
+# as data (8 pieces spread over it, the rest holes), read whole by
+#   ours        with block status (base:allocation: holes are not read)
+#   ours-nobs   with it off (IMAGEMOUNT_NBD_BLOCK_STATUS=0: every byte read)
+#   qemu-img    qemu-img convert -O raw (which asks block status too)
+#
 # usage: bench/nbd-read.sh [--size MIB] [--delay 1ms] [--bin PATH-TO-qcow2-bench]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +37,7 @@ fi
 WORK=$(mktemp -d /dev/shm/imagemount-bench.XXXXXX 2>/dev/null || mktemp -d /tmp/imagemount-bench.XXXXXX)
 cleanup() {
     [ -f "$WORK/nbdkit.pid" ] && kill "$(cat "$WORK/nbdkit.pid")" 2>/dev/null || true
+    [ -f "$WORK/sparse.pid" ] && kill "$(cat "$WORK/sparse.pid")" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -61,3 +68,28 @@ printf '%-34s %8s %8s KiB\n' "imagemount (1 in flight)" "$m1s" "$m1rss"
 printf '%-34s %8s %8s KiB\n' "qemu-img convert -O raw" "$qs" "$qrss"
 echo "ratio qemu-img / imagemount:            $(ratio "$qs" "$ms")"
 echo "ratio 1-in-flight / 16-in-flight:       $(ratio "$m1s" "$ms")"
+
+# Sparse: SIZE_MIB with SIZE_MIB/32 MiB of data in 8 pieces, on the same tmpfs (holes via SEEK_HOLE).
+rm -f "$WORK/src.raw"
+truncate -s $((SIZE_MIB << 20)) "$WORK/sparse.raw"
+piece=$((SIZE_MIB / 32 / 8)); [ "$piece" -ge 1 ] || piece=1
+for i in 0 1 2 3 4 5 6 7; do
+    dd if=/dev/urandom of="$WORK/sparse.raw" bs=1M count=$piece seek=$((i * SIZE_MIB / 8 + 3)) conv=notrunc status=none
+done
+nbdkit -U "$WORK/sparse.sock" -P "$WORK/sparse.pid" --filter=delay file file="$WORK/sparse.raw" rdelay="$DELAY" </dev/null >/dev/null 2>&1
+SURI="nbd+unix:///?socket=$WORK/sparse.sock"
+sours() { measure "$BIN" --format raw "$SURI"; }
+snobs() { measure env IMAGEMOUNT_NBD_BLOCK_STATUS=0 "$BIN" --format raw "$SURI"; }
+stheirs() { local t; t=$(measure qemu-img convert -f raw -O raw "$SURI" "$WORK/out.raw"); rm -f "$WORK/out.raw"; echo "$t"; }
+sours >/dev/null; stheirs >/dev/null
+read -r ss srss < <(sours)
+read -r sns snrss < <(snobs)
+read -r sqs sqrss < <(stheirs)
+echo
+echo "sequential read of a $SIZE_MIB MiB sparse export ($((piece * 8)) MiB of data), same server and delay"
+printf '%-34s %8s %12s\n' run "wall s" "peak RSS"
+printf '%-34s %8s %8s KiB\n' "imagemount (block status)" "$ss" "$srss"
+printf '%-34s %8s %8s KiB\n' "imagemount (block status off)" "$sns" "$snrss"
+printf '%-34s %8s %8s KiB\n' "qemu-img convert -O raw" "$sqs" "$sqrss"
+echo "ratio qemu-img / imagemount:            $(ratio "$sqs" "$ss")"
+echo "ratio block status off / on:            $(ratio "$sns" "$ss")"

@@ -13,7 +13,7 @@ import PackageDescription
 let fuzzTargets = [
     "format-probe", "qcow2", "vpc", "vdi", "vhdx", "vmdk", "qcow", "qed", "parallels", "partitions", "lvm", "lvm-metadata",
     "luks", "luks2-json", "volume-probe", "ext", "journal", "vfat", "iso9660", "xfs", "xfs-log", "ntfs",
-    "hive", "rbd-name",
+    "hive", "rbd-name", "nbd-block-status",
 ]
 
 /// A path dependency's identity is its directory's name (the clone's, not "imagemount").

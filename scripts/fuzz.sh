@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-targets=(format-probe qcow2 vpc vdi vhdx vmdk qcow qed parallels partitions lvm lvm-metadata luks luks2-json volume-probe ext journal vfat iso9660 xfs xfs-log ntfs hive rbd-name)
+targets=(format-probe qcow2 vpc vdi vhdx vmdk qcow qed parallels partitions lvm lvm-metadata luks luks2-json volume-probe ext journal vfat iso9660 xfs xfs-log ntfs hive rbd-name nbd-block-status)
 target=${1:?usage: scripts/fuzz.sh TARGET|all [SECONDS]  (targets: ${targets[*]})}
 seconds=${2:-60}
 if [ "$target" = all ]; then selected=("${targets[@]}")

@@ -12,6 +12,8 @@
     X(nbd_set_uri_allow_transports, int, (struct nbd_handle *h, uint32_t mask), (h, mask)) \
     X(nbd_set_uri_allow_local_file, int, (struct nbd_handle *h, bool allow), (h, allow)) \
     X(nbd_set_handle_name, int, (struct nbd_handle *h, const char *name), (h, name)) \
+    X(nbd_add_meta_context, int, (struct nbd_handle *h, const char *name), (h, name)) \
+    X(nbd_can_meta_context, int, (struct nbd_handle *h, const char *name), (h, name)) \
     X(nbd_supports_tls, int, (struct nbd_handle *h), (h)) \
     X(nbd_aio_connect_uri, int, (struct nbd_handle *h, const char *uri), (h, uri)) \
     X(nbd_aio_is_connecting, int, (struct nbd_handle *h), (h)) \
@@ -27,6 +29,9 @@
                            nbd_completion_callback cb, uint32_t flags), (h, buf, count, offset, cb, flags)) \
     X(nbd_aio_pwrite, int64_t, (struct nbd_handle *h, const void *buf, size_t count, uint64_t offset, \
                             nbd_completion_callback cb, uint32_t flags), (h, buf, count, offset, cb, flags)) \
+    X(nbd_aio_block_status, int64_t, (struct nbd_handle *h, uint64_t count, uint64_t offset, \
+                                  nbd_extent_callback ecb, nbd_completion_callback cb, uint32_t flags), \
+                                  (h, count, offset, ecb, cb, flags)) \
     X(nbd_aio_flush, int64_t, (struct nbd_handle *h, nbd_completion_callback cb, uint32_t flags), (h, cb, flags)) \
     X(nbd_aio_disconnect, int, (struct nbd_handle *h, uint32_t flags), (h, flags)) \
     X(nbd_aio_command_completed, int, (struct nbd_handle *h, uint64_t cookie), (h, cookie))

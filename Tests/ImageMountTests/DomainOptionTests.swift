@@ -97,4 +97,59 @@ import TestSupport
                                               environment: ["IMAGEMOUNT_LIBVIRT_DIR": dir.path])
         #expect(result.status == 0 && result.text == local, "\(result.stderr)")
     }
+
+    /// `<auth><secret type='ceph' uuid=…/>`: the key comes from `virsh secret-get-value UUID`
+    /// (a stub virsh printing the test cluster's client.admin key), not from a keyring: the
+    /// configuration given names none. The same domain with a wrong key in the secret store
+    /// fails to authenticate, so the key really is the one used.
+    @Test func cephKeyFromLibvirtsSecretStore() throws {
+        let cluster = try CephCluster.shared()
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let local = try ImageMountBinary.check(["cat", "-a", image, "/etc/hostname"])
+        let (name, _) = try cluster.importImage(image, prefix: "secret")
+        let parts = cluster.monitor.split(separator: ":")
+        let uuid = "4f0c2a1e-9d3b-4c6a-8e21-0123456789ab"
+        let source = "<source protocol='rbd' name='rbd/\(name)'><host name='\(parts[0])' port='\(parts.count > 1 ? parts[1] : "6789")'/></source>"
+        let auth = "<auth username='admin'><secret type='ceph' uuid='\(uuid)'/></auth>"
+        let bin = try TempDir()
+        try Data(networkXML(source, auth: auth).utf8).write(to: URL(fileURLWithPath: bin.file("guest1.xml")))
+        // The cluster's configuration without its keyring line: the key must come from virsh.
+        let conf = bin.file("ceph.conf")
+        try Shell.check("grep -v '^keyring' \(Shell.quote(cluster.conf)) > \(Shell.quote(conf))")
+        let key = try Shell.check("awk '/\\[client.admin\\]/ { found = 1 } found && $1 == \"key\" { print $3; exit }' \(Shell.quote(cluster.keyring))")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(key.count == 40, "\(key)")
+        let log = bin.file("calls")
+        func stub(printing value: String) throws {
+            let script = """
+                #!/bin/sh
+                echo "$@" >> \(Shell.quote(log))
+                [ "$1" = -c ] && shift 2
+                case "$1" in
+                dumpxml) cat \(Shell.quote(bin.file("guest1.xml"))) ;;
+                secret-get-value) [ "$2" = \(uuid) ] && echo \(Shell.quote(value)) ;;
+                *) exit 1 ;;
+                esac
+                """
+            try Data(script.utf8).write(to: URL(fileURLWithPath: bin.file("virsh")))
+            _ = try Shell.check("chmod +x \(Shell.quote(bin.file("virsh")))")
+        }
+        let env = ["PATH": bin.path + ":/usr/sbin:/usr/bin:/sbin:/bin", "IMAGEMOUNT_LIBVIRT_DIR": "/nonexistent",
+                   "IMAGEMOUNT_RBD_TIMEOUT": "5"]
+        // Without the secret (no keyring anywhere) the connection is refused: the test can fail.
+        let other = try Shell.check("ceph-authtool --gen-print-key").trimmingCharacters(in: .whitespacesAndNewlines)
+        try stub(printing: other)
+        let wrong = try ImageMountBinary.run(["cat", "-c", "qemu:///system", "-d", "guest1", "--rbd-conf", conf, "/etc/hostname"], environment: env)
+        #expect(wrong.status != 0 && wrong.stderr.contains("libvirt secret"), "\(wrong.stderr)")
+        #expect(!wrong.stderr.contains(other), "the key was printed: \(wrong.stderr)")
+        try stub(printing: key)
+        let result = try ImageMountBinary.run(["cat", "-c", "qemu:///system", "-d", "guest1", "--rbd-conf", conf, "/etc/hostname"], environment: env)
+        #expect(result.status == 0 && result.text == local, "\(result.stderr)")
+        let calls = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(calls.contains("-c qemu:///system secret-get-value \(uuid)\n"), "\(calls)")
+        // A secret that is not a key is refused in one line.
+        try stub(printing: "not a key; mon_host=evil")
+        let bad = try ImageMountBinary.run(["cat", "-d", "guest1", "--rbd-conf", conf, "/etc/hostname"], environment: env)
+        #expect(bad.status != 0 && bad.stderr.contains("does not hold a Ceph key"), "\(bad.stderr)")
+    }
 }

@@ -31,6 +31,8 @@ int cnbd_get_errno(void);
 int cnbd_set_uri_allow_transports(struct nbd_handle *h, uint32_t mask);
 int cnbd_set_uri_allow_local_file(struct nbd_handle *h, bool allow);
 int cnbd_set_handle_name(struct nbd_handle *h, const char *name);
+int cnbd_add_meta_context(struct nbd_handle *h, const char *name);
+int cnbd_can_meta_context(struct nbd_handle *h, const char *name);
 int cnbd_supports_tls(struct nbd_handle *h);
 int cnbd_aio_connect_uri(struct nbd_handle *h, const char *uri);
 int cnbd_aio_is_connecting(struct nbd_handle *h);
@@ -46,6 +48,9 @@ int64_t cnbd_aio_pread(struct nbd_handle *h, void *buf, size_t count, uint64_t o
                        nbd_completion_callback completion_callback, uint32_t flags);
 int64_t cnbd_aio_pwrite(struct nbd_handle *h, const void *buf, size_t count, uint64_t offset,
                         nbd_completion_callback completion_callback, uint32_t flags);
+int64_t cnbd_aio_block_status(struct nbd_handle *h, uint64_t count, uint64_t offset,
+                              nbd_extent_callback extent_callback,
+                              nbd_completion_callback completion_callback, uint32_t flags);
 int64_t cnbd_aio_flush(struct nbd_handle *h, nbd_completion_callback completion_callback, uint32_t flags);
 int cnbd_aio_disconnect(struct nbd_handle *h, uint32_t flags);
 int cnbd_aio_command_completed(struct nbd_handle *h, uint64_t cookie);

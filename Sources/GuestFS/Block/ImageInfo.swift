@@ -26,7 +26,10 @@ public struct ImageInfo: Sendable {
 
     /// Facts about `path` and, with `backingChain`, every image below it (top first).
     /// Only metadata is read, so this works for images the read engine refuses (encrypted ones).
-    public static func gather(path: String, format: ImageFormat? = nil, backingChain: Bool = false) throws -> [ImageInfo] {
+    /// `path` may be an NBD URI or an RBD name (reached with `rbdClient`); backing files are
+    /// host files only, as `ImageOpener` opens them (an image's bytes never name a server).
+    public static func gather(path: String, format: ImageFormat? = nil, backingChain: Bool = false,
+                              rbdClient: RBDClientOptions = RBDClientOptions()) throws -> [ImageInfo] {
         var infos: [ImageInfo] = []
         var seen: [(UInt64, UInt64)] = []
         var next: (String, ImageFormat?)? = (path, format)
@@ -35,6 +38,20 @@ public struct ImageInfo: Sendable {
                 throw ImageError(path: current, structure: "backing chain",
                                  reason: "backing chain is deeper than \(ImageOpener.maxBackingChainDepth) images",
                                  errno: .tooManySymbolicLinkLevels)
+            }
+            if NBDURI.isNBD(current) || RBDImageName.isRBD(current) {
+                guard infos.isEmpty else {
+                    throw ImageError(path: infos[infos.count - 1].filename, structure: "backing file",
+                                     reason: "backing files on NBD servers or in Ceph RBD are not supported", errno: .notSupported)
+                }
+                let source: any ImageSource = NBDURI.isNBD(current)
+                    ? try NBDSource(uri: current, writable: false)
+                    : try RBDSource(name: current, client: rbdClient, writable: false)
+                let info = try describe(source: source, format: forced)
+                infos.append(info)
+                guard backingChain, let full = info.fullBackingFilename else { break }
+                next = try backingLink(of: info, current: current, full: full, forced: forced)
+                continue
             }
             let file = try RawImage(path: current, writable: false)
             let st = try status(of: file)
@@ -46,20 +63,27 @@ public struct ImageInfo: Sendable {
             let info = try ImageInfo(file: file, format: forced, actualSize: UInt64(st.st_blocks) * 512)
             infos.append(info)
             guard backingChain, let full = info.fullBackingFilename else { break }
-            // The probing policy: the name is shown, but followed only when the format is vouched for.
-            var options = ImageOpenOptions(format: forced)
-            options.mayOpenReferencedFiles = ImageOpener.formatIsVouched(path: current, given: forced, probed: info.format)
-            try ImageOpener.checkMayOpen(full, as: "backing file", options: options, image: current, format: info.format)
-            let backingFormat = try info.backingFormat.map { name in
-                guard let f = ImageFormat(rawValue: name) else {
-                    throw ImageError(path: current, structure: "backing file", reason: "backing file format '\(name)' is not supported",
-                                     errno: .notSupported)
-                }
-                return f
-            }
-            next = (full, backingFormat)
+            next = try backingLink(of: info, current: current, full: full, forced: forced)
         }
         return infos
+    }
+
+    /// The next link of a chain walk: the backing file `full` that `current` names, with its
+    /// format; the probing policy first (the name is shown, but followed only when the format
+    /// is vouched for).
+    private static func backingLink(of info: ImageInfo, current: String, full: String,
+                                    forced: ImageFormat?) throws -> (String, ImageFormat?) {
+        var options = ImageOpenOptions(format: forced)
+        options.mayOpenReferencedFiles = ImageOpener.formatIsVouched(path: current, given: forced, probed: info.format)
+        try ImageOpener.checkMayOpen(full, as: "backing file", options: options, image: current, format: info.format)
+        let backingFormat = try info.backingFormat.map { name in
+            guard let f = ImageFormat(rawValue: name) else {
+                throw ImageError(path: current, structure: "backing file", reason: "backing file format '\(name)' is not supported",
+                                 errno: .notSupported)
+            }
+            return f
+        }
+        return (full, backingFormat)
     }
 
     /// What one image file that is already open holds, its backing file named but not opened

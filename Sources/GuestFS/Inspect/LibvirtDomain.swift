@@ -18,6 +18,17 @@ public struct LibvirtDomain: Sendable {
         public let path: String
         public let format: ImageFormat?
         public let readOnly: Bool
+        /// The UUID of the libvirt secret holding a Ceph key, from an rbd disk's
+        /// `<auth username=…><secret type='ceph' uuid=…/></auth>` (libvirt "Domain XML format",
+        /// the auth element); the key itself is libvirt's, read with `virsh secret-get-value`.
+        public let cephSecretUUID: String?
+
+        public init(path: String, format: ImageFormat?, readOnly: Bool, cephSecretUUID: String? = nil) {
+            self.path = path
+            self.format = format
+            self.readOnly = readOnly
+            self.cephSecretUUID = cephSecretUUID
+        }
     }
 
     public let name: String
@@ -106,16 +117,32 @@ public struct LibvirtDomain: Sendable {
             for disk in children(of: devices, named: "disk") {
                 let device = attribute(disk, "device") ?? "disk"
                 guard device == "disk" || device == "lun" else { continue }
+                let auth = children(of: disk, named: "auth").first
+                let network = attribute(disk, "type") == "network"
                 guard let sourceNode = children(of: disk, named: "source").first,
-                      let path = attribute(disk, "type") == "network"
-                        ? networkName(sourceNode, user: children(of: disk, named: "auth").first.flatMap { attribute($0, "username") })
+                      let path = network
+                        ? networkName(sourceNode, user: auth.flatMap { attribute($0, "username") })
                         : attribute(sourceNode, "file") ?? attribute(sourceNode, "dev") else { continue }
                 let driver = children(of: disk, named: "driver").first.flatMap { attribute($0, "type") }
                 let readOnly = !children(of: disk, named: "readonly").isEmpty
-                disks.append(Disk(path: path, format: driver.flatMap(ImageFormat.init(rawValue:)), readOnly: readOnly))
+                let secret = network && attribute(sourceNode, "protocol") == "rbd" ? auth.flatMap(cephSecretUUID) : nil
+                disks.append(Disk(path: path, format: driver.flatMap(ImageFormat.init(rawValue:)), readOnly: readOnly,
+                                  cephSecretUUID: secret))
             }
         }
         return (disks, uuid)
+    }
+
+    /// The uuid of `<auth>`'s `<secret type='ceph' uuid=…/>`, when it is one (8-4-4-4-12 hex
+    /// digits: it becomes an argument of virsh, so nothing else gets through). A secret named
+    /// by `usage=` only is left to the keyring.
+    static func cephSecretUUID(_ auth: xmlNodePtr) -> String? {
+        guard let secret = children(of: auth, named: "secret").first, attribute(secret, "type") == "ceph",
+              let uuid = attribute(secret, "uuid") else { return nil }
+        let groups = uuid.split(separator: "-", omittingEmptySubsequences: false)
+        guard groups.map(\.count) == [8, 4, 4, 4, 12],
+              groups.allSatisfy({ $0.allSatisfy { $0.isASCII && $0.isHexDigit } }) else { return nil }
+        return uuid.lowercased()
     }
 
     /// `<disk type='network'>`: the name `-a` would take for its `<source protocol=… name=…>`
@@ -125,8 +152,8 @@ public struct LibvirtDomain: Sendable {
     /// - `nbd`: `nbd://HOST[:PORT]/NAME`, or `nbd+unix:///NAME?socket=PATH` for a Unix-socket host;
     ///   `tls='yes'` on the source gives `nbds`.
     /// - `rbd`: `rbd:POOL/IMAGE[@SNAP]` (QEMU's spelling, `\` escaping its delimiters), with the
-    ///   hosts as `mon_host` and `<auth username=…>` as `id`. The secret's key itself stays in the
-    ///   keyring (`--keyring`, or the one ceph.conf names): libvirt keeps it in its secret store.
+    ///   hosts as `mon_host` and `<auth username=…>` as `id`. The secret's key is not part of the
+    ///   name: it is looked up in libvirt's secret store (`cephSecretUUID`, ImageOptions).
     static func networkName(_ source: xmlNodePtr, user: String?) -> String? {
         let hosts = children(of: source, named: "host")
         switch attribute(source, "protocol") {

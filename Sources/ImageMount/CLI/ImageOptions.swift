@@ -127,7 +127,14 @@ struct ImageOptions: ParsableArguments {
         for name in domains {
             let domain = try Self.loadDomain(name, connect: connect)
             if domain.disks.isEmpty { throw CLIError(message: "domain \(name): has no disks") }
-            drives += domain.disks.map { DriveSpec(path: $0.path, format: $0.format, rbdClient: rbd.client) }
+            drives += try domain.disks.map { disk in
+                var client = rbd.client
+                // A keyring the user gave wins over the domain's secret, as the user's words do.
+                if let uuid = disk.cephSecretUUID, client.keyring == nil, client.key == nil {
+                    client.key = try Self.cephKey(secret: uuid, domain: name, connect: connect)
+                }
+                return DriveSpec(path: disk.path, format: disk.format, rbdClient: client)
+            }
         }
         return drives
     }

@@ -29,7 +29,7 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var rbd: RBDOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("A qcow2 image to check. Repeat for several.", valueName: "image"))
+            help: ArgumentHelp("A qcow2 image to check: a file, an NBD URI (nbd://…, nbd+unix://…) or an RBD image (rbd:POOL/IMAGE). Repeat for several.", valueName: "image"))
     var images: [String] = []
 
     @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img check --output=json does (the same as --output=json).")

@@ -24,7 +24,7 @@ struct InfoCommand: ParsableCommand {
     @OptionGroup var rbd: RBDOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("An image file to describe. Repeat for several.", valueName: "image"))
+            help: ArgumentHelp("An image to describe: a file, an NBD URI (nbd://…, nbd+unix://…) or an RBD image (rbd:POOL/IMAGE). Repeat for several.", valueName: "image"))
     var images: [String] = []
 
     @Option(name: .customLong("format"),
@@ -57,13 +57,15 @@ struct InfoCommand: ParsableCommand {
         // keeps its place: the images before it are printed, then its error ends the command.
         let prepared: [Result<[ImageInfo], any Error>]
         if backingChain {
-            prepared = images.map { path in Result { try ImageInfo.gather(path: path, format: forced, backingChain: true) } }
+            let client = rbd.client
+            prepared = images.map { path in Result { try ImageInfo.gather(path: path, format: forced, backingChain: true, rbdClient: client) } }
             try Sandbox.enter()
         } else {
             let client = rbd.client
             let files = images.map { path in
                 Result<any ImageSource, any Error> {
                     if RBDImageName.isRBD(path) { return try RBDSource(name: path, client: client, writable: false) }
+                    if NBDURI.isNBD(path) { return try NBDSource(uri: path, writable: false) }
                     return try RawImage(path: path, writable: false)
                 }
             }

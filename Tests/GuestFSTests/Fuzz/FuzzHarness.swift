@@ -52,6 +52,7 @@ enum FuzzHarness {
         "ntfs": ntfs,
         "hive": hive,
         "rbd-name": rbdName,
+        "nbd-block-status": nbdBlockStatus,
     ]
 
     /// Runs target `name` on `data` (the fuzz entry points and the replay test call this).
@@ -69,6 +70,34 @@ enum FuzzHarness {
         _ = try? RBDImageName.parse(text)
         _ = try? RBDImageName.parse("rbd:" + text)
         _ = try? RBDImageName.parse("rbd://" + text)
+    }
+
+    /// Block/NBD/NBDBlockStatus.swift and NBDAllocationCache.swift: a server's base:allocation
+    /// answer (the first 24 bytes: the request's offset and length and the export size, little
+    /// endian; then (length, flags) pairs) clipped, then cached and looked up. Whatever comes
+    /// back must lie inside the request and the export, start at the request, be contiguous and
+    /// have no empty extent.
+    static func nbdBlockStatus(_ data: [UInt8]) {
+        guard data.count >= 24 else { return }
+        func u64(_ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(data[at + $1]) << (8 * $1) } }
+        let start = u64(0), length = u64(8) & 0xFFFF_FFFF, exportSize = u64(16)
+        guard start <= UInt64.max - length else { return }
+        let entries = stride(from: 24, to: data.count - 3, by: 4).map { at in
+            (0..<4).reduce(UInt32(0)) { $0 | UInt32(data[at + $1]) << (8 * $1) }
+        }
+        let request = start..<(start + length)
+        guard let extents = try? NBDBlockStatus.extents(entries: entries, start: start, request: request, exportSize: exportSize) else { return }
+        var at = start
+        for e in extents {
+            precondition(e.offset == at && e.length > 0 && e.end <= request.upperBound && e.end <= exportSize, "extent outside the request")
+            at = e.end
+        }
+        var cache = NBDAllocationCache()
+        cache.insert(extents, generation: cache.generation)
+        let found = cache.lookup(from: start, to: request.upperBound)
+        precondition(found.first?.offset == start && found.last?.end == at, "cache lookup differs from the answer")
+        cache.invalidate(request)
+        precondition(cache.lookup(from: start, to: request.upperBound).isEmpty, "a write left its range cached")
     }
 
     /// Block/ImageFormat.swift: the header probe.

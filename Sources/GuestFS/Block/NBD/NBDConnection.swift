@@ -27,6 +27,9 @@ final class NBDConnection: Sendable {
     let canFlush: Bool
     /// The server's minimum block size (1 when it gives none): requests are aligned to it.
     let minimumBlock: UInt64
+    /// Whether the server agreed to the `base:allocation` context (and it was asked for), so
+    /// that `blockStatus` may be called.
+    let canBlockStatus: Bool
     let settings: NBDSettings
 
     /// `@unchecked`: the libnbd handle is a C pointer, used only inside `state.withLock`.
@@ -73,6 +76,12 @@ final class NBDConnection: Sendable {
               cnbd_set_handle_name(h, "imagemount") == 0 else {
             throw fail(Self.lastError())
         }
+        // Asked for before the handshake, which negotiates it (doc/proto.md
+        // "NBD_OPT_SET_META_CONTEXT"); a server without structured replies or the context just
+        // leaves it out, and reads are plain reads.
+        if settings.blockStatus, cnbd_add_meta_context(h, NBDBlockStatus.context) != 0 {
+            throw fail(Self.lastError())
+        }
         if NBDURI.requiresTLS(uri), cnbd_supports_tls(h) != 1 {
             throw fail("TLS (nbds://) is not supported by this build of libnbd", errno: .notSupported)
         }
@@ -102,6 +111,7 @@ final class NBDConnection: Sendable {
         self.isReadOnly = readOnly
         self.canFlush = cnbd_can_flush(h) == 1
         self.minimumBlock = UInt64(max(minimum, 1))
+        self.canBlockStatus = settings.blockStatus && cnbd_can_meta_context(h, NBDBlockStatus.context) == 1
         self.settings = tuned
         self.state = Mutex(State(handle: h))
         connected = true
@@ -139,21 +149,25 @@ final class NBDConnection: Sendable {
     /// Moves `transfer` at `offset` in requests of `settings.requestBytes`, up to
     /// `settings.inFlight` at once; returns when every request has completed, or throws the
     /// first failure (after the others have completed or the connection was closed, so that
-    /// no request still points into the caller's buffer).
-    func perform(_ transfer: Transfer, at offset: UInt64) throws {
+    /// no request still points into the caller's buffer). `runs` (ascending, within the
+    /// buffer) limits it to those parts of the buffer, pipelined together: the data between
+    /// the zero extents of a sparse read.
+    func perform(_ transfer: Transfer, at offset: UInt64, runs: [Range<Int>]? = nil) throws {
         let total = transfer.count
-        guard total > 0 else { return }
+        let runs = (runs ?? [0..<total]).filter { !$0.isEmpty }
+        guard total > 0, !runs.isEmpty else { return }
+        precondition(runs.allSatisfy { $0.lowerBound >= 0 && $0.upperBound <= total }, "runs outside the buffer")
         let requestBytes = settings.requestBytes, inFlight = settings.inFlight
         try state.withLock { (s: inout State) throws(ImageError) in
             guard let h = s.handle else { throw deadError(s.failure, transfer.structure, offset) }
-            var issued = 0
+            var run = 0, issued = runs[0].lowerBound
             var pending: [(cookie: Int64, offset: UInt64)] = []
             pending.reserveCapacity(inFlight)
             var firstError: ImageError?
             let none = nbd_completion_callback(callback: nil, user_data: nil, free: nil)
             while true {
-                while firstError == nil, pending.count < inFlight, issued < total {
-                    let n = min(requestBytes, total - issued)
+                while firstError == nil, pending.count < inFlight, run < runs.count {
+                    let n = min(requestBytes, runs[run].upperBound - issued)
                     let at = offset + UInt64(issued)
                     let cookie: Int64
                     switch transfer {
@@ -166,10 +180,14 @@ final class NBDConnection: Sendable {
                     }
                     pending.append((cookie, at))
                     issued += n
+                    if issued == runs[run].upperBound {
+                        run += 1
+                        if run < runs.count { issued = runs[run].lowerBound }
+                    }
                 }
                 retire(h, &pending, &firstError, transfer.structure)
                 if pending.isEmpty {
-                    if firstError != nil || issued == total { break }
+                    if firstError != nil || run == runs.count { break }
                     continue
                 }
                 if let failure = waitForProgress(h) {
@@ -224,6 +242,68 @@ final class NBDConnection: Sendable {
             }
             if let firstError { throw firstError }
         }
+    }
+
+    /// Whether the handle is still open (not given up after a timeout or a lost connection).
+    var isOpen: Bool { state.withLock { $0.handle != nil } }
+
+    /// What the extent callback is handed: the first `base:allocation` answer, bounded.
+    /// `@unchecked`: libnbd calls the callback only from inside our `nbd_poll`, under `state`.
+    private final class ExtentAnswer: @unchecked Sendable {
+        var start: UInt64?
+        var entries: [UInt32] = []
+    }
+
+    /// NBD_CMD_BLOCK_STATUS for `length` bytes at `offset` in the `base:allocation` context,
+    /// waited for as reads are (the same timeout; a timeout or a lost connection closes the
+    /// handle). Returns the extents inside the request (`NBDBlockStatus.extents`), or throws:
+    /// an `ImageError` when the request failed, a `Refusal` when the answer is not believed.
+    func blockStatus(at offset: UInt64, length: UInt64) throws -> [NBDExtent] {
+        let answer = ExtentAnswer()
+        try state.withLock { (s: inout State) throws(ImageError) in
+            guard let h = s.handle else { throw deadError(s.failure, "NBD block status", offset) }
+            // libnbd owns a reference until it calls `free` (also when the call fails).
+            let callback = nbd_extent_callback(
+                callback: { user, context, start, entries, count, _ in
+                    guard let user, let context, let entries else { return 0 }
+                    let answer = Unmanaged<ExtentAnswer>.fromOpaque(user).takeUnretainedValue()
+                    // One context was asked for; only its first answer is kept (a second
+                    // chunk for it would be a protocol error, which libnbd reports).
+                    guard answer.start == nil, String(cString: context) == NBDBlockStatus.context else { return 0 }
+                    answer.start = start
+                    let kept = min(count, 2 * NBDBlockStatus.maxDescriptors)
+                    answer.entries = Array(UnsafeBufferPointer(start: entries, count: kept - kept % 2))
+                    return 0
+                },
+                user_data: Unmanaged.passRetained(answer).toOpaque(),
+                free: { user in if let user { Unmanaged<ExtentAnswer>.fromOpaque(user).release() } })
+            let none = nbd_completion_callback(callback: nil, user_data: nil, free: nil)
+            let cookie = cnbd_aio_block_status(h, length, offset, callback, none, 0)
+            guard cookie >= 0 else { throw requestError(h, at: offset, "NBD block status") }
+            var pending: [(cookie: Int64, offset: UInt64)] = [(cookie, offset)]
+            var firstError: ImageError?
+            while true {
+                retire(h, &pending, &firstError, "NBD block status")
+                if pending.isEmpty { break }
+                if let failure = waitForProgress(h) {
+                    cnbd_close(h)
+                    s.handle = nil
+                    s.failure = failure
+                    throw deadError(failure, "NBD block status", offset)
+                }
+            }
+            if let firstError {
+                if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 {
+                    cnbd_close(h)
+                    s.handle = nil
+                    s.failure = firstError.reason
+                }
+                throw firstError
+            }
+        }
+        guard let start = answer.start else { throw NBDBlockStatus.Refusal.nothingInside }
+        return try NBDBlockStatus.extents(entries: answer.entries, start: start,
+                                          request: offset..<(offset + length), exportSize: size)
     }
 
     /// Retires the completed requests of `pending`, keeping the first failure.

@@ -14,18 +14,30 @@ package struct NBDSettings: Sendable {
     /// no timeout of its own; a server that stops answering would otherwise hang every reader).
     package var timeoutMilliseconds: Int32 = 30_000
 
+    /// Whether to ask the server which ranges are zeros (NBD_CMD_BLOCK_STATUS, `base:allocation`)
+    /// and not read those.
+    package var blockStatus = true
+    /// How much one block status request asks about: far ahead of a sequential read, so a
+    /// 64 MiB stretch costs one round trip (servers answer for less when they like).
+    package var blockStatusWindow: UInt64 = 64 << 20
+    /// Reads shorter than this are read without asking (a metadata read of a few KiB would pay a
+    /// round trip to save nothing).
+    package var blockStatusMinimumRead = 64 << 10
+
     package init() {}
 
     /// Most requests in flight accepted from the environment.
     static let maxInFlight = 64
 
     /// The defaults, changed by `IMAGEMOUNT_NBD_IN_FLIGHT` (1…64; 1 forces one request at a
-    /// time, for bench/nbd-read.sh) and `IMAGEMOUNT_NBD_TIMEOUT` (seconds, 1…3600). Values out
-    /// of range or not numbers are ignored.
+    /// time, for bench/nbd-read.sh), `IMAGEMOUNT_NBD_TIMEOUT` (seconds, 1…3600) and
+    /// `IMAGEMOUNT_NBD_BLOCK_STATUS` (0 reads every byte, as a client without block status
+    /// does). Values out of range or not numbers are ignored.
     package static func fromEnvironment() -> NBDSettings {
         var s = NBDSettings()
         if let v = value("IMAGEMOUNT_NBD_IN_FLIGHT"), (1...maxInFlight).contains(v) { s.inFlight = v }
         if let v = value("IMAGEMOUNT_NBD_TIMEOUT"), (1...3600).contains(v) { s.timeoutMilliseconds = Int32(v * 1000) }
+        if let v = value("IMAGEMOUNT_NBD_BLOCK_STATUS"), (0...1).contains(v) { s.blockStatus = v == 1 }
         return s
     }
 

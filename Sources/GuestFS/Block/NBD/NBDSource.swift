@@ -24,6 +24,11 @@ public final class NBDSource: ImageSource {
     }
     private let refusingHeaders = Atomic<Bool>(false)
 
+    /// What block status said so far (`NBDAllocationCache`), and whether to keep asking: a
+    /// server whose answer was refused (`NBDBlockStatus.Refusal`) or failed is not asked again.
+    private let allocation = Mutex(NBDAllocationCache())
+    private let askingBlockStatus: Atomic<Bool>
+
     /// Connects to `uri`; `settings` nil takes the defaults and the environment (`NBDSettings`).
     public convenience init(uri: String, writable: Bool) throws {
         try self.init(uri: uri, writable: writable, settings: NBDSettings.fromEnvironment())
@@ -34,7 +39,11 @@ public final class NBDSource: ImageSource {
         self.uri = uri
         size = connection.size
         isWritable = writable
+        askingBlockStatus = Atomic(connection.canBlockStatus)
     }
+
+    /// Whether reads still ask the server for block status (for tests).
+    package var usesBlockStatus: Bool { askingBlockStatus.load(ordering: .relaxed) }
 
     /// The server's requests in flight and size per request (for tests and the bench).
     package var settings: NBDSettings { connection.settings }
@@ -43,7 +52,7 @@ public final class NBDSource: ImageSource {
         try checkRange(offset: offset, length: buffer.count)
         let block = connection.minimumBlock
         if block == 1 || (offset % block == 0 && UInt64(buffer.count) % block == 0) {
-            try connection.perform(.read(buffer), at: offset)
+            try readAligned(buffer, at: offset)
             return
         }
         // A server with a minimum block size (doc/proto.md "Block size constraints") gets the
@@ -52,8 +61,76 @@ public final class NBDSource: ImageSource {
         let end = (offset + UInt64(buffer.count) + block - 1) / block * block
         let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(end - start), alignment: 64)
         defer { bounce.deallocate() }
-        try connection.perform(.read(bounce), at: start)
+        try readAligned(bounce, at: start)
         buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: bounce[Int(offset - start)..<Int(offset - start) + buffer.count]))
+    }
+
+    /// Reads an aligned range: the parts block status says are zeros are zero-filled, the rest
+    /// is read in one pipelined `perform`. Small reads, and servers without block status, read
+    /// everything.
+    private func readAligned(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
+        guard buffer.count >= connection.settings.blockStatusMinimumRead, askingBlockStatus.load(ordering: .relaxed) else {
+            return try connection.perform(.read(buffer), at: offset)
+        }
+        let end = offset + UInt64(buffer.count), block = connection.minimumBlock
+        var runs: [Range<Int>] = []
+        func addData(_ from: UInt64, _ to: UInt64) {
+            let range = Int(from - offset)..<Int(to - offset)
+            guard !range.isEmpty else { return }
+            if let last = runs.last, last.upperBound == range.lowerBound {
+                runs[runs.count - 1] = last.lowerBound..<range.upperBound
+            } else {
+                runs.append(range)
+            }
+        }
+        var at = offset
+        // Each pass moves `at` forward by at least one extent, or reads the rest: bounded.
+        while at < end {
+            var known = allocation.withLock { $0.lookup(from: at, to: end) }
+            if known.isEmpty {
+                known = askBlockStatus(at: at, to: end)
+                if known.isEmpty { addData(at, end); break }
+            }
+            for e in known {
+                // A zero extent is skipped only in whole blocks; its unaligned edges are read.
+                let zeroStart = (e.offset + block - 1) / block * block, zeroEnd = e.end / block * block
+                if e.isZero, zeroStart < zeroEnd {
+                    addData(e.offset, zeroStart)
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[Int(zeroStart - offset)..<Int(zeroEnd - offset)])
+                        .initializeMemory(as: UInt8.self, repeating: 0)
+                    addData(zeroEnd, e.end)
+                } else {
+                    addData(e.offset, e.end)
+                }
+            }
+            at = known[known.count - 1].end
+        }
+        try connection.perform(.read(buffer), at: offset, runs: runs)
+    }
+
+    /// Asks the server about a window from `at` and caches the answer; returns what it says of
+    /// `[at, end)`, or nothing (read it all) when the server's answer failed or was refused,
+    /// after which block status is not asked for again. A connection that died on the request
+    /// is left to fail the read that follows, with the same error every read gets.
+    private func askBlockStatus(at: UInt64, to end: UInt64) -> [NBDExtent] {
+        let block = connection.minimumBlock
+        let start = at / block * block
+        let length = min(connection.settings.blockStatusWindow, size - start)
+        let generation = allocation.withLock { $0.generation }
+        do {
+            let extents = try connection.blockStatus(at: start, length: length)
+            return allocation.withLock { cache in
+                cache.insert(extents, generation: generation)
+                // From the answer itself: the cache may have declined it (a write since).
+                return extents.compactMap { e -> NBDExtent? in
+                    let from = max(e.offset, at), to = min(e.end, end)
+                    return from < to ? NBDExtent(offset: from, length: to - from, isZero: e.isZero) : nil
+                }
+            }
+        } catch {
+            askingBlockStatus.store(false, ordering: .relaxed)
+            return []
+        }
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
@@ -61,6 +138,8 @@ public final class NBDSource: ImageSource {
         try checkRange(offset: offset, length: buffer.count, structure: "write")
         if refusesImageHeaders, offset < Self.probeBytes, !buffer.isEmpty { try checkFirstSector(buffer, at: offset) }
         let block = connection.minimumBlock
+        // What was zero may not be any more (from the aligned start: the bytes written).
+        defer { allocation.withLock { $0.invalidate(offset / block * block ..< offset + UInt64(buffer.count)) } }
         if block == 1 || (offset % block == 0 && UInt64(buffer.count) % block == 0) {
             try connection.perform(.write(buffer), at: offset)
             return

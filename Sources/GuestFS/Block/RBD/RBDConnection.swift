@@ -100,13 +100,22 @@ final class RBDConnection: @unchecked Sendable {
             r = crbd_rados_conf_set(cluster, key, value)
             guard r == 0 else { throw fail("RBD connect", "cannot set the Ceph option \(key)=\(value): \(Self.text(r))", errno: Self.code(r)) }
         }
+        // The key itself (from libvirt's secret store): librados's `key` option, which it uses
+        // before any keyring (ceph's KeyRing::from_ceph_context). Its value is never shown.
+        if let key = client.key {
+            r = crbd_rados_conf_set(cluster, "key", key)
+            guard r == 0 else { throw fail("RBD connect", "cannot set the Ceph key: \(Self.text(r))", errno: Self.code(r)) }
+        }
         r = crbd_rados_connect(cluster)
         guard r == 0 else {
             let hint: String
             switch -r {
             case ENOENT: hint = " (no monitor address: give --rbd-conf FILE, or rbd://HOST[:PORT]/POOL/IMAGE)"
-            case EACCES, EPERM: hint = " (authentication failed: check --rbd-id and --keyring)"
-            case ETIMEDOUT: hint = " (no answer from the monitors within \(settings.timeoutSeconds) s)"
+            case EACCES, EPERM: hint = client.key == nil ? " (authentication failed: check --rbd-id and --keyring)"
+                : " (authentication failed with the key of the domain's libvirt secret)"
+            // librados keeps retrying a key the monitors refuse until the mount timeout.
+            case ETIMEDOUT: hint = client.key == nil ? " (no answer from the monitors within \(settings.timeoutSeconds) s)"
+                : " (no answer from the monitors within \(settings.timeoutSeconds) s, or they refused the key of the domain's libvirt secret)"
             default: hint = ""
             }
             throw fail("RBD connect", "cannot connect to the Ceph cluster as client.\(id): \(Self.text(r))\(hint)", errno: Self.code(r))

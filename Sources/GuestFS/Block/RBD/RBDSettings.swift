@@ -14,11 +14,16 @@ public struct RBDClientOptions: Sendable, Equatable {
     /// A keyring file; nil is what the configuration says (its `keyring =`, else Ceph's defaults
     /// such as /etc/ceph/ceph.client.admin.keyring).
     public var keyring: String?
+    /// The client's secret key itself (base64, as `ceph auth print-key` and `virsh
+    /// secret-get-value` print it), set as librados's `key` option, which a keyring does not
+    /// override: what a libvirt domain's `<auth><secret type='ceph'>` gives. Never printed.
+    public var key: String?
 
-    public init(configurationFile: String? = nil, id: String? = nil, keyring: String? = nil) {
+    public init(configurationFile: String? = nil, id: String? = nil, keyring: String? = nil, key: String? = nil) {
         self.configurationFile = configurationFile
         self.id = id
         self.keyring = keyring
+        self.key = key
     }
 }
 
