@@ -82,8 +82,18 @@ public final class NBDServer: @unchecked Sendable {
     /// SIGKILL: the server goes away mid-session.
     public func kill() { end(SIGKILL) }
 
-    /// SIGSTOP: the server stops answering but keeps its socket open.
-    public func pause() { _ = Glibc.kill(pid, SIGSTOP) }
+    /// SIGSTOP: the server stops answering but keeps its socket open. Returns once the kernel
+    /// shows it stopped (state T in /proc/PID/stat): the signal is delivered asynchronously, and
+    /// on a loaded machine the server could otherwise still answer the next request.
+    public func pause() {
+        _ = Glibc.kill(pid, SIGSTOP)
+        for _ in 0..<400 {
+            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+               let close = stat.lastIndex(of: ")"),
+               stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("T") { return }
+            usleep(5_000)
+        }
+    }
 
     private func end(_ signal: Int32) {
         guard !ended else { return }

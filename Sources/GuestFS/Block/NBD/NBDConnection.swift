@@ -192,21 +192,11 @@ final class NBDConnection: Sendable {
                 }
                 if let failure = waitForProgress(h) {
                     // Closing the handle is what guarantees no late reply lands in the buffer.
-                    cnbd_close(h)
-                    s.handle = nil
-                    s.failure = failure
+                    giveUp(h, &s, failure)
                     throw deadError(failure, transfer.structure, pending.first?.offset ?? offset)
                 }
             }
-            if let firstError {
-                // A dead handle stays dead: close it now, so later calls fail without libnbd.
-                if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 {
-                    cnbd_close(h)
-                    s.handle = nil
-                    s.failure = firstError.reason
-                }
-                throw firstError
-            }
+            if let firstError { throw closingIfDead(h, &s, firstError) }
         }
     }
 
@@ -228,19 +218,7 @@ final class NBDConnection: Sendable {
             guard let h = s.handle else { throw deadError(s.failure, "NBD flush", nil) }
             let cookie = cnbd_aio_flush(h, nbd_completion_callback(callback: nil, user_data: nil, free: nil), 0)
             guard cookie >= 0 else { throw ImageError(path: uri, structure: "NBD flush", reason: Self.lastError(), errno: Self.lastErrno()) }
-            var pending: [(cookie: Int64, offset: UInt64)] = [(cookie, 0)]
-            var firstError: ImageError?
-            while true {
-                retire(h, &pending, &firstError, "NBD flush")
-                if pending.isEmpty { break }
-                if let failure = waitForProgress(h) {
-                    cnbd_close(h)
-                    s.handle = nil
-                    s.failure = failure
-                    throw deadError(failure, "NBD flush", nil)
-                }
-            }
-            if let firstError { throw firstError }
+            try awaitCompletion(h, &s, cookie: cookie, at: nil, "NBD flush")
         }
     }
 
@@ -280,30 +258,42 @@ final class NBDConnection: Sendable {
             let none = nbd_completion_callback(callback: nil, user_data: nil, free: nil)
             let cookie = cnbd_aio_block_status(h, length, offset, callback, none, 0)
             guard cookie >= 0 else { throw requestError(h, at: offset, "NBD block status") }
-            var pending: [(cookie: Int64, offset: UInt64)] = [(cookie, offset)]
-            var firstError: ImageError?
-            while true {
-                retire(h, &pending, &firstError, "NBD block status")
-                if pending.isEmpty { break }
-                if let failure = waitForProgress(h) {
-                    cnbd_close(h)
-                    s.handle = nil
-                    s.failure = failure
-                    throw deadError(failure, "NBD block status", offset)
-                }
-            }
-            if let firstError {
-                if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 {
-                    cnbd_close(h)
-                    s.handle = nil
-                    s.failure = firstError.reason
-                }
-                throw firstError
-            }
+            try awaitCompletion(h, &s, cookie: cookie, at: offset, "NBD block status")
         }
         guard let start = answer.start else { throw NBDBlockStatus.Refusal.nothingInside }
         return try NBDBlockStatus.extents(entries: answer.entries, start: start,
                                           request: offset..<(offset + length), exportSize: size)
+    }
+
+    /// Waits for one request (a flush, a block status) as `perform` waits for its own: bounded
+    /// by the timeout, the handle given up when the server is gone.
+    private func awaitCompletion(_ h: OpaquePointer, _ s: inout State, cookie: Int64, at offset: UInt64?,
+                                 _ structure: String) throws(ImageError) {
+        var pending: [(cookie: Int64, offset: UInt64)] = [(cookie, offset ?? 0)]
+        var firstError: ImageError?
+        while true {
+            retire(h, &pending, &firstError, structure)
+            if pending.isEmpty { break }
+            if let failure = waitForProgress(h) {
+                giveUp(h, &s, failure)
+                throw deadError(failure, structure, offset)
+            }
+        }
+        if let firstError { throw closingIfDead(h, &s, firstError) }
+    }
+
+    /// Closes the handle for good: later calls fail with `failure` without reaching libnbd.
+    private func giveUp(_ h: OpaquePointer, _ s: inout State, _ failure: String) {
+        cnbd_close(h)
+        s.handle = nil
+        s.failure = failure
+    }
+
+    /// `error`, after closing the handle if the connection died with it (a dead handle stays
+    /// dead: later calls then fail at once).
+    private func closingIfDead(_ h: OpaquePointer, _ s: inout State, _ error: ImageError) -> ImageError {
+        if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 { giveUp(h, &s, error.reason) }
+        return error
     }
 
     /// Retires the completed requests of `pending`, keeping the first failure.
