@@ -80,4 +80,42 @@ import Testing
         #expect(out.withUnsafeMutableBytes { cache.read(at: 0, into: $0) })
         #expect(out.withUnsafeMutableBytes { cache.read(at: 8 * 1024, into: $0) })
     }
+
+    /// Blocks live in reused slab slots: over random stores, writes and evictions, every hit
+    /// returns what the device (a model) holds, and a block just stored is a hit.
+    @Test func slotsAreReusedWithoutMixingBlocks() {
+        let cache = IOChannelCache(capacity: 16)
+        var device: [UInt64: [UInt8]] = [:]
+        var rng = SystemRandomNumberGenerator()
+        var out = [UInt8](repeating: 0, count: 1024)
+        for step in 0..<5000 {
+            let key = UInt64(Int.random(in: 0..<64, using: &rng)) * 1024
+            switch Int.random(in: 0..<3, using: &rng) {
+            case 0:
+                let block = device[key] ?? [UInt8](repeating: UInt8(key / 1024), count: 1024)
+                device[key] = block
+                block.withUnsafeBytes { cache.store(at: key, $0) }
+                #expect(out.withUnsafeMutableBytes { cache.read(at: key, into: $0) } && out == block, "step \(step)")
+            case 1:
+                // A write of one or two whole blocks, or part of one.
+                let length = [1024, 2048, 700].randomElement(using: &rng) ?? 1024
+                let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                bytes.withUnsafeBytes { cache.wrote(at: key, $0) }
+                var k = key
+                var rest = bytes[...]
+                while !rest.isEmpty {
+                    var block = device[k] ?? [UInt8](repeating: UInt8(truncatingIfNeeded: k / 1024), count: 1024)
+                    let n = min(1024, rest.count)
+                    block.replaceSubrange(0..<n, with: rest.prefix(n))
+                    device[k] = block
+                    rest = rest.dropFirst(n)
+                    k += 1024
+                }
+            default:
+                if out.withUnsafeMutableBytes({ cache.read(at: key, into: $0) }) {
+                    #expect(out == device[key], "step \(step)")
+                }
+            }
+        }
+    }
 }
