@@ -49,8 +49,13 @@ final class HostDirectory: @unchecked Sendable {
     /// the filesystem is mounted `grpid` (open(2), "O_CREAT"). Both cases are covered by
     /// asking that the directory's group be the process's group too.
     func newFilesAreOwned(by uid: UInt32, _ gid: UInt32) -> Bool {
-        uid == geteuid() && gid == getegid() && group == getegid()
+        uid == Self.processUser && gid == Self.processGroup && group == Self.processGroup
     }
+
+    /// The process's effective user and group, read once: geteuid(2) and getegid(2) are real
+    /// syscalls (glibc does not cache them), three per file if asked each time, and copy-out
+    /// never changes its credentials.
+    private static let processUser = geteuid(), processGroup = getegid()
 
     deinit { try? fd.close() }
 
