@@ -71,7 +71,7 @@ let package = Package(
         //   GuestFSInspect     inspection (-i): operating systems, fstab, applications
         .target(
             name: "GuestFSBlock",
-            dependencies: ["SystemZlib", "SystemZstd", "CCrypto", "SystemArgon2", "CNbd", "CRbd",
+            dependencies: ["SystemZlib", "SystemZstd", "CCrypto", "SystemArgon2", "CNbd", "CRbd", "SystemHostIO",
                            .product(name: "SystemPackage", package: "swift-system")],
             path: "Sources/GuestFS/Block"
         ),

@@ -55,3 +55,15 @@ static inline int hostio_set_no_new_privs(void) {
 /// O_PATH (a GNU flag Swift's Glibc module leaves out): a descriptor that only names a place.
 /// glibc defines __O_PATH unconditionally and O_PATH only under _GNU_SOURCE.
 static const int hostio_o_path = __O_PATH;
+
+/// The CPUs this process may run on, from the raw sched_getaffinity(2) (the glibc wrapper and
+/// CPU_COUNT need _GNU_SOURCE); 1 when the call fails. A syscall, not /sys or /proc, so it
+/// answers inside the sandbox too.
+static inline int hostio_cpu_count(void) {
+    unsigned long mask[16] = {0};
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    if (bytes <= 0) return 1;
+    int count = 0;
+    for (long i = 0; i < bytes / (long)sizeof mask[0]; i++) count += __builtin_popcountl(mask[i]);
+    return count > 0 ? count : 1;
+}

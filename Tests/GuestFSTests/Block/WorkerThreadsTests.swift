@@ -33,4 +33,38 @@ import Testing
         }
         #expect(total.load(ordering: .relaxed) == callers * rounds * (width - 1 + 3))
     }
+
+    /// The CPU count the compute-bound fan-outs cap themselves with is the affinity mask's, as
+    /// `nproc` counts it, and never more than the online CPUs.
+    @Test func processorCountFollowsTheAffinityMask() throws {
+        func nproc(_ arguments: [String]) throws -> Int {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: arguments[0])
+            process.arguments = Array(arguments.dropFirst())
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            try process.run()
+            process.waitUntilExit()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            return Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+        #expect(WorkerThreads.processorCount == (try nproc(["/usr/bin/nproc"])))
+        #expect(WorkerThreads.processorCount >= 1)
+        #expect(WorkerThreads.processorCount <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// Callers that finish their own part first wait (polling, then sleeping) until the rest is
+    /// done: every iteration has run when perform returns, across many short rounds with idle
+    /// gaps longer than the polling window.
+    @Test func performWaitsForSlowIterationsAfterPolling() throws {
+        let done = Atomic<Int>(0)
+        for round in 0 ..< 20 {
+            WorkerThreads.perform(iterations: 3) { i in
+                if i != 0 { usleep(UInt32(200 + round * 10)) }
+                done.add(1, ordering: .relaxed)
+            }
+            #expect(done.load(ordering: .relaxed) == (round + 1) * 3)
+            usleep(300)
+        }
+    }
 }

@@ -228,7 +228,8 @@ package final class SectorCipher: @unchecked Sendable {
 
     private func runInParallel(_ buffer: UnsafeMutableRawBufferPointer, firstSector: UInt64, encrypt: Bool) {
         let sectors = buffer.count / sectorSize
-        let width = min(Self.poolWidth, sectors)
+        // No more threads than CPUs: the cipher is pure computation (WorkerThreads.processorCount).
+        let width = min(Self.poolWidth, sectors, WorkerThreads.processorCount)
         guard buffer.count >= Self.parallelMinBytes, width > 1 else {
             run(buffer, firstSector: firstSector, encrypt: encrypt)
             return

@@ -10,8 +10,8 @@ import Glibc
 /// The only file that imports zlib and zstd. The rest of the engine asks for `decompress` and
 /// `forEachInParallel`, nothing else.
 enum Qcow2Compression {
-    /// Threads decompressing for one read: QEMU's QCOW2_MAX_THREADS. Not capped by the CPU count,
-    /// as QEMU's is not: on a busy machine a few more threads than cores keep our share of the CPU.
+    /// Threads decompressing for one read: QEMU's QCOW2_MAX_THREADS, capped by the CPUs the
+    /// process may use (forEachInParallel).
     static let poolWidth = 4
     /// deflate window bits for "zlib" clusters: negative means raw deflate without the zlib header,
     /// and 12 is the window QEMU compresses with (qcow2 spec, "Compressed Clusters Descriptor";
@@ -93,7 +93,8 @@ enum Qcow2Compression {
     /// Runs `body(0..<count)` on at most `poolWidth` threads; each thread takes one contiguous block
     /// of indices, so neighbouring work (adjacent compressed clusters) stays on one thread.
     static func forEachInParallel(_ count: Int, _ body: (Range<Int>) -> Void) {
-        let width = min(poolWidth, count)
+        // No more threads than CPUs: decompression is pure computation (WorkerThreads.processorCount).
+        let width = min(poolWidth, count, WorkerThreads.processorCount)
         if width <= 1 { body(0..<count); return }
         withoutActuallyEscaping(body) { body in
             // WorkerThreads.perform returns only after every iteration has run, so `body` (and the
