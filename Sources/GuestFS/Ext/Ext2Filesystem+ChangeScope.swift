@@ -98,90 +98,94 @@ extension Ext2Filesystem {
         if changed.isEmpty { return FilesystemChangeScope(nodes: [], directories: []) }
 
         var nodes = Set<UInt64>()
-        var directories: [UInt32] = []
-        // Inode table blocks that changed: every inode in them.
         let inodesPerGroup = mine.fields[6], inodeSize = mine.fields[7], tableBlocks = mine.fields[15]
-        guard inodeSize > 0, inodeSize <= UInt64(blockSize) else { return nil }
-        let perBlock = UInt64(blockSize) / inodeSize
+        guard inodeSize >= UInt64(Ext2TableScan.minimumInodeSize), inodeSize <= UInt64(blockSize) else { return nil }
+        // Inode slots whose bytes changed (found by byte, not by table block: the caller
+        // narrows the changed ranges to 512-byte units, so a slot outside them reads the same).
+        let changedBytes = BlockSet(bytes: differing, blockSize: 1)
+        let bs = UInt64(blockSize)
         for (group, table) in mine.inodeTables.enumerated() where changed.meets(table, count: tableBlocks) {
-            for index in 0..<tableBlocks where changed.meets(table &+ index, count: 1) {
-                let first = UInt64(group) * inodesPerGroup + index * perBlock + 1
-                for n in 0..<perBlock where index * perBlock + n < inodesPerGroup { nodes.insert(first + n) }
+            let (tableStart, overflow) = table.multipliedReportingOverflow(by: bs)
+            guard !overflow else { return nil }
+            for index in 0..<inodesPerGroup {
+                let (slotStart, o) = tableStart.addingReportingOverflow(index &* inodeSize)
+                guard !o else { return nil }
+                if changedBytes.meets(slotStart, count: inodeSize) { nodes.insert(UInt64(group) * inodesPerGroup + index + 1) }
             }
         }
         // Every inode slot, for its xattr block and (directories, and files when contents
-        // matter) the blocks that map it.
+        // matter) the blocks that map it; read straight from the tables (Ext2ChangeScopeScan.swift).
+        var directories: [UInt32] = []
+        var directorySlots: [(ino: UInt32, raw: ext2_inode_large)] = []
         let scanned: Bool = try withHandle { fs in
-            var scan: ext2_inode_scan?
-            guard ext2fs_open_inode_scan(fs, 0, &scan) == 0, let scan else { return false }
-            defer { ext2fs_close_inode_scan(scan) }
-            // Every group's table, initialised or not: a name may point anywhere.
-            _ = ext2fs_inode_scan_flags(scan, 0, Int32(EXT2_SF_DO_LAZY))
-            var raw = ext2_inode_large()
-            let size = Int32(MemoryLayout<ext2_inode_large>.size)
-            var steps: UInt64 = 0
-            let limit = UInt64(fs.pointee.`super`.pointee.s_inodes_count) + 1
-            while steps <= limit {
-                steps += 1
-                var ino: ext2_ino_t = 0
-                let rc = withUnsafeMutablePointer(to: &raw) { p in
-                    p.withMemoryRebound(to: ext2_inode.self, capacity: 1) { ext2fs_get_next_inode_full(scan, &ino, $0, size) }
-                }
-                if rc != 0 {
-                    // A slot that fails its checksum (or a bad table block): reading it
-                    // fails the same way on both sides only if nothing changed; take it as
-                    // changed so the walk looks.
-                    guard rc == EXT2_ET_INODE_CSUM_INVALID || rc == EXT2_ET_INODE_IS_GARBAGE || rc == EXT2_ET_BAD_BLOCK_IN_INODE_TABLE else {
-                        return false
-                    }
-                    if ino != 0 { nodes.insert(UInt64(ino)) }
-                    if rc == EXT2_ET_BAD_BLOCK_IN_INODE_TABLE { return false }
-                    continue
-                }
-                if ino == 0 { break }
-                let mode = UInt32(raw.i_mode) & 0xF000
-                if raw.i_mode == 0 && raw.i_links_count == 0 && raw.i_file_acl == 0 { continue }
-                let acl = UInt64(raw.i_file_acl) | UInt64(raw.osd2.linux2.l_i_file_acl_high) << 32
+            try Ext2TableScan.forEachSlot(device: device, blockSize: blockSize, inodeTables: mine.inodeTables,
+                                          inodesPerGroup: inodesPerGroup, inodeSize: inodeSize, tableBlocks: tableBlocks) { slot in
+                if slot.mode == 0 && slot.links == 0 && slot.xattrBlock & 0xFFFF_FFFF == 0 { return }
+                let ino = slot.ino
                 // 0 is "no xattr block" (block 0 holds the boot sector and superblock).
-                if (raw.i_file_acl != 0 && changed.meets(UInt64(raw.i_file_acl), count: 1)) || (acl != 0 && changed.meets(acl, count: 1)) {
+                if slot.xattrBlock != 0, changed.meets(slot.xattrBlock, count: 1) || changed.meets(slot.xattrBlock & 0xFFFF_FFFF, count: 1) {
                     nodes.insert(UInt64(ino))
                 }
+                let mode = UInt32(slot.mode) & 0xF000
                 let isDirectory = mode == 0x4000
                 if isDirectory { directories.append(ino) }
-                guard isDirectory || (content && mode == 0x8000), raw.i_flags & Self.inlineDataFlag == 0,
-                      !nodes.contains(UInt64(ino)) else { continue }
-                if try self.mapMeets(changed, ino: ino, raw: raw, fs: fs) { nodes.insert(UInt64(ino)) }
+                if isDirectory || (content && mode == 0x8000), slot.flags & Self.inlineDataFlag == 0,
+                   !nodes.contains(UInt64(ino)), try self.mapMeets(changed, ino: ino, raw: slot.raw, fs: fs) {
+                    nodes.insert(UInt64(ino))
+                }
+                if isDirectory, !nodes.contains(UInt64(ino)) { directorySlots.append((ino, slot.raw)) }
             }
-            return true
         }
         guard scanned else { return nil }
 
         // Who names whom: the listings of the unchanged directories, which read the same on
-        // both sides (a changed directory is in `nodes`, so the walk enters it anyway). Read
-        // with the same libext2fs iteration the listing uses (Ext2Directory.swift), keeping
-        // only the inode numbers: any entry it visits counts (more parents than the listing
-        // shows cost only time), and a directory it fails on means "cannot tell" (the
-        // listing's salvage of a damaged block is not repeated here).
+        // both sides (a changed directory is in `nodes`, so the walk enters it anyway). Any
+        // entry counts (more parents than the listing shows cost only time), and a directory
+        // that cannot be read means "cannot tell" (the listing's salvage of a damaged block is
+        // not repeated here). Directories mapped by their extent root are read straight from
+        // the device, sorted by block; the others through libext2fs's iteration, the one the
+        // listing uses (Ext2Directory.swift).
         let targets = nodes.union(reach)
         final class Names {
             var wanted: Set<UInt32> = []
             var parents: [UInt64: [UInt64]] = [:]
             var dir: UInt64 = 0
+            func add(_ child: UInt32) {
+                if child != 0, wanted.contains(child) { parents[UInt64(child), default: []].append(dir) }
+            }
         }
         let names = Names()
         names.wanted = Set(directories)
         for t in targets { if let n = UInt32(exactly: t) { names.wanted.insert(n) } }
+        var direct: [(block: UInt64, dir: UInt32)] = []
+        var iterated: [UInt32] = []
+        let deviceBlocks = device.size / bs
+        for (ino, raw) in directorySlots {
+            if let blocks = Ext2TableScan.leafBlocks(of: raw, blockSize: blockSize, deviceBlocks: deviceBlocks),
+               UInt64(direct.count) + UInt64(blocks.count) <= deviceBlocks {
+                for b in blocks { direct.append((b, ino)) }
+            } else {
+                iterated.append(ino)
+            }
+        }
+        directorySlots = []
+        direct.sort { $0.block < $1.block }
+        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 16)
+        defer { block.deallocate() }
+        for (number, dir) in direct {
+            try device.read(into: block, at: number * bs)
+            names.dir = UInt64(dir)
+            if !Ext2TableScan.entryInodes(UnsafeRawBufferPointer(block), names.add) { iterated.append(dir) }
+        }
         let listed: Bool = try withHandle { fs in
-            for dir in directories where !nodes.contains(UInt64(dir)) {
+            for dir in iterated {
                 names.dir = UInt64(dir)
                 let rc = withExtendedLifetime(names) {
                     ext2fs_dir_iterate2(fs, dir, Int32(DIRENT_FLAG_INCLUDE_EMPTY), nil, { _, kind, dirent, _, _, _, priv in
                         guard let dirent, let priv else { return DIRENT_ABORT }
                         // "." and "..", which the listing leaves out too.
                         if kind == DIRENT_DOT_FILE || kind == DIRENT_DOT_DOT_FILE { return 0 }
-                        let n = Unmanaged<Names>.fromOpaque(priv).takeUnretainedValue()
-                        let child = dirent.pointee.inode
-                        if child != 0, n.wanted.contains(child) { n.parents[UInt64(child), default: []].append(n.dir) }
+                        Unmanaged<Names>.fromOpaque(priv).takeUnretainedValue().add(dirent.pointee.inode)
                         return 0
                     }, Unmanaged.passUnretained(names).toOpaque())
                 }
