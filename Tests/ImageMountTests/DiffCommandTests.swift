@@ -124,6 +124,44 @@ import TestSupport
         #expect(fast.text == full.text)
     }
 
+    /// The directory listings the fast path reads itself (extent-mapped directories, one block
+    /// or an htree of many) and those it leaves to libext2fs (ext2's block maps): a file
+    /// rewritten in place, whose directory does not change, must still be found through it, and
+    /// a hard link to it in another directory too.
+    @Test("fast path finds in-place changes under htree and block-mapped directories", arguments: ["ext4", "ext2"])
+    func inPlaceChangeUnderUnchangedDirectory(type: String) throws {
+        let dir = try TempDir("imagemount-diff")
+        let tree = dir.file("tree"), template = dir.file("template.img"), clone = dir.file("clone.qcow2")
+        try Shell.check("""
+            set -e; t=\(Shell.quote(tree))
+            mkdir -p $t/big $t/other $t/small
+            for i in $(seq 1 3000); do echo "file $i" > $t/big/entry-with-a-long-name-$i; done
+            echo small > $t/small/one
+            ln $t/big/entry-with-a-long-name-1234 $t/other/hardlink
+            truncate -s 64M \(Shell.quote(template)) && mke2fs -q -F -t \(type) -b 4096 -d $t \(Shell.quote(template))
+            qemu-img create -q -f qcow2 -b \(Shell.quote(template)) -F raw \(Shell.quote(clone))
+            """)
+        sleep(1)
+        do {
+            let mount = try FuseMount(images: [clone], arguments: ["--rw"])
+            defer { mount.close() }
+            let m = Shell.quote(mount.path)
+            // Same length, in place: the file's data and inode change, no directory does.
+            try Shell.check("""
+                set -e; printf 'FILE 1234\\n' | dd of=\(m)/big/entry-with-a-long-name-1234 conv=notrunc status=none
+                printf 'SMALL\\n' | dd of=\(m)/small/one conv=notrunc status=none
+                """)
+        }
+        let f = Fixture(dir: dir, template: template, clone: clone)
+        let full = try Self.diff(f, [], full: true), fast = try Self.diff(f, [], full: false)
+        #expect(full.status == 0 && fast.status == 0, "\(full.stderr) \(fast.stderr)")
+        #expect(fast.stderr.contains("diff: fast path"), "\(fast.stderr)")
+        for path in ["/big/entry-with-a-long-name-1234", "/other/hardlink", "/small/one"] {
+            #expect(full.text.contains("= - 0644         10 \(path)") || full.text.contains("= - 0644          6 \(path)"), "\(path): \(full.text)")
+        }
+        #expect(fast.text == full.text)
+    }
+
     @Test("--csv: quoted fields, the '#' line's fields comma-separated, no file changes")
     func csvShape() throws {
         let f = try Self.fixture()

@@ -241,6 +241,12 @@ enum FuzzHarness {
                 }
             }
         }
+        // diff's fast path (Ext2ChangeScopeScan.swift): every inode slot and every unchanged
+        // directory's blocks read straight from the device, with a changed window where the
+        // input's first byte puts it.
+        let window = UInt64(data.first ?? 0) * (device.size / 256)
+        _ = try? fs.changeScope(comparedWith: fs, differing: [window..<min(device.size, window + 4096)], content: true,
+                                reach: [UInt64(Ext2Filesystem.rootInode)])
     }
 
     /// Reads the start and the end of a file (never all of it: sizes come from the input).
