@@ -30,7 +30,12 @@ package final class WorkerThreads: @unchecked Sendable {
     /// `mutex`; atomic so that a caller spinning without the lock sees it reach zero.
     private final class Group {
         let remaining: Atomic<Int>
-        init(remaining: Int) { self.remaining = Atomic(remaining) }
+        /// Whether the caller asked for polling (`perform(…, polling: true)`).
+        let polls: Bool
+        init(remaining: Int, polls: Bool) {
+            self.remaining = Atomic(remaining)
+            self.polls = polls
+        }
     }
 
     /// The CPUs this process may run on (sched_getaffinity, a syscall the sandbox allows, so the
@@ -46,7 +51,7 @@ package final class WorkerThreads: @unchecked Sendable {
     /// few milliseconds apart; a thread that parks between them is woken through the futex,
     /// which on a virtual machine means an IPI to a halted vCPU. With the CPU cap above, this
     /// brought a compressed qcow2 read's wall time back to libdispatch's (bench/before-after.sh
-    /// zlib: 1.10x before, level after); 50 µs of polling per idle gap costs no measurable CPU.
+    /// zlib: 1.10x before, level after); Only callers that ask poll (`perform(…, polling:)`).
     static let spinNanoseconds: UInt64 = 50_000
     /// Queued jobs not yet taken (changed under `mutex`, read by spinning workers without it).
     private let queuedJobs = Atomic<Int>(0)
@@ -76,19 +81,22 @@ package final class WorkerThreads: @unchecked Sendable {
     }
 
     /// Runs `body(0)` … `body(iterations - 1)`, in parallel where threads are free, and returns
-    /// when all have run (the same contract as `DispatchQueue.concurrentPerform`).
-    package static func perform(iterations: Int, _ body: (Int) -> Void) {
+    /// when all have run (the same contract as `DispatchQueue.concurrentPerform`). `polling`:
+    /// the caller, and the workers after its jobs, poll for `spinNanoseconds` before parking
+    /// (for short compute-bound calls made back to back, such as a sequential read's chunks;
+    /// not for copy-out's long I/O-bound workers, where the polls would only burn CPU).
+    package static func perform(iterations: Int, polling: Bool = false, _ body: (Int) -> Void) {
         guard iterations > 1 else {
             if iterations == 1 { body(0) }
             return
         }
         // `body` is queued for other threads but every queued job has finished, and dropped its
         // reference, before `run` returns, so it does not really escape.
-        withoutActuallyEscaping(body) { shared.run(iterations, $0) }
+        withoutActuallyEscaping(body) { shared.run(iterations, polling: polling, $0) }
     }
 
-    private func run(_ iterations: Int, _ body: @escaping (Int) -> Void) {
-        let group = Group(remaining: iterations - 1)
+    private func run(_ iterations: Int, polling: Bool, _ body: @escaping (Int) -> Void) {
+        let group = Group(remaining: iterations - 1, polls: polling)
         pthread_mutex_lock(mutex)
         for index in 1..<iterations { queue.append(Job(group: group, index: index, body: body)) }
         queuedJobs.add(iterations - 1, ordering: .releasing)
@@ -105,10 +113,12 @@ package final class WorkerThreads: @unchecked Sendable {
             if head < queue.count {
                 runOneLocked()
             } else {
-                // The rest is running on other threads: poll a moment, then sleep.
-                pthread_mutex_unlock(mutex)
-                Self.spin { group.remaining.load(ordering: .acquiring) == 0 }
-                pthread_mutex_lock(mutex)
+                // The rest is running on other threads: poll a moment (if asked), then sleep.
+                if polling {
+                    pthread_mutex_unlock(mutex)
+                    Self.spin { group.remaining.load(ordering: .acquiring) == 0 }
+                    pthread_mutex_lock(mutex)
+                }
                 if group.remaining.load(ordering: .acquiring) > 0, head >= queue.count {
                     pthread_cond_wait(jobFinished, mutex)
                 }
@@ -134,8 +144,9 @@ package final class WorkerThreads: @unchecked Sendable {
     }
 
     /// Takes the oldest queued job and runs it with the lock dropped. Called and returns with
-    /// `mutex` held.
-    private func runOneLocked() {
+    /// `mutex` held. Returns whether the job's caller asked for polling.
+    @discardableResult
+    private func runOneLocked() -> Bool {
         var job: Job? = queue[head]
         queue[head] = nil
         head += 1
@@ -144,6 +155,7 @@ package final class WorkerThreads: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
         if let j = job { j.body(j.index) }
         let group = job?.group
+        let polls = group?.polls ?? false
         // The job (and with it the caller's closure) is released before its group can reach
         // zero, so the caller's `withoutActuallyEscaping` sees no reference left.
         job = nil
@@ -151,22 +163,26 @@ package final class WorkerThreads: @unchecked Sendable {
         if let group, group.remaining.subtract(1, ordering: .releasing).newValue == 0 {
             pthread_cond_broadcast(jobFinished)
         }
+        return polls
     }
 
     private func workerLoop() {
         pthread_mutex_lock(mutex)
+        var lastPolled = false
         while true {
             if head >= queue.count {
                 // Counted idle while polling too, so a caller does not start a thread for work
                 // this one is about to take.
                 idle += 1
-                pthread_mutex_unlock(mutex)
-                Self.spin { queuedJobs.load(ordering: .acquiring) > 0 }
-                pthread_mutex_lock(mutex)
+                if lastPolled {
+                    pthread_mutex_unlock(mutex)
+                    Self.spin { queuedJobs.load(ordering: .acquiring) > 0 }
+                    pthread_mutex_lock(mutex)
+                }
                 while head >= queue.count { pthread_cond_wait(workAvailable, mutex) }
                 idle -= 1
             }
-            runOneLocked()
+            lastPolled = runOneLocked()
         }
     }
 

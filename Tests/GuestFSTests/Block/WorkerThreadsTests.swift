@@ -17,7 +17,7 @@ import Testing
         for _ in 0 ..< callers {
             Thread {
                 for _ in 0 ..< rounds {
-                    WorkerThreads.perform(iterations: width) { i in
+                    WorkerThreads.perform(iterations: width, polling: Bool.random()) { i in
                         if i == 0 {
                             WorkerThreads.perform(iterations: 3) { _ in total.add(1, ordering: .relaxed) }
                         } else {
@@ -59,7 +59,7 @@ import Testing
     @Test func performWaitsForSlowIterationsAfterPolling() throws {
         let done = Atomic<Int>(0)
         for round in 0 ..< 20 {
-            WorkerThreads.perform(iterations: 3) { i in
+            WorkerThreads.perform(iterations: 3, polling: round % 2 == 0) { i in
                 if i != 0 { usleep(UInt32(200 + round * 10)) }
                 done.add(1, ordering: .relaxed)
             }

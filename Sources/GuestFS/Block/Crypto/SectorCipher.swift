@@ -236,7 +236,7 @@ package final class SectorCipher: @unchecked Sendable {
         }
         // Each worker owns a disjoint part of `buffer`; WorkerThreads.perform returns after all ran.
         let shared = SendableBuffer(buffer: buffer)
-        WorkerThreads.perform(iterations: width) { worker in
+        WorkerThreads.perform(iterations: width, polling: true) { worker in
             let lower = sectors * worker / width, upper = sectors * (worker + 1) / width
             let part = UnsafeMutableRawBufferPointer(rebasing: shared.buffer[(lower * sectorSize)..<(upper * sectorSize)])
             run(part, firstSector: firstSector &+ UInt64(lower) &* UInt64(sectorSize / 512), encrypt: encrypt)

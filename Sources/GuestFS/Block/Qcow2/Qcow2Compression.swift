@@ -100,7 +100,7 @@ enum Qcow2Compression {
             // WorkerThreads.perform returns only after every iteration has run, so `body` (and the
             // buffers it writes, each worker its own disjoint part) outlives all of its uses.
             let shared = UncheckedSendable(body)
-            WorkerThreads.perform(iterations: width) { worker in
+            WorkerThreads.perform(iterations: width, polling: true) { worker in
                 shared.value((count * worker / width)..<(count * (worker + 1) / width))
             }
         }
