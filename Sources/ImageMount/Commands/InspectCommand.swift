@@ -25,7 +25,9 @@ struct InspectCommand: ParsableCommand {
             dpkg, apk or pacman database, a Windows guest's Uninstall registry keys, or an RPM \
             guest's rpmdb (SQLite, or Berkeley DB through librpm's read-only backend, read by \
             librpm from a copy in a private directory under $TMPDIR that is removed before \
-            inspect exits); --no-applications leaves them out. --xpath QUERY prints what the \
+            inspect exits); --no-applications leaves them out. The distribution's logo, where \
+            virt-inspector finds one, is the <icon> element (base64 PNG; Linux guests only); \
+            --no-icon leaves it out. --xpath QUERY prints what the \
             XPath query selects from the XML instead, as virt-inspector --xpath does (which reads the XML from its standard input; here the \
             query runs on the inspection of the -a/-d drives given). \
             Example: imagemount inspect -a vm.qcow2 --xpath '//operatingsystem/hostname/text()'
@@ -47,8 +49,9 @@ struct InspectCommand: ParsableCommand {
     @Flag(name: .customLong("no-applications"), help: "Leave out the list of installed applications (read from the dpkg, apk, pacman and RPM databases, and a Windows guest's registry).")
     var noApplications = false
 
-    @Flag(name: .customLong("no-icon"), help: "Leave out the guest's icon. Accepted for virt-inspector compatibility: no icon is looked for.")
+    @Flag(name: .customLong("no-icon"), help: "Leave out the guest's icon (the distribution's logo, a PNG, base64 in <icon>, as virt-inspector finds it; Linux guests only).")
     var noIcon = false
+
 
     func validate() throws {
         if xml && json { throw ValidationError("--xml and --json cannot be used together") }
@@ -74,8 +77,9 @@ struct InspectCommand: ParsableCommand {
         }
         // virt-inspector mounts each OS to read its package database, unless told not to.
         let applications = noApplications ? nil : systems.map { Applications.list(for: $0, in: guest, rpm: rpm, warn: Diagnostics.warn) }
-        if json { return try StandardOutput.write(Self.json(systems, guest: guest, applications: applications)) }
-        let document = Self.xml(systems, guest: guest, applications: applications)
+        let icons = noIcon ? nil : systems.map { GuestIcon.find(for: $0, in: guest) }
+        if json { return try StandardOutput.write(Self.json(systems, guest: guest, applications: applications, icons: icons)) }
+        let document = Self.xml(systems, guest: guest, applications: applications, icons: icons)
         if let xpath { return try StandardOutput.write(XPathQuery.evaluate(xpath, on: Array(document.utf8))) }
         try StandardOutput.write(document)
     }
@@ -85,7 +89,7 @@ struct InspectCommand: ParsableCommand {
         guest.devices.filter { $0.content.type != nil && $0.content.type != "LVM2_member" && $0.content.type != "crypto_LUKS" }
     }
 
-    static func xml(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil) -> String {
+    static func xml(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil, icons: [[UInt8]?]? = nil) -> String {
         var out = "<?xml version=\"1.0\"?>\n<operatingsystems>\n"
         for (index, os) in systems.enumerated() {
             out += "  <operatingsystem>\n"
@@ -129,6 +133,9 @@ struct InspectCommand: ParsableCommand {
                 out += "    </drive_mappings>\n"
             }
             if let apps = applications?[index] { out += applicationsXML(apps) }
+            // virt-inspector writes the icon after the applications, with libxml2's base64
+            // (CRLF every 72 characters) and no indentation before the closing tag.
+            if let icon = icons?[index] { out += "    <icon>\(GuestIcon.base64(icon))</icon>\n" }
             out += "  </operatingsystem>\n"
         }
         return out + "</operatingsystems>\n"
@@ -171,9 +178,10 @@ struct InspectCommand: ParsableCommand {
         }.joined(separator: ", ") + "]"
     }
 
-    static func json(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil) -> String {
+    static func json(_ systems: [OperatingSystem], guest: Guest, applications: [[Application]]? = nil, icons: [[UInt8]?]? = nil) -> String {
         let items = systems.enumerated().map { index, os -> String in
-            let apps = applications.map { ", \"applications\": " + applicationsJSON($0[index]) } ?? ""
+            var apps = applications.map { ", \"applications\": " + applicationsJSON($0[index]) } ?? ""
+            if let icon = icons?[index] { apps += ", \"icon\": \"\(GuestIcon.base64(icon, lineLength: nil))\"" }
             let drives = os.driveMappings.map { "{\"name\": \(Markup.json($0.letter)), \"device\": \(Markup.json($0.device))}" }
             let windows = os.type != "windows" ? "" : """
                 , "product_variant": \(Markup.json(os.productVariant)), "edition_id": \(Markup.json(os.editionID)), \

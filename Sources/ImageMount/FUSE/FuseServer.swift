@@ -170,6 +170,9 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
         // The umask is ours to apply (InheritedACL): a directory's default ACL replaces it, as
         // on the kernel's ext4 (posix_acl_create).
         if !options.readOnly { conn.pointee.want |= UInt32(FUSE_CAP_DONT_MASK) & c.capable }
+        if !options.readOnly, getenv("IMAGEMOUNT_WRITEBACK").map({ String(cString: $0) }) == "1" {
+            conn.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE) & c.capable
+        }
         // An unchanging image needs no revalidation of cached data on every open.
         conn.pointee.want &= ~UInt32(FUSE_CAP_AUTO_INVAL_DATA)
         // libfuse compares this with the max_read= mount option after init returns and
