@@ -41,7 +41,21 @@ extension Ext2Filesystem {
                 try check(ext2fs_flush2(fs, 0), "superblock")
                 writeState.prepared = true
             }
-            return try body(fs)
+            // What the operation writes reaches the device once, at its end (IOWriteGather.swift),
+            // whether it succeeds or fails part way, before the lock is given up.
+            guard let io = IOManagerBridge.context(of: fs.pointee.io) else { return try body(fs) }
+            io.gather.begin(unit: blockSize)
+            let result: Result<R, any Error>
+            do { result = .success(try body(fs)) } catch { result = .failure(error) }
+            io.gather.end()
+            do {
+                try io.gather.drain(to: io.device)
+            } catch {
+                io.cache.removeAll()
+                // The device's own error (the operation's, if it failed first, goes up instead).
+                if case .success = result { throw ImageError.wrap(error) }
+            }
+            return try result.get()
         }
     }
 

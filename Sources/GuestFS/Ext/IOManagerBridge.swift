@@ -19,6 +19,9 @@ enum IOManagerBridge {
         var lastError: ImageError?
         /// Recently read metadata blocks (write-through); guarded by the filesystem lock too.
         let cache = IOChannelCache(capacity: 1024)
+        /// Blocks written during the current write operation, not yet on the device (at most
+        /// 2 048 blocks, 8 MiB at 4 KiB); guarded by the filesystem lock too.
+        let gather = IOWriteGather(capacity: 2048)
         init(device: any BlockDevice, writable: Bool) { self.device = device; self.writable = writable }
     }
 
@@ -64,9 +67,12 @@ enum IOManagerBridge {
             guard let raw, let buffer else { return errcode_t(EINVAL) }
             let context = Unmanaged<ChannelContext>.fromOpaque(raw).takeUnretainedValue()
             let target = UnsafeMutableRawBufferPointer(start: buffer, count: Int(length))
+            // The cache holds what libext2fs last wrote (held blocks included: see write).
             if context.cache.read(at: offset, into: target) { return 0 }
             do {
                 try context.device.read(into: target, at: offset)
+                // Blocks written in this operation but not yet on the device win over it.
+                context.gather.overlay(at: offset, target)
                 context.cache.store(at: offset, UnsafeRawBufferPointer(target))
                 return 0
             } catch {
@@ -82,7 +88,16 @@ enum IOManagerBridge {
             guard context.writable else { return errcode_t(EROFS) }
             let source = UnsafeRawBufferPointer(start: buffer, count: Int(length))
             do {
-                try context.device.write(source, at: offset)
+                if context.gather.holds(offset: offset, length: source.count) {
+                    if !context.gather.hold(at: offset, source) {
+                        try context.gather.drain(to: context.device)
+                        if !context.gather.hold(at: offset, source) { try context.device.write(source, at: offset) }
+                    }
+                } else {
+                    // Anything else keeps its place after what is held.
+                    try context.gather.drain(to: context.device)
+                    try context.device.write(source, at: offset)
+                }
                 context.cache.wrote(at: offset, source)
                 return 0
             } catch {
@@ -96,7 +111,12 @@ enum IOManagerBridge {
             guard let raw else { return errcode_t(EINVAL) }
             let context = Unmanaged<ChannelContext>.fromOpaque(raw).takeUnretainedValue()
             guard context.writable else { return 0 }
-            do { try context.device.flush(); return 0 } catch {
+            do {
+                try context.gather.drain(to: context.device)
+                try context.device.flush()
+                return 0
+            } catch {
+                context.cache.removeAll()
                 context.lastError = ImageError.wrap(error)
                 return errcode_t(EIO)
             }
