@@ -51,17 +51,7 @@ if [ ! -f "$DISK" ]; then
   echo "building images in $WORK ..." >&2
   src=$WORK/src; rm -rf "$src"; mkdir -p "$src/etc" "$src/tree" "$src/walk"
   echo bench-guest > "$src/etc/hostname"
-  python3 - "$src/tree" <<'PY'
-import os, sys, random
-random.seed(4000)
-root = sys.argv[1]
-for d in range(40):
-    dd = os.path.join(root, f"dir{d:02d}")
-    os.mkdir(dd)
-    for f in range(99):
-        with open(os.path.join(dd, f"file{f:03d}"), "wb") as fh:
-            fh.write(random.randbytes(random.choice([0, 10, 700, 4096, 9000, 30000, 65000])))
-PY
+  bench/make-tree.py small4000 "$src/tree"
   for d in $(seq -w 0 99); do
     mkdir -p "$src/walk/d$d"
     (cd "$src/walk/d$d" && seq -f "f%03g" 0 99 | xargs -n 100 sh -c 'for f; do echo "$f" > "$f"; done' sh)

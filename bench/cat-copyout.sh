@@ -20,17 +20,7 @@ if [ ! -f "$img" ]; then
   mkdir -p "$src/etc" "$src/tree"
   echo bench-guest > "$src/etc/hostname"
   # 4000 entries: 40 directories of 99 files, sizes from 0 to about 64 KiB.
-  python3 - "$src/tree" <<'PY'
-import os, sys, random
-random.seed(4000)
-root = sys.argv[1]
-for d in range(40):
-    dd = os.path.join(root, f"dir{d:02d}")
-    os.mkdir(dd)
-    for f in range(99):
-        with open(os.path.join(dd, f"file{f:03d}"), "wb") as fh:
-            fh.write(random.randbytes(random.choice([0, 10, 700, 4096, 9000, 30000, 65000])))
-PY
+  bench/make-tree.py small4000 "$src/tree"
   truncate -s 1G "$img"
   printf 'label: dos\nstart=2048, type=83\n' | sfdisk -q "$img"
   size_k=$(( ($(stat -c %s "$img") - offset) / 1024 ))

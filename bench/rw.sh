@@ -2,7 +2,8 @@
 # Times imagemount's writing against fuse2fs -o rw (e2fsprogs) on copies of the same image, in one run:
 #   edit -e 's/^old/new/' /etc/hostname   vs  fuse2fs mount + perl -pi -e 's/^old/new/' + unmount
 #   copy-in of a 200 MB tree               vs  fuse2fs mount + cp -a + unmount
-#   (and, for reference, imagemount --rw mount + cp -a + unmount: the FUSE path against fuse2fs's)
+#   (and, for reference, imagemount --rw mount + cp -a + unmount: the FUSE path against fuse2fs's,
+#    and the kernel's ext4 on a loop device + cp -a + sync + umount)
 # Every run starts from a fresh copy of the template and ends with the image closed (the
 # server has exited), so each time includes writing back bitmaps and the superblock.
 # Prints mean times and ratios (fuse2fs time / imagemount time: above 1 means imagemount is faster).
@@ -32,18 +33,7 @@ fi
 tree=$work/tree
 if [ ! -d "$tree" ]; then
   # 200 MB in 2630 files over 26 directories: a few large files, many small ones, like /usr.
-  python3 - "$tree" <<'PY'
-import os, sys, random
-random.seed(200)
-root = sys.argv[1]
-sizes = [1 << 20] * 130 + [1 << 16] * 1000 + [4096] * 1000 + [200] * 500
-random.shuffle(sizes)
-for i, size in enumerate(sizes):
-    d = os.path.join(root, f"dir{i % 26:02d}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"file{i:04d}"), "wb") as fh:
-        fh.write(random.randbytes(size))
-PY
+  bench/make-tree.py mixed200mb "$tree"
 fi
 tree_mb=$(du -sm --apparent-size "$tree" | cut -f1)
 files=$(find "$tree" -type f | wc -l)
@@ -88,7 +78,16 @@ $bin -a $ours --rw $mnt
 cp -a $tree $mnt/
 $bin unmount $mnt
 EOF
-chmod +x "$work/fuse2fs.sh" "$work/mount.sh"
+# The kernel's ext4 on a loop device, for reference: cp -a, sync, umount (the data is on the image).
+cat > "$work/kernel.sh" <<EOF
+#!/usr/bin/env bash
+set -e
+mount -o loop $img.raw $mnt
+cp -a $tree $mnt/
+sync
+umount $mnt
+EOF
+chmod +x "$work/fuse2fs.sh" "$work/mount.sh" "$work/kernel.sh"
 
 hf() { hyperfine --style none --export-json "$1" "${@:2}" >/dev/null 2>&1; }
 hf "$work/edit.json" --runs 20 \
@@ -97,9 +96,13 @@ hf "$work/edit.json" --runs 20 \
 hf "$work/copy.json" --runs 3 \
   --prepare "$fresh" "$bin copy-in -a $ours $tree /" \
   --prepare "$fresh" "$work/fuse2fs.sh copy" \
-  --prepare "$fresh" "$work/mount.sh"
+  --prepare "$fresh" "$work/mount.sh" \
+  --prepare "$fresh" "$work/kernel.sh"
 
-# The results must be real: the last copy (imagemount --rw mount) is checked by e2fsck.
+# The results must be real: imagemount's --rw mount copy is checked by e2fsck (run it once more,
+# since the kernel's run came last).
+eval "$fresh"
+"$work/mount.sh"
 if [ "$format" = raw ]; then
   e2fsck -fn "$img.raw" >/dev/null
 else
@@ -117,5 +120,6 @@ print(f"{'task':40} {'imagemount':>12} {'fuse2fs':>12} {'ratio':>8}")
 print(f"{'edit -e s/^old/new/ /etc/hostname':40} {e[0]*1000:10.1f}ms {e[1]*1000:10.1f}ms {e[1]/e[0]:7.2f}x")
 print(f"{'copy-in ' + mb + ' MB, ' + files + ' files':40} {c[0]:11.2f}s {c[1]:11.2f}s {c[1]/c[0]:7.2f}x")
 print(f"{'--rw mount + cp -a (same tree)':40} {c[2]:11.2f}s {c[1]:11.2f}s {c[1]/c[2]:7.2f}x")
+print(f"{'kernel ext4 (loop) cp -a + sync':40} {c[3]:11.2f}s {'':>12} {c[3]/c[2]:7.2f}x (kernel time / --rw mount time)")
 print("ratio = fuse2fs time / imagemount time (above 1: imagemount is faster)")
 PY

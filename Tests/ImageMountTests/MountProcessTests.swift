@@ -154,7 +154,7 @@ struct MountFailureTests {
 
     @Test func mountpointNotEmpty() throws {
         let f = try MountFixture.get(), d = try emptyDirectory()
-        FileManager.default.createFile(atPath: d.file("mnt/file"), contents: Data())
+        _ = FileManager.default.createFile(atPath: d.file("mnt/file"), contents: Data())
         try expectFailure(["-a", f.rootImage], mountdir: d.file("mnt"), message: "not empty")
     }
 
