@@ -10,6 +10,7 @@
 # Needs perf (linux-perf), e2fsprogs, fdisk, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+keep=${1:-}
 work=${1:-$(mktemp -d /tmp/imagemount-profile.XXXXXX)}
 mkdir -p "$work"
 top=${TOP:-15}
@@ -18,7 +19,7 @@ mnt=$work/mnt
 mkdir -p "$mnt"
 cleanup() {
   mountpoint -q "$mnt" && fusermount3 -u "$mnt" 2>/dev/null || true
-  [ -z "${1:-}" ] && rm -rf "$work" || true
+  [ -z "$keep" ] && rm -rf "$work" || true
 }
 trap cleanup EXIT
 
@@ -44,7 +45,7 @@ fi
 report() {
   echo "== $1: top $top by self time"
   perf report -i "$2" --stdio --no-children --sort symbol --percent-limit 0.5 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -n "$top"
+    | grep -E '^ +[0-9]' | head -n "$top" || true   # head closing the pipe early is not a failure
   echo
 }
 
@@ -68,7 +69,7 @@ for what in $only; do
       report "copy-in 200 MB" "$work/copyin.data" ;;
     read)
       "$bin" -a "$img" -m /dev/sda --ro "$mnt"
-      pid=$(pgrep -n -f "imagemount -a $img -m /dev/sda --ro $mnt")
+      pid=$(pgrep -n -f "imagemount mount .*-a $img -m /dev/sda --ro $mnt")   # the re-executed server
       sync; echo 3 > /proc/sys/vm/drop_caches
       perf record -q -F 4999 -p "$pid" -o "$work/read.data" -- \
         sh -c "cat $mnt/big/file >/dev/null" 2>/dev/null
