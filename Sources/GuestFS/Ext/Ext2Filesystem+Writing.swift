@@ -44,7 +44,7 @@ extension Ext2Filesystem {
             // What the operation writes reaches the device once, at its end (IOWriteGather.swift),
             // whether it succeeds or fails part way, before the lock is given up.
             guard let io = IOManagerBridge.context(of: fs.pointee.io) else { return try body(fs) }
-            io.gather.begin(unit: blockSize)
+            io.gather.begin(unit: blockSize, limit: io.device.size)
             let result: Result<R, any Error>
             do { result = .success(try body(fs)) } catch { result = .failure(error) }
             io.gather.end()

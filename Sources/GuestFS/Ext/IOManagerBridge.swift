@@ -88,15 +88,11 @@ enum IOManagerBridge {
             guard context.writable else { return errcode_t(EROFS) }
             let source = UnsafeRawBufferPointer(start: buffer, count: Int(length))
             do {
-                if context.gather.holds(offset: offset, length: source.count) {
-                    if !context.gather.hold(at: offset, source) {
-                        try context.gather.drain(to: context.device)
-                        if !context.gather.hold(at: offset, source) { try context.device.write(source, at: offset) }
-                    }
-                } else {
-                    // Anything else keeps its place after what is held.
+                func held() -> Bool { context.gather.holds(offset: offset, length: source.count) && context.gather.hold(at: offset, source) }
+                if !held() {
+                    // No room, or a write not to hold: what is held goes first, in its order.
                     try context.gather.drain(to: context.device)
-                    try context.device.write(source, at: offset)
+                    if !held() { try context.device.write(source, at: offset) }
                 }
                 context.cache.wrote(at: offset, source)
                 return 0

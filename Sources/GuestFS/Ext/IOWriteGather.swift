@@ -16,8 +16,11 @@ import GuestFSBlock
 /// a crash part way is caught as before (the superblock is marked not clean for the whole
 /// writing session).
 ///
-/// Only whole blocks of the gather unit (the filesystem's block size) are held; any other
-/// write (the superblock's byte writes) first writes out what is held, then goes through.
+/// Only whole blocks of the gather unit (the filesystem's block size) that lie on the device are
+/// held; any other write (the superblock's byte writes, or an offset past the device, which the
+/// io_manager shim may have wrapped from a hostile block number) first writes out what is held,
+/// then goes to the device, which refuses what is out of range. So every held block ends on the
+/// device, and no sum of a held offset and a length can overflow.
 /// At most `capacity` blocks are held: one more writes everything out first. Used under the
 /// filesystem lock only, like IOChannelCache.
 final class IOWriteGather {
@@ -27,6 +30,8 @@ final class IOWriteGather {
     }
     private(set) var active = false
     private var unit = 0
+    /// The device's size: held blocks end at or before it.
+    private var limit: UInt64 = 0
     private var held: [UInt64: Held] = [:]
     private var sequence: UInt64 = 0
     private var slab: UnsafeMutableRawBufferPointer?
@@ -47,8 +52,9 @@ final class IOWriteGather {
 
     var isEmpty: Bool { held.isEmpty }
 
-    /// Starts holding writes of `unit`-byte blocks (1 to 64 KiB, a power of two).
-    func begin(unit: Int) {
+    /// Starts holding writes of `unit`-byte blocks (1 to 64 KiB, a power of two) that end at or
+    /// before `limit`, the device's size.
+    func begin(unit: Int, limit: UInt64) {
         guard IOChannelCache.cacheable(unit) else { return }
         if unit != self.unit {
             // Nothing is held between operations; if something were, keep the old unit.
@@ -60,26 +66,30 @@ final class IOWriteGather {
             freeSlots = Array((0..<capacity).reversed())
             self.unit = unit
         }
+        self.limit = limit
         active = true
     }
 
-    /// Stops holding; what is held must have been written out (`drain`) first.
+    /// Stops holding new writes; what is held stays until `drain`.
     func end() { active = false }
 
     private func bytes(of slot: Int) -> UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(rebasing: slab![(slot * unit)..<((slot + 1) * unit)])
     }
 
-    /// Whether a write of `length` bytes at `offset` is one to hold: whole blocks, aligned.
+    /// Whether a write of `length` bytes at `offset` is one to hold: whole blocks, aligned, on
+    /// the device.
     func holds(offset: UInt64, length: Int) -> Bool {
         active && unit > 0 && length > 0 && length % unit == 0 && offset % UInt64(unit) == 0
+            && UInt64(length) <= limit && offset <= limit - UInt64(length)
     }
 
     /// Holds the blocks of `bytes` (a write `holds` accepted); false when there is no room, so
     /// the caller writes out what is held and tries again.
     func hold(at offset: UInt64, _ bytes: UnsafeRawBufferPointer) -> Bool {
         let blocks = bytes.count / unit
-        let fresh = (0..<blocks).filter { held[offset + UInt64($0 * unit)] == nil }.count
+        var fresh = 0
+        for b in 0..<blocks where held[offset + UInt64(b * unit)] == nil { fresh += 1 }
         guard fresh <= freeSlots.count else { return false }
         for b in 0..<blocks {
             let key = offset + UInt64(b * unit)
