@@ -48,8 +48,13 @@ enum Main {
         var parsed: ParsableCommand
         ImageOptions.drivesOptional = CommandLineCheck.command(for: arguments).type is any ExaminesAllDomains.Type
         do {
-            parsed = try ImageMount.parseAsRoot(arguments)
-            if arguments.contains(where: CommandLineCheck.mayPrintAndExit) { preflight(arguments) }
+            // The common helper command lines skip the reflection-based parse (FastCommandLine.swift).
+            if let fast = FastCommandLine.parse(arguments) {
+                parsed = fast
+            } else {
+                parsed = try ImageMount.parseAsRoot(arguments)
+                if arguments.contains(where: CommandLineCheck.mayPrintAndExit) { preflight(arguments) }
+            }
         } catch {
             // --help (and --experimental-dump-help) arrive as "errors" with a success code.
             if ImageMount.exitCode(for: error) == .success { ImageMount.exit(withError: error) }
