@@ -52,7 +52,12 @@ final class CopyOut: @unchecked Sendable {
 
     /// Queued files are copied when this many are waiting (bounds the queue's memory).
     static let batchSize = 512
-    /// Worker threads for file data; two cores here, and the host's file creation waits on I/O.
+    /// Worker threads for file data, at most one per CPU the process may run on (as
+    /// libdispatch's concurrentPerform, which WorkerThreads replaced, ran them): the workers
+    /// take turns on the libext2fs lock and on the target directory's inode lock, and more of
+    /// them than CPUs only wait for each other. Four workers on this 2-core machine cost copy-out
+    /// 15% more CPU than be8e785's two (bench/before-after.sh, 419-655 context switches a run
+    /// against 36-56), two bring it to within 4%.
     static let workers = 4
 
     /// Bytes and files copied, for `--progress`.
@@ -143,7 +148,7 @@ final class CopyOut: @unchecked Sendable {
         if !jobs.isEmpty {
             let next = Atomic<Int>(0)
             let failure = Mutex<(any Error)?>(nil)
-            WorkerThreads.perform(iterations: min(Self.workers, jobs.count)) { _ in
+            WorkerThreads.perform(iterations: min(Self.workers, jobs.count, WorkerThreads.processorCount)) { _ in
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
                 defer { buffer.deallocate() }
                 while true {
