@@ -4,6 +4,8 @@
 #   swift hello                       print("hi"), built here with -O -static-stdlib (as imagemount)
 #   debugfs -R 'cat /etc/hostname'    the anchor (ext4 partition by offset)
 #   imagemount cat -m /dev/sda1       one filesystem named on the command line
+#   ... --selinux                     the same through swift-argument-parser's full parse (an
+#                                     option accepted and ignored, which the fast parse leaves to it)
 #   imagemount cat                    inspection: finds the root among three filesystems, mounts
 #                                     the guest's fstab (/boot by UUID, /data by LABEL), reads
 # on the small installed-looking guest of bench/inspect.sh (GPT, three ext4 partitions).
@@ -50,13 +52,15 @@ hyperfine -N --style none --warmup 20 --runs "$RUNS" --export-json "$work/startu
   "$work/hello" \
   "debugfs -R 'cat /etc/hostname' $img?offset=$((2048*512))" \
   "$bin cat -a $img -m /dev/sda1 /etc/hostname" \
+  "$bin cat -a $img -m /dev/sda1 --selinux /etc/hostname" \
   "$bin cat -a $img /etc/hostname" >/dev/null 2>&1
 
 cat_rss=$( { /usr/bin/time -f %M "$bin" cat -a "$img" -m /dev/sda1 /etc/hostname >/dev/null; } 2>&1 | tail -1 )
 python3 - "$work/startup.json" "$cat_rss" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
-names = ["/bin/true", "swift hello (static stdlib)", "debugfs cat", "imagemount cat -m /dev/sda1", "imagemount cat (inspection)"]
+names = ["/bin/true", "swift hello (static stdlib)", "debugfs cat", "imagemount cat -m /dev/sda1",
+         "  the same, full parse", "imagemount cat (inspection)"]
 dbg_wall, dbg_cpu = r[2]["mean"], r[2]["user"] + r[2]["system"]
 print(f"{'command':32} {'wall':>9} {'cpu':>9} {'wall/debugfs':>13} {'cpu/debugfs':>12}")
 for name, x in zip(names, r):

@@ -46,12 +46,12 @@ enum Main {
         EditorAgent.runIfAgent()
         let arguments = CommandLineCheck.normalized(Array(CommandLine.arguments.dropFirst()))
         var parsed: ParsableCommand
-        ImageOptions.drivesOptional = CommandLineCheck.command(for: arguments).type is any ExaminesAllDomains.Type
         do {
             // The common helper command lines skip the reflection-based parse (FastCommandLine.swift).
             if let fast = FastCommandLine.parse(arguments) {
                 parsed = fast
             } else {
+                ImageOptions.drivesOptional = CommandLineCheck.command(for: arguments).type is any ExaminesAllDomains.Type
                 parsed = try ImageMount.parseAsRoot(arguments)
                 if arguments.contains(where: CommandLineCheck.mayPrintAndExit) { preflight(arguments) }
             }

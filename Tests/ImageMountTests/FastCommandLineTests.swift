@@ -55,6 +55,12 @@ import Testing
         #expect(a.filesystems.mountSpecs.map(\.device) == b.filesystems.mountSpecs.map(\.device))
     }
 
+    @Test func subcommandNamesAreTheDeclaredOnes() {
+        var declared = Set(ImageMount.configuration.subcommands.map { $0.configuration.commandName ?? "" })
+        declared.insert("help")  // the library's own
+        #expect(FastCommandLine.subcommandNames == declared)
+    }
+
     /// Each of these goes to the library: it prints help or a version, uses a spelling the fast
     /// parse does not know, or is a usage error the library must word.
     static let refused: [[String]] = [
