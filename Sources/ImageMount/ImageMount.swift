@@ -29,6 +29,7 @@ struct ImageMount: ParsableCommand {
             MountCommand.self, UnmountCommand.self,
             CatCommand.self, LsCommand.self, CopyOutCommand.self, CopyInCommand.self, TarOutCommand.self, TarInCommand.self, EditCommand.self, DfCommand.self, FilesystemsCommand.self,
             InspectCommand.self, InfoCommand.self, CheckCommand.self, CommitCommand.self, DiffCommand.self,
+            ShellCommand.self,
         ],
         defaultSubcommand: MountCommand.self
     )

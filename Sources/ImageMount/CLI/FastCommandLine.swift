@@ -40,7 +40,7 @@ enum FastCommandLine {
     /// list against the declarations.
     static let subcommandNames: Set<String> = [
         "mount", "unmount", "cat", "ls", "copy-out", "copy-in", "tar-out", "tar-in", "edit", "df",
-        "filesystems", "inspect", "info", "check", "commit", "diff", "help",
+        "filesystems", "inspect", "info", "check", "commit", "diff", "shell", "help",
     ]
 
     /// What the arguments said, before it is put into the declared option groups.

@@ -1,0 +1,138 @@
+import ArgumentParser
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+import GuestFSInspect
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `imagemount shell`: guestfish's way of working, for the scripts written for it: commands
+/// from the arguments (`cat /etc/hostname : ls /etc`), from a file (`-f FILE`) or from
+/// standard input (a `<<EOF` script), one per line, with guestfish's quoting and output.
+struct ShellCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shell",
+        abstract: "Run guestfish-style commands on a disk image (from the arguments, -f FILE or standard input).",
+        discussion: """
+            Like guestfish --ro: -a, -d, --format, -i and -m as for the other commands; the \
+            commands follow the options, several separated by a ':' word (imagemount shell -a \
+            vm.qcow2 -i cat /etc/hostname : ls /etc), or come one per line from -f FILE or \
+            standard input, quoted as in guestfish ("..." with C escapes, '...' literally, # \
+            comments, a leading - to carry on after a failing command). Without -i or -m, \
+            nothing is mounted unless the image holds a single filesystem. A failing command \
+            prints "imagemount: COMMAND: MESSAGE"; the script stops there (unless the command \
+            was written -COMMAND) and the exit status is 1. Images are opened read-only: the \
+            commands that write are not built yet, and neither are local commands (!cmd) or \
+            pipes. 'help' lists the commands.
+            """
+    )
+
+    @OptionGroup var image: ImageOptions
+    @OptionGroup var filesystems: FilesystemOptions
+
+    @Option(name: [.customShort("f"), .customLong("file")],
+            help: ArgumentHelp("Read the commands from this file (- for standard input) instead of the arguments.", valueName: "file"))
+    var scriptFile: String?
+
+    @Argument(parsing: .captureForPassthrough,
+              help: ArgumentHelp("Commands to run, separated by ':' words; with none, they are read from standard input.", valueName: "command"))
+    var words: [String] = []
+
+    func validate() throws {
+        if filesystems.readWrite {
+            throw ValidationError("--rw: the shell's writing commands are not built yet; it opens images read-only")
+        }
+        if scriptFile != nil && !words.isEmpty {
+            throw ValidationError("commands given both with -f and as arguments")
+        }
+    }
+
+    func run() throws {
+        // Read the script before the sandbox: -f names a host file.
+        let script: [String]?
+        if let scriptFile {
+            script = try Self.readLines(scriptFile == "-" ? nil : scriptFile)
+        } else if words.isEmpty {
+            script = try Self.readLines(nil)
+        } else {
+            script = nil
+        }
+        let context: ShellContext
+        if filesystems.inspect || !filesystems.mounts.isEmpty {
+            let session = try Session.open(image, filesystems)
+            context = ShellContext(guest: session.guest, tree: session.tree, os: session.os)
+        } else {
+            let guest = try Session.openGuest(image)
+            // As virt-cat without -i/-m: an image with a single filesystem has it mounted.
+            let candidates = guest.openableFilesystems
+            let tree = candidates.count == 1 ? try? MountTree(mounting: [MountTree.Entry(device: candidates[0], mountpoint: "/")], writable: false) : nil
+            context = ShellContext(guest: guest, tree: tree, os: nil)
+        }
+        // libcrypto is loaded when first needed, which inside the sandbox it cannot be
+        // (Landlock refuses the library file): checksum's digests load it here.
+        if (script ?? words).contains(where: { $0.contains("checksum") }) { _ = CryptoLibrary.isLoaded }
+        try Sandbox.enter()
+
+        var failed = false
+        func execute(_ line: ShellLine) -> Bool {
+            if Diagnostics.tracing { Diagnostics.line(([line.command] + line.arguments).joined(separator: " ") + "\n") }
+            do {
+                guard let builtin = ShellBuiltin.byName[line.command] else {
+                    throw ShellError("unknown command, use 'help' to list them")
+                }
+                guard builtin.arguments.contains(line.arguments.count) else {
+                    throw ShellError("wrong number of arguments (\(line.arguments.count)); usage: \(builtin.usage)")
+                }
+                try builtin.run(context, line.arguments)
+                return true
+            } catch {
+                try? context.flush()
+                Diagnostics.line("imagemount: \(line.command): \(ShellError.describe(error))\n")
+                failed = true
+                return line.ignoreErrors
+            }
+        }
+        if let script {
+            for (number, text) in script.enumerated() {
+                let line: ShellLine?
+                do { line = try ShellWords.parse(text) } catch {
+                    try? context.flush()
+                    Diagnostics.line("imagemount: line \(number + 1): \(error.message)\n")
+                    failed = true
+                    break
+                }
+                guard let line else { continue }
+                if !execute(line) { break }
+            }
+        } else {
+            for line in ShellWords.fromArguments(words) where !execute(line) { break }
+        }
+        try context.flush()
+        if failed { throw ExitCode.failure }
+    }
+
+    /// The lines of a host file, or of standard input (nil), at most 64 MiB.
+    static func readLines(_ path: String?) throws -> [String] {
+        let fd: FileDescriptor
+        if let path {
+            do { fd = try FileDescriptor.open(path, .readOnly, options: .closeOnExec) } catch {
+                throw CLIError(message: "\(path): \(error)")
+            }
+        } else {
+            fd = .standardInput
+        }
+        defer { if path != nil { try? fd.close() } }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
+            if n == 0 { break }
+            bytes += chunk[..<n]
+            guard bytes.count <= 64 << 20 else { throw CLIError(message: "\(path ?? "standard input"): script larger than 64 MiB") }
+        }
+        return bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+    }
+}

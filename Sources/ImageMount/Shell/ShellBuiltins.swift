@@ -1,0 +1,240 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+import GuestFSInspect
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shell's commands: guestfish's names, arguments and output shapes (guestfs(3) for what
+/// each returns, generator/fish.ml for how guestfish prints it: a string and then a newline,
+/// lists one item a line, booleans as true/false, hash tables as "key: value" lines).
+/// Read-only ones so far; the writing commands are not built yet.
+struct ShellBuiltin: Sendable {
+    let name: String
+    /// Arguments taken: at least `arguments.lowerBound`, at most `upperBound`.
+    let arguments: ClosedRange<Int>
+    let usage: String
+    let summary: String
+    let run: @Sendable (ShellContext, [String]) throws -> Void
+
+    static let all: [ShellBuiltin] = [
+        .init(name: "cat", arguments: 1...1, usage: "cat path", summary: "print a file (text: see download for binary files)") { c, a in
+            // guestfs_cat returns the content as a string; guestfish prints it and a newline.
+            var bytes: [UInt8] = []
+            try withFile(c, a[0]) { file in
+                try file.stream { bytes.append(contentsOf: $0) }
+            }
+            try c.print(String(decoding: bytes, as: UTF8.self))
+        },
+        .init(name: "checksum", arguments: 2...2, usage: "checksum csumtype path", summary: "the checksum of a file (crc, md5, sha1, sha224, sha256, sha384, sha512)") { c, a in
+            guard var sum = FileChecksum(type: a[0]) else { throw ShellError("\(a[0]): unknown checksum type") }
+            try withFile(c, a[1]) { file in try file.stream { sum.update($0) } }
+            try c.print(sum.finish())
+        },
+        .init(name: "download", arguments: 2...2, usage: "download remotefilename (filename|-)", summary: "copy a file out of the guest (- for standard output)") { c, a in
+            guard a[1] == "-" else {
+                // Writing host files from a script is the writing slice's work.
+                throw ShellError("download: only - (standard output) is supported yet as the local file")
+            }
+            try withFile(c, a[0]) { file in try file.stream { try c.write($0) } }
+        },
+        .init(name: "echo", arguments: 0...Int.max, usage: "echo [params...]", summary: "print the arguments") { c, a in
+            try c.print(a.joined(separator: " "))
+        },
+        .init(name: "exists", arguments: 1...1, usage: "exists path", summary: "true if the path exists (symlinks followed)") { c, a in
+            let tree = try c.mounted()
+            try c.printBool((try? tree.resolve(absolute(a[0]))) != nil)
+        },
+        .init(name: "filesize", arguments: 1...1, usage: "filesize file", summary: "the size of a file in bytes") { c, a in
+            let tree = try c.mounted()
+            let node = try resolve(tree, a[0])
+            try c.print(String(try tree.attributes(node).size))
+        },
+        .init(name: "find", arguments: 1...1, usage: "find directory", summary: "every name below a directory, relative to it, sorted") { c, a in
+            let tree = try c.mounted()
+            let top = try resolve(tree, a[0])
+            guard try tree.attributes(top).isDirectory else { throw ShellError("\(a[0]): Not a directory") }
+            var names: [[UInt8]] = []
+            var visited = Set<GuestNode>()
+            func walk(_ dir: GuestNode, _ prefix: [UInt8], depth: Int) throws {
+                guard depth < 4096, visited.insert(dir).inserted else { return }
+                for entry in try tree.entries(dir, rejected: { _ in }) where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
+                    let path = prefix.isEmpty ? entry.name : prefix + [0x2F] + entry.name
+                    names.append(path)
+                    if entry.type == .directory { try walk(entry.node, path, depth: depth + 1) }
+                }
+            }
+            try walk(top, [], depth: 0)
+            // guestfs_find sorts in the C locale: by bytes.
+            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try c.print(String(decoding: name, as: UTF8.self)) }
+        },
+        .init(name: "head", arguments: 1...1, usage: "head path", summary: "the first 10 lines of a file") { c, a in
+            try c.printList(lines(c, a[0], count: 10, fromEnd: false))
+        },
+        .init(name: "head-n", arguments: 2...2, usage: "head-n nrlines path", summary: "the first N lines (N < 0: all but the last -N)") { c, a in
+            guard let n = Int(a[0]) else { throw ShellError("\(a[0]): expected a number of lines") }
+            try c.printList(lines(c, a[1], count: n, fromEnd: false))
+        },
+        .init(name: "help", arguments: 0...1, usage: "help [command]", summary: "list the commands, or show one's usage") { c, a in
+            if let name = a.first {
+                guard let command = byName[name] else { throw ShellError("\(name): command not known, use 'help' to list them") }
+                try c.print("\(command.usage)\n\n  \(command.summary)")
+            } else {
+                for command in all { try c.print(command.name.leftAligned(30) + " " + command.summary) }
+            }
+        },
+        .init(name: "inspect-get-arch", arguments: 1...1, usage: "inspect-get-arch root", summary: "the OS's architecture") { c, a in
+            try c.print(try c.system(a[0]).architecture ?? "unknown")
+        },
+        .init(name: "inspect-get-distro", arguments: 1...1, usage: "inspect-get-distro root", summary: "the distribution") { c, a in
+            try c.print(try c.system(a[0]).distro ?? "unknown")
+        },
+        .init(name: "inspect-get-hostname", arguments: 1...1, usage: "inspect-get-hostname root", summary: "the OS's hostname") { c, a in
+            try c.print(try c.system(a[0]).hostname ?? "unknown")
+        },
+        .init(name: "inspect-get-major-version", arguments: 1...1, usage: "inspect-get-major-version root", summary: "the major version") { c, a in
+            try c.print(String(try c.system(a[0]).majorVersion))
+        },
+        .init(name: "inspect-get-minor-version", arguments: 1...1, usage: "inspect-get-minor-version root", summary: "the minor version") { c, a in
+            try c.print(String(try c.system(a[0]).minorVersion))
+        },
+        .init(name: "inspect-get-mountpoints", arguments: 1...1, usage: "inspect-get-mountpoints root", summary: "mountpoint: device pairs from the OS's fstab") { c, a in
+            // guestfs_inspect_get_mountpoints: sorted by mountpoint length, so / comes first.
+            let pairs = try c.system(a[0]).mountpoints.sorted { ($0.mountpoint.count, $0.mountpoint) < ($1.mountpoint.count, $1.mountpoint) }
+            try c.printHash(pairs.map { ($0.mountpoint, $0.device) })
+        },
+        .init(name: "inspect-get-package-format", arguments: 1...1, usage: "inspect-get-package-format root", summary: "rpm, deb, ...") { c, a in
+            try c.print(try c.system(a[0]).packageFormat ?? "unknown")
+        },
+        .init(name: "inspect-get-package-management", arguments: 1...1, usage: "inspect-get-package-management root", summary: "dnf, apt, ...") { c, a in
+            try c.print(try c.system(a[0]).packageManagement ?? "unknown")
+        },
+        .init(name: "inspect-get-product-name", arguments: 1...1, usage: "inspect-get-product-name root", summary: "the product name") { c, a in
+            try c.print(try c.system(a[0]).productName ?? "unknown")
+        },
+        .init(name: "inspect-get-roots", arguments: 0...0, usage: "inspect-get-roots", summary: "the roots inspection found") { c, _ in
+            try c.printList(c.operatingSystems.map(\.root))
+        },
+        .init(name: "inspect-get-type", arguments: 1...1, usage: "inspect-get-type root", summary: "linux, windows, ...") { c, a in
+            try c.print(try c.system(a[0]).type)
+        },
+        .init(name: "inspect-os", arguments: 0...0, usage: "inspect-os", summary: "inspect the disks: the roots of the operating systems found") { c, _ in
+            try c.printList(c.operatingSystems.map(\.root))
+        },
+        .init(name: "is-dir", arguments: 1...1, usage: "is-dir path", summary: "true if the path is a directory (the last symlink not followed)") { c, a in
+            try c.printBool(attributes(c, a[0])?.isDirectory == true)
+        },
+        .init(name: "is-file", arguments: 1...1, usage: "is-file path", summary: "true if the path is a regular file (the last symlink not followed)") { c, a in
+            try c.printBool(attributes(c, a[0])?.isRegular == true)
+        },
+        .init(name: "is-symlink", arguments: 1...1, usage: "is-symlink path", summary: "true if the path is a symbolic link") { c, a in
+            try c.printBool(attributes(c, a[0])?.isSymlink == true)
+        },
+        .init(name: "list-devices", arguments: 0...0, usage: "list-devices", summary: "the disks") { c, _ in
+            try c.printList(c.guest.drives.map(\.name))
+        },
+        .init(name: "list-filesystems", arguments: 0...0, usage: "list-filesystems", summary: "device: type of every filesystem") { c, _ in
+            try c.printHash(FilesystemsCommand.filesystems(of: c.guest).map { ($0.device.name, $0.type) })
+        },
+        .init(name: "list-partitions", arguments: 0...0, usage: "list-partitions", summary: "the partitions") { c, _ in
+            try c.printList(c.guest.devices.filter { $0.kind == .partition }.map(\.name))
+        },
+        .init(name: "ls", arguments: 1...1, usage: "ls directory", summary: "the names in a directory, sorted (not . and ..)") { c, a in
+            let tree = try c.mounted()
+            let dir = try resolve(tree, a[0])
+            guard try tree.attributes(dir).isDirectory else { throw ShellError("\(a[0]): Not a directory") }
+            let names = try tree.entries(dir, rejected: { _ in }).map(\.name).filter { $0 != [0x2E] && $0 != [0x2E, 0x2E] }
+            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try c.print(String(decoding: name, as: UTF8.self)) }
+        },
+        .init(name: "lstatns", arguments: 1...1, usage: "lstatns path", summary: "a file's status (the last symlink not followed)") { c, a in
+            try printStat(c, a[0], follow: false)
+        },
+        .init(name: "readlink", arguments: 1...1, usage: "readlink path", summary: "a symbolic link's target") { c, a in
+            let tree = try c.mounted()
+            let node = try resolve(tree, a[0], follow: false)
+            guard try tree.attributes(node).isSymlink else { throw ShellError("\(a[0]): Invalid argument") }
+            try c.print(String(decoding: try tree.filesystem(of: node).readlink(node.inode), as: UTF8.self))
+        },
+        .init(name: "statns", arguments: 1...1, usage: "statns path", summary: "a file's status (symlinks followed)") { c, a in
+            try printStat(c, a[0], follow: true)
+        },
+        .init(name: "tail", arguments: 1...1, usage: "tail path", summary: "the last 10 lines of a file") { c, a in
+            try c.printList(lines(c, a[0], count: 10, fromEnd: true))
+        },
+        .init(name: "tail-n", arguments: 2...2, usage: "tail-n nrlines path", summary: "the last N lines (N < 0: from line -N on)") { c, a in
+            guard let n = Int(a[0]) else { throw ShellError("\(a[0]): expected a number of lines") }
+            try c.printList(lines(c, a[1], count: n, fromEnd: true))
+        },
+    ]
+
+    static let byName: [String: ShellBuiltin] = Dictionary(all.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+    // MARK: Helpers
+
+    /// guestfish's daemon refuses relative paths (daemon.h, ABS_PATH).
+    static func absolute(_ path: String) throws -> String {
+        guard path.hasPrefix("/") else { throw ShellError("\(path): path must start with a / character") }
+        return path
+    }
+
+    static func resolve(_ tree: MountTree, _ path: String, follow: Bool = true) throws -> GuestNode {
+        do { return try tree.resolve(absolute(path), followFinal: follow) } catch {
+            throw ShellError(ShellError.describe(error, path: path))
+        }
+    }
+
+    /// The attributes of `path` without following its last symlink, or nil when it does not exist.
+    static func attributes(_ c: ShellContext, _ path: String) throws -> NodeAttributes? {
+        let tree = try c.mounted()
+        guard let node = try? tree.resolve(absolute(path), followFinal: false) else { return nil }
+        return try tree.attributes(node)
+    }
+
+    static func withFile(_ c: ShellContext, _ path: String, _ body: (any GuestFile) throws -> Void) throws {
+        let tree = try c.mounted()
+        let node = try resolve(tree, path)
+        let info = try tree.attributes(node)
+        if info.isDirectory { throw ShellError("\(path): Is a directory") }
+        guard info.isRegular else { throw ShellError("\(path): not a regular file") }
+        try body(tree.filesystem(of: node).openFile(node.inode))
+    }
+
+    /// Lines of a text file as head/tail give them (guestfs_head_n, guestfs_tail_n).
+    static func lines(_ c: ShellContext, _ path: String, count: Int, fromEnd: Bool) throws -> [String] {
+        var bytes: [UInt8] = []
+        try withFile(c, path) { file in try file.stream { bytes.append(contentsOf: $0) } }
+        var all = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        if bytes.last == 0x0A { all.removeLast() }
+        if fromEnd {
+            // tail -n N; with N < 0, tail -n +(-N): from line -N on.
+            return count >= 0 ? Array(all.suffix(count)) : Array(all.dropFirst(max(0, -count - 1)))
+        }
+        // head -n N; with N < 0, all but the last -N lines.
+        return count >= 0 ? Array(all.prefix(count)) : Array(all.dropLast(-count))
+    }
+
+    /// guestfs_statns's struct, printed field by field as guestfish prints a struct.
+    static func printStat(_ c: ShellContext, _ path: String, follow: Bool) throws {
+        let tree = try c.mounted()
+        let node = try resolve(tree, path, follow: follow)
+        let a = try tree.attributes(node)
+        // glibc's makedev (sys/sysmacros.h): the dev_t the daemon's lstat would give.
+        let device = a.type == .characterDevice || a.type == .blockDevice
+        let major = device ? UInt64(a.rdevMajor) : 0, minor = device ? UInt64(a.rdevMinor) : 0
+        let rdev = (major & 0xFFF) << 8 | (major & ~0xFFF) << 32 | (minor & 0xFF) | (minor & ~0xFF) << 12
+        try c.printHash([
+            ("st_dev", "0"), ("st_ino", String(a.node)), ("st_mode", String(a.mode)),
+            ("st_nlink", String(a.links)), ("st_uid", String(a.uid)), ("st_gid", String(a.gid)),
+            ("st_rdev", String(rdev)), ("st_size", String(a.size)), ("st_blksize", "4096"),
+            ("st_blocks", String(a.blocks512)),
+            ("st_atime_sec", String(a.atime.seconds)), ("st_atime_nsec", String(a.atime.nanoseconds)),
+            ("st_mtime_sec", String(a.mtime.seconds)), ("st_mtime_nsec", String(a.mtime.nanoseconds)),
+            ("st_ctime_sec", String(a.ctime.seconds)), ("st_ctime_nsec", String(a.ctime.nanoseconds)),
+            ("st_spare1", "0"), ("st_spare2", "0"), ("st_spare3", "0"),
+            ("st_spare4", "0"), ("st_spare5", "0"), ("st_spare6", "0"),
+        ])
+    }
+}

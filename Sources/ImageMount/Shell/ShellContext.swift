@@ -1,0 +1,87 @@
+import GuestFSBlock
+import GuestFSDisk
+import GuestFSFilesystem
+import GuestFS
+import GuestFSInspect
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the shell's commands work on: the drives, the mounted tree (nil until `-i`, `-m`
+/// or an image with one filesystem gave one), the inspected systems, and where output goes.
+final class ShellContext {
+    let guest: Guest
+    let tree: MountTree?
+    /// The roots inspection found, computed when a command first asks.
+    private var systems: [OperatingSystem]?
+    /// Output is gathered here and written in large pieces (and before any error message, so
+    /// the two streams keep their order on a terminal).
+    private var output = OutputBuffer()
+
+    init(guest: Guest, tree: MountTree?, os: OperatingSystem?) {
+        self.guest = guest
+        self.tree = tree
+        if let os { systems = [os] + Inspector.inspect(guest, registry: false).filter { $0.root != os.root } }
+    }
+
+    var operatingSystems: [OperatingSystem] {
+        if let systems { return systems }
+        let found = Inspector.inspect(guest, registry: false)
+        systems = found
+        return found
+    }
+
+    /// The mounted tree, or the error guestfish gives a path command before anything is mounted.
+    func mounted() throws -> MountTree {
+        guard let tree else {
+            throw ShellError("no filesystem is mounted (use -i, or -m DEVICE)")
+        }
+        return tree
+    }
+
+    /// The OS whose root is `root` (guestfish: "no inspection data" for any other name).
+    func system(_ root: String) throws -> OperatingSystem {
+        let name = (try? guest.device(named: root).name) ?? root
+        guard let os = operatingSystems.first(where: { $0.root == name }) else {
+            throw ShellError("\(root): no inspection data: call inspect-os first, or the device is not a root")
+        }
+        return os
+    }
+
+    // MARK: Output in guestfish's shapes (generator/fish.ml)
+
+    func print(_ line: String) throws {
+        output.append(line)
+        try output.endLine()
+    }
+
+    func printBool(_ value: Bool) throws { try print(value ? "true" : "false") }
+
+    func printList(_ items: [String]) throws { for item in items { try print(item) } }
+
+    /// A hash table: "key: value" lines.
+    func printHash(_ pairs: [(String, String)]) throws { for (k, v) in pairs { try print("\(k): \(v)") } }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        output.append(Array(bytes))
+        if output.bytes.count >= 1 << 20 { try output.flush() }
+    }
+
+    func flush() throws { try output.flush() }
+}
+
+/// A command's failure, printed as guestfish prints one: `COMMAND: MESSAGE`.
+struct ShellError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+
+    /// An error from the layers below, in the words guestfish's daemon uses: the path and
+    /// strerror's text where the error carries an errno.
+    static func describe(_ error: any Error, path: String? = nil) -> String {
+        if let e = error as? ShellError { return e.message }
+        if let e = error as? ImageError, let path, e.errno != .ioError {
+            return "\(path): \(String(cString: strerror(e.errno.rawValue)))"
+        }
+        return LsCommand.describe(error)
+    }
+}

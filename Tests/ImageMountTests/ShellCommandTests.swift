@@ -1,0 +1,195 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import ImageMount
+
+/// `imagemount shell`: guestfish's quoting and output shapes on an inspected guest (GPT: root,
+/// /boot by UUID, /data by LABEL), against what the guest was built from and the host's tools.
+@Suite struct ShellCommandTests {
+    // MARK: guestfish's words (guestfish(1), QUOTING)
+
+    @Test func wordsAreSplitAndQuotedAsGuestfishDoes() throws {
+        #expect(try ShellWords.parse("  cat   /etc/hostname ") == ShellLine(command: "cat", arguments: ["/etc/hostname"]))
+        #expect(try ShellWords.parse("echo \"a b\" 'c \\n d' \"tab\\there\" \"\\x41\\101\\\\\\\"\"")
+            == ShellLine(command: "echo", arguments: ["a b", "c \\n d", "tab\there", "AA\\\""]))
+        #expect(try ShellWords.parse("-cat /nope") == ShellLine(command: "cat", arguments: ["/nope"], ignoreErrors: true))
+        #expect(try ShellWords.parse("echo a\"b") == ShellLine(command: "echo", arguments: ["a\"b"]))
+        #expect(try ShellWords.parse("# a comment") == nil)
+        #expect(try ShellWords.parse("   ") == nil)
+        #expect(throws: ShellWords.SyntaxError.self) { try ShellWords.parse("echo \"unterminated") }
+        #expect(throws: ShellWords.SyntaxError.self) { try ShellWords.parse("echo 'unterminated") }
+        #expect(throws: ShellWords.SyntaxError.self) { try ShellWords.parse("echo \"a\"b") }
+        #expect(throws: ShellWords.SyntaxError.self) { try ShellWords.parse("!ls /") }
+        #expect(throws: ShellWords.SyntaxError.self) { try ShellWords.parse("cat /etc/passwd | wc -l") }
+        #expect(throws: ShellWords.SyntaxError.self) { try ShellWords.parse("echo \"\\400\"") }
+        #expect(ShellWords.fromArguments(["cat", "/a", ":", "-ls", "/", ":", ":"])
+            == [ShellLine(command: "cat", arguments: ["/a"]), ShellLine(command: "ls", arguments: ["/"], ignoreErrors: true)])
+    }
+
+    // MARK: Scripts on an inspected guest
+
+    static let script = """
+        # what a guestfish <<EOF script asks
+        inspect-os
+        inspect-get-type /dev/sda1
+        inspect-get-distro /dev/sda1
+        inspect-get-major-version /dev/sda1
+        inspect-get-hostname /dev/sda1
+        inspect-get-mountpoints /dev/sda1
+        list-devices
+        list-partitions
+        list-filesystems
+        cat /etc/hostname
+        ls /etc
+        ls /boot
+        exists /data/payload
+        exists /data/nothing
+        is-file /etc/hostname
+        is-dir /etc/hostname
+        is-dir /boot
+        is-symlink /etc
+        filesize /data/payload
+        head-n 2 /etc/os-release
+        tail-n 1 /etc/os-release
+        echo "done:\\tall"
+
+        """
+
+    static let expected = """
+        /dev/sda1
+        linux
+        fedora
+        39
+        gpt-guest
+        /: /dev/sda1
+        /boot: /dev/sda2
+        /data: /dev/sda3
+        /dev/sda
+        /dev/sda1
+        /dev/sda2
+        /dev/sda3
+        /dev/sda1: ext4
+        /dev/sda2: ext4
+        /dev/sda3: ext4
+        gpt-guest
+
+        fstab
+        hostname
+        hosts
+        os-release
+        lost+found
+        vmlinuz
+        true
+        false
+        true
+        false
+        true
+        false
+        15
+        NAME=Fedora
+        ID=fedora
+        PRETTY_NAME="Fedora Linux 39 (Server Edition)"
+        done:\tall
+
+        """
+
+    @Test func aScriptOnStandardInputPrintsWhatGuestfishPrints() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let result = try ImageMountBinary.run(["shell", "--ro", "-a", guest.image, "-i"], stdin: Data(Self.script.utf8))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.text == Self.expected)
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+
+    @Test func theSameScriptFromAFileAndFromTheArguments() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let file = NSTemporaryDirectory() + "imagemount-shell-\(getpid()).fish"
+        try Data(Self.script.utf8).write(to: URL(fileURLWithPath: file))
+        defer { unlink(file) }
+        let fromFile = try ImageMountBinary.run(["shell", "-a", guest.image, "-i", "-f", file])
+        #expect(fromFile.status == 0, "\(fromFile.stderr)")
+        #expect(fromFile.text == Self.expected)
+
+        let words = try Self.script.split(separator: "\n").compactMap { try ShellWords.parse(String($0)) }
+            .flatMap { [":", $0.command] + $0.arguments }.dropFirst()
+        let fromArguments = try ImageMountBinary.run(["shell", "-a", guest.image, "-i"] + words)
+        #expect(fromArguments.status == 0, "\(fromArguments.stderr)")
+        #expect(fromArguments.text == Self.expected)
+    }
+
+    @Test func aFailingCommandStopsTheScriptUnlessItIsMarked() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let stopped = try ImageMountBinary.run(["shell", "-a", guest.image, "-i"],
+                                               stdin: Data("echo one\ncat /etc/nothing\necho two\n".utf8))
+        #expect(stopped.status == 1)
+        #expect(stopped.text == "one\n")
+        #expect(stopped.stderr == "imagemount: cat: /etc/nothing: No such file or directory\n")
+
+        let carried = try ImageMountBinary.run(["shell", "-a", guest.image, "-i"],
+                                               stdin: Data("-cat /etc/nothing\necho two\n".utf8))
+        #expect(carried.status == 1)
+        #expect(carried.text == "two\n")
+
+        for (line, message) in [
+            ("cat etc/hostname", "cat: etc/hostname: path must start with a / character"),
+            ("cat /etc", "cat: /etc: Is a directory"),
+            ("ls /etc/hostname", "ls: /etc/hostname: Not a directory"),
+            ("frobnicate /", "frobnicate: unknown command, use 'help' to list them"),
+            ("cat", "cat: wrong number of arguments (0); usage: cat path"),
+            ("inspect-get-distro /dev/sda2", "inspect-get-distro: /dev/sda2: no inspection data: call inspect-os first, or the device is not a root"),
+            ("echo \"open", "line 1: unterminated double quote"),
+        ] {
+            let result = try ImageMountBinary.run(["shell", "-a", guest.image, "-i"], stdin: Data((line + "\n").utf8))
+            #expect(result.status == 1, "\(line)")
+            #expect(result.stderr == "imagemount: \(message)\n", "\(line)")
+        }
+    }
+
+    @Test func checksumsAndStatAgreeWithTheHostTools() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let result = try ImageMountBinary.run(["shell", "-a", guest.image, "-i",
+                                               "checksum", "md5", "/etc/os-release", ":", "checksum", "sha256", "/etc/os-release",
+                                               ":", "checksum", "crc", "/etc/os-release", ":", "statns", "/etc/os-release",
+                                               ":", "download", "/etc/os-release", "-"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let content = "NAME=Fedora\nID=fedora\nVERSION_ID=39\nPRETTY_NAME=\"Fedora Linux 39 (Server Edition)\"\n"
+        let file = NSTemporaryDirectory() + "imagemount-shell-sum-\(getpid())"
+        try Data(content.utf8).write(to: URL(fileURLWithPath: file))
+        defer { unlink(file) }
+        #expect(lines[0] == (try Shell.check("md5sum \(file) | cut -d' ' -f1").trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(lines[1] == (try Shell.check("sha256sum \(file) | cut -d' ' -f1").trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(lines[2] == (try Shell.check("cksum \(file) | cut -d' ' -f1").trimmingCharacters(in: .whitespacesAndNewlines)))
+        // statns against debugfs's view of the same inode.
+        let debugfs = try Shell.check("debugfs -R 'stat /etc/os-release' '\(guest.image)?offset=\(2048 * 512)' 2>/dev/null")
+        let inode = try #require(debugfs.firstMatch(of: #/Inode: ([0-9]+)/#)?.1)
+        let stat = Dictionary(uniqueKeysWithValues: lines[3..<25].map { line -> (String, String) in
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            return (parts[0], parts.count > 1 ? parts[1] : "")
+        })
+        #expect(stat["st_ino"] == String(inode))
+        #expect(stat["st_size"] == String(content.utf8.count))
+        #expect(stat["st_mode"] == String(0o100644))
+        #expect(stat["st_nlink"] == "1")
+        #expect(lines[25...].joined(separator: "\n") == content)
+    }
+
+    @Test func findListsEveryNameSortedAsTheHostsFindDoes() throws {
+        let image = try Fixtures.image("ext4", type: "ext4")
+        let result = try ImageMountBinary.run(["shell", "-a", image, "find", "/data"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let host = try Shell.check("cd \(Shell.quote(Fixtures.tree.root))/data && find . -mindepth 1 | sed 's|^\\./||' | LC_ALL=C sort")
+        #expect(result.text == host)
+    }
+
+    @Test func nothingIsMountedWithoutInspectionOnAMultiFilesystemDisk() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let result = try ImageMountBinary.run(["shell", "-a", guest.image, "list-filesystems", ":", "cat", "/etc/hostname"])
+        #expect(result.status == 1)
+        #expect(result.text == "/dev/sda1: ext4\n/dev/sda2: ext4\n/dev/sda3: ext4\n")
+        #expect(result.stderr == "imagemount: cat: no filesystem is mounted (use -i, or -m DEVICE)\n")
+        let rw = try ImageMountBinary.run(["shell", "--rw", "-a", guest.image, "-i", "echo", "x"])
+        #expect(rw.status == 1)
+        #expect(rw.stderr.contains("read-only"))
+    }
+}
