@@ -182,6 +182,53 @@ import TestSupport
         #expect(result.text == host)
     }
 
+    @Test func aScriptMountsAndUnmountsAsGuestfishScriptsDo() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let script = """
+            run
+            mount /dev/sda1 /
+            mount-ro /dev/sda2 /boot
+            mounts
+            mountpoints
+            ls /boot
+            -umount /
+            umount /boot
+            mounts
+            exists /boot/vmlinuz
+            umount-all
+            mount LABEL=DATA /
+            cat /payload
+
+            """
+        let result = try ImageMountBinary.run(["shell", "-a", guest.image], stdin: Data(script.utf8))
+        #expect(result.text == """
+            /dev/sda1
+            /dev/sda2
+            /dev/sda1: /
+            /dev/sda2: /boot
+            lost+found
+            vmlinuz
+            /dev/sda1
+            false
+            data partition
+
+
+            """)
+        #expect(result.stderr == "imagemount: umount: /: Device or resource busy\n")
+        #expect(result.status == 1)
+        for (line, message) in [
+            ("mount /dev/sda2 /boot", "mount: /boot: No such file or directory (mount / first)"),
+            ("mount /dev/sda1 /\nmount /dev/sda2 /nothing", "mount: /nothing: No such file or directory"),
+            ("mount /dev/sda1 /\nmount /dev/sda2 /", "mount: /: Device or resource busy"),
+            ("umount /x", "umount: /x: not mounted"),
+            ("mount /dev/sdz1 /", "mount: device /dev/sdz1: no such device"),
+        ] {
+            let failed = try ImageMountBinary.run(["shell", "-a", guest.image], stdin: Data((line + "\n").utf8))
+            #expect(failed.status == 1, "\(line)")
+            #expect(failed.stderr.hasPrefix("imagemount: \(message)"), "\(line): \(failed.stderr)")
+        }
+    }
+
     @Test func nothingIsMountedWithoutInspectionOnAMultiFilesystemDisk() throws {
         let guest = try GuestFixtures.gptWithBootAndData()
         let result = try ImageMountBinary.run(["shell", "-a", guest.image, "list-filesystems", ":", "cat", "/etc/hostname"])

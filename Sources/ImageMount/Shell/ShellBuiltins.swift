@@ -83,7 +83,7 @@ struct ShellBuiltin: Sendable {
                 guard let command = byName[name] else { throw ShellError("\(name): command not known, use 'help' to list them") }
                 try c.print("\(command.usage)\n\n  \(command.summary)")
             } else {
-                for command in all { try c.print(command.name.leftAligned(30) + " " + command.summary) }
+                for command in all.sorted(by: { $0.name < $1.name }) { try c.print(command.name.leftAligned(30) + " " + command.summary) }
             }
         },
         .init(name: "inspect-get-arch", arguments: 1...1, usage: "inspect-get-arch root", summary: "the OS's architecture") { c, a in
@@ -152,12 +152,26 @@ struct ShellBuiltin: Sendable {
         .init(name: "lstatns", arguments: 1...1, usage: "lstatns path", summary: "a file's status (the last symlink not followed)") { c, a in
             try printStat(c, a[0], follow: false)
         },
+        .init(name: "mount", arguments: 2...2, usage: "mount mountable mountpoint", summary: "mount a filesystem (read-only: the shell does not write yet)") { c, a in
+            try c.mount(a[0], on: a[1])
+        },
+        .init(name: "mount-ro", arguments: 2...2, usage: "mount-ro mountable mountpoint", summary: "mount a filesystem read-only") { c, a in
+            try c.mount(a[0], on: a[1])
+        },
+        .init(name: "mountpoints", arguments: 0...0, usage: "mountpoints", summary: "device: mountpoint of each mount") { c, _ in
+            try c.printHash(c.entries.map { ($0.device.name, $0.mountpoint) })
+        },
+        .init(name: "mounts", arguments: 0...0, usage: "mounts", summary: "the mounted devices") { c, _ in
+            try c.printList(c.entries.map(\.device.name))
+        },
         .init(name: "readlink", arguments: 1...1, usage: "readlink path", summary: "a symbolic link's target") { c, a in
             let tree = try c.mounted()
             let node = try resolve(tree, a[0], follow: false)
             guard try tree.attributes(node).isSymlink else { throw ShellError("\(a[0]): Invalid argument") }
             try c.print(String(decoding: try tree.filesystem(of: node).readlink(node.inode), as: UTF8.self))
         },
+        .init(name: "run", arguments: 0...0, usage: "run", summary: "accepted for guestfish scripts (nothing to launch here)") { _, _ in },
+        .init(name: "launch", arguments: 0...0, usage: "launch", summary: "the same as run") { _, _ in },
         .init(name: "statns", arguments: 1...1, usage: "statns path", summary: "a file's status (symlinks followed)") { c, a in
             try printStat(c, a[0], follow: true)
         },
@@ -167,6 +181,12 @@ struct ShellBuiltin: Sendable {
         .init(name: "tail-n", arguments: 2...2, usage: "tail-n nrlines path", summary: "the last N lines (N < 0: from line -N on)") { c, a in
             guard let n = Int(a[0]) else { throw ShellError("\(a[0]): expected a number of lines") }
             try c.printList(lines(c, a[1], count: n, fromEnd: true))
+        },
+        .init(name: "umount", arguments: 1...1, usage: "umount pathordevice", summary: "unmount a filesystem") { c, a in
+            try c.unmount(a[0])
+        },
+        .init(name: "umount-all", arguments: 0...0, usage: "umount-all", summary: "unmount every filesystem") { c, _ in
+            c.unmountAll()
         },
     ]
 

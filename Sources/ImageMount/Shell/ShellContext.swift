@@ -11,7 +11,10 @@ import Glibc
 /// or an image with one filesystem gave one), the inspected systems, and where output goes.
 final class ShellContext {
     let guest: Guest
-    let tree: MountTree?
+    /// Changed by mount and umount; rebuilt from `entries` each time.
+    private(set) var tree: MountTree?
+    /// What `tree` was built from, in mount order.
+    private(set) var entries: [MountTree.Entry] = []
     /// The roots inspection found, computed when a command first asks.
     private var systems: [OperatingSystem]?
     /// Output is gathered here and written in large pieces (and before any error message, so
@@ -21,6 +24,11 @@ final class ShellContext {
     init(guest: Guest, tree: MountTree?, os: OperatingSystem?) {
         self.guest = guest
         self.tree = tree
+        for mount in tree?.mounts ?? [] {
+            if let device = try? guest.device(named: mount.deviceName) {
+                entries.append(MountTree.Entry(device: device, mountpoint: mount.mountpoint))
+            }
+        }
         if let os { systems = [os] + Inspector.inspect(guest, registry: false).filter { $0.root != os.root } }
     }
 
@@ -37,6 +45,48 @@ final class ShellContext {
             throw ShellError("no filesystem is mounted (use -i, or -m DEVICE)")
         }
         return tree
+    }
+
+    /// guestfs_mount: the filesystem on `name` at `mountpoint`, which must be `/` first and
+    /// then a directory of the tree (read-only either way: the shell does not write yet).
+    func mount(_ name: String, on mountpoint: String) throws {
+        guard mountpoint.hasPrefix("/") else { throw ShellError("\(mountpoint): path must start with a / character") }
+        let device = try guest.device(named: name)
+        let wanted = MountTree.normalize(mountpoint)
+        if entries.contains(where: { $0.mountpoint == wanted }) { throw ShellError("\(mountpoint): Device or resource busy") }
+        if wanted != "/" {
+            guard let tree else { throw ShellError("\(mountpoint): No such file or directory (mount / first)") }
+            let node = try ShellBuiltin.resolve(tree, wanted)
+            guard try tree.attributes(node).isDirectory else { throw ShellError("\(mountpoint): Not a directory") }
+        }
+        let next = entries + [MountTree.Entry(device: device, mountpoint: wanted)]
+        do { tree = try MountTree(mounting: next, writable: false) } catch {
+            throw ShellError("\(name): \(ShellError.describe(error))")
+        }
+        entries = next
+    }
+
+    /// guestfs_umount: the mount at `mountpoint` (or of the device named), refused while
+    /// another is mounted below it, as the kernel refuses a busy one.
+    func unmount(_ target: String) throws {
+        let deviceName = (try? guest.device(named: target))?.name
+        guard let index = entries.firstIndex(where: { $0.mountpoint == MountTree.normalize(target) || $0.device.name == deviceName }) else {
+            throw ShellError("\(target): not mounted")
+        }
+        let mountpoint = entries[index].mountpoint
+        let below = mountpoint == "/" ? "/" : mountpoint + "/"
+        if entries.contains(where: { $0.mountpoint != mountpoint && $0.mountpoint.hasPrefix(below) }) {
+            throw ShellError("\(target): Device or resource busy")
+        }
+        var next = entries
+        next.remove(at: index)
+        tree = next.isEmpty ? nil : try MountTree(mounting: next, writable: false)
+        entries = next
+    }
+
+    func unmountAll() {
+        entries = []
+        tree = nil
     }
 
     /// The OS whose root is `root` (guestfish: "no inspection data" for any other name).
