@@ -182,6 +182,20 @@ import TestSupport
         #expect(result.text == host)
     }
 
+    /// guestfs_ll is `ls -la` in the appliance: the same as the host's ls in the C locale on
+    /// the kernel's mount of the same filesystem (everything in the guest's /etc is root's).
+    @Test func llIsWhatLsLaPrintsOnTheKernelsMount() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let result = try ImageMountBinary.run(["shell", "-a", guest.image, "-i", "ll", "/etc", ":", "ll", "/etc/hostname"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let mnt = NSTemporaryDirectory() + "imagemount-shell-ll-\(getpid())"
+        try Shell.check("mkdir -p \(mnt) && mount -o ro,loop,offset=\(2048 * 512),sizelimit=\(100 << 20) \(Shell.quote(guest.image)) \(mnt)")
+        defer { _ = try? Shell.check("umount \(mnt); rmdir \(mnt)") }
+        let kernel = try Shell.check("cd \(mnt) && LC_ALL=C ls -la etc && LC_ALL=C ls -la etc/hostname")
+        // ls names the file as given; the shell's path is /etc/hostname.
+        #expect(result.text == kernel.replacingOccurrences(of: " etc/hostname\n", with: " /etc/hostname\n"))
+    }
+
     @Test func aScriptMountsAndUnmountsAsGuestfishScriptsDo() throws {
         let guest = try GuestFixtures.gptWithBootAndData()
         let script = """

@@ -54,22 +54,7 @@ struct ShellBuiltin: Sendable {
             try c.print(String(try tree.attributes(node).size))
         },
         .init(name: "find", arguments: 1...1, usage: "find directory", summary: "every name below a directory, relative to it, sorted") { c, a in
-            let tree = try c.mounted()
-            let top = try resolve(tree, a[0])
-            guard try tree.attributes(top).isDirectory else { throw ShellError("\(a[0]): Not a directory") }
-            var names: [[UInt8]] = []
-            var visited = Set<GuestNode>()
-            func walk(_ dir: GuestNode, _ prefix: [UInt8], depth: Int) throws {
-                guard depth < 4096, visited.insert(dir).inserted else { return }
-                for entry in try tree.entries(dir, rejected: { _ in }) where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
-                    let path = prefix.isEmpty ? entry.name : prefix + [0x2F] + entry.name
-                    names.append(path)
-                    if entry.type == .directory { try walk(entry.node, path, depth: depth + 1) }
-                }
-            }
-            try walk(top, [], depth: 0)
-            // guestfs_find sorts in the C locale: by bytes.
-            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try c.print(String(decoding: name, as: UTF8.self)) }
+            try listing(c, a[0]) { try $0.find($1, into: &$2) }
         },
         .init(name: "head", arguments: 1...1, usage: "head path", summary: "the first 10 lines of a file") { c, a in
             try c.printList(lines(c, a[0], count: 10, fromEnd: false))
@@ -142,12 +127,11 @@ struct ShellBuiltin: Sendable {
         .init(name: "list-partitions", arguments: 0...0, usage: "list-partitions", summary: "the partitions") { c, _ in
             try c.printList(c.guest.devices.filter { $0.kind == .partition }.map(\.name))
         },
+        .init(name: "ll", arguments: 1...1, usage: "ll directory", summary: "a long listing, as ls -la prints it") { c, a in
+            try listing(c, a[0]) { try $0.longListing($1, into: &$2) }
+        },
         .init(name: "ls", arguments: 1...1, usage: "ls directory", summary: "the names in a directory, sorted (not . and ..)") { c, a in
-            let tree = try c.mounted()
-            let dir = try resolve(tree, a[0])
-            guard try tree.attributes(dir).isDirectory else { throw ShellError("\(a[0]): Not a directory") }
-            let names = try tree.entries(dir, rejected: { _ in }).map(\.name).filter { $0 != [0x2E] && $0 != [0x2E, 0x2E] }
-            for name in names.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try c.print(String(decoding: name, as: UTF8.self)) }
+            try listing(c, a[0]) { try $0.names($1, into: &$2) }
         },
         .init(name: "lstatns", arguments: 1...1, usage: "lstatns path", summary: "a file's status (the last symlink not followed)") { c, a in
             try printStat(c, a[0], follow: false)
@@ -202,6 +186,17 @@ struct ShellBuiltin: Sendable {
 
     static func resolve(_ tree: MountTree, _ path: String, follow: Bool = true) throws -> GuestNode {
         do { return try tree.resolve(absolute(path), followFinal: follow) } catch {
+            throw ShellError(ShellError.describe(error, path: path))
+        }
+    }
+
+    /// One of GuestListing's listings of `path`, its errors in the daemon's words.
+    static func listing(_ c: ShellContext, _ path: String,
+                        _ body: (GuestListing, String, inout OutputBuffer) throws -> Void) throws {
+        let tree = try c.mounted()
+        let listing = GuestListing(tree: tree, now: Int64(time(nil)))
+        let absolutePath = try absolute(path)
+        do { try c.withOutput { try body(listing, absolutePath, &$0) } } catch {
             throw ShellError(ShellError.describe(error, path: path))
         }
     }

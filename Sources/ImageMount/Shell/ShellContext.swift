@@ -118,6 +118,9 @@ final class ShellContext {
     }
 
     func flush() throws { try output.flush() }
+
+    /// Lets a listing write straight into the output (GuestListing).
+    func withOutput(_ body: (inout OutputBuffer) throws -> Void) throws { try body(&output) }
 }
 
 /// A command's failure, printed as guestfish prints one: `COMMAND: MESSAGE`.
