@@ -182,6 +182,20 @@ import TestSupport
         #expect(result.text == host)
     }
 
+    @Test func downloadWritesHostFilesInTheDirectoriesTheScriptNames() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let dir = NSTemporaryDirectory() + "imagemount-shell-dl-\(getpid())"
+        try Shell.check("rm -rf \(dir) && mkdir -p \(dir)")
+        defer { _ = try? Shell.check("rm -rf \(dir)") }
+        let result = try ImageMountBinary.run(["shell", "-a", guest.image, "-i"],
+                                              environment: ["IMAGEMOUNT_SANDBOX": "required"],
+                                              stdin: Data("download /etc/os-release \(dir)/os-release\ndownload /data/payload \(dir)/missing/x\n".utf8))
+        #expect(result.status == 1)
+        #expect(try String(contentsOfFile: dir + "/os-release", encoding: .utf8)
+            == "NAME=Fedora\nID=fedora\nVERSION_ID=39\nPRETTY_NAME=\"Fedora Linux 39 (Server Edition)\"\n")
+        #expect(result.stderr == "imagemount: download: \(dir)/missing/x: No such file or directory\n")
+    }
+
     /// guestfs_ll is `ls -la` in the appliance: the same as the host's ls in the C locale on
     /// the kernel's mount of the same filesystem (everything in the guest's /etc is root's).
     @Test func llIsWhatLsLaPrintsOnTheKernelsMount() throws {

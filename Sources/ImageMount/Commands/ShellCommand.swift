@@ -5,6 +5,7 @@ import GuestFSFilesystem
 import GuestFS
 import GuestFSInspect
 import SystemPackage
+import SystemHostIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,7 +27,8 @@ struct ShellCommand: ParsableCommand {
             prints "imagemount: COMMAND: MESSAGE"; the script stops there (unless the command \
             was written -COMMAND) and the exit status is 1. Images are opened read-only: the \
             commands that write are not built yet, and neither are local commands (!cmd) or \
-            pipes. 'help' lists the commands.
+            pipes. download writes host files only in the directories of the download commands \
+            of the script. 'help' lists the commands.
             """
     )
 
@@ -74,7 +76,17 @@ struct ShellCommand: ParsableCommand {
         // libcrypto is loaded when first needed, which inside the sandbox it cannot be
         // (Landlock refuses the library file): checksum's digests load it here.
         if (script ?? words).contains(where: { $0.contains("checksum") }) { _ = CryptoLibrary.isLoaded }
-        try Sandbox.enter()
+        // download to a host file: the directories the script names may be written in, and
+        // only those (held open here, before the sandbox; closed when the process ends).
+        let lines = script.map { $0.compactMap { try? ShellWords.parse($0) } } ?? ShellWords.fromArguments(words)
+        var writable: [Int32] = []
+        for line in lines where line.command == "download" && line.arguments.count == 2 && line.arguments[1] != "-" {
+            let local = line.arguments[1]
+            let parent = local.contains("/") ? String(local[..<(local.lastIndex(of: "/") ?? local.startIndex)]) : "."
+            let fd = Glibc.open(parent.isEmpty ? "/" : parent, hostio_o_path | O_DIRECTORY | O_CLOEXEC)
+            if fd >= 0 { writable.append(fd) }
+        }
+        try Sandbox.enter(writableBeneath: writable)
 
         var failed = false
         func execute(_ line: ShellLine) -> Bool {

@@ -34,12 +34,26 @@ struct ShellBuiltin: Sendable {
             try withFile(c, a[1]) { file in try file.stream { sum.update($0) } }
             try c.print(sum.finish())
         },
-        .init(name: "download", arguments: 2...2, usage: "download remotefilename (filename|-)", summary: "copy a file out of the guest (- for standard output)") { c, a in
-            guard a[1] == "-" else {
-                // Writing host files from a script is the writing slice's work.
-                throw ShellError("download: only - (standard output) is supported yet as the local file")
+        .init(name: "download", arguments: 2...2, usage: "download remotefilename (filename|-)", summary: "copy a file out of the guest to a host file (- for standard output)") { c, a in
+            guard a[1] != "-" else {
+                try withFile(c, a[0]) { file in try file.stream { try c.write($0) } }
+                return
             }
-            try withFile(c, a[0]) { file in try file.stream { try c.write($0) } }
+            // The host file is the user's word, not the guest's; the sandbox lets it be made
+            // only in a directory a script's download named before it was entered (ShellCommand).
+            try withFile(c, a[0]) { file in
+                let target: FileDescriptor
+                do {
+                    target = try FileDescriptor.open(a[1], .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                                     permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                } catch let e as Errno {
+                    throw ShellError("\(a[1]): \(e.description)")
+                }
+                defer { try? target.close() }
+                do { try file.stream { _ = try target.writeAll($0) } } catch let e as Errno {
+                    throw ShellError("\(a[1]): \(e.description)")
+                }
+            }
         },
         .init(name: "echo", arguments: 0...Int.max, usage: "echo [params...]", summary: "print the arguments") { c, a in
             try c.print(a.joined(separator: " "))
