@@ -182,6 +182,20 @@ import TestSupport
         #expect(result.text == host)
     }
 
+    /// On a terminal (script(1) gives it one): the prompt, a failing command reported and the
+    /// session going on, quit ending it before the lines after it.
+    @Test func theInteractivePromptGoesOnAfterAFailureAndStopsAtQuit() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let command = try "\(ImageMountBinary.path()) shell -a \(guest.image) -i"
+        let result = try Shell.run("script -qec \(Shell.quote(command)) /dev/null",
+                                   stdin: Data("cat /etc/hostname\ncat /nope\nls /boot\nquit\nls /\n".utf8))
+        let text = String(decoding: result.stdout, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+        #expect(text.contains("><fs> gpt-guest\n\n><fs> imagemount: cat: /nope: No such file or directory\n><fs> lost+found\nvmlinuz\n><fs> "))
+        // The terminal echoes what was typed; after quit nothing ran, so /'s names are absent.
+        #expect(!text.contains("\nbin\n") && !text.contains("\nboot\n"))
+        #expect(text.components(separatedBy: "><fs> ").count == 5)
+    }
+
     @Test func downloadWritesHostFilesInTheDirectoriesTheScriptNames() throws {
         let guest = try GuestFixtures.gptWithBootAndData()
         let dir = NSTemporaryDirectory() + "imagemount-shell-dl-\(getpid())"

@@ -12,7 +12,8 @@ import Glibc
 
 /// `imagemount shell`: guestfish's way of working, for the scripts written for it: commands
 /// from the arguments (`cat /etc/hostname : ls /etc`), from a file (`-f FILE`) or from
-/// standard input (a `<<EOF` script), one per line, with guestfish's quoting and output.
+/// standard input (a `<<EOF` script), one per line, with guestfish's quoting and output; on a
+/// terminal with no commands, a `><fs> ` prompt.
 struct ShellCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shell",
@@ -40,7 +41,7 @@ struct ShellCommand: ParsableCommand {
     var scriptFile: String?
 
     @Argument(parsing: .captureForPassthrough,
-              help: ArgumentHelp("Commands to run, separated by ':' words; with none, they are read from standard input.", valueName: "command"))
+              help: ArgumentHelp("Commands to run, separated by ':' words; with none, they are read from standard input, or at a ><fs> prompt when it is a terminal (quit or end of input ends it).", valueName: "command"))
     var words: [String] = []
 
     func validate() throws {
@@ -57,7 +58,7 @@ struct ShellCommand: ParsableCommand {
         let script: [String]?
         if let scriptFile {
             script = try Self.readLines(scriptFile == "-" ? nil : scriptFile)
-        } else if words.isEmpty {
+        } else if words.isEmpty && !KeyPrompt.isTerminal(0) {
             script = try Self.readLines(nil)
         } else {
             script = nil
@@ -75,7 +76,8 @@ struct ShellCommand: ParsableCommand {
         }
         // libcrypto is loaded when first needed, which inside the sandbox it cannot be
         // (Landlock refuses the library file): checksum's digests load it here.
-        if (script ?? words).contains(where: { $0.contains("checksum") }) { _ = CryptoLibrary.isLoaded }
+        let interactive = script == nil && words.isEmpty
+        if interactive || (script ?? words).contains(where: { $0.contains("checksum") }) { _ = CryptoLibrary.isLoaded }
         // download to a host file: the directories the script names may be written in, and
         // only those (held open here, before the sandbox; closed when the process ends).
         let lines = script.map { $0.compactMap { try? ShellWords.parse($0) } } ?? ShellWords.fromArguments(words)
@@ -89,8 +91,14 @@ struct ShellCommand: ParsableCommand {
         try Sandbox.enter(writableBeneath: writable)
 
         var failed = false
+        var quit = false
         func execute(_ line: ShellLine) -> Bool {
             if Diagnostics.tracing { Diagnostics.line(([line.command] + line.arguments).joined(separator: " ") + "\n") }
+            // guestfish's own commands, which end the script or the session.
+            if ["quit", "exit", "q"].contains(line.command) && line.arguments.isEmpty {
+                quit = true
+                return false
+            }
             do {
                 guard let builtin = ShellBuiltin.byName[line.command] else {
                     throw ShellError("unknown command, use 'help' to list them")
@@ -119,11 +127,58 @@ struct ShellCommand: ParsableCommand {
                 guard let line else { continue }
                 if !execute(line) { break }
             }
+        } else if interactive {
+            let unparsed = Self.prompt(context) { line in _ = execute(line); return !quit }
+            failed = failed || unparsed
         } else {
             for line in ShellWords.fromArguments(words) where !execute(line) { break }
         }
         try context.flush()
         if failed { throw ExitCode.failure }
+    }
+
+    /// The interactive session on a terminal: guestfish's `><fs> ` prompt, one command a line,
+    /// a failing command reported and the session going on, until quit or end of input. Line
+    /// editing is the terminal's own (erase, kill, word erase); there is no completion or history
+    /// yet. Returns whether a line failed to parse (the commands' failures are `execute`'s).
+    static func prompt(_ context: ShellContext, _ execute: (ShellLine) -> Bool) -> Bool {
+        var failed = false
+        try? StandardOutput.write("""
+
+            Welcome to imagemount shell, guestfish's commands on disk images, without booting them.
+
+            Type: 'help' for help on commands
+                  'quit' to quit the shell
+
+
+            """)
+        var pending: [UInt8] = []
+        var byte: UInt8 = 0
+        while true {
+            try? StandardOutput.write("><fs> ")
+            pending.removeAll(keepingCapacity: true)
+            var ended = false
+            while true {
+                let n = read(0, &byte, 1)
+                if n <= 0 { ended = true; break }
+                if byte == 0x0A { break }
+                guard pending.count < 1 << 20 else { continue }
+                pending.append(byte)
+            }
+            if ended && pending.isEmpty { try? StandardOutput.write("\n"); break }
+            do {
+                if let line = try ShellWords.parse(String(decoding: pending, as: UTF8.self)) {
+                    // execute says false only for quit: a failing command ends nothing here.
+                    if !execute(line) { break }
+                }
+            } catch {
+                Diagnostics.line("imagemount: \(error.message)\n")
+                failed = true
+            }
+            try? context.flush()
+            if ended { break }
+        }
+        return failed
     }
 
     /// The lines of a host file, or of standard input (nil), at most 64 MiB.
