@@ -224,6 +224,56 @@ import TestSupport
         #expect(result.text == kernel.replacingOccurrences(of: " etc/hostname\n", with: " /etc/hostname\n"))
     }
 
+    /// Devices, statvfs and du against the kernel's view of the same filesystems.
+    @Test func devicesStatvfsAndDuAgreeWithTheKernel() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let result = try ImageMountBinary.run(["shell", "-a", guest.image, "-i",
+                                               "vfs-type", "/dev/sda3", ":", "vfs-label", "/dev/sda3", ":", "vfs-uuid", "/dev/sda2",
+                                               ":", "blockdev-getsize64", "/dev/sda2", ":", "inspect-get-filesystems", "/dev/sda1",
+                                               ":", "statvfs", "/", ":", "du", "/etc"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.text.split(separator: "\n").map(String.init)
+        #expect(Array(lines[0..<7]) == ["ext4", "DATA", GuestFixtures.bootUUID, String(40 << 20), "/dev/sda1", "/dev/sda2", "/dev/sda3"])
+        let fields = Dictionary(uniqueKeysWithValues: lines[7..<18].map { line -> (String, String) in
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            return (parts[0], parts[1])
+        })
+        let mnt = NSTemporaryDirectory() + "imagemount-shell-vfs-\(getpid())"
+        try Shell.check("mkdir -p \(mnt) && mount -o ro,loop,offset=\(2048 * 512),sizelimit=\(100 << 20) \(Shell.quote(guest.image)) \(mnt)")
+        defer { _ = try? Shell.check("umount \(mnt); rmdir \(mnt)") }
+        let kernel = try Shell.check("stat -f -c '%S %b %f %a %c %d %l' \(mnt)").split(separator: " ").map {
+            $0.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect([fields["bsize"], fields["blocks"], fields["bfree"], fields["bavail"], fields["files"], fields["ffree"], fields["namemax"]]
+            == kernel.map { Optional($0) })
+        #expect(lines[18] == (try Shell.check("du -s \(mnt)/etc | cut -f1").trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    @Test func xattrsArePrintedAsGuestfishPrintsAStructList() throws {
+        let dir = NSTemporaryDirectory() + "imagemount-shell-xattr-\(getpid())"
+        try Shell.check("""
+            rm -rf \(dir) && mkdir -p \(dir)/src && echo x > \(dir)/src/f && \
+            setfattr -n user.text -v hello \(dir)/src/f && setfattr -n user.bin -v 0x6100ff \(dir)/src/f && \
+            truncate -s 16M \(dir)/fs.img && mke2fs -q -F -t ext4 -d \(dir)/src \(dir)/fs.img
+            """)
+        defer { _ = try? Shell.check("rm -rf \(dir)") }
+        let result = try ImageMountBinary.run(["shell", "-a", dir + "/fs.img", "getxattrs", "/f", ":", "getxattr", "/f", "user.text"])
+        #expect(result.status == 0, "\(result.stderr)")
+        // The order is the filesystem's (ext4's in-inode order), as guestfish's listxattr gives it.
+        let entries = result.text.components(separatedBy: "}\n")
+        #expect(entries.contains("[0] = {\n  attrname: user.bin\n  attrval: a\\x00\\xff\n") || entries.contains("[1] = {\n  attrname: user.bin\n  attrval: a\\x00\\xff\n"))
+        #expect(entries.contains("[0] = {\n  attrname: user.text\n  attrval: hello\n") || entries.contains("[1] = {\n  attrname: user.text\n  attrval: hello\n"))
+        #expect(result.text.hasSuffix("}\nhello"))
+    }
+
+    @Test func lvmVolumesGroupsAndPhysicalVolumes() throws {
+        let centos = try LVMFixtures.centos()
+        let result = try ImageMountBinary.run(["shell", "-a", centos.disks[0], "-a", centos.disks[1], "lvs", ":", "vgs", ":", "pvs"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lvs = centos.volumes.map { "/dev/centos/\($0.name)" }.sorted()
+        #expect(result.text == (lvs + ["centos", "/dev/sda2", "/dev/sdb"]).joined(separator: "\n") + "\n")
+    }
+
     @Test func aScriptMountsAndUnmountsAsGuestfishScriptsDo() throws {
         let guest = try GuestFixtures.gptWithBootAndData()
         let script = """

@@ -22,12 +22,17 @@ struct ShellBuiltin: Sendable {
 
     static let all: [ShellBuiltin] = [
         .init(name: "cat", arguments: 1...1, usage: "cat path", summary: "print a file (text: see download for binary files)") { c, a in
-            // guestfs_cat returns the content as a string; guestfish prints it and a newline.
+            // guestfs_cat returns the content as a string, so within one protocol message
+            // (GUESTFS_MESSAGE_MAX, 4 MiB); guestfish prints it and a newline.
             var bytes: [UInt8] = []
             try withFile(c, a[0]) { file in
+                guard file.size <= 4 << 20 else { throw ShellError("\(a[0]): file too large for cat (over 4 MiB): use download") }
                 try file.stream { bytes.append(contentsOf: $0) }
             }
             try c.print(String(decoding: bytes, as: UTF8.self))
+        },
+        .init(name: "blockdev-getsize64", arguments: 1...1, usage: "blockdev-getsize64 device", summary: "a device's size in bytes") { c, a in
+            try c.print(String(try device(c, a[0]).device.size))
         },
         .init(name: "checksum", arguments: 2...2, usage: "checksum csumtype path", summary: "the checksum of a file (crc, md5, sha1, sha224, sha256, sha384, sha512)") { c, a in
             guard var sum = FileChecksum(type: a[0]) else { throw ShellError("\(a[0]): unknown checksum type") }
@@ -55,12 +60,48 @@ struct ShellBuiltin: Sendable {
                 }
             }
         },
+        .init(name: "du", arguments: 1...1, usage: "du path", summary: "the space used below a path, in KiB (du -s)") { c, a in
+            let tree = try c.mounted()
+            let top = try resolve(tree, a[0])
+            // du counts each inode once (hard links), in 1 KiB units of allocated blocks.
+            var seen = Set<GuestNode>()
+            var blocks512: UInt64 = 0
+            var ancestors = DirectoryWalkPath(top: top)
+            func walk(_ node: GuestNode, depth: Int) throws {
+                guard seen.insert(node).inserted else { return }
+                let info = try tree.attributes(node)
+                blocks512 &+= info.blocks512
+                guard info.isDirectory, depth < DirectoryWalkPath.maxDepth else { return }
+                for entry in try tree.entries(node, rejected: { _ in }) where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
+                    if entry.type == .directory {
+                        guard ancestors.enter(entry.node) else { continue }
+                        try walk(entry.node, depth: depth + 1)
+                        ancestors.leave(entry.node)
+                    } else {
+                        try walk(entry.node, depth: depth + 1)
+                    }
+                }
+            }
+            try walk(top, depth: 0)
+            try c.print(String((blocks512 + 1) / 2))
+        },
         .init(name: "echo", arguments: 0...Int.max, usage: "echo [params...]", summary: "print the arguments") { c, a in
             try c.print(a.joined(separator: " "))
         },
         .init(name: "exists", arguments: 1...1, usage: "exists path", summary: "true if the path exists (symlinks followed)") { c, a in
             let tree = try c.mounted()
             try c.printBool((try? tree.resolve(absolute(a[0]))) != nil)
+        },
+        .init(name: "getxattr", arguments: 2...2, usage: "getxattr path name", summary: "one extended attribute's value, as raw bytes (symlinks followed)") { c, a in
+            let tree = try c.mounted()
+            let node = try resolve(tree, a[0])
+            guard let value = try tree.filesystem(of: node).xattr(node.inode, name: a[1]) else {
+                throw ShellError("\(a[0]): No data available")
+            }
+            try value.withUnsafeBytes { try c.write($0) }
+        },
+        .init(name: "getxattrs", arguments: 1...1, usage: "getxattrs path", summary: "the extended attributes (symlinks followed)") { c, a in
+            try printXattrs(c, a[0], follow: true)
         },
         .init(name: "filesize", arguments: 1...1, usage: "filesize file", summary: "the size of a file in bytes") { c, a in
             let tree = try c.mounted()
@@ -90,6 +131,12 @@ struct ShellBuiltin: Sendable {
         },
         .init(name: "inspect-get-distro", arguments: 1...1, usage: "inspect-get-distro root", summary: "the distribution") { c, a in
             try c.print(try c.system(a[0]).distro ?? "unknown")
+        },
+        .init(name: "inspect-get-filesystems", arguments: 1...1, usage: "inspect-get-filesystems root", summary: "the filesystems the OS uses") { c, a in
+            let os = try c.system(a[0])
+            var devices = [os.root]
+            for entry in os.mountpoints where !devices.contains(entry.device) { devices.append(entry.device) }
+            try c.printList(devices)
         },
         .init(name: "inspect-get-hostname", arguments: 1...1, usage: "inspect-get-hostname root", summary: "the OS's hostname") { c, a in
             try c.print(try c.system(a[0]).hostname ?? "unknown")
@@ -123,11 +170,23 @@ struct ShellBuiltin: Sendable {
         .init(name: "inspect-os", arguments: 0...0, usage: "inspect-os", summary: "inspect the disks: the roots of the operating systems found") { c, _ in
             try c.printList(c.operatingSystems.map(\.root))
         },
+        .init(name: "is-blockdev", arguments: 1...1, usage: "is-blockdev path", summary: "true if the path is a block device") { c, a in
+            try c.printBool(attributes(c, a[0])?.type == .blockDevice)
+        },
+        .init(name: "is-chardev", arguments: 1...1, usage: "is-chardev path", summary: "true if the path is a character device") { c, a in
+            try c.printBool(attributes(c, a[0])?.type == .characterDevice)
+        },
         .init(name: "is-dir", arguments: 1...1, usage: "is-dir path", summary: "true if the path is a directory (the last symlink not followed)") { c, a in
             try c.printBool(attributes(c, a[0])?.isDirectory == true)
         },
+        .init(name: "is-fifo", arguments: 1...1, usage: "is-fifo path", summary: "true if the path is a FIFO") { c, a in
+            try c.printBool(attributes(c, a[0])?.type == .fifo)
+        },
         .init(name: "is-file", arguments: 1...1, usage: "is-file path", summary: "true if the path is a regular file (the last symlink not followed)") { c, a in
             try c.printBool(attributes(c, a[0])?.isRegular == true)
+        },
+        .init(name: "is-socket", arguments: 1...1, usage: "is-socket path", summary: "true if the path is a socket") { c, a in
+            try c.printBool(attributes(c, a[0])?.type == .socket)
         },
         .init(name: "is-symlink", arguments: 1...1, usage: "is-symlink path", summary: "true if the path is a symbolic link") { c, a in
             try c.printBool(attributes(c, a[0])?.isSymlink == true)
@@ -141,8 +200,15 @@ struct ShellBuiltin: Sendable {
         .init(name: "list-partitions", arguments: 0...0, usage: "list-partitions", summary: "the partitions") { c, _ in
             try c.printList(c.guest.devices.filter { $0.kind == .partition }.map(\.name))
         },
+        .init(name: "lgetxattrs", arguments: 1...1, usage: "lgetxattrs path", summary: "the extended attributes (the last symlink not followed)") { c, a in
+            try printXattrs(c, a[0], follow: false)
+        },
         .init(name: "ll", arguments: 1...1, usage: "ll directory", summary: "a long listing, as ls -la prints it") { c, a in
             try listing(c, a[0]) { try $0.longListing($1, into: &$2) }
+        },
+        .init(name: "lvs", arguments: 0...0, usage: "lvs", summary: "the LVM logical volumes, /dev/VG/LV") { c, _ in
+            // lvm lvs's order: by volume group, then volume name.
+            try c.printList(c.guest.devices.filter { $0.kind == .logicalVolume }.map(\.name).sorted())
         },
         .init(name: "ls", arguments: 1...1, usage: "ls directory", summary: "the names in a directory, sorted (not . and ..)") { c, a in
             try listing(c, a[0]) { try $0.names($1, into: &$2) }
@@ -162,6 +228,9 @@ struct ShellBuiltin: Sendable {
         .init(name: "mounts", arguments: 0...0, usage: "mounts", summary: "the mounted devices") { c, _ in
             try c.printList(c.entries.map(\.device.name))
         },
+        .init(name: "pvs", arguments: 0...0, usage: "pvs", summary: "the LVM physical volumes") { c, _ in
+            try c.printList(c.guest.devices.filter { $0.content.type == "LVM2_member" }.map(\.name).sorted())
+        },
         .init(name: "readlink", arguments: 1...1, usage: "readlink path", summary: "a symbolic link's target") { c, a in
             let tree = try c.mounted()
             let node = try resolve(tree, a[0], follow: false)
@@ -172,6 +241,18 @@ struct ShellBuiltin: Sendable {
         .init(name: "launch", arguments: 0...0, usage: "launch", summary: "the same as run") { _, _ in },
         .init(name: "statns", arguments: 1...1, usage: "statns path", summary: "a file's status (symlinks followed)") { c, a in
             try printStat(c, a[0], follow: true)
+        },
+        .init(name: "statvfs", arguments: 1...1, usage: "statvfs path", summary: "the filesystem's sizes (statvfs(3))") { c, a in
+            let tree = try c.mounted()
+            let node = try resolve(tree, a[0])
+            let u = try tree.filesystem(of: node).usage()
+            try c.printHash([
+                ("bsize", String(u.blockSize)), ("frsize", String(u.blockSize)), ("blocks", String(u.totalBlocks)),
+                ("bfree", String(u.freeBlocks)), ("bavail", String(u.availableBlocks)), ("files", String(u.totalInodes)),
+                ("ffree", String(u.freeInodes)), ("favail", String(u.freeInodes)), ("fsid", "0"),
+                // ST_RDONLY: the shell mounts read-only.
+                ("flag", "1"), ("namemax", String(u.maxNameLength)),
+            ])
         },
         .init(name: "tail", arguments: 1...1, usage: "tail path", summary: "the last 10 lines of a file") { c, a in
             try c.printList(lines(c, a[0], count: 10, fromEnd: true))
@@ -185,6 +266,22 @@ struct ShellBuiltin: Sendable {
         },
         .init(name: "umount-all", arguments: 0...0, usage: "umount-all", summary: "unmount every filesystem") { c, _ in
             c.unmountAll()
+        },
+        .init(name: "vfs-label", arguments: 1...1, usage: "vfs-label mountable", summary: "the filesystem's label") { c, a in
+            try c.print(try device(c, a[0]).content.label ?? "")
+        },
+        .init(name: "vfs-type", arguments: 1...1, usage: "vfs-type mountable", summary: "the filesystem's type") { c, a in
+            try c.print(try device(c, a[0]).content.type ?? "")
+        },
+        .init(name: "vfs-uuid", arguments: 1...1, usage: "vfs-uuid mountable", summary: "the filesystem's UUID") { c, a in
+            try c.print(try device(c, a[0]).content.uuid ?? "")
+        },
+        .init(name: "vgs", arguments: 0...0, usage: "vgs", summary: "the LVM volume groups") { c, _ in
+            var names: [String] = []
+            for lv in c.guest.devices where lv.kind == .logicalVolume {
+                if let vg = lv.parent, !names.contains(vg) { names.append(vg) }
+            }
+            try c.printList(names.sorted())
         },
     ]
 
@@ -234,7 +331,24 @@ struct ShellBuiltin: Sendable {
     /// Lines of a text file as head/tail give them (guestfs_head_n, guestfs_tail_n).
     static func lines(_ c: ShellContext, _ path: String, count: Int, fromEnd: Bool) throws -> [String] {
         var bytes: [UInt8] = []
-        try withFile(c, path) { file in try file.stream { bytes.append(contentsOf: $0) } }
+        try withFile(c, path) { file in
+            // Enough of the file and no more: head -n N reads until its N lines, the rest needs
+            // the whole file, which is refused past 64 MiB (memory stays bounded).
+            let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { chunk.deallocate() }
+            var offset: UInt64 = 0
+            var newlines = 0
+            while offset < file.size {
+                if !fromEnd && count >= 0 && newlines >= count { break }
+                guard bytes.count < 64 << 20 else { throw ShellError("\(path): file too large (over 64 MiB) for this command") }
+                let n = try file.read(into: chunk, at: offset)
+                if n == 0 { break }
+                let piece = UnsafeRawBufferPointer(rebasing: chunk[..<n])
+                bytes.append(contentsOf: piece)
+                newlines += piece.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                offset += UInt64(n)
+            }
+        }
         var all = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         if bytes.last == 0x0A { all.removeLast() }
         if fromEnd {
@@ -243,6 +357,29 @@ struct ShellBuiltin: Sendable {
         }
         // head -n N; with N < 0, all but the last -N lines.
         return count >= 0 ? Array(all.prefix(count)) : Array(all.dropLast(-count))
+    }
+
+    static func device(_ c: ShellContext, _ name: String) throws -> GuestDevice {
+        do { return try c.guest.device(named: name) } catch { throw ShellError(ShellError.describe(error)) }
+    }
+
+    /// guestfs_getxattrs's struct list as guestfish prints one: each struct as `[N] = {`, its
+    /// fields indented, `}`; the value's unprintable bytes as \xNN.
+    static func printXattrs(_ c: ShellContext, _ path: String, follow: Bool) throws {
+        let tree = try c.mounted()
+        let node = try resolve(tree, path, follow: follow)
+        for (index, x) in try tree.filesystem(of: node).xattrs(node.inode).enumerated() {
+            var value = ""
+            for b in x.value {
+                if b >= 0x20 && b < 0x7F { value.append(Character(Unicode.Scalar(b))) } else {
+                    value += "\\x" + (b < 0x10 ? "0" : "") + String(b, radix: 16)
+                }
+            }
+            try c.print("[\(index)] = {")
+            try c.print("  attrname: \(x.name)")
+            try c.print("  attrval: \(value)")
+            try c.print("}")
+        }
     }
 
     /// guestfs_statns's struct, printed field by field as guestfish prints a struct.
