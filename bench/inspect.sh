@@ -17,20 +17,7 @@ bin=$(swift build -c release --show-bin-path)/imagemount
 trap cleanup EXIT
 
 img=$work/guest.img
-if [ ! -f "$img" ]; then
-  root=$work/root; mkdir -p "$root/etc" "$root/bin" "$root/boot" "$root/data" "$work/boot" "$work/data"
-  cp /bin/ls "$root/bin/ls"
-  echo bench-guest > "$root/etc/hostname"
-  printf 'ID=fedora\nVERSION_ID=39\nPRETTY_NAME="Fedora Linux 39"\n' > "$root/etc/os-release"
-  uuid=0b007b00-7b00-4b00-8b00-0000000b0070
-  printf 'UUID=%s /boot ext4 defaults 1 2\nLABEL=DATA /data ext4 defaults 1 2\n' "$uuid" > "$root/etc/fstab"
-  echo kernel > "$work/boot/vmlinuz"; echo payload > "$work/data/file"
-  truncate -s 200M "$img"
-  sgdisk -o -n 1:2048:+100M -n 2:0:+40M -n 3:0:+40M "$img" >/dev/null
-  mke2fs -F -q -t ext4 -E offset=$((2048*512)) -d "$root" "$img" 100M
-  mke2fs -F -q -t ext4 -U $uuid -E offset=$(((2048+204800)*512)) -d "$work/boot" "$img" 40M
-  mke2fs -F -q -t ext4 -L DATA -E offset=$(((2048+286720)*512)) -d "$work/data" "$img" 40M
-fi
+[ -f "$img" ] || bench/make-guest.sh "$img" "$work"
 
 hyperfine --style none --warmup 3 --runs 30 --export-json "$work/cat.json" \
   "$bin cat -a $img /etc/hostname" >/dev/null 2>&1

@@ -66,13 +66,13 @@ struct ShellCommand: ParsableCommand {
         let context: ShellContext
         if filesystems.inspect || !filesystems.mounts.isEmpty {
             let session = try Session.open(image, filesystems)
-            context = ShellContext(guest: session.guest, tree: session.tree, os: session.os)
+            context = ShellContext(guest: session.guest, tree: session.tree)
         } else {
             let guest = try Session.openGuest(image)
             // As virt-cat without -i/-m: an image with a single filesystem has it mounted.
             let candidates = guest.openableFilesystems
             let tree = candidates.count == 1 ? try? MountTree(mounting: [MountTree.Entry(device: candidates[0], mountpoint: "/")], writable: false) : nil
-            context = ShellContext(guest: guest, tree: tree, os: nil)
+            context = ShellContext(guest: guest, tree: tree)
         }
         // libcrypto is loaded when first needed, which inside the sandbox it cannot be
         // (Landlock refuses the library file): checksum's digests load it here.
@@ -80,7 +80,10 @@ struct ShellCommand: ParsableCommand {
         if interactive || (script ?? words).contains(where: { $0.contains("checksum") }) { _ = CryptoLibrary.isLoaded }
         // download to a host file: the directories the script names may be written in, and
         // only those (held open here, before the sandbox; closed when the process ends).
-        let lines = script.map { $0.compactMap { try? ShellWords.parse($0) } } ?? ShellWords.fromArguments(words)
+        // The script is split once: this scan and the run see the same lines, and a line that
+        // does not parse is reported when the run reaches it.
+        let parsed = script?.map { text in Result { () throws(ShellWords.SyntaxError) in try ShellWords.parse(text) } }
+        let lines = parsed.map { $0.compactMap { try? $0.get() } } ?? ShellWords.fromArguments(words)
         var writable: [Int32] = []
         for line in lines where line.command == "download" && line.arguments.count == 2 && line.arguments[1] != "-" {
             let local = line.arguments[1]
@@ -115,23 +118,25 @@ struct ShellCommand: ParsableCommand {
                 return line.ignoreErrors
             }
         }
-        if let script {
-            for (number, text) in script.enumerated() {
-                let line: ShellLine?
-                do { line = try ShellWords.parse(text) } catch {
+        if let parsed {
+            run: for (number, result) in parsed.enumerated() {
+                switch result {
+                case .failure(let error):
                     try? context.flush()
                     Diagnostics.line("imagemount: line \(number + 1): \(error.message)\n")
                     failed = true
-                    break
+                    break run
+                case .success(nil):
+                    continue
+                case .success(let line?):
+                    if !execute(line) { break run }
                 }
-                guard let line else { continue }
-                if !execute(line) { break }
             }
         } else if interactive {
             let unparsed = Self.prompt(context) { line in _ = execute(line); return !quit }
             failed = failed || unparsed
         } else {
-            for line in ShellWords.fromArguments(words) where !execute(line) { break }
+            for line in lines where !execute(line) { break }
         }
         try context.flush()
         if failed { throw ExitCode.failure }

@@ -63,23 +63,17 @@ struct ShellBuiltin: Sendable {
         .init(name: "du", arguments: 1...1, usage: "du path", summary: "the space used below a path, in KiB (du -s)") { c, a in
             let tree = try c.mounted()
             let top = try resolve(tree, a[0])
-            // du counts each inode once (hard links), in 1 KiB units of allocated blocks.
+            // du counts each inode once (hard links), in 1 KiB units of allocated blocks; the
+            // same set stops a damaged filesystem's directory loops.
             var seen = Set<GuestNode>()
             var blocks512: UInt64 = 0
-            var ancestors = DirectoryWalkPath(top: top)
             func walk(_ node: GuestNode, depth: Int) throws {
                 guard seen.insert(node).inserted else { return }
                 let info = try tree.attributes(node)
-                blocks512 &+= info.blocks512
+                blocks512 = blocks512.saturatingAdd(info.blocks512)
                 guard info.isDirectory, depth < DirectoryWalkPath.maxDepth else { return }
                 for entry in try tree.entries(node, rejected: { _ in }) where entry.name != [0x2E] && entry.name != [0x2E, 0x2E] {
-                    if entry.type == .directory {
-                        guard ancestors.enter(entry.node) else { continue }
-                        try walk(entry.node, depth: depth + 1)
-                        ancestors.leave(entry.node)
-                    } else {
-                        try walk(entry.node, depth: depth + 1)
-                    }
+                    try walk(entry.node, depth: depth + 1)
                 }
             }
             try walk(top, depth: 0)

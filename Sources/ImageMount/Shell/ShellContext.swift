@@ -21,7 +21,7 @@ final class ShellContext {
     /// the two streams keep their order on a terminal).
     private var output = OutputBuffer()
 
-    init(guest: Guest, tree: MountTree?, os: OperatingSystem?) {
+    init(guest: Guest, tree: MountTree?) {
         self.guest = guest
         self.tree = tree
         for mount in tree?.mounts ?? [] {
@@ -29,7 +29,6 @@ final class ShellContext {
                 entries.append(MountTree.Entry(device: device, mountpoint: mount.mountpoint))
             }
         }
-        if let os { systems = [os] + Inspector.inspect(guest, registry: false).filter { $0.root != os.root } }
     }
 
     var operatingSystems: [OperatingSystem] {

@@ -1,3 +1,5 @@
+import GuestFSBlock
+
 /// One guestfish command line split into words, as guestfish's `parse_command_line` splits
 /// it (fish/fish.c; guestfish(1), "QUOTING"): words are separated by spaces and tabs; "double
 /// quotes" take C-like escapes (\\ \" \a \b \f \n \r \t \v, \ooo octal, \xHH); 'single quotes'
@@ -95,7 +97,7 @@ enum ShellWords {
                 case UInt8(ascii: "x"):
                     var value: UInt8 = 0
                     for _ in 0..<2 {
-                        guard let d = bytes.popFirst(), let v = hexValue(d) else {
+                        guard let d = bytes.popFirst(), let v = HexDigit.value(d) else {
                             throw SyntaxError(message: "\\x must be followed by two hex digits")
                         }
                         value = value << 4 | v
@@ -110,15 +112,6 @@ enum ShellWords {
             }
         }
         throw SyntaxError(message: "unterminated double quote")
-    }
-
-    private static func hexValue(_ d: UInt8) -> UInt8? {
-        switch d {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): d - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): d - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): d - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     /// Commands given as arguments (`imagemount shell -a x -i cat /etc/hostname : ls /`):

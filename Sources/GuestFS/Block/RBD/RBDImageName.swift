@@ -123,7 +123,7 @@ package struct RBDImageName: Sendable, Equatable {
         var i = slash + 1
         while i < bytes.count {
             if bytes[i] == UInt8(ascii: "%") {
-                guard i + 2 < bytes.count, let high = hexValue(bytes[i + 1]), let low = hexValue(bytes[i + 2]) else {
+                guard i + 2 < bytes.count, let high = HexDigit.value(bytes[i + 1]), let low = HexDigit.value(bytes[i + 2]) else {
                     throw refuse("a '%' not followed by two hex digits")
                 }
                 decoded.append(high << 4 | low); i += 3
@@ -161,15 +161,6 @@ package struct RBDImageName: Sendable, Equatable {
         if let snapshot, snapshot.isEmpty { throw refuse("an empty snapshot name after '@'") }
         return RBDImageName(pool: path[0], namespace: path.count == 3 ? path[1] : nil, image: path[path.count - 1],
                             snapshot: snapshot, options: options, text: "")
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     /// The value of the last `key=` option, if any.

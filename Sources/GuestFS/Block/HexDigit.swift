@@ -1,0 +1,12 @@
+/// The value of one ASCII hex digit (0-9, a-f, A-F), or nil: for the `%HH` escapes of RBD image
+/// names and the `\xHH` escapes of the shell's quoted words.
+package enum HexDigit {
+    package static func value(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
