@@ -26,10 +26,15 @@ struct ShellCommand: ParsableCommand {
             comments, a leading - to carry on after a failing command). Without -i or -m, \
             nothing is mounted unless the image holds a single filesystem. A failing command \
             prints "imagemount: COMMAND: MESSAGE"; the script stops there (unless the command \
-            was written -COMMAND) and the exit status is 1. Images are opened read-only: the \
-            commands that write are not built yet, and neither are local commands (!cmd) or \
-            pipes. download writes host files only in the directories of the download commands \
-            of the script. 'help' lists the commands.
+            was written -COMMAND) and the exit status is 1. Images are opened read-only unless \
+            --rw is given (as with libguestfs-tools.conf's read_only=true); then write, mkdir, \
+            rm, cp, mv, ln, chmod, chown, setxattr, upload, copy-in, tar-in and the other \
+            writing commands change the guest, with guestfish's umask 022 and root as owner, \
+            and every filesystem is closed clean at the end, however the script ends. Local \
+            commands (!cmd) and pipes are not supported. Host files are reached only where the \
+            script's own download, upload, copy-in, copy-out, tar-in and tar-out commands name \
+            them (an interactive session: beneath the current directory). 'help' lists the \
+            commands.
             """
     )
 
@@ -45,9 +50,6 @@ struct ShellCommand: ParsableCommand {
     var words: [String] = []
 
     func validate() throws {
-        if filesystems.readWrite {
-            throw ValidationError("--rw: the shell's writing commands are not built yet; it opens images read-only")
-        }
         if scriptFile != nil && !words.isEmpty {
             throw ValidationError("commands given both with -f and as arguments")
         }
@@ -63,35 +65,41 @@ struct ShellCommand: ParsableCommand {
         } else {
             script = nil
         }
+        let writable = filesystems.readWrite
         let context: ShellContext
         if filesystems.inspect || !filesystems.mounts.isEmpty {
-            let session = try Session.open(image, filesystems)
-            context = ShellContext(guest: session.guest, tree: session.tree)
+            let session = try Session.open(image, filesystems, writable: writable)
+            context = ShellContext(guest: session.guest, tree: session.tree, writable: writable)
         } else {
-            let guest = try Session.openGuest(image)
+            let guest = try Session.openGuest(image, writable: writable)
             // As virt-cat without -i/-m: an image with a single filesystem has it mounted.
             let candidates = guest.openableFilesystems
-            let tree = candidates.count == 1 ? try? MountTree(mounting: [MountTree.Entry(device: candidates[0], mountpoint: "/")], writable: false) : nil
-            context = ShellContext(guest: guest, tree: tree)
+            let tree = candidates.count == 1 ? try? MountTree(mounting: [MountTree.Entry(device: candidates[0], mountpoint: "/")], writable: writable) : nil
+            context = ShellContext(guest: guest, tree: tree, writable: writable)
         }
-        // libcrypto is loaded when first needed, which inside the sandbox it cannot be
-        // (Landlock refuses the library file): checksum's digests load it here.
+        // However the script ends, the filesystems are closed: a writable one written back
+        // clean (bitmaps, counts, superblock), as e2fsck wants it.
+        var closed = false
+        defer { if !closed { try? context.close() } }
+        // The script is split once: the scans below and the run see the same lines, and a line
+        // that does not parse is reported when the run reaches it.
         let interactive = script == nil && words.isEmpty
-        if interactive || (script ?? words).contains(where: { $0.contains("checksum") }) { _ = CryptoLibrary.isLoaded }
-        // download to a host file: the directories the script names may be written in, and
-        // only those (held open here, before the sandbox; closed when the process ends).
-        // The script is split once: this scan and the run see the same lines, and a line that
-        // does not parse is reported when the run reaches it.
         let parsed = script?.map { text in Result { () throws(ShellWords.SyntaxError) in try ShellWords.parse(text) } }
         let lines = parsed.map { $0.compactMap { try? $0.get() } } ?? ShellWords.fromArguments(words)
-        var writable: [Int32] = []
-        for line in lines where line.command == "download" && line.arguments.count == 2 && line.arguments[1] != "-" {
-            let local = line.arguments[1]
-            let parent = local.contains("/") ? String(local[..<(local.lastIndex(of: "/") ?? local.startIndex)]) : "."
-            let fd = Glibc.open(parent.isEmpty ? "/" : parent, hostio_o_path | O_DIRECTORY | O_CLOEXEC)
-            if fd >= 0 { writable.append(fd) }
+        // Libraries are loaded when first needed, which inside the sandbox they cannot be
+        // (Landlock refuses the library file): checksum's digests and tar's libarchive load here.
+        if interactive || lines.contains(where: { $0.command == "checksum" }) { _ = CryptoLibrary.isLoaded }
+        if interactive || ShellHostAccess.needsTar(lines) {
+            TarLocale.useUTF8()
+            // An interactive session without libarchive still runs; its tar commands then fail.
+            if interactive { try? TarLibrary.load() } else { try TarLibrary.load() }
+            if interactive || lines.contains(where: { $0.command == "tar-in" && $0.arguments.contains("acls:true") }) {
+                context.tarNames = TarNameMap.loadHost()
+            }
         }
-        try Sandbox.enter(writableBeneath: writable)
+        // The host paths the script's commands name, and only those (ShellHostAccess.swift).
+        let rules = interactive ? ShellHostAccess.interactiveRules() : ShellHostAccess.rules(for: lines)
+        try Sandbox.enter(rules: rules)
 
         var failed = false
         var quit = false
@@ -139,6 +147,11 @@ struct ShellCommand: ParsableCommand {
             for line in lines where !execute(line) { break }
         }
         try context.flush()
+        closed = true
+        do { try context.close() } catch {
+            Diagnostics.line("imagemount: closing the filesystems: \(ShellError.describe(error))\n")
+            failed = true
+        }
         if failed { throw ExitCode.failure }
     }
 

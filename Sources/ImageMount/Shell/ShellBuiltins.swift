@@ -11,7 +11,8 @@ import Glibc
 /// The shell's commands: guestfish's names, arguments and output shapes (guestfs(3) for what
 /// each returns, generator/fish.ml for how guestfish prints it: a string and then a newline,
 /// lists one item a line, booleans as true/false, hash tables as "key: value" lines).
-/// Read-only ones so far; the writing commands are not built yet.
+/// The commands that read are here, those that write in ShellWriteBuiltins.swift, those that
+/// move files between the host and the guest in ShellHostBuiltins.swift.
 struct ShellBuiltin: Sendable {
     let name: String
     /// Arguments taken: at least `arguments.lowerBound`, at most `upperBound`.
@@ -20,7 +21,9 @@ struct ShellBuiltin: Sendable {
     let summary: String
     let run: @Sendable (ShellContext, [String]) throws -> Void
 
-    static let all: [ShellBuiltin] = [
+    static let all: [ShellBuiltin] = reading + writing + host
+
+    static let reading: [ShellBuiltin] = [
         .init(name: "cat", arguments: 1...1, usage: "cat path", summary: "print a file (text: see download for binary files)") { c, a in
             // guestfs_cat returns the content as a string, so within one protocol message
             // (GUESTFS_MESSAGE_MAX, 4 MiB); guestfish prints it and a newline.
@@ -210,11 +213,11 @@ struct ShellBuiltin: Sendable {
         .init(name: "lstatns", arguments: 1...1, usage: "lstatns path", summary: "a file's status (the last symlink not followed)") { c, a in
             try printStat(c, a[0], follow: false)
         },
-        .init(name: "mount", arguments: 2...2, usage: "mount mountable mountpoint", summary: "mount a filesystem (read-only: the shell does not write yet)") { c, a in
+        .init(name: "mount", arguments: 2...2, usage: "mount mountable mountpoint", summary: "mount a filesystem (writable when the shell was given --rw)") { c, a in
             try c.mount(a[0], on: a[1])
         },
         .init(name: "mount-ro", arguments: 2...2, usage: "mount-ro mountable mountpoint", summary: "mount a filesystem read-only") { c, a in
-            try c.mount(a[0], on: a[1])
+            try c.mount(a[0], on: a[1], readOnly: true)
         },
         .init(name: "mountpoints", arguments: 0...0, usage: "mountpoints", summary: "device: mountpoint of each mount") { c, _ in
             try c.printHash(c.entries.map { ($0.device.name, $0.mountpoint) })
@@ -244,8 +247,8 @@ struct ShellBuiltin: Sendable {
                 ("bsize", String(u.blockSize)), ("frsize", String(u.blockSize)), ("blocks", String(u.totalBlocks)),
                 ("bfree", String(u.freeBlocks)), ("bavail", String(u.availableBlocks)), ("files", String(u.totalInodes)),
                 ("ffree", String(u.freeInodes)), ("favail", String(u.freeInodes)), ("fsid", "0"),
-                // ST_RDONLY: the shell mounts read-only.
-                ("flag", "1"), ("namemax", String(u.maxNameLength)),
+                // ST_RDONLY for a read-only mount.
+                ("flag", tree.isReadOnly(node) ? "1" : "0"), ("namemax", String(u.maxNameLength)),
             ])
         },
         .init(name: "tail", arguments: 1...1, usage: "tail path", summary: "the last 10 lines of a file") { c, a in
@@ -259,7 +262,7 @@ struct ShellBuiltin: Sendable {
             try c.unmount(a[0])
         },
         .init(name: "umount-all", arguments: 0...0, usage: "umount-all", summary: "unmount every filesystem") { c, _ in
-            c.unmountAll()
+            try c.unmountAll()
         },
         .init(name: "vfs-label", arguments: 1...1, usage: "vfs-label mountable", summary: "the filesystem's label") { c, a in
             try c.print(try device(c, a[0]).content.label ?? "")

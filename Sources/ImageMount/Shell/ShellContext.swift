@@ -11,6 +11,12 @@ import Glibc
 /// or an image with one filesystem gave one), the inspected systems, and where output goes.
 final class ShellContext {
     let guest: Guest
+    /// Opened with --rw: the filesystems are opened for writing (but mount-ro's).
+    let writable: Bool
+    /// The umask the writing commands apply, the daemon's 022 until `umask` changes it.
+    var umask: UInt16 = 0o022
+    /// The host's user and group names, for tar-in's acls:true (read before the sandbox).
+    var tarNames = TarNameMap()
     /// Changed by mount and umount; rebuilt from `entries` each time.
     private(set) var tree: MountTree?
     /// What `tree` was built from, in mount order.
@@ -21,12 +27,13 @@ final class ShellContext {
     /// the two streams keep their order on a terminal).
     private var output = OutputBuffer()
 
-    init(guest: Guest, tree: MountTree?) {
+    init(guest: Guest, tree: MountTree?, writable: Bool) {
         self.guest = guest
         self.tree = tree
+        self.writable = writable
         for mount in tree?.mounts ?? [] {
             if let device = try? guest.device(named: mount.deviceName) {
-                entries.append(MountTree.Entry(device: device, mountpoint: mount.mountpoint))
+                entries.append(MountTree.Entry(device: device, mountpoint: mount.mountpoint, readOnly: writable && mount.readOnly))
             }
         }
     }
@@ -47,8 +54,9 @@ final class ShellContext {
     }
 
     /// guestfs_mount: the filesystem on `name` at `mountpoint`, which must be `/` first and
-    /// then a directory of the tree (read-only either way: the shell does not write yet).
-    func mount(_ name: String, on mountpoint: String) throws {
+    /// then a directory of the tree; writable when the shell is (--rw) unless `readOnly`
+    /// (mount-ro).
+    func mount(_ name: String, on mountpoint: String, readOnly: Bool = false) throws {
         guard mountpoint.hasPrefix("/") else { throw ShellError("\(mountpoint): path must start with a / character") }
         let device = try guest.device(named: name)
         let wanted = MountTree.normalize(mountpoint)
@@ -58,11 +66,10 @@ final class ShellContext {
             let node = try ShellBuiltin.resolve(tree, wanted)
             guard try tree.attributes(node).isDirectory else { throw ShellError("\(mountpoint): Not a directory") }
         }
-        let next = entries + [MountTree.Entry(device: device, mountpoint: wanted)]
-        do { tree = try MountTree(mounting: next, writable: false) } catch {
+        let entry = MountTree.Entry(device: device, mountpoint: wanted, readOnly: readOnly)
+        do { try rebuild(entries + [entry]) } catch {
             throw ShellError("\(name): \(ShellError.describe(error))")
         }
-        entries = next
     }
 
     /// guestfs_umount: the mount at `mountpoint` (or of the device named), refused while
@@ -79,13 +86,45 @@ final class ShellContext {
         }
         var next = entries
         next.remove(at: index)
-        tree = next.isEmpty ? nil : try MountTree(mounting: next, writable: false)
-        entries = next
+        try rebuild(next)
     }
 
-    func unmountAll() {
-        entries = []
-        tree = nil
+    func unmountAll() throws {
+        try rebuild([])
+    }
+
+    /// The tree of `next`. The filesystems open now are closed first (written back, when
+    /// writable: a filesystem must never be open twice for writing); if `next` cannot be
+    /// mounted, the previous tree is mounted again.
+    private func rebuild(_ next: [MountTree.Entry]) throws {
+        try close()
+        do {
+            tree = next.isEmpty ? nil : try MountTree(mounting: next, writable: writable)
+            entries = next
+        } catch {
+            tree = entries.isEmpty ? nil : try? MountTree(mounting: entries, writable: writable)
+            if tree == nil { entries = [] }
+            throw error
+        }
+    }
+
+    /// guestfs_sync: everything written so far made durable in the images.
+    func sync() throws {
+        for mount in tree?.mounts ?? [] where !mount.readOnly {
+            if let fs = mount.filesystem as? any WritableGuestFilesystem { try fs.sync() }
+        }
+    }
+
+    /// Closes every mounted filesystem (the writable ones written back, e2fsck-clean), leaving
+    /// nothing mounted; the first failure is thrown once all are closed.
+    func close() throws {
+        guard let tree else { return }
+        self.tree = nil
+        var failure: (any Error)?
+        for mount in tree.mounts {
+            do { try mount.filesystem.close() } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
     }
 
     /// The OS whose root is `root` (guestfish: "no inspection data" for any other name).
