@@ -129,6 +129,34 @@ import TestSupport
         #expect(try Shell.check("stat -c %h \(Shell.quote(mounted.path))/copy-a/hard1 \(Shell.quote(mounted.path))/copy-r/hard1") == "2\n1\n")
     }
 
+    /// edit with $EDITOR (guestfish's) and with -e (virt-edit's Perl expression): the file's
+    /// owner, mode and xattrs kept, its content what sed and perl make of it on the host.
+    @Test func editRunsTheEditorOrAPerlExpressionAndKeepsOwnerModeAndXattrs() throws {
+        let dir = try TempDir("imagemount-shell-edit")
+        let image = try Self.image(in: dir)
+        let script = """
+            edit /src/sub/inner
+            vi -e "s/^/> /" /src/file
+            cat /src/sub/inner
+            cat /src/file
+            getxattr /src/file user.origin
+
+            """
+        let result = try ImageMountBinary.run(["shell", "--rw", "-a", image], environment: ["EDITOR": "sed -i s/inner/edited/"],
+                                              stdin: Data(script.utf8))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.text == "edited\n> file content\n\ntest")
+        let mounted = try KernelMount(image: image)
+        defer { mounted.close() }
+        #expect(try Shell.check("stat -c '%a %u %g' \(Shell.quote(mounted.path))/src/sub/inner \(Shell.quote(mounted.path))/src/file") == "600 1000 1000\n644 0 0\n")
+        let fsck = try Shell.run("e2fsck -fn \(Shell.quote(image)) 2>&1")
+        #expect(fsck.status == 0, "\(fsck.text)")
+        // Read-only: refused before any editor runs.
+        let readOnly = try ImageMountBinary.run(["shell", "-a", image, "edit", "-e", "s/a/b/", "/src/file"])
+        #expect(readOnly.status == 1)
+        #expect(readOnly.stderr.hasPrefix("imagemount: edit: /src/file: Read-only file system"))
+    }
+
     @Test func refusalsAreInTheDaemonsWordsAndTheScriptGoesOnPastMarkedOnes() throws {
         let dir = try TempDir("imagemount-shell-write")
         let image = try Self.image(in: dir)
@@ -237,5 +265,31 @@ import TestSupport
         #expect(try Self.describe(mounted.path + "/tree") == (try Self.describe(host + "/tree")))
         #expect(try Self.describe(mounted.path + "/untarred") == (try Self.describe(host + "/tree")))
         try Shell.check("cmp \(host)/in.bin \(Shell.quote(mounted.path))/up.bin")
+    }
+}
+
+/// df and df-h: coreutils' table for the kernel's mount of the same filesystem, but for the
+/// device's name and the appliance's /sysroot.
+@Suite struct ShellDfTests {
+    @Test(arguments: [false, true])
+    func dfIsWhatCoreutilsPrintsForTheKernelsMount(human: Bool) throws {
+        let dir = try TempDir("imagemount-shell-df")
+        let image = try ShellWriteTests.image(in: dir)
+        // Some use, so that Used and Use% are not all journal.
+        try Shell.check("head -c 3000000 /dev/urandom > \(Shell.quote(dir.file("blob")))")
+        try ImageMountBinary.check(["copy-in", "-a", image, dir.file("blob"), "/"])
+        let ours = try ImageMountBinary.run(["shell", "-a", image, human ? "df-h" : "df"])
+        #expect(ours.status == 0, "\(ours.stderr)")
+        let mounted = try KernelMount(image: image)
+        defer { mounted.close() }
+        let kernel = try Shell.check("df \(human ? "-h " : "")\(Shell.quote(mounted.path))").split(separator: "\n").map(String.init)
+        // The first column is as wide as its longest cell and at least 14 (df.c's field_data;
+        // the kernel's loop device's name may be longer); past it, every column is the kernel's own.
+        let width = max(14, kernel[1].prefix { $0 != " " }.count)
+        let rest = kernel.map { String($0.dropFirst(width + 1)) }
+        let expected = "Filesystem".padding(toLength: 14, withPad: " ", startingAt: 0) + " " + rest[0] + "\n"
+            + "/dev/sda".padding(toLength: 14, withPad: " ", startingAt: 0) + " "
+            + rest[1].replacingOccurrences(of: mounted.path, with: "/sysroot") + "\n\n"
+        #expect(ours.text == expected)
     }
 }

@@ -6,10 +6,11 @@
 /// That is: below 1024 the plain number; above, one decimal while the scaled value is below 10
 /// ("1.5K", "9.9M"), a whole number from 10 on ("10K", "512M"), suffixes K M G T P E Z Y,
 /// rounding half to even. Computed exactly in integers, as gnulib's integer path does.
+/// With `ceiling`, rounded up instead (`human_ceiling`), as coreutils' df -h rounds.
 enum HumanSize {
     private static let suffixes: [Character] = ["K", "M", "G", "T", "P", "E", "Z", "Y"]
 
-    static func format(_ bytes: UInt64) -> String {
+    static func format(_ bytes: UInt64, ceiling: Bool = false) -> String {
         let base: UInt64 = 1024
         var amount = bytes
         var tenths: UInt64 = 0
@@ -28,7 +29,7 @@ enum HumanSize {
                 exponent += 1
             } while amount >= base && exponent < suffixes.count
             if amount < 10 {
-                if 2 < rounding + (tenths & 1) {
+                if ceiling ? 0 < rounding : 2 < rounding + (tenths & 1) {
                     tenths += 1
                     rounding = 0
                     if tenths == 10 { amount += 1; tenths = 0 }
@@ -40,7 +41,7 @@ enum HumanSize {
                 }
             }
         }
-        if 5 < tenths + (0 < rounding + (amount & 1) ? 1 : 0) {
+        if ceiling ? 0 < tenths + rounding : 5 < tenths + (0 < rounding + (amount & 1) ? 1 : 0) {
             amount += 1
             if amount == base && exponent > 0 && exponent < suffixes.count {
                 exponent += 1

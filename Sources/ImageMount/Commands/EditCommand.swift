@@ -69,7 +69,7 @@ struct EditCommand: ParsableCommand {
             try Sandbox.enter()
             for given in files {
                 let (tree, file) = try session.guestPath(given)
-                try FileEdit(command: self, file: file, agent: agent).edit(tree)
+                try FileEdit(file: file, expression: expression, backupExtension: backupExtension, agent: agent).edit(tree)
             }
         } catch {
             failure = error
@@ -94,14 +94,14 @@ struct EditCommand: ParsableCommand {
     }
 }
 
-/// The editing of one FILE of an `edit` command.
+/// The editing of one FILE of an `edit` command (or of the shell's edit).
 struct FileEdit {
-    let command: EditCommand
     let file: String
+    /// -e's Perl expression; nil runs $EDITOR.
+    let expression: String?
+    /// -b's extension.
+    let backupExtension: String?
     let agent: EditorAgent.Connection
-
-    var expression: String? { command.expression }
-    var backupExtension: String? { command.backupExtension }
 
     func edit(_ tree: MountTree) throws {
         let components = MountTree.components(file)

@@ -65,7 +65,16 @@ struct ShellCommand: ParsableCommand {
         } else {
             script = nil
         }
+        // The script is split once: the scans below and the run see the same lines, and a line
+        // that does not parse is reported when the run reaches it.
+        let interactive = script == nil && words.isEmpty
+        let parsed = script?.map { text in Result { () throws(ShellWords.SyntaxError) in try ShellWords.parse(text) } }
+        let lines = parsed.map { $0.compactMap { try? $0.get() } } ?? ShellWords.fromArguments(words)
         let writable = filesystems.readWrite
+        // edit's helper, which runs perl or $EDITOR, starts before any image is opened: this
+        // process then parses the image inside the sandbox, which runs no program (EditorAgent.swift).
+        let editor = writable && (interactive || lines.contains { ["edit", "vi", "emacs"].contains($0.command) }) ? try EditorAgent.start() : nil
+        defer { editor?.finish() }
         let context: ShellContext
         if filesystems.inspect || !filesystems.mounts.isEmpty {
             let session = try Session.open(image, filesystems, writable: writable)
@@ -81,11 +90,7 @@ struct ShellCommand: ParsableCommand {
         // clean (bitmaps, counts, superblock), as e2fsck wants it.
         var closed = false
         defer { if !closed { try? context.close() } }
-        // The script is split once: the scans below and the run see the same lines, and a line
-        // that does not parse is reported when the run reaches it.
-        let interactive = script == nil && words.isEmpty
-        let parsed = script?.map { text in Result { () throws(ShellWords.SyntaxError) in try ShellWords.parse(text) } }
-        let lines = parsed.map { $0.compactMap { try? $0.get() } } ?? ShellWords.fromArguments(words)
+        context.editor = editor
         // Libraries are loaded when first needed, which inside the sandbox they cannot be
         // (Landlock refuses the library file): checksum's digests and tar's libarchive load here.
         if interactive || lines.contains(where: { $0.command == "checksum" }) { _ = CryptoLibrary.isLoaded }

@@ -63,6 +63,13 @@ struct ShellBuiltin: Sendable {
                 }
             }
         },
+        .init(name: "df", arguments: 0...0, usage: "df", summary: "what df prints for the mounted filesystems (in the appliance's /sysroot)") { c, _ in
+            // guestfs_df returns df's text, newline included; guestfish prints it and a newline.
+            try c.print(ShellDf.table(c.mounted(), human: false))
+        },
+        .init(name: "df-h", arguments: 0...0, usage: "df-h", summary: "what df -h prints for the mounted filesystems") { c, _ in
+            try c.print(ShellDf.table(c.mounted(), human: true))
+        },
         .init(name: "du", arguments: 1...1, usage: "du path", summary: "the space used below a path, in KiB (du -s)") { c, a in
             let tree = try c.mounted()
             let top = try resolve(tree, a[0])

@@ -17,6 +17,8 @@ final class ShellContext {
     var umask: UInt16 = 0o022
     /// The host's user and group names, for tar-in's acls:true (read before the sandbox).
     var tarNames = TarNameMap()
+    /// The helper that runs perl and $EDITOR for edit (started before the images were opened).
+    var editor: EditorAgent.Connection?
     /// Changed by mount and umount; rebuilt from `entries` each time.
     private(set) var tree: MountTree?
     /// What `tree` was built from, in mount order.

@@ -140,6 +140,15 @@ extension ShellBuiltin {
             let (fs, node) = try writableNode(c, a[1], follow: false)
             try call(a[1]) { try fs.removeXattr(node.inode, name: a[0]) }
         },
+        .init(name: "edit", arguments: 1...3, usage: "edit [-e expr] path", summary: "edit a file with $EDITOR, or with a Perl expression (-e, as virt-edit -e); vi and emacs are the same") { c, a in
+            try edit(c, a)
+        },
+        .init(name: "vi", arguments: 1...3, usage: "vi [-e expr] path", summary: "the same as edit") { c, a in
+            try edit(c, a)
+        },
+        .init(name: "emacs", arguments: 1...3, usage: "emacs [-e expr] path", summary: "the same as edit") { c, a in
+            try edit(c, a)
+        },
         .init(name: "sync", arguments: 0...0, usage: "sync", summary: "write everything changed so far to the image") { c, _ in
             try c.sync()
         },
@@ -331,6 +340,23 @@ extension ShellBuiltin {
             try call(place.path) { try fs.unlink(in: place.dir.inode, name: place.name) }
         }
         _ = try call(place.path) { try fs.makeSymlink(in: place.dir.inode, name: place.name, target: Array(target.utf8), uid: 0, gid: 0) }
+    }
+
+    /// guestfish's edit (a copy in $EDITOR, written back when it changed), or virt-edit -e's
+    /// Perl expression: the new content goes to a new file renamed over the old one, its
+    /// owner, mode and xattrs kept (FileEdit, as the edit command does it).
+    static func edit(_ c: ShellContext, _ a: [String]) throws {
+        let (expression, path): (String?, String)
+        switch a.count {
+        case 1: (expression, path) = (nil, a[0])
+        case 3 where a[0] == "-e": (expression, path) = (a[1], a[2])
+        default: throw ShellError("usage: edit [-e expr] path")
+        }
+        let tree = try c.mounted()
+        // Refused where nothing may be written, before the editor is started.
+        _ = try writableNode(c, path, follow: false)
+        guard let agent = c.editor else { throw ShellError("\(path): the editor helper is not running") }
+        try call(path) { try FileEdit(file: try absolute(path), expression: expression, backupExtension: nil, agent: agent).edit(tree) }
     }
 
     static func ownership(_ owner: String, _ group: String) throws -> AttributeChanges {
