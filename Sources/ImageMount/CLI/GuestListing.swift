@@ -65,7 +65,9 @@ struct GuestListing {
 
     /// virt-ls -R: `guestfs_find`, every path below the directory relative to it, sorted
     /// bytewise as a whole. Mounted filesystems are crossed; symbolic links are not followed.
-    func find(_ path: String, into out: inout OutputBuffer) throws {
+    /// Each name relative to `path`, sorted, one a line (guestfs_find), or each ended by a NUL
+    /// with `terminator` 0 (guestfs_find0).
+    func find(_ path: String, into out: inout OutputBuffer, terminator: UInt8 = 0x0A) throws {
         var found: [[UInt8]] = []
         let top = try directory(path)
         var ancestors = DirectoryWalkPath(top: top)
@@ -90,7 +92,7 @@ struct GuestListing {
         found.sort { $0.lexicographicallyPrecedes($1) }
         for relative in found {
             out.append(relative)
-            try out.endLine()
+            if terminator == 0x0A { try out.endLine() } else { out.append(byte: terminator) }
         }
     }
 }

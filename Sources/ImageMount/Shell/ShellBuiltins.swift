@@ -115,6 +115,27 @@ struct ShellBuiltin: Sendable {
         .init(name: "find", arguments: 1...1, usage: "find directory", summary: "every name below a directory, relative to it, sorted") { c, a in
             try listing(c, a[0]) { try $0.find($1, into: &$2) }
         },
+        .init(name: "find0", arguments: 2...2, usage: "find0 directory (files|-)", summary: "as find, each name ended by a NUL, into a host file (- for standard output)") { c, a in
+            guard a[1] != "-" else {
+                try listing(c, a[0]) { try $0.find($1, into: &$2, terminator: 0) }
+                return
+            }
+            let tree = try c.mounted()
+            var names = OutputBuffer(flushAt: Int.max)
+            do { try GuestListing(tree: tree, now: 0).find(try absolute(a[0]), into: &names, terminator: 0) } catch {
+                throw ShellError(ShellError.describe(error, path: a[0]))
+            }
+            // The host file is the user's word; the sandbox lets it be made only in a directory
+            // the script's find0 named (ShellHostAccess).
+            do {
+                let target = try FileDescriptor.open(a[1], .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                                     permissions: [.ownerReadWrite, .groupRead, .otherRead])
+                defer { try? target.close() }
+                _ = try names.bytes.withUnsafeBytes { try target.writeAll($0) }
+            } catch let e as Errno {
+                throw ShellError("\(a[1]): \(e.description)")
+            }
+        },
         .init(name: "head", arguments: 1...1, usage: "head path", summary: "the first 10 lines of a file") { c, a in
             try c.printList(lines(c, a[0], count: 10, fromEnd: false))
         },
@@ -243,6 +264,12 @@ struct ShellBuiltin: Sendable {
         },
         .init(name: "run", arguments: 0...0, usage: "run", summary: "accepted for guestfish scripts (nothing to launch here)") { _, _ in },
         .init(name: "launch", arguments: 0...0, usage: "launch", summary: "the same as run") { _, _ in },
+        .init(name: "stat", arguments: 1...1, usage: "stat path", summary: "a file's status in guestfs_stat's older struct, whole seconds (symlinks followed)") { c, a in
+            try printOldStat(c, a[0], follow: true)
+        },
+        .init(name: "lstat", arguments: 1...1, usage: "lstat path", summary: "as stat, the last symlink not followed") { c, a in
+            try printOldStat(c, a[0], follow: false)
+        },
         .init(name: "statns", arguments: 1...1, usage: "statns path", summary: "a file's status (symlinks followed)") { c, a in
             try printStat(c, a[0], follow: true)
         },
@@ -386,19 +413,37 @@ struct ShellBuiltin: Sendable {
         }
     }
 
+    /// guestfs_stat's struct (deprecated by statns, still in scripts): the same figures, times
+    /// in whole seconds.
+    static func printOldStat(_ c: ShellContext, _ path: String, follow: Bool) throws {
+        let tree = try c.mounted()
+        let node = try resolve(tree, path, follow: follow)
+        let a = try tree.attributes(node)
+        try c.printHash([
+            ("dev", "0"), ("ino", String(a.node)), ("mode", String(a.mode)), ("nlink", String(a.links)),
+            ("uid", String(a.uid)), ("gid", String(a.gid)), ("rdev", String(rdev(a))), ("size", String(a.size)),
+            ("blksize", "4096"), ("blocks", String(a.blocks512)), ("atime", String(a.atime.seconds)),
+            ("mtime", String(a.mtime.seconds)), ("ctime", String(a.ctime.seconds)),
+        ])
+    }
+
+    /// glibc's makedev (sys/sysmacros.h): the dev_t the daemon's lstat would give.
+    static func rdev(_ a: NodeAttributes) -> UInt64 {
+        let device = a.type == .characterDevice || a.type == .blockDevice
+        let major = device ? UInt64(a.rdevMajor) : 0, minor = device ? UInt64(a.rdevMinor) : 0
+        return (major & 0xFFF) << 8 | (major & ~0xFFF) << 32 | (minor & 0xFF) | (minor & ~0xFF) << 12
+    }
+
     /// guestfs_statns's struct, printed field by field as guestfish prints a struct.
     static func printStat(_ c: ShellContext, _ path: String, follow: Bool) throws {
         let tree = try c.mounted()
         let node = try resolve(tree, path, follow: follow)
         let a = try tree.attributes(node)
-        // glibc's makedev (sys/sysmacros.h): the dev_t the daemon's lstat would give.
-        let device = a.type == .characterDevice || a.type == .blockDevice
-        let major = device ? UInt64(a.rdevMajor) : 0, minor = device ? UInt64(a.rdevMinor) : 0
-        let rdev = (major & 0xFFF) << 8 | (major & ~0xFFF) << 32 | (minor & 0xFF) | (minor & ~0xFF) << 12
+        let deviceNumber = Self.rdev(a)
         try c.printHash([
             ("st_dev", "0"), ("st_ino", String(a.node)), ("st_mode", String(a.mode)),
             ("st_nlink", String(a.links)), ("st_uid", String(a.uid)), ("st_gid", String(a.gid)),
-            ("st_rdev", String(rdev)), ("st_size", String(a.size)), ("st_blksize", "4096"),
+            ("st_rdev", String(deviceNumber)), ("st_size", String(a.size)), ("st_blksize", "4096"),
             ("st_blocks", String(a.blocks512)),
             ("st_atime_sec", String(a.atime.seconds)), ("st_atime_nsec", String(a.atime.nanoseconds)),
             ("st_mtime_sec", String(a.mtime.seconds)), ("st_mtime_nsec", String(a.mtime.nanoseconds)),

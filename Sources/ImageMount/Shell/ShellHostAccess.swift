@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// Which host paths a shell script may touch once the sandbox holds: the ones its own commands
-/// name, opened here (O_PATH) before it is entered. A download, copy-out or tar-out may create
+/// name, opened here (O_PATH) before it is entered. A download, find0, copy-out or tar-out may create
 /// files in the host directory it names (the target's directory); an upload, copy-in or tar-in
 /// may read the host files and directories it names. Nothing else on the host can be opened,
 /// whatever the guest's bytes make the parsers do. An interactive session cannot know its
@@ -30,7 +30,7 @@ enum ShellHostAccess {
         for line in lines {
             let a = line.arguments
             switch line.command {
-            case "download" where a.count == 2 && a[1] != "-":
+            case "download" where a.count == 2 && a[1] != "-", "find0" where a.count == 2 && a[1] != "-":
                 grant(parent(of: a[1]), directory: true, write: true)
             case "tar-out" where a.count >= 2 && a[1] != "-":
                 grant(parent(of: a[1]), directory: true, write: true)
