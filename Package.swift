@@ -56,6 +56,7 @@ let package = Package(
         // libarchive (tar-in, tar-out: ImageMount/Tar), dlopened when they start, not linked (the
         // header says why); only ImageMount/Tar imports it (scripts/check-layers.sh).
         .target(name: "CArchive", dependencies: ["CLazyLibrary"]),
+        .target(name: "CEdit", dependencies: ["CLazyLibrary"]),
         // librpm (inspect: an RPM guest's applications), dlopened when inspect starts, not linked
         // (the header says why); only GuestFS/Inspect/RPMDatabase.swift imports it.
         .target(name: "CRpm", dependencies: ["CLazyLibrary"]),
@@ -113,7 +114,7 @@ let package = Package(
             name: "ImageMount",
             dependencies: [
                 "GuestFSBlock", "GuestFSDisk", "GuestFSFilesystem", "GuestFS", "GuestFSInspect",
-                "CFuse", "SystemHostIO", "SystemSeccomp", "CXML2", "CArchive",
+                "CFuse", "SystemHostIO", "SystemSeccomp", "CXML2", "CArchive", "CEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

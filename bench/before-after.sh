@@ -120,8 +120,14 @@ server_cpu() {
   if [ -n "$CG" ]; then awk '{ printf "%.6f", $1 / 1e9 }' "$CG/cpuacct.usage"
   else awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; fi
 }
+# The server runs on CPU 1 and the client on CPU 0 (with two CPUs or more): left free, the
+# server's threads met the client and each other on both CPUs and spun on the FUSE queue's
+# lock (fuse_dev_do_read: 38% of the server's CPU time in __pv_queued_spin_lock_slowpath
+# under perf), a cost that varied from 52 to 241 clock ticks for the same 10 walks as this VM's
+# vCPUs were preempted; pinned, the same walks took 45-61 ticks for either build.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then SERVER_CPU="taskset -c 1"; CLIENT_CPU="taskset -c 0"; else SERVER_CPU=; CLIENT_CPU=; fi
 mount_with()   { ( [ -z "$CG" ] || echo "$BASHPID" > "$CG/cgroup.procs"
-                   exec "$1/imagemount" -a "$DISK" --ro --pid-file "$WORK/im.pid" "$MNT" ); }
+                   exec $SERVER_CPU "$1/imagemount" -a "$DISK" --ro --pid-file "$WORK/im.pid" "$MNT" ); }
 unmount_with() { "$1/imagemount" unmount "$MNT"; sleep 0.2; }
 # A step through the mount: wall time of the client, CPU time of the server for it.
 through_mount() {
@@ -134,10 +140,10 @@ through_mount() {
   unmount_with "$bin" >/dev/null
   echo "$(echo "$t1 - $t0" | bc -l) $(echo "$c1 - $c0" | bc -l)"
 }
-step_read()    { through_mount "$1" cat "$MNT/big.bin"; }
+step_read()    { through_mount "$1" $CLIENT_CPU cat "$MNT/big.bin"; }
 # Ten cold walks per step (the dentry and attribute caches dropped before each): one is about
 # 5 clock ticks of server CPU, too few for /proc's 10 ms resolution to compare.
-walk_ten()     { for _ in $(seq 10); do drop_caches; find "$MNT/walk" -exec stat -c '%i %s %Y' {} + > /dev/null; done; }
+walk_ten()     { for _ in $(seq 10); do drop_caches; $CLIENT_CPU find "$MNT/walk" -exec stat -c '%i %s %Y' {} + > /dev/null; done; }
 step_walk()    { through_mount "$1" walk_ten; }
 
 figures=${FIGURES:-"cat copyout zlib zstd read walk"}

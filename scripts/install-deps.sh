@@ -5,7 +5,7 @@ packages=(
   # build: system libraries found through pkg-config
   pkg-config libext2fs-dev comerr-dev libfuse3-dev zlib1g-dev libzstd-dev libssl-dev libargon2-dev libxml2-dev libseccomp-dev ntfs-3g-dev libnbd-dev libarchive-dev libhivex-dev librbd-dev librpm-dev
   # runtime
-  fuse3 perl
+  fuse3 perl libedit2
   # test oracles and image builders
   e2fsprogs fdisk gdisk qemu-utils attr acl util-linux lvm2 cryptsetup-bin strace python3 btrfs-progs mtools
   # RPM guests' applications (Tests/ImageMountTests/InspectRPMTests): rpm and rpmbuild make a

@@ -115,7 +115,7 @@ import TestSupport
         for package in ["libc6 (>=", "libfuse3-3 (>=", "libext2fs2 (>=", "libntfs-3g89", "libhivex0 (>=", "libseccomp2 (>=", "libzstd1 (>=", "zlib1g (>=", "libargon2-1 (>=", "libcom-err2 (>="] {
             #expect(depends.contains(package), "\(package) in Depends: \(depends)")
         }
-        for package in ["libnbd0", "librbd1", "libarchive13", "libxml2", "libssl3", "librpm9", "fuse3"] {
+        for package in ["libnbd0", "librbd1", "libarchive13", "libxml2", "libssl3", "librpm9", "libedit2", "fuse3"] {
             #expect(recommends.contains(package), "\(package) in Recommends: \(recommends)")
             #expect(!depends.contains(package + " ") && !depends.hasPrefix(package + ","), "\(package) is lazily loaded, not a hard dependency")
         }

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import TestSupport
+import GuestFS
+import GuestFSInspect
 @testable import ImageMount
 
 /// `imagemount shell`: guestfish's quoting and output shapes on an inspected guest (GPT: root,
@@ -187,13 +189,41 @@ import TestSupport
     @Test func theInteractivePromptGoesOnAfterAFailureAndStopsAtQuit() throws {
         let guest = try GuestFixtures.gptWithBootAndData()
         let command = try "\(ImageMountBinary.path()) shell -a \(guest.image) -i"
+        let home = try TempDir("imagemount-shell-home")
         let result = try Shell.run("script -qec \(Shell.quote(command)) /dev/null",
-                                   stdin: Data("cat /etc/hostname\ncat /nope\nls /boot\nquit\nls /\n".utf8))
+                                   stdin: Data("cat /etc/hostname\ncat /nope\nls /boot\nquit\nls /\n".utf8),
+                                   environment: ["HOME": home.path, "TERM": "xterm", "PATH": "/usr/bin:/bin"])
         let text = String(decoding: result.stdout, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
-        #expect(text.contains("><fs> gpt-guest\n\n><fs> imagemount: cat: /nope: No such file or directory\n><fs> lost+found\nvmlinuz\n><fs> "))
+        // libedit shows each line after the prompt as it edits it.
+        #expect(text.contains("><fs> cat /etc/hostname\ngpt-guest\n\n><fs> cat /nope\nimagemount: cat: /nope: No such file or directory\n><fs> ls /boot\nlost+found\nvmlinuz\n><fs> quit\n"), "\(text)")
         // The terminal echoes what was typed; after quit nothing ran, so /'s names are absent.
         #expect(!text.contains("\nbin\n") && !text.contains("\nboot\n"))
         #expect(text.components(separatedBy: "><fs> ").count == 5)
+    }
+
+    /// With libedit on the terminal: Tab completes a command name and a guest path, Ctrl-P brings
+    /// back the line before, and the lines are kept in ~/.imagemount_shell_history.
+    @Test func thePromptCompletesCommandsAndPathsAndKeepsAHistory() throws {
+        let guest = try GuestFixtures.gptWithBootAndData()
+        let home = try TempDir("imagemount-shell-home")
+        let command = try "\(ImageMountBinary.path()) shell -a \(guest.image) -i"
+        let result = try Shell.run("script -qec \(Shell.quote(command)) /dev/null",
+                                   stdin: Data("ech\t completed\ncat /etc/hostn\t\n\u{10}\nquit\n".utf8),
+                                   environment: ["HOME": home.path, "TERM": "xterm", "PATH": "/usr/bin:/bin"])
+        let text = String(decoding: result.stdout, as: UTF8.self).replacingOccurrences(of: "\r\n", with: "\n")
+        #expect(text.contains("completed\n"), "\(text)")
+        #expect(text.components(separatedBy: "gpt-guest\n\n").count == 3, "\(text)")
+        #expect(try String(contentsOfFile: home.file(".imagemount_shell_history"), encoding: .utf8)
+            == "echo completed\ncat /etc/hostname\ncat /etc/hostname\nquit\n")
+        #expect(ShellLineEditor.completions("/etc/ho", line: "cat /etc/ho", point: 11, context: try Self.context(guest)) == ["/etc/hostname", "/etc/hosts"])
+        #expect(ShellLineEditor.completions("mk", line: "mk", point: 2, context: try Self.context(guest)) == ["mkdir", "mkdir-mode", "mkdir-p"])
+        #expect(ShellLineEditor.completions("/bo", line: "ls /bo", point: 6, context: try Self.context(guest)) == ["/boot/"])
+    }
+
+    static func context(_ guest: GuestFixtures.Guest) throws -> ShellContext {
+        let g = try GuestFS.Guest(drives: [DriveSpec(path: guest.image)], writable: false)
+        let tree = try MountTree(mounting: Inspector.mountPlan(for: Inspector.inspect(g, registry: false)[0], in: g), writable: false)
+        return ShellContext(guest: g, tree: tree, writable: false)
     }
 
     @Test func downloadWritesHostFilesInTheDirectoriesTheScriptNames() throws {

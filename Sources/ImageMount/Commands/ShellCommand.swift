@@ -104,6 +104,8 @@ struct ShellCommand: ParsableCommand {
         }
         // The host paths the script's commands name, and only those (ShellHostAccess.swift).
         let rules = interactive ? ShellHostAccess.interactiveRules() : ShellHostAccess.rules(for: lines)
+        // libedit, terminfo, ~/.editrc and the history file are opened now, while they can be.
+        let lineEditor = interactive ? ShellLineEditor.start(context) : nil
         try Sandbox.enter(rules: rules)
 
         var failed = false
@@ -146,7 +148,7 @@ struct ShellCommand: ParsableCommand {
                 }
             }
         } else if interactive {
-            let unparsed = Self.prompt(context) { line in _ = execute(line); return !quit }
+            let unparsed = Self.prompt(context, lineEditor) { line in _ = execute(line); return !quit }
             failed = failed || unparsed
         } else {
             for line in lines where !execute(line) { break }
@@ -161,10 +163,11 @@ struct ShellCommand: ParsableCommand {
     }
 
     /// The interactive session on a terminal: guestfish's `><fs> ` prompt, one command a line,
-    /// a failing command reported and the session going on, until quit or end of input. Line
-    /// editing is the terminal's own (erase, kill, word erase); there is no completion or history
-    /// yet. Returns whether a line failed to parse (the commands' failures are `execute`'s).
-    static func prompt(_ context: ShellContext, _ execute: (ShellLine) -> Bool) -> Bool {
+    /// a failing command reported and the session going on, until quit or end of input. With
+    /// libedit (ShellLineEditor), lines are edited, completed with Tab and kept in the history;
+    /// without it, the terminal's own line editing. Returns whether a line failed to parse (the
+    /// commands' failures are `execute`'s).
+    static func prompt(_ context: ShellContext, _ editor: ShellLineEditor?, _ execute: (ShellLine) -> Bool) -> Bool {
         var failed = false
         try? StandardOutput.write("""
 
@@ -178,19 +181,26 @@ struct ShellCommand: ParsableCommand {
         var pending: [UInt8] = []
         var byte: UInt8 = 0
         while true {
-            try? StandardOutput.write("><fs> ")
-            pending.removeAll(keepingCapacity: true)
+            let text: String
             var ended = false
-            while true {
-                let n = read(0, &byte, 1)
-                if n <= 0 { ended = true; break }
-                if byte == 0x0A { break }
-                guard pending.count < 1 << 20 else { continue }
-                pending.append(byte)
+            if let editor {
+                guard let line = editor.readLine(prompt: "><fs> ") else { try? StandardOutput.write("\n"); break }
+                text = line
+            } else {
+                try? StandardOutput.write("><fs> ")
+                pending.removeAll(keepingCapacity: true)
+                while true {
+                    let n = read(0, &byte, 1)
+                    if n <= 0 { ended = true; break }
+                    if byte == 0x0A { break }
+                    guard pending.count < 1 << 20 else { continue }
+                    pending.append(byte)
+                }
+                if ended && pending.isEmpty { try? StandardOutput.write("\n"); break }
+                text = String(decoding: pending, as: UTF8.self)
             }
-            if ended && pending.isEmpty { try? StandardOutput.write("\n"); break }
             do {
-                if let line = try ShellWords.parse(String(decoding: pending, as: UTF8.self)) {
+                if let line = try ShellWords.parse(text) {
                     // execute says false only for quit: a failing command ends nothing here.
                     if !execute(line) { break }
                 }
