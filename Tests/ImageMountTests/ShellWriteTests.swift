@@ -169,6 +169,9 @@ import TestSupport
             ("-rm /", "rm: /: Device or resource busy"),
             ("-cp /src /x", "cp: /src: Is a directory (cp-r or cp-a copies directories)"),
             ("-cp-a /src /src/sub/deep", "cp-a: /src: cannot copy a directory into itself (/src/sub/deep/src)"),
+            ("-cp-a /src /lnk", "cp-a: /src: cannot copy a directory into itself (/lnk/src)"),
+            ("-mv /src /src/sub/deep", "mv: /src/sub/deep: Invalid argument (cannot move a directory into itself)"),
+            ("-mv /src /lnk/deep", "mv: /lnk/deep: Invalid argument (cannot move a directory into itself)"),
             ("-mv /nothing /x", "mv: /nothing: No such file or directory"),
             ("-mkdir relative", "mkdir: relative: path must start with a / character"),
             ("-chmod 0999 /src/file", "chmod: 0999: the mode must be an integer (a leading 0 for octal, 0x for hexadecimal)"),
@@ -182,7 +185,8 @@ import TestSupport
             ("-setxattr user.a abc 9 /src/file", "setxattr: 9: vallen must be between 0 and the value's length (3)"),
             ("-umask 01000", "umask: 01000: the mask must be between 0 and 0777"),
         ]
-        let script = steps.map(\.0).joined(separator: "\n") + "\nls /src/sub/deep\n"
+        // /lnk leads into /src: a symlink on the way must not hide that a move or copy is into itself.
+        let script = "ln-s /src/sub /lnk\n" + steps.map(\.0).joined(separator: "\n") + "\nls /src/sub/deep\n"
         let result = try ImageMountBinary.run(["shell", "--rw", "-a", image], stdin: Data(script.utf8))
         #expect(result.status == 1)
         let messages = result.stderr.split(separator: "\n").map(String.init)

@@ -198,6 +198,14 @@ public final class MountTree: Sendable {
     /// ones from the guest's `/`, never the host's); the last one only when `followFinal`.
     /// At most 40 symlinks are followed, as Linux allows (ELOOP beyond).
     public func resolve(_ path: String, followFinal: Bool = true) throws -> GuestNode {
+        try chain(path, followFinal: followFinal).last ?? root
+    }
+
+    /// The directories from `/` down to what `path` resolves to, that node included, as
+    /// `resolve` walks them (symlinks replaced by where they lead, `..` taken back): the real
+    /// ancestors, which the drivers cannot give (they list no `..`). Used to refuse moving or
+    /// copying a directory into itself.
+    public func chain(_ path: String, followFinal: Bool = true) throws -> [GuestNode] {
         var stack: [GuestNode] = [root]
         var pending: [[UInt8]] = Self.components(path)
         var symlinks = 0
@@ -225,7 +233,7 @@ public final class MountTree: Sendable {
             }
             stack.append(child)
         }
-        return stack.last ?? root
+        return stack
     }
 
     public static func components(_ path: String) -> [[UInt8]] {

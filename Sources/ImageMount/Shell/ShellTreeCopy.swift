@@ -14,8 +14,9 @@ import GuestFS
 ///   nanosecond), extended attributes (POSIX ACLs included) and hard links within the copy.
 ///
 /// Holes stay holes (cp's --sparse=auto): only the source's data ranges are read and written.
-/// A copy into its own source (cp-a /a /a/b) skips the directories it made, and a damaged
-/// filesystem's directory loops end at the walk's depth limit.
+/// A copy into its own source (cp-a /a /a/b, also through a symlink) is refused as cp refuses
+/// it; the directories a copy made are never copied from, and a damaged filesystem's directory
+/// loops end at the walk's depth limit.
 struct ShellTreeCopy {
     let c: ShellContext
     let recursive: Bool
@@ -43,25 +44,11 @@ struct ShellTreeCopy {
             throw ShellError("\(sourcePath): name the directory itself, not / or . or ..")
         }
         let place = try ShellBuiltin.destination(c, destinationPath, for: name)
-        if info.isDirectory && isSelfOrBelow(place, source, tree) {
+        if info.isDirectory && place.isWithin(source) {
             throw ShellError("\(sourcePath): cannot copy a directory into itself (\(place.path))")
         }
         var state = State()
         try copy(source, info, sourcePath, to: place, &state, depth: 0)
-    }
-
-    /// Whether `place` lies in `ancestor` or below it (cp's "cannot copy a directory into
-    /// itself"): whether a directory on its path is `ancestor`. (The drivers list no `..`, so
-    /// the path is resolved down from the root; the directories this copy makes are skipped
-    /// too, should a symlink on the path hide the relation.)
-    private func isSelfOrBelow(_ place: ShellPlace, _ ancestor: GuestNode, _ tree: MountTree) -> Bool {
-        if tree.root == ancestor { return true }
-        var prefix = ""
-        for component in MountTree.components(place.path).dropLast() {
-            prefix += "/" + String(decoding: component, as: UTF8.self)
-            if let node = try? tree.resolve(prefix), node == ancestor { return true }
-        }
-        return false
     }
 
     private func copy(_ node: GuestNode, _ info: NodeAttributes, _ sourcePath: String, to place: ShellPlace,
@@ -101,7 +88,8 @@ struct ShellTreeCopy {
                 let name = String(decoding: child.name, as: UTF8.self)
                 let childPath = sourcePath.hasSuffix("/") ? sourcePath + name : sourcePath + "/" + name
                 let childInfo = try ShellBuiltin.call(childPath) { try tree.attributes(child.node) }
-                let childPlace = ShellPlace(tree: tree, path: place.path + "/" + name, dir: made, name: child.name)
+                // (The ancestry is only asked of the copy's top, in `run`.)
+                let childPlace = ShellPlace(tree: tree, path: place.path + "/" + name, dir: made, name: child.name, ancestry: [])
                 try copy(child.node, childInfo, childPath, to: childPlace, &state, depth: depth + 1)
             }
         case .regular:

@@ -89,6 +89,11 @@ extension ShellBuiltin {
             try source.refuseMountpoint(node)
             let target = try destination(c, a[1], for: source.name)
             if let existing = try target.existing(), existing == node { return }
+            // The kernel's VFS refuses this before any filesystem sees it (EINVAL): renamed, the
+            // directory would hang below itself, cut off from the root.
+            if try source.tree.attributes(node).isDirectory && target.isWithin(node) {
+                throw ShellError("\(a[1]): Invalid argument (cannot move a directory into itself)")
+            }
             guard target.dir.mount == source.dir.mount else {
                 throw ShellError("\(a[1]): Invalid cross-device link (source and destination are on different filesystems)")
             }
@@ -306,8 +311,9 @@ extension ShellBuiltin {
     static func destination(_ c: ShellContext, _ path: String, for name: [UInt8]) throws -> ShellPlace {
         let tree = try c.mounted()
         let absolutePath = try absolute(path)
-        if let node = try? tree.resolve(absolutePath), try tree.attributes(node).isDirectory {
-            return ShellPlace(tree: tree, path: (absolutePath == "/" ? "" : absolutePath) + "/" + String(decoding: name, as: UTF8.self), dir: node, name: name)
+        if let ancestry = try? tree.chain(absolutePath), let node = ancestry.last, try tree.attributes(node).isDirectory {
+            return ShellPlace(tree: tree, path: (absolutePath == "/" ? "" : absolutePath) + "/" + String(decoding: name, as: UTF8.self),
+                              dir: node, name: name, ancestry: ancestry)
         }
         return try ShellPlace(c, path)
     }
@@ -393,9 +399,11 @@ struct ShellPlace {
     let path: String
     let dir: GuestNode
     let name: [UInt8]
+    /// `dir` and the directories above it, from `/` (MountTree.chain).
+    let ancestry: [GuestNode]
 
-    init(tree: MountTree, path: String, dir: GuestNode, name: [UInt8]) {
-        self.tree = tree; self.path = path; self.dir = dir; self.name = name
+    init(tree: MountTree, path: String, dir: GuestNode, name: [UInt8], ancestry: [GuestNode]) {
+        self.tree = tree; self.path = path; self.dir = dir; self.name = name; self.ancestry = ancestry
     }
 
     init(_ c: ShellContext, _ path: String) throws {
@@ -405,10 +413,14 @@ struct ShellPlace {
         guard let name = components.last else { throw ShellError("\(path): Device or resource busy") }
         guard name != [0x2E] && name != [0x2E, 0x2E] else { throw ShellError("\(path): Invalid argument") }
         let parentPath = "/" + components.dropLast().map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
-        let dir = try ShellBuiltin.resolve(tree, parentPath)
-        guard try tree.attributes(dir).isDirectory else { throw ShellError("\(path): Not a directory") }
-        self.init(tree: tree, path: path, dir: dir, name: name)
+        let ancestry = try ShellBuiltin.call(path) { try tree.chain(parentPath) }
+        guard let dir = ancestry.last, try tree.attributes(dir).isDirectory else { throw ShellError("\(path): Not a directory") }
+        self.init(tree: tree, path: path, dir: dir, name: name, ancestry: ancestry)
     }
+
+    /// Whether the place lies in directory `node` or below it: moving or copying `node` here
+    /// would put a directory inside itself (rename(2)'s EINVAL; cp's "into itself").
+    func isWithin(_ node: GuestNode) -> Bool { ancestry.contains(node) }
 
     /// The node at the name itself, nil when there is none.
     func existing() throws -> GuestNode? {
