@@ -41,8 +41,10 @@ import TestSupport
         return image
     }
 
-    static func describe(_ dir: String) throws -> String {
-        try Shell.check("cd \(Shell.quote(dir)) && find . ! -path './lost+found*' ! -path . -printf '%y %m %U %G %s %n %TY-%Tm-%Td+%TT %p -> %l\\n' | " +
+    /// Type, mode, owner, size (not of directories), link count, mtime (unless `times` is
+    /// false), path and link target of everything below `dir`; then the xattrs.
+    static func describe(_ dir: String, times: Bool = true) throws -> String {
+        try Shell.check("cd \(Shell.quote(dir)) && find . ! -path './lost+found*' ! -path . -printf '%y %m %U %G %s %n \(times ? "%TY-%Tm-%Td+%TT " : "")%p -> %l\\n' | " +
                         "awk '$1 == \"d\" { $5 = \"-\" } { print }' | LC_ALL=C sort && " +
                         "find . ! -path './lost+found*' | LC_ALL=C sort | xargs -d '\\n' getfattr -h -d -e hex -m - 2>/dev/null || true")
     }

@@ -373,12 +373,7 @@ import TestSupport
             case "statfs": value = try Shell.check("stat -f -c \(parts[1].replacingOccurrences(of: k.path, with: "")) \(Shell.quote(k.path))")
             case "md5": value = try Shell.check("printf 'suite-guest\\n' | md5sum | cut -d' ' -f1")
             case "du": value = try Shell.check("du -s \(Shell.quote(path)) | cut -f1")
-            case "df":
-                // df -h's line for the mount, its device and mountpoint as the appliance names them.
-                let lines = try Shell.check("df -h \(Shell.quote(k.path))").split(separator: "\n").map(String.init)
-                let width = max(14, lines[1].prefix { $0 != " " }.count)
-                let rest = lines.map { String($0.dropFirst(width + 1)) }
-                value = "Filesystem     " + rest[0] + "\n" + "/dev/sda       " + rest[1].replacingOccurrences(of: k.path, with: "/sysroot") + "\n"
+            case "df": value = try ShellDfTests.kernelTable(k.path, human: true)
             default: value = "?" + key
             }
             text.replaceSubrange(open.lowerBound..<close.upperBound, with: value.hasSuffix("\n") && parts[0] != "df" ? String(value.dropLast()) : value)

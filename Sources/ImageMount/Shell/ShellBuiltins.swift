@@ -47,16 +47,8 @@ struct ShellBuiltin: Sendable {
                 try withFile(c, a[0]) { file in try file.stream { try c.write($0) } }
                 return
             }
-            // The host file is the user's word, not the guest's; the sandbox lets it be made
-            // only in a directory a script's download named before it was entered (ShellCommand).
             try withFile(c, a[0]) { file in
-                let target: FileDescriptor
-                do {
-                    target = try FileDescriptor.open(a[1], .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                                     permissions: [.ownerReadWrite, .groupRead, .otherRead])
-                } catch let e as Errno {
-                    throw ShellError("\(a[1]): \(e.description)")
-                }
+                let target = try createHostFile(a[1])
                 defer { try? target.close() }
                 do { try file.stream { _ = try target.writeAll($0) } } catch let e as Errno {
                     throw ShellError("\(a[1]): \(e.description)")
@@ -125,14 +117,9 @@ struct ShellBuiltin: Sendable {
             do { try GuestListing(tree: tree, now: 0).find(try absolute(a[0]), into: &names, terminator: 0) } catch {
                 throw ShellError(ShellError.describe(error, path: a[0]))
             }
-            // The host file is the user's word; the sandbox lets it be made only in a directory
-            // the script's find0 named (ShellHostAccess).
-            do {
-                let target = try FileDescriptor.open(a[1], .writeOnly, options: [.create, .truncate, .closeOnExec],
-                                                     permissions: [.ownerReadWrite, .groupRead, .otherRead])
-                defer { try? target.close() }
-                _ = try names.bytes.withUnsafeBytes { try target.writeAll($0) }
-            } catch let e as Errno {
+            let target = try createHostFile(a[1])
+            defer { try? target.close() }
+            do { _ = try names.bytes.withUnsafeBytes { try target.writeAll($0) } } catch let e as Errno {
                 throw ShellError("\(a[1]): \(e.description)")
             }
         },

@@ -29,12 +29,7 @@ extension ShellBuiltin {
                 let n: Int
                 do { n = try input.read(into: buffer) } catch let e as Errno { throw ShellError("\(a[0]): \(e.description)") }
                 if n == 0 { break }
-                var written = 0
-                while written < n {
-                    let w = try call(a[1]) { try fs.write(node, at: offset + UInt64(written), UnsafeRawBufferPointer(rebasing: buffer[written..<n])) }
-                    guard w > 0 else { throw ShellError("\(a[1]): No space left on device") }
-                    written += w
-                }
+                try writeAll(UnsafeRawBufferPointer(rebasing: buffer[..<n]), to: fs, node, at: offset, a[1])
                 offset += UInt64(n)
             }
         },

@@ -156,14 +156,7 @@ struct ShellTreeCopy {
                 let want = Int(min(UInt64(buffer.count), end - offset))
                 let n = try ShellBuiltin.call(sourcePath) { try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), at: offset) }
                 if n == 0 { break }
-                var written = 0
-                while written < n {
-                    let w = try ShellBuiltin.call(targetPath) {
-                        try fs.write(target, at: offset + UInt64(written), UnsafeRawBufferPointer(rebasing: buffer[written..<n]))
-                    }
-                    guard w > 0 else { throw ShellError("\(targetPath): No space left on device") }
-                    written += w
-                }
+                try ShellBuiltin.writeAll(UnsafeRawBufferPointer(rebasing: buffer[..<n]), to: fs, target, at: offset, targetPath)
                 offset += UInt64(n)
             }
         }

@@ -2,6 +2,7 @@ import GuestFSBlock
 import GuestFSDisk
 import GuestFSFilesystem
 import GuestFS
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -205,7 +206,7 @@ extension ShellBuiltin {
         var radix = 10
         if digits.hasPrefix("0x") || digits.hasPrefix("0X") { radix = 16; digits = digits.dropFirst(2) }
         else if digits.count > 1 && digits.hasPrefix("0") { radix = 8; digits = digits.dropFirst() }
-        guard !digits.isEmpty, let value = Int64(digits, radix: radix) else {
+        guard let first = digits.first, first != "-", first != "+", let value = Int64(digits, radix: radix) else {
             throw ShellError("\(text): the \(what) must be an integer (a leading 0 for octal, 0x for hexadecimal)")
         }
         return negative ? -value : value
@@ -255,13 +256,33 @@ extension ShellBuiltin {
 
     static func writeFile(_ c: ShellContext, _ path: String, _ data: [UInt8], append: Bool) throws {
         let (fs, node, start) = try openForWriting(c, path, append: append)
-        try call(path) {
-            var done = 0
-            while done < data.count {
-                let n = try data.withUnsafeBytes { try fs.write(node, at: start + UInt64(done), UnsafeRawBufferPointer(rebasing: $0[done...])) }
-                guard n > 0 else { throw ShellError("\(path): No space left on device") }
-                done += n
-            }
+        try data.withUnsafeBytes { try writeAll($0, to: fs, node, at: start, path) }
+    }
+
+    /// All of `bytes` written to guest file `node` from `offset` on (a driver may write less
+    /// than asked; one that writes nothing is out of space).
+    static func writeAll(_ bytes: UnsafeRawBufferPointer, to fs: any WritableGuestFilesystem, _ node: UInt64,
+                         at offset: UInt64, _ path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            // `offset` may be an image's file size (write-append): checked, not trusted.
+            let (at, overflow) = offset.addingReportingOverflow(UInt64(done))
+            guard !overflow else { throw ShellError("\(path): File too large") }
+            let n = try call(path) { try fs.write(node, at: at, UnsafeRawBufferPointer(rebasing: bytes[done...])) }
+            guard n > 0 else { throw ShellError("\(path): No space left on device") }
+            done += n
+        }
+    }
+
+    /// A host file created (or truncated) for download and find0. The path is the user's word,
+    /// not the guest's; the sandbox lets it be made only in a directory the script's own line
+    /// named (ShellHostAccess).
+    static func createHostFile(_ path: String) throws -> FileDescriptor {
+        do {
+            return try FileDescriptor.open(path, .writeOnly, options: [.create, .truncate, .closeOnExec],
+                                           permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        } catch let e as Errno {
+            throw ShellError("\(path): \(e.description)")
         }
     }
 
