@@ -5,9 +5,9 @@
 #             `imagemount edit -e` (each in another directory)
 #   imagemount diff -a template -A clone            (fast: the overlay's allocation map)
 #   imagemount diff -a template -A clone --no-fast  (the full walk of both trees)
-# Checks both print the same, then prints mean times, the ratio (full / fast) and peak RSS.
+# Checks both print the same, then prints median times, the ratio (full / fast) and peak RSS.
 # Usage: bench/diff.sh [workdir]   (IMAGEMOUNT_BIN: a built imagemount, else a release build;
-#                                   FILES: the tree's size, default 50000; RUNS: default 5)
+#                                   FILES: the tree's size, default 50000; RUNS: default 11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-$(mktemp -d /tmp/imagemount-bench-diff.XXXXXX)}
@@ -16,7 +16,7 @@ mkdir -p "$work"
 cleanup() { [ -z "$keep" ] && rm -rf "$work"; true; }
 trap cleanup EXIT
 files=${FILES:-50000}
-runs=${RUNS:-5}
+runs=${RUNS:-11}
 
 bin=${IMAGEMOUNT_BIN:-}
 if [ -z "$bin" ]; then
@@ -55,20 +55,21 @@ full=("${fast[@]}" --no-fast)
 cmp "$work/fast.out" "$work/full.out" || { echo "fast and full outputs differ" >&2; exit 1; }
 echo "output: $(grep -c '^= ' "$work/fast.out") changed files, identical for both walks"
 
-# Mean wall time of RUNS runs (after one warm-up), in milliseconds.
-mean_ms() {
-  "$@" >/dev/null
-  local start end
-  start=$(date +%s%N)
-  for _ in $(seq "$runs"); do "$@" >/dev/null; done
-  end=$(date +%s%N)
-  echo $(( (end - start) / runs / 1000000 ))
-}
+# RUNS runs of each, interleaved (fast, full, fast, …) after one warm-up of each, so that a
+# slow spell of this shared VM falls on both; the figures are medians, in milliseconds.
+"${fast[@]}" >/dev/null; "${full[@]}" >/dev/null
+now() { date +%s%N; }
+fast_ns=() full_ns=()
+for _ in $(seq "$runs"); do
+  t0=$(now); "${fast[@]}" >/dev/null; t1=$(now); "${full[@]}" >/dev/null; t2=$(now)
+  fast_ns+=($((t1 - t0))); full_ns+=($((t2 - t1)))
+done
+median_ms() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", m / 1e6 }'; }
 rss_kb() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
-fast_ms=$(mean_ms "${fast[@]}")
-full_ms=$(mean_ms "${full[@]}")
+fast_ms=$(median_ms "${fast_ns[@]}")
+full_ms=$(median_ms "${full_ns[@]}")
 echo "files in tree:     $files"
-echo "fast diff:         ${fast_ms} ms   peak RSS $(rss_kb "${fast[@]}") KiB"
+echo "fast diff:         ${fast_ms} ms   peak RSS $(rss_kb "${fast[@]}") KiB   (median of $runs)"
 echo "full-walk diff:    ${full_ms} ms   peak RSS $(rss_kb "${full[@]}") KiB"
 awk -v a="$full_ms" -v b="$fast_ms" 'BEGIN { printf "ratio full/fast:   %.1fx\n", (b > 0 ? a / b : 0) }'

@@ -51,6 +51,8 @@ enum Main {
             // The common helper command lines skip the reflection-based parse (FastCommandLine.swift).
             if let fast = FastCommandLine.parse(arguments) {
                 parsed = fast
+            } else if let fast = FastCommandLine.parseSubcommand(arguments) {
+                parsed = fast
             } else {
                 ImageOptions.drivesOptional = CommandLineCheck.command(for: arguments).type is any ExaminesAllDomains.Type
                 parsed = try ImageMount.parseAsRoot(arguments)

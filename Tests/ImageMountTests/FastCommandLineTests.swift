@@ -114,4 +114,54 @@ import Testing
     func refusedMistakesAreLibraryErrors(_ arguments: [String]) {
         #expect(throws: (any Error).self) { try ImageMount.parseAsRoot(arguments) }
     }
+
+    /// Command lines of every subcommand the subcommand-as-root parse takes: each must give the
+    /// command the parse from the root gives.
+    static let subcommandLines: [[String]] = [
+        ["unmount", "/mnt"],
+        ["cat", "-a", "d", "--key", "/dev/sda2:key:secret", "/x"],
+        ["ls", "-a", "d", "-m", "/dev/sda1", "-lR", "--checksum=sha256", "/etc"],
+        ["copy-out", "-a", "d", "-i", "/etc", "/var/log", "/tmp/x"],
+        ["copy-in", "--format=qcow2", "-a", "d", "-m", "/dev/sda1", "./f", "/etc/"],
+        ["tar-out", "-a", "d", "-i", "-z", "/etc", "-"],
+        ["tar-in", "-a", "d", "-m", "/dev/sda1", "--xattrs", "x.tar", "/srv"],
+        ["edit", "-a", "d", "-i", "/etc/hostname", "-e", "s/a/b/"],
+        ["df", "-a", "d", "-a", "e", "-h"], ["df", "-a", "d", "--csv"],
+        ["filesystems", "-a", "d", "-l", "--all"],
+        ["inspect", "-a", "d", "--no-applications"],
+        ["info", "-a", "d.qcow2"],
+        ["check", "-a", "d.qcow2"],
+        ["commit", "o.qcow2"],
+        ["diff", "--format=raw", "-a", "t.img", "--format=qcow2", "-A", "c.qcow2"],
+        ["diff", "-a", "a", "-A", "b", "--checksum=sha256", "--times", "--csv", "-m", "/dev/sda1"],
+        ["shell", "-a", "d", "--ro", "-i", "cat", "/etc/hostname", ":", "ll", "/etc"],
+    ]
+
+    @Test(arguments: subcommandLines)
+    func subcommandParseIsTheLibrarysFromTheRoot(_ arguments: [String]) throws {
+        let full = try ImageMount.parseAsRoot(arguments)
+        let fast = try #require(FastCommandLine.parseSubcommand(arguments), "refused \(arguments)")
+        #expect(type(of: fast) == type(of: full))
+        #expect(Self.canonical(fast) == Self.canonical(full))
+    }
+
+    @Test func subcommandTypesAreTheDeclaredOnes() {
+        let declared = ImageMount.configuration.subcommands.filter { $0 != MountCommand.self }
+        #expect(Set(FastCommandLine.subcommandTypes.keys) == Set(declared.map { $0.configuration.commandName ?? "" }))
+        for type in declared {
+            let name = type.configuration.commandName ?? ""
+            #expect(FastCommandLine.subcommandTypes[name].map { ObjectIdentifier($0) } == ObjectIdentifier(type), "\(name)")
+        }
+    }
+
+    /// What prints and exits, the default and help commands, and mistakes go to the parse from
+    /// the root, which words them as the root's usage.
+    @Test(arguments: [
+        ["ls", "--help"], ["ls", "-a", "d", "-V", "/"], ["ls", "-a", "d", "--long-options"], ["diff", "-h"],
+        ["ls", "-a", "d", "--bogus", "/"], ["cat", "-a", "d"], ["mount", "-a", "d", "/mnt"], ["help", "ls"],
+        ["-a", "d", "/mnt"], ["ls", "--generate-completion-script", "bash"], ["ls", "--experimental-dump-help"], [],
+    ])
+    func subcommandParseLeavesTheRest(_ arguments: [String]) {
+        #expect(FastCommandLine.parseSubcommand(arguments) == nil, "accepted \(arguments)")
+    }
 }

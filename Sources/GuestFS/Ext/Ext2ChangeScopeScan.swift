@@ -15,7 +15,8 @@ import CExt2fs
 /// (block-mapped and inline-data directories, extent trees with index levels, anything that
 /// does not parse) goes back to libext2fs, whose answer the caller already handles.
 struct Ext2TableScan {
-    /// One inode slot, as far as the change scope needs it.
+    /// One inode slot, as far as the change scope needs it. Valid only during the call it is
+    /// passed to: `bytes` points into the scan's buffer.
     struct Slot {
         var ino: UInt32
         var mode: UInt16
@@ -23,8 +24,18 @@ struct Ext2TableScan {
         var flags: UInt32
         /// i_file_acl with its high half (0: no xattr block).
         var xattrBlock: UInt64
-        /// The slot's bytes as libext2fs's large inode (i_block and what mapMeets reads).
-        var raw: ext2_inode_large
+        /// The slot's bytes (at least the classic 128).
+        var bytes: UnsafeRawBufferPointer
+
+        /// The slot's bytes as libext2fs's large inode (i_block and what mapMeets reads),
+        /// copied only for the slots that need it (directories, mostly): a copy of every slot
+        /// was a fifth of a fast diff's scan.
+        var raw: ext2_inode_large {
+            var raw = ext2_inode_large()
+            let n = min(bytes.count, MemoryLayout<ext2_inode_large>.size)
+            withUnsafeMutableBytes(of: &raw) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[0..<n])) }
+            return raw
+        }
     }
 
     /// Offsets in the on-disk inode (ext4 disk layout, "Index Nodes": struct ext4_inode).
@@ -48,7 +59,6 @@ struct Ext2TableScan {
         let chunk = max(size, chunkBytes / size * size)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buffer.deallocate() }
-        let rawSize = MemoryLayout<ext2_inode_large>.size
         var ino: UInt64 = 0
         for table in inodeTables {
             let start = table.multipliedReportingOverflow(by: UInt64(blockSize))
@@ -65,17 +75,13 @@ struct Ext2TableScan {
                     ino += 1
                     guard let number = UInt32(exactly: ino) else { return false }
                     let slot = UnsafeRawBufferPointer(rebasing: part[at..<(at + size)])
-                    var raw = ext2_inode_large()
-                    withUnsafeMutableBytes(of: &raw) { dst in
-                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: slot[0..<min(size, rawSize)]))
-                    }
                     let acl = UInt64(slot.loadUnaligned(fromByteOffset: fileACLOffset, as: UInt32.self).littleEndian)
                         | UInt64(slot.loadUnaligned(fromByteOffset: fileACLHighOffset, as: UInt16.self).littleEndian) << 32
                     try body(Slot(ino: number,
                                   mode: slot.loadUnaligned(fromByteOffset: modeOffset, as: UInt16.self).littleEndian,
                                   links: slot.loadUnaligned(fromByteOffset: linksOffset, as: UInt16.self).littleEndian,
                                   flags: slot.loadUnaligned(fromByteOffset: flagsOffset, as: UInt32.self).littleEndian,
-                                  xattrBlock: acl, raw: raw))
+                                  xattrBlock: acl, bytes: slot))
                     at += size
                 }
                 offset += UInt64(n)
@@ -84,32 +90,38 @@ struct Ext2TableScan {
         return true
     }
 
-    /// A directory whose blocks the extent root in its inode maps in full (depth 0, ext4 disk
-    /// layout "Extent Tree"): the physical blocks, in logical order. Nil for anything else
-    /// (block maps, index levels, uninitialized extents, a header that does not parse).
-    static func leafBlocks(of raw: ext2_inode_large, blockSize: Int, deviceBlocks: UInt64) -> [UInt64]? {
-        guard raw.i_flags & Ext2Filesystem.extentsFlag != 0, raw.i_flags & Ext2Filesystem.inlineDataFlag == 0 else { return nil }
-        return withUnsafeBytes(of: raw.i_block) { root -> [UInt64]? in
-            // struct ext4_extent_header: magic 0xF30A, entries, max, depth.
-            guard root.count >= 60, root.loadUnaligned(fromByteOffset: 0, as: UInt16.self).littleEndian == 0xF30A else { return nil }
-            let entries = Int(root.loadUnaligned(fromByteOffset: 2, as: UInt16.self).littleEndian)
-            let depth = root.loadUnaligned(fromByteOffset: 6, as: UInt16.self).littleEndian
-            guard depth == 0, entries <= 4 else { return nil }
-            var blocks: [UInt64] = []
-            for e in 0..<entries {
-                // struct ext4_extent: ee_block, ee_len, ee_start_hi, ee_start_lo.
-                let base = 12 * (e + 1)
-                let length = root.loadUnaligned(fromByteOffset: base + 4, as: UInt16.self).littleEndian
-                // Above 32768 the extent is uninitialized (reads as zeros): leave it to libext2fs.
-                guard length > 0, length <= 32768 else { return nil }
-                let start = UInt64(root.loadUnaligned(fromByteOffset: base + 6, as: UInt16.self).littleEndian) << 32
-                    | UInt64(root.loadUnaligned(fromByteOffset: base + 8, as: UInt32.self).littleEndian)
-                let (last, overflow) = start.addingReportingOverflow(UInt64(length))
-                guard !overflow, last <= deviceBlocks else { return nil }
-                for b in start..<last { blocks.append(b) }
-            }
-            return blocks
+    /// Offset of i_block, the 60-byte block map or extent root (struct ext4_inode).
+    static let blockMapOffset = 40
+
+    /// A node whose blocks the extent root in its slot maps in full (depth 0, ext4 disk
+    /// layout "Extent Tree"): its extents, in logical order, as (first physical block, count).
+    /// Nil for anything else (block maps, index levels, uninitialized extents, a header that
+    /// does not parse, an extent past the device's end). With no index level, these are all
+    /// the blocks that map the node besides its slot.
+    static func rootExtents(of slot: Slot, deviceBlocks: UInt64) -> [(start: UInt64, count: UInt64)]? {
+        guard slot.flags & Ext2Filesystem.extentsFlag != 0, slot.flags & Ext2Filesystem.inlineDataFlag == 0,
+              slot.bytes.count >= blockMapOffset + 60 else { return nil }
+        let root = UnsafeRawBufferPointer(rebasing: slot.bytes[blockMapOffset..<(blockMapOffset + 60)])
+        // struct ext4_extent_header: magic 0xF30A, entries, max, depth.
+        guard root.loadUnaligned(fromByteOffset: 0, as: UInt16.self).littleEndian == 0xF30A else { return nil }
+        let entries = Int(root.loadUnaligned(fromByteOffset: 2, as: UInt16.self).littleEndian)
+        let depth = root.loadUnaligned(fromByteOffset: 6, as: UInt16.self).littleEndian
+        guard depth == 0, entries <= 4 else { return nil }
+        var extents: [(start: UInt64, count: UInt64)] = []
+        extents.reserveCapacity(entries)
+        for e in 0..<entries {
+            // struct ext4_extent: ee_block, ee_len, ee_start_hi, ee_start_lo.
+            let base = 12 * (e + 1)
+            let length = root.loadUnaligned(fromByteOffset: base + 4, as: UInt16.self).littleEndian
+            // Above 32768 the extent is uninitialized (reads as zeros): leave it to libext2fs.
+            guard length > 0, length <= 32768 else { return nil }
+            let start = UInt64(root.loadUnaligned(fromByteOffset: base + 6, as: UInt16.self).littleEndian) << 32
+                | UInt64(root.loadUnaligned(fromByteOffset: base + 8, as: UInt32.self).littleEndian)
+            let (last, overflow) = start.addingReportingOverflow(UInt64(length))
+            guard !overflow, last <= deviceBlocks else { return nil }
+            extents.append((start, UInt64(length)))
         }
+        return extents
     }
 
     /// The inode numbers the entries of one directory block name, "." and ".." left out as the

@@ -22,6 +22,8 @@ extension Ext2Filesystem {
     /// EXT4_EXTENTS_FL and EXT4_INLINE_DATA_FL (ext4 disk layout, "i_flags").
     static let extentsFlag: UInt32 = 0x80000
     static let inlineDataFlag: UInt32 = 0x1000_0000
+    /// Most bytes of directory blocks `changeScope` reads at a time.
+    static let listingReadBytes = 256 << 10
 
     /// The layout facts both opens must share for block numbers to mean the same thing.
     struct Layout: Equatable {
@@ -116,24 +118,39 @@ extension Ext2Filesystem {
         // Every inode slot, for its xattr block and (directories, and files when contents
         // matter) the blocks that map it; read straight from the tables (Ext2ChangeScopeScan.swift).
         var directories: [UInt32] = []
-        var directorySlots: [(ino: UInt32, raw: ext2_inode_large)] = []
+        // The unchanged directories, with their extents when the root in the slot maps them all.
+        var unchangedDirectories: [(ino: UInt32, extents: [(start: UInt64, count: UInt64)]?)] = []
+        let deviceBlocks = device.size / bs
         let scanned: Bool = try withHandle { fs in
             try Ext2TableScan.forEachSlot(device: device, blockSize: blockSize, inodeTables: mine.inodeTables,
                                           inodesPerGroup: inodesPerGroup, inodeSize: inodeSize, tableBlocks: tableBlocks) { slot in
                 if slot.mode == 0 && slot.links == 0 && slot.xattrBlock & 0xFFFF_FFFF == 0 { return }
                 let ino = slot.ino
+                var met = false
                 // 0 is "no xattr block" (block 0 holds the boot sector and superblock).
                 if slot.xattrBlock != 0, changed.meets(slot.xattrBlock, count: 1) || changed.meets(slot.xattrBlock & 0xFFFF_FFFF, count: 1) {
-                    nodes.insert(UInt64(ino))
+                    met = true
                 }
                 let mode = UInt32(slot.mode) & 0xF000
                 let isDirectory = mode == 0x4000
                 if isDirectory { directories.append(ino) }
-                if isDirectory || (content && mode == 0x8000), slot.flags & Self.inlineDataFlag == 0,
-                   !nodes.contains(UInt64(ino)), try self.mapMeets(changed, ino: ino, raw: slot.raw, fs: fs) {
-                    nodes.insert(UInt64(ino))
+                var extents: [(start: UInt64, count: UInt64)]? = nil
+                if !met, isDirectory || (content && mode == 0x8000), slot.flags & Self.inlineDataFlag == 0,
+                   !nodes.contains(UInt64(ino)) {
+                    // A root with no index level maps everything itself: its extents are the
+                    // whole answer, with no libext2fs handle to open.
+                    extents = Ext2TableScan.rootExtents(of: slot, deviceBlocks: deviceBlocks)
+                    if let extents {
+                        met = extents.contains { changed.meets($0.start, count: $0.count) }
+                    } else {
+                        met = try self.mapMeets(changed, ino: ino, raw: slot.raw, fs: fs)
+                    }
                 }
-                if isDirectory, !nodes.contains(UInt64(ino)) { directorySlots.append((ino, slot.raw)) }
+                if met {
+                    nodes.insert(UInt64(ino))
+                } else if isDirectory, !nodes.contains(UInt64(ino)) {
+                    unchangedDirectories.append((ino, extents))
+                }
             }
         }
         guard scanned else { return nil }
@@ -157,25 +174,53 @@ extension Ext2Filesystem {
         let names = Names()
         names.wanted = Set(directories)
         for t in targets { if let n = UInt32(exactly: t) { names.wanted.insert(n) } }
-        var direct: [(block: UInt64, dir: UInt32)] = []
+        // Pieces of at most `runBlocks` blocks, each of one directory's extent, sorted by
+        // block so that pieces back to back on the disk are read in one go (mke2fs -d and
+        // the kernel put small directories' blocks close together).
+        let runBlocks = UInt64(max(1, Self.listingReadBytes / blockSize))
+        var direct: [(start: UInt64, count: UInt64, dir: UInt32)] = []
+        var directBlocks: UInt64 = 0
         var iterated: [UInt32] = []
-        let deviceBlocks = device.size / bs
-        for (ino, raw) in directorySlots {
-            if let blocks = Ext2TableScan.leafBlocks(of: raw, blockSize: blockSize, deviceBlocks: deviceBlocks),
-               UInt64(direct.count) + UInt64(blocks.count) <= deviceBlocks {
-                for b in blocks { direct.append((b, ino)) }
-            } else {
+        for (ino, extents) in unchangedDirectories {
+            // The total is bounded by the device (each extent is inside it), unless extents
+            // of several directories overlap, as only a damaged image has them.
+            guard let extents, directBlocks + extents.reduce(0, { $0 + $1.count }) <= deviceBlocks else {
                 iterated.append(ino)
+                continue
+            }
+            for e in extents {
+                var at = e.start
+                while at < e.start + e.count {
+                    let n = min(runBlocks, e.start + e.count - at)
+                    direct.append((at, n, ino))
+                    at += n
+                }
+                directBlocks += e.count
             }
         }
-        directorySlots = []
-        direct.sort { $0.block < $1.block }
-        let block = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 16)
-        defer { block.deallocate() }
-        for (number, dir) in direct {
-            try device.read(into: block, at: number * bs)
-            names.dir = UInt64(dir)
-            if !Ext2TableScan.entryInodes(UnsafeRawBufferPointer(block), names.add) { iterated.append(dir) }
+        unchangedDirectories = []
+        direct.sort { $0.start < $1.start }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(runBlocks) * blockSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var unparsed = Set<UInt32>()
+        var i = 0
+        while i < direct.count {
+            let first = direct[i].start
+            var end = first, j = i
+            while j < direct.count, direct[j].start == end, end - first + direct[j].count <= runBlocks {
+                end += direct[j].count
+                j += 1
+            }
+            try device.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int((end - first) * bs)]), at: first * bs)
+            for piece in direct[i..<j] {
+                names.dir = UInt64(piece.dir)
+                for b in 0..<piece.count {
+                    let at = Int((piece.start - first + b) * bs)
+                    let block = UnsafeRawBufferPointer(rebasing: buffer[at..<(at + blockSize)])
+                    if !Ext2TableScan.entryInodes(block, names.add), unparsed.insert(piece.dir).inserted { iterated.append(piece.dir) }
+                }
+            }
+            i = j
         }
         let listed: Bool = try withHandle { fs in
             for dir in iterated {

@@ -35,6 +35,34 @@ enum FastCommandLine {
         return command
     }
 
+    /// Any other named subcommand (not `mount`, the default, nor `help`), parsed by the library
+    /// with the subcommand as the root: the same declared options, the same validate(), but
+    /// without the argument sets of the root and of `mount` that a parse from the root builds
+    /// first (a sixth of a fast `diff`). Nil, and the full parse decides, for anything that
+    /// prints and exits (help, a version, completion scripts) or fails: the full parse then
+    /// words the error as the root's usage. `FastCommandLineTests` checks, for command lines of
+    /// every subcommand, that both parses give the same command.
+    static func parseSubcommand(_ arguments: [String]) -> ParsableCommand? {
+        guard let first = arguments.first, let type = subcommandTypes[first],
+              !arguments.contains(where: CommandLineCheck.mayPrintAndExit) else { return nil }
+        // As Main sets it for the full parse: ImageOptions.validate() reads it.
+        ImageOptions.drivesOptional = type is any ExaminesAllDomains.Type
+        // `--help` parses too, into the library's help command: only the subcommand itself will do.
+        guard let command = try? type.parseAsRoot(Array(arguments.dropFirst())),
+              Swift.type(of: command) == type else { return nil }
+        return command
+    }
+
+    /// The subcommands `parseSubcommand` takes, by name (a test checks them against the declarations).
+    static let subcommandTypes: [String: ParsableCommand.Type] = [
+        "unmount": UnmountCommand.self, "cat": CatCommand.self, "ls": LsCommand.self,
+        "copy-out": CopyOutCommand.self, "copy-in": CopyInCommand.self, "tar-out": TarOutCommand.self,
+        "tar-in": TarInCommand.self, "edit": EditCommand.self, "df": DfCommand.self,
+        "filesystems": FilesystemsCommand.self, "inspect": InspectCommand.self, "info": InfoCommand.self,
+        "check": CheckCommand.self, "commit": CommitCommand.self, "diff": DiffCommand.self,
+        "shell": ShellCommand.self,
+    ]
+
     /// The subcommands' names, spelled out: reading them from the declarations builds every
     /// command's configuration (help text and all), a tenth of a fast `cat`. A test checks the
     /// list against the declarations.
@@ -55,7 +83,16 @@ enum FastCommandLine {
         var verbose = false
         var trace = false
         var positionals: [String] = []
+        // What only commands that build their own drive options (diff) fill in.
+        var blocksizes: [Positioned<String>] = []
+        var domains: [String] = []
+        var connect: String?
+        var keySelectors: [String] = []
+        var keysFromStdin = false
+        var echoKeys = false
 
+        /// The drive options, every field set, as the library's parse of the same arguments
+        /// would give them (`Positioned` numbers them in the order they are made).
         func imageOptions() -> ImageOptions {
             var global = GlobalOptions()
             global.verbose = verbose
@@ -71,15 +108,15 @@ enum FastCommandLine {
             image.global = global
             image.rbd = rbd
             image.addedImages = added
-            image.domains = []
-            image.connect = nil
+            image.domains = domains
+            image.connect = connect
             image.snapshot = nil
             image.formats = formats
-            image.blocksizes = []
-            image.echoKeys = false
+            image.blocksizes = blocksizes
+            image.echoKeys = echoKeys
             image.selinux = false
-            image.keySelectors = []
-            image.keysFromStdin = false
+            image.keySelectors = keySelectors
+            image.keysFromStdin = keysFromStdin
             image.maxKDFIterations = nil
             image.maxKDFMemory = nil
             image.keyFD = nil
