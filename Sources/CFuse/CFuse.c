@@ -1,5 +1,6 @@
 // See include/CFuse.h for why this file exists.
 #include "CFuse.h"
+#include <malloc.h>
 
 int cfuse_session_loop_mt(struct fuse_session *se, unsigned int max_threads, int clone_fd) {
     struct fuse_loop_config *config = fuse_loop_cfg_create();
@@ -10,4 +11,8 @@ int cfuse_session_loop_mt(struct fuse_session *se, unsigned int max_threads, int
     int rc = fuse_session_loop_mt(se, config);
     fuse_loop_cfg_destroy(config);
     return rc;
+}
+
+int cfuse_limit_malloc_arenas(int arenas) {
+    return mallopt(M_ARENA_MAX, arenas);
 }

@@ -20,7 +20,11 @@ import TestSupport
         try Shell.check("mkdir \(dir.file("src")) && cd \(dir.file("src")) && touch a b c d e && mke2fs -q -t ext4 -d . \(dir.file("fs.img")) 8M")
         let guest = try Guest(drives: [DriveSpec(path: dir.file("fs.img"))])
         let tree = try MountTree(entries: [(guest.devices[0], "/")], writable: false)
-        let server = FuseServer(tree: tree, options: FuseServerOptions(), onReady: {})
+        // Counted FUSE numbers, as a writable mount has them (a read-only mount computes its
+        // numbers and counts nothing: InodeTableTests).
+        var options = FuseServerOptions()
+        options.readOnly = false
+        let server = FuseServer(tree: tree, options: options, onReady: {})
         let entries = try tree.entries(tree.root) { Issue.record("rejected \($0.message)") }
         var items: [DirectoryListing.Item] = [.init(name: [0x2E], node: tree.root, type: .directory, isDot: true),
                                                .init(name: [0x2E, 0x2E], node: tree.root, type: .directory, isDot: true)]

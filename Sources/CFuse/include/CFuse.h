@@ -16,4 +16,8 @@
 /// Wraps fuse_session_loop_mt (a versioned macro) and fuse_loop_cfg_*.
 int cfuse_session_loop_mt(struct fuse_session *se, unsigned int max_threads, int clone_fd);
 
+/// mallopt(M_ARENA_MAX, arenas) for the serving process: <malloc.h> is not in Swift's Glibc
+/// module. Returns mallopt's result (1 on success).
+int cfuse_limit_malloc_arenas(int arenas);
+
 #endif

@@ -24,7 +24,7 @@ package final class Ext2Filesystem: @unchecked Sendable {
     /// Where damage met after open is reported (Ext2Directory+Salvage.swift).
     let damageLog = DamageLog()
     /// Whole directories recently read, for fast lookups (bounded; see Ext2DirectoryCache).
-    let directoryCache = Ext2DirectoryCache(maxEntries: 200_000)
+    let directoryCache = Ext2DirectoryCache(maxEntries: 100_000)
 
     /// Per-inode counters bumped by every change to a file's data or size, so that open
     /// `Ext2File`s (whose block maps were resolved at open) notice and map again.

@@ -12,9 +12,20 @@ import Synchronization
 /// hard link of a file is one FUSE inode. FUSE inode numbers are ids the table hands out; the
 /// root is FUSE_ROOT_ID (1), pinned so it is never freed. This type is the only code that
 /// changes lookup counts, and it changes them under one mutex.
+///
+/// On a read-only mount (`counting: false`) a node's FUSE number is computed from the node
+/// itself (`encoded`): the filesystem of the tree in the top byte, the inode below, as
+/// fuse2fs hands out ext inode numbers as they are. Nothing can be unlinked or reused there, so
+/// no count is kept and forget has nothing to do: the table no longer grows with every inode
+/// the kernel caches (a walk of a million files held a million entries, 100 MiB and more,
+/// bench/million-files.sh). Only a node whose number does not fit (an inode number of 2^56 or
+/// more, a 255th filesystem) gets a counted entry as before.
 final class InodeTable: Sendable {
     /// FUSE_ROOT_ID in fuse_lowlevel.h: the kernel asks for the root by this number.
     static let rootID: UInt64 = 1
+    /// Bits of an encoded number that carry the inode; the filesystem index + 1 is above them,
+    /// so an encoded number is never 0, the root's 1 or a counted entry's (below 2^56).
+    static let inodeBits = 56
 
     private struct Entry {
         let node: GuestNode
@@ -29,24 +40,37 @@ final class InodeTable: Sendable {
 
     private let state: Mutex<State>
     let root: GuestNode
+    /// Whether every node is counted (writable mounts) or numbers are computed (read-only).
+    let counting: Bool
 
-    init(root: GuestNode) {
+    init(root: GuestNode, counting: Bool = true) {
         self.root = root
+        self.counting = counting
         var s = State()
         s.byID[Self.rootID] = Entry(node: root, lookups: 1)
         s.byNode[root] = Self.rootID
         state = Mutex(s)
     }
 
+    /// The computed FUSE number of `node` on a read-only mount, or nil when it does not fit.
+    func encoded(_ node: GuestNode) -> UInt64? {
+        guard !counting, node != root, node.mount >= 0, node.mount < 255, node.inode < (1 << Self.inodeBits) else { return nil }
+        return (UInt64(node.mount) + 1) << Self.inodeBits | node.inode
+    }
+
     /// The guest node behind FUSE inode `id`, or nil when the kernel names one we do not know.
     func node(_ id: UInt64) -> GuestNode? {
-        state.withLock { $0.byID[id]?.node }
+        if !counting, id >> Self.inodeBits != 0 {
+            return GuestNode(mount: Int(id >> Self.inodeBits) - 1, inode: id & ((1 << Self.inodeBits) - 1))
+        }
+        return state.withLock { $0.byID[id]?.node }
     }
 
     /// Records one more kernel reference to `node` (a successful lookup or readdirplus entry)
     /// and returns its FUSE inode number, creating it with a count of 1 if it is new.
     func lookup(_ node: GuestNode) -> UInt64 {
-        state.withLock { s in
+        if let id = encoded(node) { return id }
+        return state.withLock { s in
             if let id = s.byNode[node] {
                 s.byID[id]!.lookups += 1
                 return id
@@ -65,7 +89,9 @@ final class InodeTable: Sendable {
     /// unlinked while the kernel still held it.
     @discardableResult
     func forget(_ id: UInt64, count: UInt64) -> GuestNode? {
-        state.withLock { s -> GuestNode? in
+        // A computed number holds no count (and frees nothing: the mount is read-only).
+        if !counting, id >> Self.inodeBits != 0 { return nil }
+        return state.withLock { s -> GuestNode? in
             guard var entry = s.byID[id] else {
                 preconditionFailure("forget of unknown FUSE inode \(id)")
             }
@@ -81,16 +107,17 @@ final class InodeTable: Sendable {
         }
     }
 
-    /// Whether the kernel holds `node` (it has a FUSE inode number now).
+    /// Whether the kernel holds `node` (it has a FUSE inode number now). Known only where
+    /// nodes are counted (writable mounts, the only ones that ask).
     func contains(_ node: GuestNode) -> Bool {
         state.withLock { $0.byNode[node] != nil }
     }
 
-    /// The lookup count of `id` (0 when unknown): for tests and debugging.
+    /// The lookup count of `id` (0 when unknown or computed): for tests and debugging.
     func lookups(_ id: UInt64) -> UInt64 {
         state.withLock { $0.byID[id]?.lookups ?? 0 }
     }
 
-    /// How many FUSE inodes are live, the root included.
+    /// How many counted FUSE inodes are live, the root included.
     var count: Int { state.withLock { $0.byID.count } }
 }
