@@ -197,28 +197,22 @@ struct DiffCommand: ParsableCommand {
         options.keySelectors = keySelectors
         options.keysFromStdin = keysFromStdin
         options.echoKeys = echoKeys
-        var image = options.imageOptions()
         do {
-            try image.global.validate()
-            try image.rbd.validate()
-            try image.validate()
+            return try options.validatedImageOptions()
         } catch {
             throw CLIError(message: ImageOptions.message(for: error))
         }
-        return image
     }
 
     func filesystemOptions() throws -> FilesystemOptions {
         var options = FastCommandLine.Options()
         options.inspect = inspect
         options.mounts = mounts
-        let filesystems = options.filesystemOptions()
         do {
-            try filesystems.validate()
+            return try options.validatedFilesystemOptions()
         } catch {
             throw CLIError(message: FilesystemOptions.message(for: error))
         }
-        return filesystems
     }
 
     var settings: TreeDiff.Settings {

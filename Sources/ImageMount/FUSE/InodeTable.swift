@@ -26,6 +26,7 @@ final class InodeTable: Sendable {
     /// Bits of an encoded number that carry the inode; the filesystem index + 1 is above them,
     /// so an encoded number is never 0, the root's 1 or a counted entry's (below 2^56).
     static let inodeBits = 56
+    static let inodeMask: UInt64 = (1 << inodeBits) - 1
 
     private struct Entry {
         let node: GuestNode
@@ -54,15 +55,16 @@ final class InodeTable: Sendable {
 
     /// The computed FUSE number of `node` on a read-only mount, or nil when it does not fit.
     func encoded(_ node: GuestNode) -> UInt64? {
-        guard !counting, node != root, node.mount >= 0, node.mount < 255, node.inode < (1 << Self.inodeBits) else { return nil }
+        guard !counting, node != root, node.mount >= 0, node.mount < 255, node.inode <= Self.inodeMask else { return nil }
         return (UInt64(node.mount) + 1) << Self.inodeBits | node.inode
     }
 
+    /// Whether `id` is a computed number rather than a counted entry's.
+    private func isEncoded(_ id: UInt64) -> Bool { !counting && id > Self.inodeMask }
+
     /// The guest node behind FUSE inode `id`, or nil when the kernel names one we do not know.
     func node(_ id: UInt64) -> GuestNode? {
-        if !counting, id >> Self.inodeBits != 0 {
-            return GuestNode(mount: Int(id >> Self.inodeBits) - 1, inode: id & ((1 << Self.inodeBits) - 1))
-        }
+        if isEncoded(id) { return GuestNode(mount: Int(id >> Self.inodeBits) - 1, inode: id & Self.inodeMask) }
         return state.withLock { $0.byID[id]?.node }
     }
 
@@ -90,7 +92,7 @@ final class InodeTable: Sendable {
     @discardableResult
     func forget(_ id: UInt64, count: UInt64) -> GuestNode? {
         // A computed number holds no count (and frees nothing: the mount is read-only).
-        if !counting, id >> Self.inodeBits != 0 { return nil }
+        if isEncoded(id) { return nil }
         return state.withLock { s -> GuestNode? in
             guard var entry = s.byID[id] else {
                 preconditionFailure("forget of unknown FUSE inode \(id)")
