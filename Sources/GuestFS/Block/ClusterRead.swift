@@ -19,9 +19,13 @@ enum ClusterRead {
     /// Fills `buffer` with guest bytes from `offset`. `map` answers for one cluster index;
     /// `inflate` fills the part of a compressed cluster from byte `within` on. Data past the end of the file
     /// reads as zeros, as QEMU's file protocol reads it (block/io.c pads reads past EOF).
+    /// `readData`, when given, reads each run of data clusters instead (the bytes at host offset
+    /// `host`, guest offset `guest`): qcow's legacy AES decrypts there. Runs start and end at
+    /// cluster boundaries or at the ends of `buffer`.
     static func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, clusterSize: UInt64,
                      file: any BlockDevice, backing: (any BlockDevice)?,
                      map: (_ cluster: UInt64) throws -> Source,
+                     readData: ((_ chunk: UnsafeMutableRawBufferPointer, _ host: UInt64, _ guest: UInt64) throws -> Void)? = nil,
                      inflate: (_ entry: UInt64, _ within: Int, _ into: UnsafeMutableRawBufferPointer) throws -> Void = { _, _, _ in
                          preconditionFailure("this format has no compressed clusters")
                      }) throws {
@@ -54,7 +58,7 @@ enum ClusterRead {
                     return !overflow && h == wanted
                 }
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + run])
-                try file.readZeroPaddedPast(into: chunk, at: host + within)
+                if let readData { try readData(chunk, host + within, guest) } else { try file.readZeroPaddedPast(into: chunk, at: host + within) }
             case .zero:
                 UnsafeMutableRawBufferPointer(rebasing: buffer[done ..< done + run]).initializeMemory(as: UInt8.self, repeating: 0)
             case .backing:

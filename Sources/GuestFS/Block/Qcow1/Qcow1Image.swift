@@ -18,6 +18,10 @@ final class Qcow1Image: BlockDevice {
     private let clusterSize: UInt64
     /// The bits of a compressed entry that hold its host offset (QEMU's cluster_offset_mask).
     private let compressedOffsetMask: UInt64
+    /// The legacy AES cipher of an encrypted image, which data clusters are decrypted with
+    /// (qcow_co_preadv); compressed clusters are stored in the clear (QEMU never compresses
+    /// into an encrypted image and decompress_cluster decrypts nothing).
+    private let encryption: Qcow2Encryption?
 
     static let l2Structure = "qcow L2 table"
     static let compressedStructure = "qcow compressed cluster"
@@ -34,12 +38,11 @@ final class Qcow1Image: BlockDevice {
         }
         let meta = try Qcow1Metadata.read(from: file)
         let h = meta.header
-        if h.cryptMethod == Qcow1Format.cryptAES, !options.metadataOnly {
-            throw ImageError(path: file.displayName, offset: 36, structure: Qcow1Format.structure,
-                             reason: "the image uses qcow's legacy AES encryption, which imagemount does not read: convert it with " +
-                                     "qemu-img convert --object secret,id=s,data=KEY --image-opts driver=qcow,file.filename=IMAGE,encrypt.key-secret=s -O qcow2 NEW",
-                             errno: .notSupported)
-        }
+        // Legacy AES (qcow_open: crypt_method QCOW_CRYPT_AES) is the same cipher as qcow2's
+        // crypt_method 1, guest-sector IVs included; the key comes from --key as for qcow2.
+        encryption = h.cryptMethod == Qcow1Format.cryptAES && !options.metadataOnly
+            ? try Qcow2Encryption.legacyAES(path: file.displayName, keys: options.keys, ids: [file.displayName] + options.keyIDs)
+            : nil
         self.file = file
         metadata = meta
         size = h.virtualSize
@@ -73,9 +76,37 @@ final class Qcow1Image: BlockDevice {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
-        try ClusterRead.read(into: buffer, at: offset, clusterSize: clusterSize, file: file, backing: backing,
-                             map: { try source(ofCluster: $0) },
-                             inflate: { try inflate(entry: $0, within: $1, into: $2) })
+        guard let encryption else {
+            try ClusterRead.read(into: buffer, at: offset, clusterSize: clusterSize, file: file, backing: backing,
+                                 map: { try source(ofCluster: $0) },
+                                 inflate: { try inflate(entry: $0, within: $1, into: $2) })
+            return
+        }
+        // AES works on whole 512-byte sectors: an unaligned read goes through a sector-aligned
+        // scratch buffer. Aligned, every run of data clusters is too (clusters are sector
+        // multiples on both sides, and source(ofCluster:) refuses unaligned host offsets).
+        let sector = UInt64(Qcow2Encryption.sectorSize)
+        let head = offset % sector
+        let end = offset + UInt64(buffer.count)
+        // The virtual size is whole sectors (Qcow1Format: total_sectors), so this stays inside it.
+        let alignedEnd = (end + sector - 1) / sector * sector
+        func readAligned(_ into: UnsafeMutableRawBufferPointer, at start: UInt64) throws {
+            try ClusterRead.read(into: into, at: start, clusterSize: clusterSize, file: file, backing: backing,
+                                 map: { try source(ofCluster: $0) },
+                                 readData: { chunk, host, guest in
+                                     try self.file.readZeroPaddedPast(into: chunk, at: host)
+                                     encryption.decrypt(chunk, hostOffset: host, guestOffset: guest)
+                                 },
+                                 inflate: { try inflate(entry: $0, within: $1, into: $2) })
+        }
+        if head == 0, alignedEnd == end {
+            try readAligned(buffer, at: offset)
+            return
+        }
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(alignedEnd - (offset - head)), alignment: 16)
+        defer { scratch.deallocate() }
+        try readAligned(scratch, at: offset - head)
+        buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[Int(head) ..< Int(head) + buffer.count]))
     }
 
     /// QEMU's get_cluster_offset without allocation: 0 in L1 or L2 means unallocated.

@@ -42,25 +42,11 @@ struct Qcow2Encryption: Sendable {
             throw ImageError(path: path, offset: 32, structure: "qcow2 header", reason: "unknown encryption method \(meta.header.cryptMethod)",
                              errno: .notSupported)
         }
-        let name = method == .aes ? "AES" : "LUKS"
-        let passphrases = keys?.passphrases(for: ids, name: path) ?? []
-        guard !passphrases.isEmpty else {
-            throw ImageError(path: path, structure: "encryption", reason: "the image is \(name)-encrypted and no key was given for it (use --key \(path):key:PASSPHRASE, --key all:file:FILE or --keys-from-stdin)",
-                             errno: .permissionDenied)
-        }
         switch method {
         case .aes:
-            // QEMU takes strlen(passphrase) bytes, at most 16; only the first key given is usable,
-            // as nothing tells a right AES key from a wrong one.
-            let key = passphrases[0].withBytes { p in
-                SecretBytes(count: aesKeyBytes) { out in
-                    let n = min(aesKeyBytes, p.firstIndex(of: 0) ?? p.count)
-                    out.copyMemory(from: UnsafeRawBufferPointer(rebasing: p[..<n]))
-                }
-            }
-            let spec = try SectorCipherSpec.parse(cipherName: "aes", cipherMode: "cbc-plain64", keyBytes: aesKeyBytes)
-            return Qcow2Encryption(method: .aes, cipher: try SectorCipher(spec: spec, key: key), header: nil)
+            return try legacyAES(path: path, keys: keys, ids: ids)
         case .luks:
+            let passphrases = try Self.passphrases(path: path, name: "LUKS", keys: keys, ids: ids)
             guard let pointer = meta.extensions.encryptionHeader else {
                 throw ImageError(path: path, structure: "header extension", reason: "LUKS-encrypted image without a full disk encryption header pointer")
             }
@@ -88,6 +74,34 @@ struct Qcow2Encryption: Sendable {
             }
             return Qcow2Encryption(method: .luks, cipher: cipher, header: header)
         }
+    }
+
+    /// The legacy AES cipher of a qcow2 (crypt_method 1) or qcow v1 image (QEMU's
+    /// qcrypto_block_qcow_open, shared by both drivers): the key is the first passphrase given
+    /// for the image.
+    static func legacyAES(path: String, keys: KeyStore?, ids: [String]) throws -> Qcow2Encryption {
+        let passphrases = try Self.passphrases(path: path, name: "AES", keys: keys, ids: ids)
+        // QEMU takes strlen(passphrase) bytes, at most 16; only the first key given is usable,
+        // as nothing tells a right AES key from a wrong one.
+        let key = passphrases[0].withBytes { p in
+            SecretBytes(count: aesKeyBytes) { out in
+                let n = min(aesKeyBytes, p.firstIndex(of: 0) ?? p.count)
+                out.copyMemory(from: UnsafeRawBufferPointer(rebasing: p[..<n]))
+            }
+        }
+        let spec = try SectorCipherSpec.parse(cipherName: "aes", cipherMode: "cbc-plain64", keyBytes: aesKeyBytes)
+        return Qcow2Encryption(method: .aes, cipher: try SectorCipher(spec: spec, key: key), header: nil)
+    }
+
+    /// The passphrases `keys` holds for the image, at least one; EACCES naming the image (never a
+    /// key) when there is none.
+    private static func passphrases(path: String, name: String, keys: KeyStore?, ids: [String]) throws -> [SecretBytes] {
+        let passphrases = keys?.passphrases(for: ids, name: path) ?? []
+        guard !passphrases.isEmpty else {
+            throw ImageError(path: path, structure: "encryption", reason: "the image is \(name)-encrypted and no key was given for it (use --key \(path):key:PASSPHRASE, --key all:file:FILE or --keys-from-stdin)",
+                             errno: .permissionDenied)
+        }
+        return passphrases
     }
 
     /// The IV sector number of data at `hostOffset` for guest offset `guestOffset`.

@@ -5,7 +5,8 @@ import TestSupport
 
 /// qcow (version 1) images made by qemu-img (4 KiB and 512 B clusters, compressed clusters, a
 /// qcow overlay over a compressed qcow base), read as `qemu-img convert -f qcow -O raw` reads
-/// them; probing against qcow2; encryption and writes refused; damaged headers and tables.
+/// them; probing against qcow2; legacy AES images read with their key; writes refused; damaged
+/// headers and tables.
 @Suite struct Qcow1ImageTests {
     static let names = FormatFixtures.images.filter { $0.format == .qcow }.map(\.name)
 
@@ -45,13 +46,35 @@ import TestSupport
         }
     }
 
-    /// Legacy AES: `info` shows it as qemu-img does, a read is refused in one line saying how to convert.
-    @Test func aesEncryptedImagesAreRefusedButDescribed() throws {
+    /// Legacy AES (qcow_open, QCOW_CRYPT_AES): an image qemu-img converted from a partly
+    /// allocated raw file, with unaligned qemu-io writes on top, reads with the key as
+    /// `qemu-img convert` reads it with the same secret, including reads that start and end
+    /// inside 512-byte sectors; `info` shows it as qemu-img does.
+    @Test func aesEncryptedImagesReadWithTheirKey() throws {
         let dir = try TempDir("imagemount-qcow-aes")
-        let path = dir.file("aes.qcow")
-        try Shell.check("qemu-img create -q -f qcow --object secret,id=s0,data=abc -o encryption=on,encrypt.key-secret=s0 \(Shell.quote(path)) 1M")
+        let size = 3 << 20
+        var bytes = [UInt8](repeating: 0, count: size)
+        var rng = SplitMix64(seed: 0xAE5)
+        for i in stride(from: 0, to: size, by: 8) where (i >> 16) % 3 != 1 {
+            withUnsafeBytes(of: rng.next()) { for (k, b) in $0.enumerated() { bytes[i + k] = b } }
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: dir.file("src.raw")))
+        let path = dir.file("aes.qcow"), pass = "a key: with spaces"
+        let secret = "--object secret,id=s0,data=\(Shell.quote(pass))"
+        let opts = "driver=qcow,file.filename=\(Shell.quote(path)),encrypt.key-secret=s0"
+        try Shell.check("""
+            cd \(Shell.quote(dir.path)) && qemu-img convert -q \(secret) -O qcow -o encrypt.format=aes,encrypt.key-secret=s0 src.raw aes.qcow \
+            && qemu-io \(secret) --image-opts \(opts) -c 'write -P 0x5a 70001 9000' -c 'write -P 0x17 1048000 100000' >/dev/null \
+            && qemu-img convert -q \(secret) --image-opts \(opts) -O raw oracle.raw
+            """)
         try OtherFormatChecks.infoMatches(path)
-        VHDCorruptionTests.expectError([path, "legacy AES encryption", "qemu-img convert"]) {
+        let keys = KeyStore(entries: [.init(id: "all", secret: SecretBytes(utf8: pass))])
+        let device = try ImageOpener.open(path: path, options: ImageOpenOptions(keys: keys))
+        #expect(device is Qcow1Image)
+        let oracle = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir.file("oracle.raw"))))
+        try Qcow2ImageTests.compare(device, with: oracle, unit: 4096, label: "aes.qcow")
+        // Without a key: one line naming the image and how to give it.
+        VHDCorruptionTests.expectError([path, "AES-encrypted", "no key was given", "--key"]) {
             _ = try ImageOpener.open(path: path, format: nil, writable: false)
         }
     }
