@@ -118,7 +118,7 @@ extension VHDXImage: AppendingFormatWriter {
             let range = start ..< start.saturatingAdd(length)
             if range.overlaps(0 ..< mib) || range.overlaps(log) {
                 throw refuse(header.logOffset, VHDXLogWriter.structure,
-                             "the log's active sequence writes at 0x\(String(start, radix: 16)), into the \(range.overlaps(log) ? "log" : "headers"); open it read-only (replayed in memory)")
+                             "the log's active sequence writes at 0x\(String(start, radix: 16)), into the \(range.overlaps(log) ? "log" : "headers") (a read-only open replays it in memory)")
             }
         }
         if replay.lastFileOffset > file.size {
