@@ -30,9 +30,6 @@ final class VHDXImage: BlockDevice {
 
     static let batStructure = "VHDX BAT"
 
-    /// The BAT as it is now (for `check` and tests).
-    var bat: [UInt64] { state.withLock { $0.bat } }
-
     /// `original` is the file as it is. Read-only, everything after the log replay reads the
     /// replayed view; writable, the checks run on that view first, so that a refused open
     /// leaves the file as it was, and only then is the log replayed into the file.

@@ -26,10 +26,11 @@ struct VHDXLogWriter {
     static let structure = "VHDX log"
     static let sector = UInt64(VHDXLog.sectorSize)
 
-    init(offset: UInt64, length: UInt64, sequence: UInt64 = 1) {
+    init(offset: UInt64, length: UInt64, sequence: UInt64 = 1, position: UInt64 = 0) {
         self.offset = offset
         self.length = length
         self.sequence = max(1, sequence)
+        self.position = position % length
     }
 
     /// Sectors a descriptor area for `count` descriptors takes: the 64-byte entry header and the
@@ -94,16 +95,21 @@ struct VHDXLogWriter {
         try headers.update(file, logGUID: guid)
         let start = position
         let bytes = Self.entry(sequence: sequence, tail: UInt32(start), logGUID: guid, fileSize: file.size, sectors: sectors)
-        // Round the circular buffer: the part up to its end, the rest from its start.
-        let first = Int(min(UInt64(bytes.count), length - start))
-        try file.writeBytes(Array(bytes[..<first]), at: offset + start)
-        if first < bytes.count { try file.writeBytes(Array(bytes[first...]), at: offset) }
+        try put(bytes, into: file)
         try file.flush()
         for s in sectors { try file.writeBytes(s.bytes, at: s.offset) }
         try file.flush()
         try headers.update(file, logGUID: VHDXHeaderWriter.nullGUID)
         position = (start + UInt64(bytes.count)) % length
         sequence = sequence == UInt64.max ? 1 : sequence + 1
+    }
+
+    /// Writes `entry` at the write position, round the circular buffer: the part up to the log's
+    /// end, the rest from its start.
+    func put(_ entry: [UInt8], into file: any BlockDevice) throws {
+        let first = Int(min(UInt64(entry.count), length - position))
+        try file.writeBytes(Array(entry[..<first]), at: offset + position)
+        if first < entry.count { try file.writeBytes(Array(entry[first...]), at: offset) }
     }
 
     /// A dirty log's active sequence written into the file at a writable open, as QEMU's

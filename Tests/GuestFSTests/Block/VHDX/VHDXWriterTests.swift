@@ -93,7 +93,8 @@ import TestSupport
     }
 
     /// A BAT update as the writer logs it, left unapplied (a crash between logging and writing
-    /// in place): QEMU's replay (`check -r all`) and ours (read-only, in memory) both see block 2.
+    /// in place), the entry wrapping round the end of the log: QEMU's replay (`check -r all`)
+    /// and ours (read-only, in memory) both see block 2.
     @Test func aLoggedBATUpdateIsReplayedByQEMU() throws {
         let dir = try TempDir("fmtw-vhdx")
         let image = dir.file("log.vhdx")
@@ -110,9 +111,11 @@ import TestSupport
             var headers = VHDXHeaderWriter(header: header, slot: slot)
             let guid = VHDXFormat.randomGUID()
             try headers.update(file, logGUID: guid)
-            let entry = VHDXLogWriter.entry(sequence: 1, tail: 0, logGUID: guid, fileSize: file.size,
+            let last = UInt64(header.logLength) - 4096
+            let entry = VHDXLogWriter.entry(sequence: 1, tail: UInt32(last), logGUID: guid, fileSize: file.size,
                                             sectors: [(offset: metadata.batOffset, bytes: sector)])
-            try file.writeBytes(entry, at: header.logOffset)
+            #expect(entry.count == 8192)
+            try VHDXLogWriter(offset: header.logOffset, length: UInt64(header.logLength), position: last).put(entry, into: file)
             try file.flush()
         }
         var expected = [UInt8](repeating: 0, count: 8 << 20)
