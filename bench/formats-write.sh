@@ -1,5 +1,5 @@
 #!/bin/bash
-# Writing into vmdk, vdi, vpc (VHD), qed and parallels images by imagemount against qemu-img, in one run:
+# Writing into vmdk, vdi, vpc (VHD), vhdx, qed and parallels images by imagemount against qemu-img, in one run:
 #  - raw write path: DATA_MIB of random data written sequentially (1 MiB writes) into an empty
 #    image by qcow2-bench --write-from (ImageOpener, then flush), against
 #    `qemu-img convert -O FORMAT` of the same data;
@@ -10,11 +10,11 @@
 # times, ratios (qemu-img time / ours: above 1 means imagemount is faster) and peak RSS, and
 # checks the results (qemu-img compare; qemu-img check where qemu-img has one; e2fsck -fn).
 #
-# usage: bench/formats-write.sh [DATA_MIB]   (default 256; ROUNDS=n, default 3; FORMATS="vmdk vdi vpc qed parallels")
+# usage: bench/formats-write.sh [DATA_MIB]   (default 256; ROUNDS=n, default 3; FORMATS="vmdk vdi vpc vhdx qed parallels")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_MIB=${1:-256}
-FORMATS=${FORMATS:-vmdk vdi vpc qed parallels}
+FORMATS=${FORMATS:-vmdk vdi vpc vhdx qed parallels}
 
 swift build -c release --static-swift-stdlib --product qcow2-bench >/dev/null
 swift build -c release --static-swift-stdlib --product imagemount >/dev/null

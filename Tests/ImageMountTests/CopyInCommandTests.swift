@@ -6,7 +6,7 @@ import TestSupport
 /// entries, modes, owners, sizes, link counts, nanosecond mtimes, symlink targets, xattrs and
 /// holes, and e2fsck must be clean.
 @Suite struct CopyInCommandTests {
-    static let formats = ["raw", "qcow2", "qcow2-luks", "vdi", "vpc", "qed", "parallels"]
+    static let formats = ["raw", "qcow2", "qcow2-luks", "vdi", "vpc", "vhdx", "qed", "parallels"]
 
     static func source(in dir: TempDir) throws -> String {
         let s = dir.file("src")

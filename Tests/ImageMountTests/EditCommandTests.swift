@@ -6,7 +6,7 @@ import TestSupport
 /// copy, the file is replaced whole (owner, mode and xattrs kept), -b keeps a backup, and an
 /// unchanged file leaves the image's bytes as they were.
 @Suite struct EditCommandTests {
-    static let formats = ["raw", "qcow2", "qcow2-luks", "vdi", "vpc", "qed", "parallels"]
+    static let formats = ["raw", "qcow2", "qcow2-luks", "vdi", "vpc", "vhdx", "qed", "parallels"]
 
     static func image(_ dir: TempDir) throws -> String {
         let tree = dir.file("tree"), image = dir.file("guest.img")

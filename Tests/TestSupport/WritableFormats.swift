@@ -37,10 +37,10 @@ public enum WritableFormats {
 
     /// The writable formats besides raw and qcow2, by test name: the `qemu-img -O` argument
     /// that makes one.
-    public static let otherFormats: [String: String] = ["vdi": "vdi", "vpc": "vpc", "qed": "qed", "parallels": "parallels"]
+    public static let otherFormats: [String: String] = ["vdi": "vdi", "vpc": "vpc", "vhdx": "vhdx", "qed": "qed", "parallels": "parallels"]
 
     /// Formats `qemu-img check` has a check for (vpc has none).
-    static let checkedFormats: Set<String> = ["qcow2", "qcow2-luks", "vdi", "qed", "parallels"]
+    static let checkedFormats: Set<String> = ["qcow2", "qcow2-luks", "vdi", "vhdx", "qed", "parallels"]
 
     /// What imagemount needs besides `-a image` to open an image of `format`.
     public static func arguments(_ image: String, format: String) -> [String] {

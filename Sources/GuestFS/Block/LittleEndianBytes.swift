@@ -38,6 +38,11 @@ package struct LittleEndianBytes {
         for i in 0 ..< 4 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
     }
 
+    /// Stores `value` little-endian at `offset` of `bytes`.
+    package static func put64(_ value: UInt64, into bytes: inout [UInt8], at offset: Int) {
+        for i in 0 ..< 8 { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * i)) }
+    }
+
     /// Stores `value` little-endian at `offset` of `buffer` (a cached table being changed).
     package static func put32(_ value: UInt32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int) {
         for i in 0 ..< 4 { buffer[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }

@@ -118,6 +118,25 @@ public final class RawImage: ImageSource {
         }
     }
 
+    /// Grows the file to `newSize` bytes, the new part reading as zeros (a hole), as QEMU's
+    /// bdrv_truncate does for a VHDX block it allocates. Never shrinks. `ftruncate(2)`.
+    func extend(to newSize: UInt64) throws {
+        guard isWritable else { throw readOnlyError(offset: newSize) }
+        guard newSize > size else { return }
+        guard newSize <= UInt64(Int64.max) else {
+            throw ImageError(path: path, offset: newSize, structure: "write", reason: "file size past 2^63", errno: .fileTooLarge)
+        }
+        do { try fd.resize(to: Int64(newSize)) } catch let e as Errno {
+            throw ImageError(path: path, offset: newSize, structure: "write", reason: "cannot grow the file: \(e.description)", errno: e)
+        }
+        var current = currentSize.load(ordering: .acquiring)
+        while newSize > current {
+            let (exchanged, original) = currentSize.compareExchange(expected: current, desired: newSize, ordering: .acquiringAndReleasing)
+            if exchanged { break }
+            current = original
+        }
+    }
+
     public func flush() throws {
         guard isWritable else { return }
         do { try Syscall.dataSync(fd) } catch {

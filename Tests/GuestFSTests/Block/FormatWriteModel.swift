@@ -65,8 +65,10 @@ enum FormatWriteModel {
     /// writing again.
     /// `uncleanClose`: the ERROR line qemu-img check prints for an image a writer left open (the
     /// format's own in-use flag, Parallels' inuse), which alone does not count as corruption.
+    /// `afterKill`: what QEMU must do to the killed image before it reads it (VHDX: replay a log
+    /// the writer left mid-update, which QEMU's read-only opens refuse).
     static func crash(_ base: String, format: ImageFormat, block: Int, rounds: Int, seed: UInt64, qemuChecks: Bool,
-                      uncleanClose: String? = nil) throws {
+                      uncleanClose: String? = nil, afterKill: ((String) throws -> Void)? = nil) throws {
         var rng = SplitMix64(seed: seed)
         let size = try ImageOpener.open(path: base, format: format, writable: false).size
         let timing = base + ".timing"
@@ -89,6 +91,7 @@ enum FormatWriteModel {
             let (lines, writes) = Qcow2CrashTests.script(size: size, cluster: block, seed: rng.next())
             let done = try Qcow2CrashTests.runAndKill(image, lines: lines, delay: Double.random(in: 0.001 ... span, using: &rng))
             if done < lines.count - 1 { killedMidway += 1 } else { span = max(0.002, span * 0.6) }
+            try afterKill?(image)
             if qemuChecks {
                 let check = try Shell.run("qemu-img check -f \(format.rawValue) \(Shell.quote(image))")
                 // 0: clean; 3: leaked clusters only. 2 would be corruption, unless its one error

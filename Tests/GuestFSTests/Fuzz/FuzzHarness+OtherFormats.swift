@@ -21,12 +21,21 @@ extension FuzzHarness {
     }
 
     /// Block/VHDX: both headers and their CRC-32C, the region tables, the metadata items, the BAT
-    /// with its sector-bitmap entries, reads across blocks.
+    /// with its sector-bitmap entries, reads across blocks; then the writer (VHDXImage+Write.swift)
+    /// over a copy in memory: its checks, a dirty log replayed into the copy, headers rewritten,
+    /// writes into present blocks (allocation is refused: the copy cannot grow), flush.
     static func vhdx(_ data: [UInt8]) {
         let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.vhdx")
         guard let image = try? VHDXImage(file: file, options: ImageOpenOptions(format: .vhdx)) else { return }
         readSome(image, step: 1 << 20, count: 16)
         _ = image.fuzzRead(at: 0, count: 3 << 20)
+        let copy = MemoryOverlayDevice(base: file, maxBytes: 16 << 20)
+        guard let writable = try? VHDXImage(file: copy, options: ImageOpenOptions(format: .vhdx, writable: true)) else { return }
+        let bytes = [UInt8](repeating: 0xA5, count: 4096)
+        for at in stride(from: UInt64(0), to: min(writable.size, 4 << 20), by: 1 << 20) { try? writable.writeBytes(bytes, at: at) }
+        try? writable.writeZeros(at: 0, length: Int(min(writable.size, 8192)))
+        try? writable.flush()
+        readSome(writable, step: 1 << 20, count: 4)
     }
 }
 

@@ -46,10 +46,14 @@ enum VHDXFormat {
     static let physicalSectorSize = guid("CDA348C7-445D-4471-9CC9-E9885251C556")
     static let parentLocator = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
 
-    /// "2.5.1 BAT Entry" states of a payload block.
+    /// "2.5.1 BAT Entry" states of a payload block; 5 is the unmapped state of the 0.95 draft,
+    /// which QEMU still reads as zeros (PAYLOAD_BLOCK_UNMAPPED_v095).
     enum PayloadState: UInt8 {
-        case notPresent = 0, undefined = 1, zero = 2, unmapped = 3, fullyPresent = 6, partiallyPresent = 7
+        case notPresent = 0, undefined = 1, zero = 2, unmapped = 3, unmappedV095 = 5, fullyPresent = 6, partiallyPresent = 7
     }
+    /// "2.5.1 BAT Entry": the file offset in 1 MiB units above bit 20, the state in bits 0-2.
+    static let batOffsetShift: UInt64 = 20
+    static let batStateMask: UInt64 = 7
 
     /// The probe: "vhdxfile" at byte 0 (QEMU's vhdx_probe).
     static func probe(_ header: [UInt8]) -> Bool {
@@ -76,6 +80,8 @@ enum VHDXFormat {
 
     /// "2.2.2 Header".
     struct Header {
+        /// The header's 4 KiB as read (the CRC-32C covers all of them).
+        var raw: [UInt8]
         var sequenceNumber: UInt64
         var logGUIDIsNull: Bool
         /// The log GUID (bytes 48–63): entries of the active log carry it.
@@ -87,6 +93,7 @@ enum VHDXFormat {
         var valid: Bool
 
         init(_ raw: [UInt8]) {
+            self.raw = raw
             let b = LittleEndianBytes(raw)
             sequenceNumber = b.u64(8)
             logGUIDIsNull = b.isZero(48, 16)
@@ -98,5 +105,14 @@ enum VHDXFormat {
             valid = Array(raw[0 ..< 4]) == VHDXFormat.headerSignature && b.u32(4) == VHDXFormat.crc32c(raw, checksumAt: 4)
                 && version == 1
         }
+    }
+
+    /// A new random GUID in its on-disk byte order: version 4 (random) in data3, variant 10 in
+    /// data4 ([MS-VHDX] "2.2.2": FileWriteGuid, DataWriteGuid, LogGuid are fresh values).
+    static func randomGUID() -> [UInt8] {
+        var g = (0 ..< 16).map { _ in UInt8.random(in: 0 ... 255) }
+        g[7] = g[7] & 0x0F | 0x40
+        g[8] = g[8] & 0x3F | 0x80
+        return g
     }
 }

@@ -5,14 +5,20 @@ import SystemPackage
 struct VHDXMetadata: Sendable {
     /// "2.2.2 Header": of the two, the valid header with the larger sequence number is current.
     static func currentHeader(of file: any BlockDevice) throws -> VHDXFormat.Header {
+        try currentHeaderSlot(of: file).header
+    }
+
+    /// The current header and its slot (0: the copy at 64 KiB, 1: at 128 KiB); a writer
+    /// updates the other slot first ("2.2.2.1 Updating the Headers").
+    static func currentHeaderSlot(of file: any BlockDevice) throws -> (header: VHDXFormat.Header, slot: Int) {
         guard file.size >= 320 * VHDXFormat.kib else {
             throw ImageError(path: file.displayName, offset: 0, structure: "VHDX file identifier",
                              reason: "file of \(file.size) bytes is too small for VHDX headers and region tables", errno: .invalidArgument)
         }
-        var current: VHDXFormat.Header?
-        for at in VHDXFormat.headerOffsets {
+        var current: (header: VHDXFormat.Header, slot: Int)?
+        for (slot, at) in VHDXFormat.headerOffsets.enumerated() {
             let h = VHDXFormat.Header(try file.readBytes(at: at, count: VHDXFormat.headerSize))
-            if h.valid, h.sequenceNumber >= (current?.sequenceNumber ?? 0) { current = h }
+            if h.valid, h.sequenceNumber >= (current?.header.sequenceNumber ?? 0) { current = (h, slot) }
         }
         guard let current else {
             throw ImageError(path: file.displayName, offset: VHDXFormat.headerOffsets[0], structure: "VHDX header",
@@ -35,6 +41,9 @@ struct VHDXMetadata: Sendable {
     let logicalSectorSize: UInt32
     let batOffset: UInt64
     let batLength: UInt32
+    /// The metadata region (a writer's blocks must not overlap it).
+    let metadataOffset: UInt64
+    let metadataLength: UInt32
     /// Payload blocks per sector-bitmap block ("2.5 BAT", chunk ratio).
     let chunkRatio: UInt64
     let dataBlocks: UInt64
@@ -148,6 +157,7 @@ struct VHDXMetadata: Sendable {
             throw bad("VHDX BAT", regions.bat.0, "region of \(regions.bat.1) bytes is too small for \(batEntries) entries")
         }
         return VHDXMetadata(virtualSize: size, blockSize: blockSize, logicalSectorSize: logical, batOffset: regions.bat.0,
-                            batLength: regions.bat.1, chunkRatio: chunkRatio, dataBlocks: dataBlocks)
+                            batLength: regions.bat.1, metadataOffset: metaOffset, metadataLength: metaLength,
+                            chunkRatio: chunkRatio, dataBlocks: dataBlocks)
     }
 }
