@@ -10,7 +10,10 @@ final class VHDXImage: BlockDevice {
     var isWritable: Bool { false }
     var displayName: String { file.displayName }
     /// The BAT as it is on disk: payload block i's entry is at i + i / chunk ratio ("2.5 BAT").
-    private let bat: [UInt64]
+    let bat: [UInt64]
+    /// Whether a dirty log's active sequence was replayed in memory at open (`check` refuses
+    /// such an image, as qemu-img check's read-only open does).
+    let replayedLog: Bool
     private let blockSize: UInt64
 
     static let batStructure = "VHDX BAT"
@@ -25,6 +28,8 @@ final class VHDXImage: BlockDevice {
         // A dirty log is replayed first, in memory: `self.file` is the replayed view.
         let view = try VHDXMetadata.replayedView(of: original)
         self.file = view.device
+        // replayedView hands back the file itself when the log GUID names no valid sequence.
+        replayedLog = view.device !== original
         metadata = try VHDXMetadata.read(from: view.device, logReplayed: view.replayed)
         size = metadata.virtualSize
         blockSize = UInt64(metadata.blockSize)
