@@ -8,11 +8,14 @@ import TestSupport
 /// (qemu-img's without its program name; the line naming why a check failed is each tool's own).
 /// Images are small qemu-img ones; the damage is patched in here.
 @Suite struct CheckVmdkVhdxTests {
-    static func compare(_ image: String, _ label: String, expect status: Int32) throws {
+    /// Both checks probed, and with the format given (`--format` and `-f`) when `format` is
+    /// set; `probe: false` only with the format given.
+    static func compare(_ image: String, _ label: String, expect status: Int32, format: String? = nil, probe: Bool = true) throws {
         let q = Shell.quote
-        for json in [false, true] {
-            let ours = try ImageMountBinary.run(["check", "-a", image] + (json ? ["--output=json"] : []))
-            let theirs = try Shell.run("qemu-img check \(json ? "--output=json " : "")\(q(image))")
+        let runs = (probe ? [(false, nil), (true, nil)] : []) + (format.map { [(false, $0), (true, $0)] } ?? [])
+        for (json, given) in runs {
+            let ours = try ImageMountBinary.run(["check"] + (given.map { ["--format=\($0)"] } ?? []) + ["-a", image] + (json ? ["--output=json"] : []))
+            let theirs = try Shell.run("qemu-img check \(given.map { "-f \($0) " } ?? "")\(json ? "--output=json " : "")\(q(image))")
             #expect(theirs.status == status, "\(label): qemu-img check exited \(theirs.status): \(theirs.text)\(theirs.stderr)")
             #expect(ours.status == theirs.status, "\(label): exit \(ours.status) vs qemu-img \(theirs.status); ours: \(ours.stderr)")
             #expect(ours.text == theirs.text, "\(label): ours\n\(ours.text)\nqemu-img\n\(theirs.text)")
@@ -72,7 +75,7 @@ import TestSupport
     func cleanVmdkSubformats(_ subformat: String) throws {
         let dir = try TempDir("imagemount-check-vmdk")
         let image = try Self.vmdk(dir, "c.vmdk", subformat)
-        try Self.compare(image, subformat, expect: 0)
+        try Self.compare(image, subformat, expect: 0, format: "vmdk")
     }
 
     /// A grain table entry past the end of the file ends QEMU's check with EINVAL (exit 1, no
@@ -83,7 +86,7 @@ import TestSupport
         let sparse = File(path: try Self.vmdk(dir, "s.vmdk", "monolithicSparse"))
         let entry = try Self.gte(sparse, 2)
         try sparse.patch32(entry, UInt32(sparse.size / 512 + 10))
-        try Self.compare(sparse.path, "grain past the end", expect: 1)
+        try Self.compare(sparse.path, "grain past the end", expect: 1, format: "vmdk")
         try sparse.patch32(entry, UInt32(sparse.size / 512 - 1))
         try Self.compare(sparse.path, "grain in the last sector", expect: 0)
 
@@ -115,6 +118,13 @@ import TestSupport
         let flat = try Self.vmdk(dir, "f.vmdk", "monolithicFlat")
         try Shell.check("truncate -s 0 \(q(dir.file("f-flat.vmdk")))")
         try Self.compare(flat, "empty flat extent file", expect: 1)
+
+        // A descriptor whose name does not say vmdk opens its extent only with the format given
+        // (the probing policy; qemu-img has none).
+        let named = try Self.vmdk(dir, "p.img", "monolithicFlat")
+        try Self.compare(named, "flat descriptor named .img", expect: 0, format: "vmdk", probe: false)
+        let probed = try ImageMountBinary.run(["check", "-a", named])
+        #expect(probed.status != 0 && probed.stderr.contains("--format=vmdk"), "\(probed.stderr)")
     }
 
     /// A dynamic VHDX with 1 MiB blocks (log at 1 MiB, BAT and metadata after it, data from 4 MiB).
@@ -136,7 +146,7 @@ import TestSupport
 
     @Test func cleanVhdx() throws {
         let dir = try TempDir("imagemount-check-vhdx")
-        try Self.compare(try Self.vhdx(dir, "d.vhdx").path, "dynamic", expect: 0)
+        try Self.compare(try Self.vhdx(dir, "d.vhdx").path, "dynamic", expect: 0, format: "vhdx")
         try Self.compare(try Self.vhdx(dir, "e.vhdx", options: "block_size=8M", io: "").path, "empty", expect: 0)
         try Self.compare(try Self.vhdx(dir, "f.vhdx", options: "subformat=fixed,block_size=1M", io: "").path, "fixed", expect: 0)
     }
@@ -155,7 +165,7 @@ import TestSupport
             for (i, value) in entries(meta) { try f.patch64(bat + UInt64(8 * i), value) }
             return f.path
         }
-        try Self.compare(try damaged("past.vhdx") { _ in [(0, 100 << 20 | fullyPresent)] }, "block past the end", expect: 2)
+        try Self.compare(try damaged("past.vhdx") { _ in [(0, 100 << 20 | fullyPresent)] }, "block past the end", expect: 2, format: "vhdx")
         try Self.compare(try damaged("meta.vhdx") { [(1, $0 | fullyPresent)] }, "block over the metadata", expect: 2)
         try Self.compare(try damaged("log.vhdx") { _ in [(0, 1 << 20 | fullyPresent)] }, "block over the log", expect: 2)
         try Self.compare(try damaged("wrap.vhdx") { _ in [(5, 0xFFFF_FFFF_FFF0_0000 | fullyPresent)] }, "offset near 2^64", expect: 2)
@@ -180,7 +190,7 @@ import TestSupport
         try Self.compare(f.path, "overlapping regions", expect: 1)
         try f.patch(table, original)
         try f.patch(table + 100, [0x01])
-        try Self.compare(f.path, "first region table damaged", expect: 1)
+        try Self.compare(f.path, "first region table damaged", expect: 1, format: "vhdx")
         // imagemount itself reads the disk through the second copy.
         #expect(try ImageMountBinary.run(["info", "-a", f.path]).status == 0)
     }
@@ -191,7 +201,11 @@ import TestSupport
         let dir = try TempDir("imagemount-check-raw")
         let raw = dir.file("d.img")
         try Shell.check("truncate -s 1M \(Shell.quote(raw))")
-        let ours = try ImageMountBinary.run(["check", "-a", raw])
-        #expect(ours.status == 0 && ours.text == "\(raw): raw images have no metadata to check (nor do vpc and qcow yet)\n", "\(ours.text)\(ours.stderr)")
+        for format in [[], ["--format=raw"]] {
+            let ours = try ImageMountBinary.run(["check"] + format + ["-a", raw])
+            #expect(ours.status == 0 && ours.text == "\(raw): raw images have no metadata to check (nor do vpc and qcow yet)\n", "\(ours.text)\(ours.stderr)")
+        }
+        let unknown = try ImageMountBinary.run(["check", "--format=vmdx", "-a", raw])
+        #expect(unknown.status != 0 && unknown.stderr.contains("unknown --format 'vmdx'"), "\(unknown.stderr)")
     }
 }

@@ -37,6 +37,10 @@ struct CheckCommand: ParsableCommand {
             help: ArgumentHelp("An image to check (qcow2, vdi, qed, parallels, vmdk, vhdx): a file, an NBD URI (nbd://…, nbd+unix://…) or an RBD image (rbd:POOL/IMAGE). Repeat for several.", valueName: "image"))
     var images: [String] = []
 
+    @Option(name: .customLong("format"),
+            help: ArgumentHelp("Check the images as this format (qcow2, vdi, qed, parallels, vmdk, vhdx, or raw, vpc and qcow, which have no check) instead of probing, as qemu-img check -f.", valueName: "format"))
+    var format: String?
+
     @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img check --output=json does (the same as --output=json).")
     var jsonFlag = false
 
@@ -48,6 +52,9 @@ struct CheckCommand: ParsableCommand {
 
     func validate() throws {
         if images.isEmpty { throw ValidationError("no image given: add one with -a IMAGE") }
+        if let format, ImageFormat(rawValue: format) == nil {
+            throw ValidationError("unknown --format '\(format)': use \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         _ = try QemuImgOutput.resolve(output: output, json: jsonFlag)
     }
 
@@ -57,6 +64,8 @@ struct CheckCommand: ParsableCommand {
         // Metadata only: an encrypted image is checked without its key, as qemu-img check does.
         var options = ImageOpenOptions()
         options.metadataOnly = true
+        // A given format vouches for the files the image names (extents, backing files), as for -a of the other commands.
+        options.format = format.flatMap(ImageFormat.init(rawValue:))
         options.rbdClient = rbd.client
         // Every image (and its chain) is opened first, then the tables are walked inside the
         // sandbox (Sandbox.swift); an image that failed to open fails at its turn.
