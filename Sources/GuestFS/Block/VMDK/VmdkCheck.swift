@@ -13,8 +13,6 @@ extension VmdkImage {
         let totalSectors = size / sector
         var at: UInt64 = 0
         var index = 0
-        // The grain table last read (file offset, entries): tables are walked in order.
-        var table: (host: UInt64, entries: [UInt32])?
         func fail(_ message: String, _ reason: String) {
             result.messages.append(message)
             result.failure = "Check failed: \(reason)"
@@ -46,36 +44,34 @@ extension VmdkImage {
                     fail("ERROR: could not get cluster_offset for sector \(at)", "Operation not permitted")
                     return result
                 }
+                // QEMU's steps that stay in this grain table's coverage (and in this extent).
+                let coverageEnd = min((extent.start + UInt64(gdIndex + 1) * sparse.gtCoverage) / sector, extentEnd)
+                let steps = (coverageEnd - at + grainSectors - 1) / grainSectors
+                defer { at += steps * grainSectors }
                 let gtSector = sparse.gd[gdIndex]
-                if gtSector == 0 {
-                    // Every step up to the end of this table's coverage (or of the extent) is
-                    // unallocated: skip them at once, landing where QEMU's steps land.
-                    let coverageEnd = (extent.start + UInt64(gdIndex + 1) * sparse.gtCoverage) / sector
-                    let limit = min(coverageEnd, extentEnd)
-                    at += (limit - at + grainSectors - 1) / grainSectors * grainSectors
-                    continue
-                }
-                let gtHost = UInt64(gtSector) * sector
-                if table?.host != gtHost {
-                    var bytes = [UInt8](repeating: 0, count: Int(sparse.header.gtesPerGT) * 4)
-                    do {
-                        try bytes.withUnsafeMutableBytes { try sparse.file.readPastEnd(into: $0, at: gtHost) }
-                    } catch {
-                        fail("ERROR: could not get cluster_offset for sector \(at)", "Operation not permitted")
-                        return result
-                    }
-                    let le = LittleEndianBytes(bytes)
-                    table = (gtHost, (0 ..< Int(sparse.header.gtesPerGT)).map { le.u32($0 * 4) })
-                }
-                let entries = table?.entries ?? []
-                let gtIndex = Int((within / sparse.grainBytes) % UInt64(sparse.header.gtesPerGT))
-                let entry = gtIndex < entries.count ? entries[gtIndex] : 0
-                let zeroed = sparse.header.hasZeroedGrain && entry == VmdkFormat.zeroedGTE
-                if entry != 0, !zeroed, UInt64(entry) * sector >= sparse.file.size {
-                    fail("ERROR: cluster offset for sector \(at) points after EOF", "Invalid argument")
+                if gtSector == 0 { continue }
+                let gtes = Int(sparse.header.gtesPerGT)
+                var bytes = [UInt8](repeating: 0, count: gtes * 4)
+                do {
+                    try bytes.withUnsafeMutableBytes { try sparse.file.readPastEnd(into: $0, at: UInt64(gtSector) * sector) }
+                } catch {
+                    fail("ERROR: could not get cluster_offset for sector \(at)", "Operation not permitted")
                     return result
                 }
-                at += grainSectors
+                let entries: [UInt32] = bytes.withUnsafeBytes { raw in
+                    (0 ..< gtes).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)) }
+                }
+                // Most tables point nowhere past the end: only those are walked step by step.
+                guard let highest = entries.max(), UInt64(highest) * sector >= sparse.file.size else { continue }
+                for step in 0 ..< steps {
+                    let s = at + step * grainSectors
+                    let entry = entries[Int(((s * sector - extent.start) / sparse.grainBytes) % UInt64(gtes))]
+                    let zeroed = sparse.header.hasZeroedGrain && entry == VmdkFormat.zeroedGTE
+                    if entry != 0, !zeroed, UInt64(entry) * sector >= sparse.file.size {
+                        fail("ERROR: cluster offset for sector \(s) points after EOF", "Invalid argument")
+                        return result
+                    }
+                }
             }
         }
         return result
