@@ -79,6 +79,9 @@ struct CheckCommand: ParsableCommand {
                 continue
             }
             for line in result.messages { _ = try? FileDescriptor.standardError.writeAll((line + "\n").utf8) }
+            if result.messagesLeftOut > 0 {
+                _ = try? FileDescriptor.standardError.writeAll("imagemount: \(path): \(result.messagesLeftOut) more messages left out (the first \(ImageCheckResult.maxMessages) are shown)\n".utf8)
+            }
             if let failure = result.failure {
                 // As qemu-img when the format's check fails: no verdict, one line, status 1.
                 _ = try? FileDescriptor.standardError.writeAll("imagemount: \(path): \(failure)\n".utf8)

@@ -14,7 +14,7 @@ extension VmdkImage {
         var at: UInt64 = 0
         var index = 0
         func fail(_ message: String, _ reason: String) {
-            result.messages.append(message)
+            result.add(message: message)
             result.failure = "Check failed: \(reason)"
         }
         while at < totalSectors {
