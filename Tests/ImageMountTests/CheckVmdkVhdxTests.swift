@@ -176,6 +176,26 @@ import TestSupport
         try Self.compare(cut.path, "truncated last block", expect: 2)
     }
 
+    /// Regions of an unknown, optional kind added to the region table, inside the first two
+    /// payload blocks (qemu-io's writes put them at 8 MiB and 9 MiB): each block's line names the region registered last of those it overlaps (QEMU
+    /// walks its list newest first), a zero-length one included.
+    @Test func payloadOverSeveralRegions() throws {
+        let dir = try TempDir("imagemount-check-vhdx")
+        let f = try Self.vhdx(dir, "x.vhdx", io: "-c 'write -P 1 0 8M'")
+        let table: UInt64 = 192 * 1024, mib: UInt64 = 1 << 20
+        var count = UInt64(try f.u32(table + 8))
+        for (offset, length) in [(8 * mib + 256 << 10, 256 << 10), (8 * mib, 64 << 10), (9 * mib + 4096, 4096), (8 * mib + 128 << 10, 0)] {
+            let entry = table + 16 + 32 * count
+            try f.patch(entry, [UInt8](repeating: 0x5A, count: 16))
+            try f.patch64(entry + 16, offset)
+            try f.patch64(entry + 24, UInt64(length))    // length, then flags 0: not required
+            count += 1
+        }
+        try f.patch32(table + 8, UInt32(count))
+        try f.patch32(table + 4, VHDXFormat.crc32c(try f.bytes(table, 64 * 1024), checksumAt: 4))
+        try Self.compare(f.path, "payload over several regions", expect: 2)
+    }
+
     /// What QEMU's open refuses before any check (exit 1): overlapping regions in the region
     /// table, and a damaged first region table (QEMU does not read the copy; imagemount does).
     @Test func vhdxQemuImgCannotOpen() throws {
