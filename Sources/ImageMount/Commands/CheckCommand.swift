@@ -74,7 +74,7 @@ struct CheckCommand: ParsableCommand {
         for (index, path) in images.enumerated() {
             let device = try devices[index].get()
             guard let (format, result) = try ImageFormatRegistry.check(device) else {
-                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc and qcow yet)\n")
+                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc and qcow)\n")
                 printed = true
                 continue
             }
