@@ -114,10 +114,23 @@ public struct ImageCheckResult: Sendable {
     public var countsClusters = true
     /// One line per problem, as qemu-img check prints them ("ERROR cluster 5 refcount=0 reference=1").
     public var messages: [String] = []
+    /// Lines `add(message:)` left out once `maxMessages` were kept.
+    public var messagesLeftOut = 0
+    /// Most lines `add(message:)` keeps: a damaged table can have millions of bad entries.
+    public static let maxMessages = 100_000
+    /// Why the check stopped without a verdict, when it did: QEMU's check returned an error
+    /// (vmdk_co_check at a grain past the end of its file), or qemu-img could not open the image
+    /// to check it (a VHDX log to replay). qemu-img then prints no verdict and exits 1.
+    public var failure: String?
 
     public init() {}
 
-    /// qemu-img check's exit status: 1 when the check itself could not look at everything,
+    /// Keeps `line` among `messages`, or counts it once `maxMessages` are kept.
+    public mutating func add(message line: String) {
+        if messages.count < Self.maxMessages { messages.append(line) } else { messagesLeftOut += 1 }
+    }
+
+    /// qemu-img check's exit status: 1 when the check failed or could not look at everything,
     /// else 2 for corruptions, 3 for leaks only, 0 for a clean image.
-    public var exitStatus: Int32 { checkErrors > 0 ? 1 : corruptions > 0 ? 2 : leaks > 0 ? 3 : 0 }
+    public var exitStatus: Int32 { failure != nil || checkErrors > 0 ? 1 : corruptions > 0 ? 2 : leaks > 0 ? 3 : 0 }
 }

@@ -6,11 +6,12 @@ import GuestFS
 import GuestFSInspect
 import SystemPackage
 
-/// `imagemount check`: our own consistency check of qcow2 images, reported like `qemu-img check`.
+/// `imagemount check`: our own consistency check of images (qcow2, vdi, qed, parallels, vmdk,
+/// vhdx), reported like `qemu-img check`.
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Check the metadata of qcow2 images for leaks and corruption.",
+        abstract: "Check the metadata of disk images for leaks and corruption, as qemu-img check does.",
         discussion: """
             Counts the references to every cluster of each -a image (from the header, the L1 and \
             L2 tables of the active state and of every internal snapshot, the snapshot table and \
@@ -21,6 +22,10 @@ struct CheckCommand: ParsableCommand {
             status is qemu-img check's: 0 clean, 2 errors, 3 leaks only, 1 when the check itself \
             failed. Raw images have nothing to check. Encrypted images are checked without \
             their key (the LUKS header's clusters count as referenced), as qemu-img check does. \
+            vdi, qed, parallels, vmdk and vhdx images get the checks of QEMU's drivers for them \
+            (block maps, grain tables, BAT entries inside the file and clear of the metadata); \
+            like qemu-img check, a vmdk grain past the end of its file and a vhdx whose log \
+            needs replaying end the check with status 1 and no verdict. \
             Example: imagemount check -a vm.qcow2 --json
             """
     )
@@ -29,8 +34,12 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var rbd: RBDOptions
 
     @Option(name: [.customShort("a"), .customLong("add")],
-            help: ArgumentHelp("A qcow2 image to check: a file, an NBD URI (nbd://…, nbd+unix://…) or an RBD image (rbd:POOL/IMAGE). Repeat for several.", valueName: "image"))
+            help: ArgumentHelp("An image to check (qcow2, vdi, qed, parallels, vmdk, vhdx): a file, an NBD URI (nbd://…, nbd+unix://…) or an RBD image (rbd:POOL/IMAGE). Repeat for several.", valueName: "image"))
     var images: [String] = []
+
+    @Option(name: .customLong("format"),
+            help: ArgumentHelp("Check the images as this format (qcow2, vdi, qed, parallels, vmdk, vhdx, or raw, vpc and qcow, which have no check) instead of probing, as qemu-img check -f.", valueName: "format"))
+    var format: String?
 
     @Flag(name: .customLong("json"), help: "Print JSON, as qemu-img check --output=json does (the same as --output=json).")
     var jsonFlag = false
@@ -43,14 +52,20 @@ struct CheckCommand: ParsableCommand {
 
     func validate() throws {
         if images.isEmpty { throw ValidationError("no image given: add one with -a IMAGE") }
+        if let format, ImageFormat(rawValue: format) == nil {
+            throw ValidationError("unknown --format '\(format)': use \(ImageFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         _ = try QemuImgOutput.resolve(output: output, json: jsonFlag)
     }
 
     func run() throws {
         var status: Int32 = 0
+        var printed = false
         // Metadata only: an encrypted image is checked without its key, as qemu-img check does.
         var options = ImageOpenOptions()
         options.metadataOnly = true
+        // A given format vouches for the files the image names (extents, backing files), as for -a of the other commands.
+        options.format = format.flatMap(ImageFormat.init(rawValue:))
         options.rbdClient = rbd.client
         // Every image (and its chain) is opened first, then the tables are walked inside the
         // sandbox (Sandbox.swift); an image that failed to open fails at its turn.
@@ -59,11 +74,22 @@ struct CheckCommand: ParsableCommand {
         for (index, path) in images.enumerated() {
             let device = try devices[index].get()
             guard let (format, result) = try ImageFormatRegistry.check(device) else {
-                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc, vhdx and qcow yet)\n")
+                try StandardOutput.write("\(path): raw images have no metadata to check (nor do vpc and qcow)\n")
+                printed = true
                 continue
             }
             for line in result.messages { _ = try? FileDescriptor.standardError.writeAll((line + "\n").utf8) }
-            if index > 0 && !json { try StandardOutput.write("\n") }
+            if result.messagesLeftOut > 0 {
+                _ = try? FileDescriptor.standardError.writeAll("imagemount: \(path): \(result.messagesLeftOut) more messages left out (the first \(ImageCheckResult.maxMessages) are shown)\n".utf8)
+            }
+            if let failure = result.failure {
+                // As qemu-img when the format's check fails: no verdict, one line, status 1.
+                _ = try? FileDescriptor.standardError.writeAll("imagemount: \(path): \(failure)\n".utf8)
+                status = status == 0 ? 1 : status
+                continue
+            }
+            if printed && !json { try StandardOutput.write("\n") }
+            printed = true
             try StandardOutput.write(json ? Self.json(result, path: path, format: format) : Self.text(result))
             let code = result.exitStatus
             if code != 0, status == 0 || code == 2 { status = code }

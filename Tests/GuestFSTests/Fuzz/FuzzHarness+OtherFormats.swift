@@ -21,12 +21,14 @@ extension FuzzHarness {
     }
 
     /// Block/VHDX: both headers and their CRC-32C, the region tables, the metadata items, the BAT
-    /// with its sector-bitmap entries, reads across blocks; then the writer (VHDXImage+Write.swift)
-    /// over a copy in memory: its checks, a dirty log replayed into the copy, headers rewritten,
-    /// writes into present blocks (allocation is refused: the copy cannot grow), flush.
+    /// with its sector-bitmap entries, `check`, reads across blocks; then the writer
+    /// (VHDXImage+Write.swift) over a copy in memory: its checks, a dirty log replayed into the
+    /// copy, headers rewritten, writes into present blocks (allocation is refused: the copy cannot
+    /// grow), flush.
     static func vhdx(_ data: [UInt8]) {
         let file = FuzzDevice(input: data, name: "/nonexistent-fuzz/image.vhdx")
         guard let image = try? VHDXImage(file: file, options: ImageOpenOptions(format: .vhdx)) else { return }
+        _ = try? image.check()
         readSome(image, step: 1 << 20, count: 16)
         _ = image.fuzzRead(at: 0, count: 3 << 20)
         let copy = MemoryOverlayDevice(base: file, maxBytes: 16 << 20)

@@ -9,7 +9,8 @@ extension VHDXImage {
             let view = try VHDXMetadata.replayedView(of: file)
             let m = try VHDXMetadata.read(from: view.device, logReplayed: view.replayed)
             return ImageDescription(virtualSize: m.virtualSize, clusterSize: Int(m.blockSize))
-        }
+        },
+        check: { device in try (device as? VHDXImage)?.check() }
     ) { file, options, _ in
         try VHDXImage(file: file, options: options)
     }

@@ -27,6 +27,9 @@ final class VHDXImage: BlockDevice {
     /// Serializes writers (allocation, header and log updates); readers never take it.
     let writeLock = BlockingLock()
     let blockSize: UInt64
+    /// Whether a dirty log's active sequence was replayed in memory at open (`check` refuses
+    /// such an image, as qemu-img check's read-only open does).
+    let replayedLog: Bool
 
     static let batStructure = "VHDX BAT"
 
@@ -35,6 +38,8 @@ final class VHDXImage: BlockDevice {
     /// leaves the file as it was, and only then is the log replayed into the file.
     init(file original: any BlockDevice, options: ImageOpenOptions) throws {
         let view = try VHDXMetadata.replayedView(of: original)
+        // replayedView hands back the file itself when the log GUID names no valid sequence.
+        replayedLog = view.device !== original
         metadata = try VHDXMetadata.read(from: view.device, logReplayed: view.replayed)
         size = metadata.virtualSize
         blockSize = UInt64(metadata.blockSize)

@@ -4,7 +4,8 @@ extension VmdkImage {
     static let formatDriver = ImageFormatDriver(
         format: .vmdk, hasSnapshots: false,
         probe: { VmdkFormat.probe($0) },
-        describe: { file in try describe(file) }
+        describe: { file in try describe(file) },
+        check: { device in (device as? VmdkImage)?.check() }
     ) { file, options, openBacking in
         try VmdkImage(file: file, options: options, openBacking: openBacking)
     }
