@@ -45,6 +45,9 @@ public final class NBDSource: ImageSource {
     /// Whether reads still ask the server for block status (for tests).
     package var usesBlockStatus: Bool { askingBlockStatus.load(ordering: .relaxed) }
 
+    /// The chunks read ahead now, ascending, and whether each is still in flight (for tests).
+    package var readAheadChunks: [(range: Range<UInt64>, inFlight: Bool)] { connection.readAheadChunks }
+
     /// The server's requests in flight and size per request (for tests and the bench).
     package var settings: NBDSettings { connection.settings }
 
@@ -66,11 +69,11 @@ public final class NBDSource: ImageSource {
     }
 
     /// Reads an aligned range: the parts block status says are zeros are zero-filled, the rest
-    /// is read in one pipelined `perform`. Small reads, and servers without block status, read
-    /// everything.
+    /// is read in one pipelined read (with read-ahead: `NBDConnection+ReadAhead.swift`). Small
+    /// reads, and servers without block status, read everything.
     private func readAligned(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         guard buffer.count >= connection.settings.blockStatusMinimumRead, askingBlockStatus.load(ordering: .relaxed) else {
-            return try connection.perform(.read(buffer), at: offset)
+            return try connection.read(into: buffer, at: offset, skip: holdsKnownZeros)
         }
         let end = offset + UInt64(buffer.count), block = connection.minimumBlock
         var runs: [Range<Int>] = []
@@ -105,7 +108,15 @@ public final class NBDSource: ImageSource {
             }
             at = known[known.count - 1].end
         }
-        try connection.perform(.read(buffer), at: offset, runs: runs)
+        try connection.read(into: buffer, at: offset, runs: runs, skip: holdsKnownZeros)
+    }
+
+    /// Whether block status said some of `range` is zeros (from what is cached: read-ahead asks
+    /// the server nothing). Read-ahead reads only chunks with no known zeros: the read of a
+    /// chunk holding some asks for its data alone, as `readAligned` splits it.
+    private func holdsKnownZeros(_ range: Range<UInt64>) -> Bool {
+        guard askingBlockStatus.load(ordering: .relaxed) else { return false }
+        return allocation.withLock { $0.lookup(from: range.lowerBound, to: range.upperBound) }.contains { $0.isZero }
     }
 
     /// Asks the server about a window from `at` and caches the answer; returns what it says of
