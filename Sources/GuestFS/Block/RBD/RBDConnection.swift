@@ -172,7 +172,7 @@ final class RBDConnection: @unchecked Sendable {
         self.features = features
         self.objectSize = stat.obj_size
         self.holdsLock = locked
-        self.readAhead = Mutex(ReadAhead(chunkBytes: Self.readAheadChunkBytes(objectSize: stat.obj_size, settings: settings),
+        self.readAhead = Mutex(ReadAhead(chunkBytes: Self.readAheadChunkBytes(settings: settings),
                                          maxBytes: UInt64(settings.readAheadBytes), size: size))
         done = true
     }
