@@ -73,6 +73,7 @@ public final class NBDSource: ImageSource {
     /// reads, and servers without block status, read everything.
     private func readAligned(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         guard buffer.count >= connection.settings.blockStatusMinimumRead, askingBlockStatus.load(ordering: .relaxed) else {
+            // Not asking, a small reader reads holes too: read-ahead skips only known zeros.
             return try connection.read(into: buffer, at: offset, skip: holdsKnownZeros)
         }
         let end = offset + UInt64(buffer.count), block = connection.minimumBlock
@@ -108,12 +109,21 @@ public final class NBDSource: ImageSource {
             }
             at = known[known.count - 1].end
         }
-        try connection.read(into: buffer, at: offset, runs: runs, skip: holdsKnownZeros)
+        try connection.read(into: buffer, at: offset, runs: runs, skip: notKnownData)
     }
 
-    /// Whether block status said some of `range` is zeros (from what is cached: read-ahead asks
-    /// the server nothing). Read-ahead reads only chunks with no known zeros: the read of a
-    /// chunk holding some asks for its data alone, as `readAligned` splits it.
+    /// Whether read-ahead should leave `range` alone: when block status is asked, unless what it
+    /// said (cached: read-ahead asks the server nothing) covers the range with data only. A
+    /// chunk holding zeros is read by the read that needs it, for its data alone (as
+    /// `readAligned` splits it), and one not known yet is left for the read that asks about it
+    /// (read ahead, a sparse export's holes past the last answer would be read as data).
+    private func notKnownData(_ range: Range<UInt64>) -> Bool {
+        guard askingBlockStatus.load(ordering: .relaxed) else { return false }
+        let known = allocation.withLock { $0.lookup(from: range.lowerBound, to: range.upperBound) }
+        return known.isEmpty || known.contains { $0.isZero } || known[known.count - 1].end < range.upperBound
+    }
+
+    /// Whether block status said some of `range` is zeros (for readers too small to ask it).
     private func holdsKnownZeros(_ range: Range<UInt64>) -> Bool {
         guard askingBlockStatus.load(ordering: .relaxed) else { return false }
         return allocation.withLock { $0.lookup(from: range.lowerBound, to: range.upperBound) }.contains { $0.isZero }
