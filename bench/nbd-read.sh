@@ -3,8 +3,11 @@
 # for block status to skip) served over NBD by nbdkit on a Unix socket behind its delay filter
 # (rdelay=DELAY, 1ms by default: every read request waits that long, as a remote disk would):
 #   ours        imagemount's engine (the qcow2-bench tool: ImageOpener on the nbd+unix:// URI,
-#               4 MiB reads, each split into 256 KiB NBD requests with up to 16 in flight)
-#   ours-1      the same with one request at a time (IMAGEMOUNT_NBD_IN_FLIGHT=1)
+#               4 MiB reads, each split into 256 KiB NBD requests with up to 16 in flight,
+#               with sequential read-ahead keeping them in flight between reads)
+#   ours-nora   the same without read-ahead (IMAGEMOUNT_NBD_READAHEAD=0): each read waits for
+#               its own requests, with nothing in flight between reads
+#   ours-1      one request at a time (IMAGEMOUNT_NBD_IN_FLIGHT=1)
 #   qemu-img    qemu-img convert -O raw nbd+unix:///?socket=… /dev/null-like target
 # Prints wall times, ratios (qemu-img time / ours: above 1 means we are faster; ours-1 / ours:
 # what pipelining buys) and peak RSS of each. One warm-up of each first.
@@ -52,22 +55,26 @@ measure() {
 }
 ours() { measure "$BIN" --format raw "$URI"; }
 ours1() { measure env IMAGEMOUNT_NBD_IN_FLIGHT=1 "$BIN" --format raw "$URI"; }
+oursnora() { measure env IMAGEMOUNT_NBD_READAHEAD=0 "$BIN" --format raw "$URI"; }
 # qemu-img writes somewhere: a raw file on the same tmpfs, removed after each run.
 theirs() { local t; t=$(measure qemu-img convert -f raw -O raw "$URI" "$WORK/out.raw"); rm -f "$WORK/out.raw"; echo "$t"; }
 
 cat "$WORK/src.raw" >/dev/null
 ours >/dev/null; ours1 >/dev/null; theirs >/dev/null
 read -r ms mrss < <(ours)
+read -r mns mnrss < <(oursnora)
 read -r m1s m1rss < <(ours1)
 read -r qs qrss < <(theirs)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo "sequential read of $SIZE_MIB MiB over NBD (nbdkit file, delay filter rdelay=$DELAY), Unix socket"
 printf '%-34s %8s %12s\n' run "wall s" "peak RSS"
 printf '%-34s %8s %8s KiB\n' "imagemount (16 in flight)" "$ms" "$mrss"
+printf '%-34s %8s %8s KiB\n' "imagemount (no read-ahead)" "$mns" "$mnrss"
 printf '%-34s %8s %8s KiB\n' "imagemount (1 in flight)" "$m1s" "$m1rss"
 printf '%-34s %8s %8s KiB\n' "qemu-img convert -O raw" "$qs" "$qrss"
 echo "ratio qemu-img / imagemount:            $(ratio "$qs" "$ms")"
 echo "ratio 1-in-flight / 16-in-flight:       $(ratio "$m1s" "$ms")"
+echo "ratio no read-ahead / read-ahead:       $(ratio "$mns" "$ms")"
 
 # Sparse: SIZE_MIB with SIZE_MIB/32 MiB of data in 8 pieces, on the same tmpfs (holes via SEEK_HOLE).
 rm -f "$WORK/src.raw"

@@ -13,6 +13,7 @@
     X(rados_ioctx_create, int, (rados_t cluster, const char *pool_name, rados_ioctx_t *ioctx), (cluster, pool_name, ioctx)) \
     X(rbd_aio_create_completion, int, (void *cb_arg, rbd_callback_t complete_cb, rbd_completion_t *c), (cb_arg, complete_cb, c)) \
     X(rbd_aio_get_return_value, ssize_t, (rbd_completion_t c), (c)) \
+    X(rbd_aio_is_complete, int, (rbd_completion_t c), (c)) \
     X(rbd_aio_read, int, (rbd_image_t image, uint64_t off, size_t len, char *buf, rbd_completion_t c), (image, off, len, buf, c)) \
     X(rbd_aio_wait_for_complete, int, (rbd_completion_t c), (c)) \
     X(rbd_aio_write, int, (rbd_image_t image, uint64_t off, size_t len, const char *buf, rbd_completion_t c), (image, off, len, buf, c)) \

@@ -28,6 +28,7 @@ void crbd_rados_ioctx_set_namespace(rados_ioctx_t io, const char *nspace);
 void crbd_rados_shutdown(rados_t cluster);
 int crbd_rbd_aio_create_completion(void *cb_arg, rbd_callback_t complete_cb, rbd_completion_t *c);
 ssize_t crbd_rbd_aio_get_return_value(rbd_completion_t c);
+int crbd_rbd_aio_is_complete(rbd_completion_t c);
 int crbd_rbd_aio_read(rbd_image_t image, uint64_t off, size_t len, char *buf, rbd_completion_t c);
 void crbd_rbd_aio_release(rbd_completion_t c);
 int crbd_rbd_aio_wait_for_complete(rbd_completion_t c);

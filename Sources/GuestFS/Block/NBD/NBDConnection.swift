@@ -32,16 +32,19 @@ final class NBDConnection: Sendable {
     let canBlockStatus: Bool
     let settings: NBDSettings
 
-    /// `@unchecked`: the libnbd handle is a C pointer, used only inside `state.withLock`.
-    private struct State: @unchecked Sendable {
+    /// `@unchecked`: the libnbd handle and the read-ahead buffers are C pointers, used only
+    /// inside `state.withLock`.
+    struct State: @unchecked Sendable {
         var handle: OpaquePointer?
         /// Why the connection was given up, once it was.
         var failure: String?
+        /// The chunks read ahead of sequential readers (NBDConnection+ReadAhead.swift).
+        var readAhead: ReadAhead<Prefetch>
     }
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     /// libnbd's message for the last failed call on this thread (nbd_get_error), one line.
-    private static func lastError() -> String {
+    static func lastError() -> String {
         guard let text = cnbd_get_error() else { return "unknown libnbd error" }
         return String(cString: text).split(whereSeparator: \.isNewline).first.map(String.init) ?? "unknown libnbd error"
     }
@@ -113,18 +116,26 @@ final class NBDConnection: Sendable {
         self.minimumBlock = UInt64(max(minimum, 1))
         self.canBlockStatus = settings.blockStatus && cnbd_can_meta_context(h, NBDBlockStatus.context) == 1
         self.settings = tuned
-        self.state = Mutex(State(handle: h))
+        // Chunks are requests: a whole number of the server's blocks each.
+        let chunk = UInt64(tuned.requestBytes) / self.minimumBlock * self.minimumBlock
+        self.state = Mutex(State(handle: h, readAhead: ReadAhead(chunkBytes: chunk, maxBytes: UInt64(tuned.readAheadBytes), size: UInt64(size))))
         connected = true
     }
 
     deinit {
         state.withLock { s in
             if let h = s.handle {
-                // A polite NBD_CMD_DISC, not waited for; then the socket is closed.
-                _ = cnbd_aio_disconnect(h, 0)
+                // A polite NBD_CMD_DISC, not waited for; then the socket is closed. Read-ahead
+                // still in flight is retired first, as nbd_aio_disconnect(3) recommends (nbdkit
+                // 1.32 aborts, "raw_send_socket: Assertion `sock >= 0' failed", on a DISC with
+                // requests in flight); a server that has not answered within 2 s gets the
+                // socket closed without one.
+                if drainReadAhead(h, &s, milliseconds: 2000) { _ = cnbd_aio_disconnect(h, 0) }
                 cnbd_close(h)
                 s.handle = nil
             }
+            // Closed: libnbd writes into no buffer of ours any more.
+            Self.free(s.readAhead.removeAll())
         }
     }
 
@@ -160,6 +171,11 @@ final class NBDConnection: Sendable {
         let requestBytes = settings.requestBytes, inFlight = settings.inFlight
         try state.withLock { (s: inout State) throws(ImageError) in
             guard let h = s.handle else { throw deadError(s.failure, transfer.structure, offset) }
+            if case .write = transfer {
+                // What was read ahead of these bytes is older than them now (in flight: the
+                // server may answer the read before or after the write).
+                Self.free(s.readAhead.invalidate(offset..<(offset + UInt64(total))))
+            }
             var run = 0, issued = runs[0].lowerBound
             var pending: [(cookie: Int64, offset: UInt64)] = []
             pending.reserveCapacity(inFlight)
@@ -202,7 +218,7 @@ final class NBDConnection: Sendable {
 
     /// The error of one request: libnbd's message; on a connection that died, EIO (libnbd says
     /// EINVAL, "invalid state", for a request issued on a dead handle) and says so.
-    private func requestError(_ h: OpaquePointer, at offset: UInt64, _ structure: String) -> ImageError {
+    func requestError(_ h: OpaquePointer, at offset: UInt64, _ structure: String) -> ImageError {
         let message = Self.lastError(), code = Self.lastErrno()
         if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 {
             return ImageError(path: uri, offset: offset, structure: structure,
@@ -283,21 +299,23 @@ final class NBDConnection: Sendable {
     }
 
     /// Closes the handle for good: later calls fail with `failure` without reaching libnbd.
-    private func giveUp(_ h: OpaquePointer, _ s: inout State, _ failure: String) {
+    func giveUp(_ h: OpaquePointer, _ s: inout State, _ failure: String) {
         cnbd_close(h)
         s.handle = nil
         s.failure = failure
+        // Closed: libnbd completes no request into these buffers any more.
+        Self.free(s.readAhead.removeAll())
     }
 
     /// `error`, after closing the handle if the connection died with it (a dead handle stays
     /// dead: later calls then fail at once).
-    private func closingIfDead(_ h: OpaquePointer, _ s: inout State, _ error: ImageError) -> ImageError {
+    func closingIfDead(_ h: OpaquePointer, _ s: inout State, _ error: ImageError) -> ImageError {
         if cnbd_aio_is_dead(h) == 1 || cnbd_aio_is_closed(h) == 1 { giveUp(h, &s, error.reason) }
         return error
     }
 
     /// Retires the completed requests of `pending`, keeping the first failure.
-    private func retire(_ h: OpaquePointer, _ pending: inout [(cookie: Int64, offset: UInt64)],
+    func retire(_ h: OpaquePointer, _ pending: inout [(cookie: Int64, offset: UInt64)],
                         _ firstError: inout ImageError?, _ structure: String) {
         var failed: ImageError?
         pending.removeAll { request in
@@ -314,7 +332,7 @@ final class NBDConnection: Sendable {
 
     /// One `nbd_poll`; nil when the state machine moved on, else why the connection is given up
     /// (a timeout, or a dead connection whose requests libnbd will not complete).
-    private func waitForProgress(_ h: OpaquePointer) -> String? {
+    func waitForProgress(_ h: OpaquePointer) -> String? {
         let r = cnbd_poll(h, settings.timeoutMilliseconds)
         if r == 0 { return "no reply from the server within \(settings.timeoutMilliseconds / 1000) s" }
         if r < 0 {
@@ -325,7 +343,7 @@ final class NBDConnection: Sendable {
         return nil
     }
 
-    private func deadError(_ failure: String?, _ structure: String, _ offset: UInt64?) -> ImageError {
+    func deadError(_ failure: String?, _ structure: String, _ offset: UInt64?) -> ImageError {
         ImageError(path: uri, offset: offset, structure: structure,
                    reason: failure ?? "the connection to the server is closed", errno: .ioError)
     }

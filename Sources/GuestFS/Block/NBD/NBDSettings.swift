@@ -24,6 +24,11 @@ package struct NBDSettings: Sendable {
     /// round trip to save nothing).
     package var blockStatusMinimumRead = 64 << 10
 
+    /// Most bytes read ahead of sequential readers, in flight or arrived and not yet read
+    /// (`ReadAhead`; 0 turns read-ahead off). 16 MiB: 64 requests, four times what is kept in
+    /// flight, and well inside the 64 MiB a mounted image may take.
+    package var readAheadBytes = 16 << 20
+
     package init() {}
 
     /// Most requests in flight accepted from the environment.
@@ -32,12 +37,14 @@ package struct NBDSettings: Sendable {
     /// The defaults, changed by `IMAGEMOUNT_NBD_IN_FLIGHT` (1…64; 1 forces one request at a
     /// time, for bench/nbd-read.sh), `IMAGEMOUNT_NBD_TIMEOUT` (seconds, 1…3600) and
     /// `IMAGEMOUNT_NBD_BLOCK_STATUS` (0 reads every byte, as a client without block status
-    /// does). Values out of range or not numbers are ignored.
+    /// does) and `IMAGEMOUNT_NBD_READAHEAD` (MiB, 0…64; 0 turns read-ahead off). Values out of
+    /// range or not numbers are ignored.
     package static func fromEnvironment() -> NBDSettings {
         var s = NBDSettings()
         if let v = value("IMAGEMOUNT_NBD_IN_FLIGHT"), (1...maxInFlight).contains(v) { s.inFlight = v }
         if let v = value("IMAGEMOUNT_NBD_TIMEOUT"), (1...3600).contains(v) { s.timeoutMilliseconds = Int32(v * 1000) }
         if let v = value("IMAGEMOUNT_NBD_BLOCK_STATUS"), (0...1).contains(v) { s.blockStatus = v == 1 }
+        if let v = value("IMAGEMOUNT_NBD_READAHEAD"), (0...64).contains(v) { s.readAheadBytes = v << 20 }
         return s
     }
 

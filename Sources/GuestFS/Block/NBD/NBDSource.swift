@@ -45,6 +45,9 @@ public final class NBDSource: ImageSource {
     /// Whether reads still ask the server for block status (for tests).
     package var usesBlockStatus: Bool { askingBlockStatus.load(ordering: .relaxed) }
 
+    /// The chunks read ahead now, ascending, and whether each is still in flight (for tests).
+    package var readAheadChunks: [(range: Range<UInt64>, inFlight: Bool)] { connection.readAheadChunks }
+
     /// The server's requests in flight and size per request (for tests and the bench).
     package var settings: NBDSettings { connection.settings }
 
@@ -66,11 +69,12 @@ public final class NBDSource: ImageSource {
     }
 
     /// Reads an aligned range: the parts block status says are zeros are zero-filled, the rest
-    /// is read in one pipelined `perform`. Small reads, and servers without block status, read
-    /// everything.
+    /// is read in one pipelined read (with read-ahead: `NBDConnection+ReadAhead.swift`). Small
+    /// reads, and servers without block status, read everything.
     private func readAligned(_ buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         guard buffer.count >= connection.settings.blockStatusMinimumRead, askingBlockStatus.load(ordering: .relaxed) else {
-            return try connection.perform(.read(buffer), at: offset)
+            // Not asking, a small reader reads holes too: read-ahead skips only known zeros.
+            return try connection.read(into: buffer, at: offset, skip: holdsKnownZeros)
         }
         let end = offset + UInt64(buffer.count), block = connection.minimumBlock
         var runs: [Range<Int>] = []
@@ -105,7 +109,24 @@ public final class NBDSource: ImageSource {
             }
             at = known[known.count - 1].end
         }
-        try connection.perform(.read(buffer), at: offset, runs: runs)
+        try connection.read(into: buffer, at: offset, runs: runs, skip: notKnownData)
+    }
+
+    /// Whether read-ahead should leave `range` alone: when block status is asked, unless what it
+    /// said (cached: read-ahead asks the server nothing) covers the range with data only. A
+    /// chunk holding zeros is read by the read that needs it, for its data alone (as
+    /// `readAligned` splits it), and one not known yet is left for the read that asks about it
+    /// (read ahead, a sparse export's holes past the last answer would be read as data).
+    private func notKnownData(_ range: Range<UInt64>) -> Bool {
+        guard askingBlockStatus.load(ordering: .relaxed) else { return false }
+        let known = allocation.withLock { $0.lookup(from: range.lowerBound, to: range.upperBound) }
+        return known.isEmpty || known.contains { $0.isZero } || known[known.count - 1].end < range.upperBound
+    }
+
+    /// Whether block status said some of `range` is zeros (for readers too small to ask it).
+    private func holdsKnownZeros(_ range: Range<UInt64>) -> Bool {
+        guard askingBlockStatus.load(ordering: .relaxed) else { return false }
+        return allocation.withLock { $0.lookup(from: range.lowerBound, to: range.upperBound) }.contains { $0.isZero }
     }
 
     /// Asks the server about a window from `at` and caches the answer; returns what it says of

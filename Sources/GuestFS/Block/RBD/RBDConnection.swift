@@ -1,4 +1,5 @@
 import CRbd
+import Synchronization
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -34,8 +35,10 @@ final class RBDConnection: @unchecked Sendable {
     let settings: RBDSettings
     private let cluster: rados_t
     private let pool: rados_ioctx_t
-    private let image: rbd_image_t
+    let image: rbd_image_t
     private let holdsLock: Bool
+    /// The chunks read ahead of sequential readers (RBDConnection+ReadAhead.swift).
+    let readAhead: Mutex<ReadAhead<Prefetch>>
 
     /// librbd and librados return -errno: its text, and its `Errno`.
     private static func text(_ r: Int32) -> String { String(cString: strerror(-r)) }
@@ -169,10 +172,14 @@ final class RBDConnection: @unchecked Sendable {
         self.features = features
         self.objectSize = stat.obj_size
         self.holdsLock = locked
+        self.readAhead = Mutex(ReadAhead(chunkBytes: Self.readAheadChunkBytes(settings: settings),
+                                         maxBytes: UInt64(settings.readAheadBytes), size: size))
         done = true
     }
 
     deinit {
+        // Before the image goes: read-ahead requests still in flight are waited for.
+        dropReadAhead()
         // rbd_close writes back librbd's cache and releases the exclusive lock.
         if holdsLock { _ = crbd_rbd_lock_release(image) }
         crbd_rbd_close(image)
@@ -313,6 +320,12 @@ final class RBDConnection: @unchecked Sendable {
     func perform(_ transfer: Transfer, at offset: UInt64) throws {
         let total = transfer.count
         guard total > 0 else { return }
+        // Read-ahead of written bytes is dropped before the write and again once it is over
+        // (a chunk another thread asked for meanwhile may hold the bytes from before it).
+        var written: Range<UInt64>?
+        if case .write = transfer { written = offset..<(offset + UInt64(total)) }
+        if let written { invalidateReadAhead(written) }
+        defer { if let written { invalidateReadAhead(written) } }
         let requestBytes = settings.requestBytes, inFlight = settings.inFlight
         var pending: [(completion: rbd_completion_t, offset: UInt64, position: Int, length: Int)] = []
         pending.reserveCapacity(inFlight)

@@ -40,18 +40,28 @@ package struct RBDSettings: Sendable {
     /// request to an OSD that stops answering then completes with ETIMEDOUT instead of waiting
     /// for ever (librados's default for OSD requests is no timeout at all).
     package var timeoutSeconds = 30
+    /// Most bytes read ahead of sequential readers, in flight or arrived and not yet read
+    /// (`ReadAhead`; 0 turns it off): 16 MiB, as NBD's.
+    package var readAheadBytes = 16 << 20
+    /// Size of one read-ahead request (a power of two, 64 KiB…8 MiB, aligned like it); nil is
+    /// `requestBytes` (RBDConnection+ReadAhead.swift says why not whole objects).
+    package var readAheadRequestBytes: Int?
 
     package init() {}
 
     static let maxInFlight = 64
 
     /// The defaults, changed by `IMAGEMOUNT_RBD_IN_FLIGHT` (1…64; 1 forces one request at a
-    /// time, for bench/rbd-read.sh) and `IMAGEMOUNT_RBD_TIMEOUT` (seconds, 1…3600). Values out
-    /// of range or not numbers are ignored.
+    /// time, for bench/rbd-read.sh), `IMAGEMOUNT_RBD_TIMEOUT` (seconds, 1…3600) and
+    /// `IMAGEMOUNT_RBD_READAHEAD` (MiB, 0…64; 0 turns read-ahead off) and
+    /// `IMAGEMOUNT_RBD_READAHEAD_REQUEST` (KiB, a power of two 64…8192). Values out of range or
+    /// not numbers are ignored.
     package static func fromEnvironment() -> RBDSettings {
         var s = RBDSettings()
         if let v = value("IMAGEMOUNT_RBD_IN_FLIGHT"), (1...maxInFlight).contains(v) { s.inFlight = v }
         if let v = value("IMAGEMOUNT_RBD_TIMEOUT"), (1...3600).contains(v) { s.timeoutSeconds = v }
+        if let v = value("IMAGEMOUNT_RBD_READAHEAD"), (0...64).contains(v) { s.readAheadBytes = v << 20 }
+        if let v = value("IMAGEMOUNT_RBD_READAHEAD_REQUEST"), (64...8192).contains(v), v & (v - 1) == 0 { s.readAheadRequestBytes = v << 10 }
         return s
     }
 

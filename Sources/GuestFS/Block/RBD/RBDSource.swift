@@ -45,6 +45,9 @@ public final class RBDSource: ImageSource {
     public static var anyOpened: Bool { opened.load(ordering: .acquiring) }
     private static let opened = Atomic<Bool>(false)
 
+    /// The chunks read ahead now, ascending, and whether each is still in flight (for tests).
+    package var readAheadChunks: [(range: Range<UInt64>, inFlight: Bool)] { connection.readAheadChunks }
+
     /// Requests in flight and size per request (for tests and the bench).
     package var settings: RBDSettings { connection.settings }
 
@@ -57,7 +60,8 @@ public final class RBDSource: ImageSource {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws {
         try checkRange(offset: offset, length: buffer.count)
-        try connection.perform(.read(buffer), at: offset)
+        // With read-ahead for sequential readers (RBDConnection+ReadAhead.swift).
+        try connection.read(into: buffer, at: offset)
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
