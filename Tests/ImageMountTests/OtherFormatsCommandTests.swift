@@ -110,6 +110,30 @@ import TestSupport
             #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self), "\(name)")
         }
     }
+
+    /// A damaged table can name millions of problems: the first 100 000 lines are kept and the
+    /// rest counted in one more line (bounded memory), while the summary, the JSON counts and the
+    /// exit status stay qemu-img check's. A 200 GiB VDI whose 204 800 map entries all point past
+    /// the disk gives qemu-img 204 800 "too large" lines.
+    @Test func messagesAreCappedButCountedLikeQemuImg() throws {
+        let dir = try TempDir()
+        let image = dir.file("many.vdi"), q = Shell.quote
+        try Shell.check("qemu-img create -q -f vdi \(q(image)) 200G")
+        // The block map starts where the header's offset at 0x154 says (little-endian).
+        let header = [UInt8](try Data(contentsOf: URL(fileURLWithPath: image)).prefix(0x184))
+        let mapOffset = header[0x154 ..< 0x158].reversed().reduce(0) { $0 << 8 | Int($1) }
+        try Shell.check("python3 -c \"import sys; sys.stdout.buffer.write(b'\\xff\\xff\\xff\\x7f' * 204800)\" | dd of=\(q(image)) bs=64k seek=\(mapOffset) oflag=seek_bytes conv=notrunc status=none")
+        let ours = try ImageMountBinary.run(["check", "-a", image])
+        let theirs = try Shell.run("qemu-img check \(q(image))")
+        #expect(ours.status == theirs.status && ours.status == 2, "\(ours.stderr.suffix(300))")
+        #expect(ours.text == String(decoding: theirs.stdout, as: UTF8.self))
+        let lines = ours.stderr.split(separator: "\n")
+        #expect(lines.count == 100_001, "\(lines.count) lines")
+        #expect(lines.last?.contains("104800 more messages left out (the first 100000 are shown)") == true, "\(lines.last ?? "")")
+        #expect(theirs.stderr.split(separator: "\n").count == 204_800)
+        let json = try ImageMountBinary.run(["check", "-a", image, "--output=json"])
+        #expect(json.text == String(decoding: try Shell.run("qemu-img check --output=json \(q(image))").stdout, as: UTF8.self))
+    }
 }
 
 /// Hostile qcow, QED and Parallels headers through the command line: one line naming the file

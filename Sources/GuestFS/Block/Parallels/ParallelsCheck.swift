@@ -6,7 +6,7 @@ extension ParallelsImage {
     func check() -> ImageCheckResult {
         var result = ImageCheckResult()
         if header.wasClosedUncleanly {
-            result.messages.append("ERROR image was not closed correctly")
+            result.add(message: "ERROR image was not closed correctly")
             result.corruptions += 1
         }
         result.totalClusters = UInt64(bat.count)
@@ -24,7 +24,7 @@ extension ParallelsImage {
             case .failure: host = .max / 2
             }
             if host > file.size {
-                result.messages.append("ERROR cluster \(index) is outside image")
+                result.add(message: "ERROR cluster \(index) is outside image")
                 result.corruptions += 1
             }
             result.allocatedClusters += 1
@@ -45,7 +45,7 @@ extension ParallelsImage {
         }
         if file.size > result.imageEndOffset {
             let leaked = file.size - result.imageEndOffset
-            result.messages.append("ERROR space leaked at the end of the image \(leaked)")
+            result.add(message: "ERROR space leaked at the end of the image \(leaked)")
             result.leaks += Int((leaked + clusterSize - 1) / clusterSize)
         }
         return result

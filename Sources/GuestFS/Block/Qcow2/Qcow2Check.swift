@@ -48,13 +48,13 @@ enum Qcow2Check {
 
         mutating func corrupt(_ message: String) {
             result.corruptions += 1
-            result.messages.append("ERROR \(message)")
+            result.add(message: "ERROR \(message)")
         }
 
         /// A corruption whose whole line is QEMU's (its "ERROR:" forms have no space).
         mutating func corruptLine(_ line: String) {
             result.corruptions += 1
-            result.messages.append(line)
+            result.add(message: line)
         }
 
         /// One more reference to every cluster of `[offset, offset + length)` (QEMU's
@@ -110,7 +110,7 @@ enum Qcow2Check {
             }
             if let b = image.metadata.extensions.bitmaps {
                 result.checkErrors += 1
-                result.messages.append("WARNING the \(b.nbBitmaps) persistent bitmaps are not checked; their clusters count as leaks")
+                result.add(message: "WARNING the \(b.nbBitmaps) persistent bitmaps are not checked; their clusters count as leaks")
             }
             // Refcount blocks last, as QEMU's check_refblocks: each must be referenced exactly once.
             for (i, e) in entries.enumerated() where e & Qcow2.offsetMask != 0 {
@@ -208,7 +208,7 @@ enum Qcow2Check {
                 let stored: UInt64
                 do { stored = try storedRefcount(c) } catch {
                     result.checkErrors += 1
-                    result.messages.append("Can't get refcount for cluster \(c): \(error)")
+                    result.add(message: "Can't get refcount for cluster \(c): \(error)")
                     continue
                 }
                 let counted = UInt64(refs[Int(c)])
@@ -234,7 +234,7 @@ enum Qcow2Check {
                 // As compare_refcounts: a stored count above the references is a leak, below an error.
                 if m.stored > m.counted {
                     result.leaks += 1
-                    result.messages.append("Leaked cluster \(m.cluster) refcount=\(m.stored) reference=0")
+                    result.add(message: "Leaked cluster \(m.cluster) refcount=\(m.stored) reference=0")
                 } else {
                     corrupt("cluster \(m.cluster) refcount=\(m.stored) reference=\(m.counted)")
                 }

@@ -16,16 +16,16 @@ extension VDIImage {
                 if owner[Int(entry)] >= VDIFormat.discarded {
                     owner[Int(entry)] = entry
                 } else {
-                    result.messages.append("ERROR: block index \(owner[Int(entry)]) also used by \(entry)")
+                    result.add(message: "ERROR: block index \(owner[Int(entry)]) also used by \(entry)")
                     result.corruptions += 1
                 }
             } else {
-                result.messages.append("ERROR: block index \(block) too large, is \(entry)")
+                result.add(message: "ERROR: block index \(block) too large, is \(entry)")
                 result.corruptions += 1
             }
         }
         if allocated != blocksAllocated {
-            result.messages.append("ERROR: allocated blocks mismatch, is \(allocated), should be \(blocksAllocated)")
+            result.add(message: "ERROR: allocated blocks mismatch, is \(allocated), should be \(blocksAllocated)")
             result.corruptions += 1
         }
         return result
