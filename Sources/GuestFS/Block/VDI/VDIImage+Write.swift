@@ -84,25 +84,9 @@ extension VDIImage: AppendingFormatWriter {
     /// Zeros (`buffer` nil): in place in allocated blocks; nothing at all where a block is
     /// unallocated or discarded, since both read as zeros.
     func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
-        var done = 0
-        var zeros: [UInt8] = []
-        while done < length {
-            let guest = offset + UInt64(done)
-            let index = Int(guest / Self.blockSize)
-            let within = Int(guest % Self.blockSize)
-            let run = min(length - done, Int(Self.blockSize) - within)
-            if let host = try hostOffset(index, within: UInt64(within)) {
-                if let buffer {
-                    try file.write(UnsafeRawBufferPointer(rebasing: buffer[done ..< done + run]), at: host)
-                } else {
-                    if zeros.count < run { zeros = [UInt8](repeating: 0, count: run) }
-                    try zeros.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[..<run]), at: host) }
-                }
-            } else if let buffer {
-                try allocate(index, data: UnsafeRawBufferPointer(rebasing: buffer[done ..< done + run]), within: within)
-            }
-            done += run
-        }
+        try writeByBlock(buffer, length: length, at: offset, into: file, blockSize: Self.blockSize,
+                         hostOffset: { try hostOffset($0, within: $1) },
+                         allocate: { index, data, within in try allocate(index, data: data, within: Int(within)) })
     }
 
     /// Appends a block for guest block `index` holding `data` at `within`, zeros around it; the

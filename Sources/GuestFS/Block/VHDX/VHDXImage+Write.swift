@@ -134,25 +134,9 @@ extension VHDXImage: AppendingFormatWriter {
     /// One write, block by block; `buffer` nil writes zeros. Holds `writeLock`.
     func writeLocked(_ buffer: UnsafeRawBufferPointer?, length: Int, at offset: UInt64) throws {
         try withSession { try $0.headers.userVisibleWrite(file) }
-        var done = 0
-        var zeros: [UInt8] = []
-        while done < length {
-            let guest = offset + UInt64(done)
-            let index = Int(guest / blockSize)
-            let within = guest % blockSize
-            let run = Int(min(UInt64(length - done), blockSize - within))
-            if let host = try hostOffset(index, within: within) {
-                if let buffer {
-                    try file.write(UnsafeRawBufferPointer(rebasing: buffer[done ..< done + run]), at: host)
-                } else {
-                    if zeros.count < run { zeros = [UInt8](repeating: 0, count: run) }
-                    try zeros.withUnsafeBytes { try file.write(UnsafeRawBufferPointer(rebasing: $0[..<run]), at: host) }
-                }
-            } else if let buffer {
-                try allocate(index, data: UnsafeRawBufferPointer(rebasing: buffer[done ..< done + run]), within: within)
-            }
-            done += run
-        }
+        try writeByBlock(buffer, length: length, at: offset, into: file, blockSize: blockSize,
+                         hostOffset: { try hostOffset($0, within: $1) },
+                         allocate: { index, data, within in try allocate(index, data: data, within: within) })
     }
 
     /// `body` on the session of this writable open.
