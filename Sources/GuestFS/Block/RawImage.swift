@@ -109,7 +109,52 @@ public final class RawImage: ImageSource {
         } catch let e as Errno {
             throw ImageError(path: path, offset: offset, structure: "write", reason: e.description, errno: e)
         }
-        let end = offset + UInt64(buffer.count)
+        noteSize(atLeast: offset + UInt64(buffer.count))
+    }
+
+    /// `writeExtending` of `pieces` laid end to end from `offset`, in one `pwritev(2)` where the
+    /// kernel takes it all (IOV_MAX pieces a call, and a short write resumes where it stopped):
+    /// a block a format appends (zeros, data, zeros; bitmap, block, footer) goes out without
+    /// first being put together in a buffer of its own.
+    func writeExtending(gathering pieces: [UnsafeRawBufferPointer], at offset: UInt64) throws {
+        guard isWritable else { throw readOnlyError(offset: offset) }
+        var vectors = pieces.filter { !$0.isEmpty }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        let total = pieces.reduce(0) { $0 + $1.count }
+        var first = 0, done = 0
+        while first < vectors.count {
+            let count = Int32(min(vectors.count - first, Self.maxPieces))
+            let at = Int64(offset) + Int64(done)
+            let result = vectors.withUnsafeBufferPointer { v in
+                Syscall.valueOrErrno { pwritev(fd.rawValue, v.baseAddress! + first, count, off_t(at)) }
+            }
+            var n: Int
+            switch result {
+            case .success(let written): n = written
+            case .failure(let e):
+                throw ImageError(path: path, offset: offset + UInt64(done), structure: "write", reason: e.description, errno: e)
+            }
+            guard n > 0 else {
+                throw ImageError(path: path, offset: offset + UInt64(done), structure: "write", reason: "the file took no bytes", errno: .ioError)
+            }
+            done += n
+            // Skip what went out whole; trim the piece it stopped in.
+            while first < vectors.count, n >= vectors[first].iov_len {
+                n -= vectors[first].iov_len
+                first += 1
+            }
+            if n > 0 {
+                vectors[first].iov_base = vectors[first].iov_base.map { $0 + n }
+                vectors[first].iov_len -= n
+            }
+        }
+        noteSize(atLeast: offset + UInt64(total))
+    }
+
+    /// IOV_MAX on Linux (UIO_MAXIOV, include/uapi/linux/uio.h), which Glibc's module does not export.
+    static let maxPieces = 1024
+
+    /// Raises `size` to `end` if it is below (writers may race to grow the file).
+    private func noteSize(atLeast end: UInt64) {
         var current = currentSize.load(ordering: .acquiring)
         while end > current {
             let (exchanged, original) = currentSize.compareExchange(expected: current, desired: end, ordering: .acquiringAndReleasing)
@@ -129,12 +174,7 @@ public final class RawImage: ImageSource {
         do { try fd.resize(to: Int64(newSize)) } catch let e as Errno {
             throw ImageError(path: path, offset: newSize, structure: "write", reason: "cannot grow the file: \(e.description)", errno: e)
         }
-        var current = currentSize.load(ordering: .acquiring)
-        while newSize > current {
-            let (exchanged, original) = currentSize.compareExchange(expected: current, desired: newSize, ordering: .acquiringAndReleasing)
-            if exchanged { break }
-            current = original
-        }
+        noteSize(atLeast: newSize)
     }
 
     public func flush() throws {

@@ -89,9 +89,8 @@ extension ParallelsImage: AppendingFormatWriter {
             throw ImageError(path: displayName, offset: at, structure: Self.batStructure,
                              reason: "the file is too large for another cluster (BAT entries are 32-bit)", errno: .noSpace)
         }
-        var bytes = [UInt8](repeating: 0, count: Int(header.clusterSize))
-        bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[within ..< within + data.count]).copyMemory(from: data) }
-        try bytes.withUnsafeBytes { try raw.writeExtending($0, at: at) }
+        let after = Int(header.clusterSize) - within - data.count
+        try raw.writeExtending(gathering: ZeroBytes.pieces(within) + [data] + ZeroBytes.pieces(after), at: at)
         state.withLock { s in
             s.bat[Int(cluster)] = UInt32(at / unit)
             s.nextCluster = at + header.clusterSize

@@ -78,32 +78,76 @@ extension QEDImage: AppendingFormatWriter {
             case .backing where part == nil && run == Int(clusterSize):
                 try setL2Entry(cluster, QEDFormat.zeroCluster)
             case let source:
-                // A new cluster: what the cluster reads now (backing bytes or zeros), this write over it.
+                if let buffer {
+                    // Data into new clusters: this one and every next one the write reaches that
+                    // has no cluster either, appended together (QEMU's qed_aio_write_alloc
+                    // allocates a request's clusters in one go too).
+                    var count: UInt64 = 1, end = done + run, last = source
+                    while end < length {
+                        let next = try self.source(ofCluster: cluster + count)
+                        if case .data = next { break }
+                        last = next
+                        count += 1
+                        end = min(length, end + Int(clusterSize))
+                    }
+                    try appendClusters(cluster, count: count, data: UnsafeRawBufferPointer(rebasing: buffer[done ..< end]),
+                                       within: within, head: source, tail: last)
+                    done = end
+                    continue
+                }
+                // Zeros into part of a cluster that reads the backing file's bytes now.
                 var bytes = [UInt8](repeating: 0, count: Int(clusterSize))
                 try bytes.withUnsafeMutableBytes { out in
                     if source == .backing, let backing {
                         try backing.readZeroPaddedPast(into: out, at: cluster * clusterSize)
                     }
-                    let target = UnsafeMutableRawBufferPointer(rebasing: out[within ..< within + run])
-                    if let part { target.copyMemory(from: part) } else { target.initializeMemory(as: UInt8.self, repeating: 0) }
+                    UnsafeMutableRawBufferPointer(rebasing: out[within ..< within + run]).initializeMemory(as: UInt8.self, repeating: 0)
                 }
-                let host = try append(bytes)
+                let host = try bytes.withUnsafeBytes { try append([$0]) }
                 try setL2Entry(cluster, host)
             }
             done += run
         }
     }
 
-    /// Appends `bytes` (whole clusters) at the end of the file; the need-check flag first.
-    private func append(_ bytes: [UInt8]) throws -> UInt64 {
+    /// Appends `count` new clusters from guest cluster `first` holding `data` at `within` of the
+    /// first one, and points their L2 entries at them. What the write leaves of the first and
+    /// last cluster reads as before: the backing file's bytes where the cluster had none (`head`,
+    /// `tail` are `.backing`), zeros where it read as zeros.
+    private func appendClusters(_ first: UInt64, count: UInt64, data: UnsafeRawBufferPointer, within: Int,
+                                head: ClusterRead.Source, tail: ClusterRead.Source) throws {
+        let clusterSize = UInt64(metadata.header.clusterSize)
+        let tailBytes = Int(count * clusterSize) - within - data.count
+        func fill(_ bytes: Int, at guest: UInt64, from source: ClusterRead.Source) throws -> [UInt8]? {
+            guard bytes > 0, source == .backing, let backing else { return nil }
+            var out = [UInt8](repeating: 0, count: bytes)
+            try out.withUnsafeMutableBytes { try backing.readZeroPaddedPast(into: $0, at: guest) }
+            return out
+        }
+        let start = first * clusterSize
+        let headFill = try fill(within, at: start, from: head)
+        let tailFill = try fill(tailBytes, at: start + UInt64(within + data.count), from: tail)
+        let host = try (headFill ?? []).withUnsafeBytes { h in
+            try (tailFill ?? []).withUnsafeBytes { t in
+                try append((headFill == nil ? ZeroBytes.pieces(within) : [h]) + [data] +
+                           (tailFill == nil ? ZeroBytes.pieces(tailBytes) : [t]))
+            }
+        }
+        for i in 0 ..< count { try setL2Entry(first + i, host + i * clusterSize) }
+    }
+
+    /// Appends `pieces` (whole clusters, laid end to end) at the end of the file; the need-check
+    /// flag first.
+    private func append(_ pieces: [UnsafeRawBufferPointer]) throws -> UInt64 {
         guard let raw = file as? RawImage else { throw readOnlyError(offset: 0) }
         if state.withLock({ $0.features & QEDFormat.needCheck == 0 }) { try setNeedCheck(true) }
         let at = state.withLock { $0.nextCluster }
-        let (end, overflow) = at.addingReportingOverflow(UInt64(bytes.count))
+        let bytes = pieces.reduce(0) { $0 + $1.count }
+        let (end, overflow) = at.addingReportingOverflow(UInt64(bytes))
         guard !overflow, end < (1 << 62) else {
             throw ImageError(path: displayName, offset: at, structure: "write", reason: "the image file cannot grow further", errno: .noSpace)
         }
-        try bytes.withUnsafeBytes { try raw.writeExtending($0, at: at) }
+        try raw.writeExtending(gathering: pieces, at: at)
         state.withLock { s in
             s.nextCluster = end
             s.allocated = true
@@ -120,7 +164,7 @@ extension QEDImage: AppendingFormatWriter {
         if let table = try l2Table(l1Index) {
             l2 = table
         } else {
-            l2 = try append([UInt8](repeating: 0, count: Int(h.tableBytes)))
+            l2 = try append(ZeroBytes.pieces(Int(h.tableBytes)))
             state.withLock { s in
                 s.l1[l1Index] = l2
                 s.dirtyL1.insert(l1Index)

@@ -102,9 +102,8 @@ extension VDIImage: AppendingFormatWriter {
                              reason: "all \(header.blocksInImage) blocks of the image are in use", errno: .noSpace)
         }
         let host = dataOffset + UInt64(block) * Self.blockSize
-        var bytes = [UInt8](repeating: 0, count: Int(Self.blockSize))
-        bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[within ..< within + data.count]).copyMemory(from: data) }
-        try bytes.withUnsafeBytes { try raw.writeExtending($0, at: host) }
+        let after = Int(Self.blockSize) - within - data.count
+        try raw.writeExtending(gathering: ZeroBytes.pieces(within) + [data] + ZeroBytes.pieces(after), at: host)
         state.withLock { s in
             s.map[index] = block
             if s.freeBlocks.last == block { s.freeBlocks.removeLast() } else { s.nextBlock = block + 1 }

@@ -134,18 +134,25 @@ extension VHDImage: AppendingFormatWriter {
                              reason: "the file is too large for another block (BAT entries are 32-bit sector numbers)", errno: .noSpace)
         }
         let bitmap = Int(blocks.bitmapSize), blockSize = Int(blocks.size), footer = try footerBytes()
-        var bytes = [UInt8](repeating: 0, count: bitmap + blockSize + footer.count)
-        try bytes.withUnsafeMutableBytes { out in
-            UnsafeMutableRawBufferPointer(rebasing: out[..<bitmap]).initializeMemory(as: UInt8.self, repeating: 0xFF)
-            if parent != nil {
-                // The block as it reads now (the parent's bytes), then this write over it.
-                try readZeroPaddedPast(into: UnsafeMutableRawBufferPointer(rebasing: out[bitmap ..< bitmap + blockSize]), at: UInt64(index) * blocks.size)
+        // Every sector of the block is marked present (QEMU's alloc_block does the same).
+        let bits = [UInt8](repeating: 0xFF, count: bitmap)
+        if parent != nil {
+            // The block as it reads now (the parent's bytes), then this write over it.
+            var block = [UInt8](repeating: 0, count: blockSize)
+            try block.withUnsafeMutableBytes { out in
+                try readZeroPaddedPast(into: out, at: UInt64(index) * blocks.size)
+                let target = UnsafeMutableRawBufferPointer(rebasing: out[within ..< within + length])
+                if let data { target.copyMemory(from: data) } else { target.initializeMemory(as: UInt8.self, repeating: 0) }
             }
-            let target = UnsafeMutableRawBufferPointer(rebasing: out[(bitmap + within) ..< (bitmap + within + length)])
-            if let data { target.copyMemory(from: data) } else { target.initializeMemory(as: UInt8.self, repeating: 0) }
-            footer.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[(bitmap + blockSize)...]).copyMemory(from: $0) }
+            try bits.withUnsafeBytes { b in try block.withUnsafeBytes { d in try footer.withUnsafeBytes { f in
+                try raw.writeExtending(gathering: [b, d, f], at: at)
+            } } }
+        } else {
+            let middle = data.map { [$0] } ?? ZeroBytes.pieces(length)
+            try bits.withUnsafeBytes { b in try footer.withUnsafeBytes { f in
+                try raw.writeExtending(gathering: [b] + ZeroBytes.pieces(within) + middle + ZeroBytes.pieces(blockSize - within - length) + [f], at: at)
+            } }
         }
-        try bytes.withUnsafeBytes { try raw.writeExtending($0, at: at) }
         state.withLock { s in
             s.bat[index] = UInt32(sector)
             s.nextFree = at + UInt64(bitmap + blockSize)
