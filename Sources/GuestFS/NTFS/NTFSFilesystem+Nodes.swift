@@ -269,7 +269,12 @@ extension NTFSFilesystem {
                     throw ImageError(path: device.displayName, structure: Self.recordName(node), reason: "the file is EFS-encrypted", errno: .permissionDenied)
                 }
                 let ranges = try dataRanges(na, node: node)
-                return NTFSFile(filesystem: self, node: node, size: UInt64(max(0, na.pointee.data_size)), ranges: ranges)
+                // Reads outside the lock need a runlist nothing changes: a read-only volume.
+                var map: NTFSRunMap?
+                if !isWritable, case .success(let m) = NTFSRunMap.make(na, clusterSize: blockSize, deviceSize: device.size) {
+                    map = m
+                }
+                return NTFSFile(filesystem: self, node: node, size: UInt64(max(0, na.pointee.data_size)), ranges: ranges, map: map)
             }
         }
     }

@@ -30,9 +30,9 @@ import SystemPackage
 /// read-only mount, so a hibernated volume opens read-only with its reason as a warning.
 ///
 /// libntfs-3g is not thread-safe (it keeps caches and a search state in the volume and its
-/// inodes, and one global log hook), so every call into it runs under `libraryLock`: file data
-/// is read under it too, for now (mapping the runlist once and reading the device outside the
-/// lock, as Ext2File does, is the next step).
+/// inodes, and one global log hook), so every call into it runs under `libraryLock`. The data
+/// of plain files on a read-only volume is not read through it: their runlist is mapped once at
+/// open and the device read outside the lock (NTFSRunMap, NTFSFile), as Ext2File does.
 package final class NTFSFilesystem: GuestFilesystem, @unchecked Sendable {
     package let device: any BlockDevice
     package let options: NTFSMountOptions

@@ -104,6 +104,12 @@ struct Session {
                    let type = unsupported.content.type {
                     throw CLIError(message: "\(unsupported.name) holds \(type), which imagemount cannot open yet")
                 }
+                // An encrypted volume with nothing we can unlock (BitLocker; LUKS is unlocked
+                // with --key before this and says so itself when it cannot be).
+                if let locked = guest.devices.first(where: { $0.content.usage == .crypto && $0.content.type != "crypto_LUKS" }),
+                   let type = locked.content.type {
+                    throw CLIError(message: "\(locked.name) holds \(type), which imagemount cannot open yet")
+                }
                 throw CLIError(message: "\(guest.drives.map { $0.device.displayName }.joined(separator: ", ")): "
                     + "no filesystem found that imagemount opens (\(FilesystemRegistry.types.joined(separator: ", ")))")
             }
