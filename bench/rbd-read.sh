@@ -7,6 +7,8 @@
 #               in flight; no read-ahead, which is off by default for RBD: RBDSettings says why)
 #   ours-ra     with sequential read-ahead (IMAGEMOUNT_RBD_READAHEAD=16: up to 16 MiB of 256 KiB
 #               requests in flight ahead of the reader)
+#   ours-1m     1 MiB requests instead of 256 KiB (IMAGEMOUNT_RBD_REQUEST=1024): fewer requests
+#               and less of librbd's per-request work, at a higher peak RSS
 #   ours-1      one request at a time (IMAGEMOUNT_RBD_IN_FLIGHT=1)
 #   rbd export  `rbd export rbd/bench -` to /dev/null (Ceph's own tool)
 #   qemu-img    qemu-img convert -f raw -O raw rbd:rbd/bench to a file on tmpfs (qemu-block-extra's
@@ -55,6 +57,7 @@ measure() {
 }
 ours() { measure "$BIN" --format raw "$NAME"; }
 ours1() { measure env IMAGEMOUNT_RBD_IN_FLIGHT=1 "$BIN" --format raw "$NAME"; }
+ours1m() { measure env IMAGEMOUNT_RBD_REQUEST=1024 "$BIN" --format raw "$NAME"; }
 oursra() { measure env IMAGEMOUNT_RBD_READAHEAD=16 "$BIN" --format raw "$NAME"; }
 export_() { measure rbd export --no-progress rbd/bench -; }
 have_qemu_rbd=0
@@ -66,6 +69,7 @@ ours >/dev/null; ours1 >/dev/null; export_ >/dev/null
 read -r ms mrss < <(ours)
 read -r mras mrarss < <(oursra)
 read -r m1s m1rss < <(ours1)
+read -r mms mmrss < <(ours1m)
 read -r es erss < <(export_)
 if [ $have_qemu_rbd = 1 ]; then read -r qs qrss < <(theirs); fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
@@ -73,6 +77,7 @@ echo "sequential read of a $SIZE_MIB MiB RBD image, one-node Ceph (memstore OSD)
 printf '%-34s %8s %12s\n' run "wall s" "peak RSS"
 printf '%-34s %8s %8s KiB\n' "imagemount (default)" "$ms" "$mrss"
 printf '%-34s %8s %8s KiB\n' "imagemount (read-ahead 16 MiB)" "$mras" "$mrarss"
+printf '%-34s %8s %8s KiB\n' "imagemount (1 MiB requests)" "$mms" "$mmrss"
 printf '%-34s %8s %8s KiB\n' "imagemount (1 in flight)" "$m1s" "$m1rss"
 printf '%-34s %8s %8s KiB\n' "rbd export" "$es" "$erss"
 if [ $have_qemu_rbd = 1 ]; then
@@ -82,5 +87,6 @@ else
 fi
 echo "ratio rbd export / imagemount:          $(ratio "$es" "$ms")"
 [ $have_qemu_rbd = 1 ] && echo "ratio qemu-img / imagemount:            $(ratio "$qs" "$ms")"
+echo "ratio rbd export / imagemount 1 MiB:    $(ratio "$es" "$mms")"
 echo "ratio 1-in-flight / 16-in-flight:       $(ratio "$m1s" "$ms")"
 echo "ratio default / read-ahead:             $(ratio "$ms" "$mras")"

@@ -62,6 +62,7 @@ package struct RBDSettings: Sendable {
     package static func fromEnvironment() -> RBDSettings {
         var s = RBDSettings()
         if let v = value("IMAGEMOUNT_RBD_IN_FLIGHT"), (1...maxInFlight).contains(v) { s.inFlight = v }
+        if let v = value("IMAGEMOUNT_RBD_REQUEST"), (64...8192).contains(v), v & (v - 1) == 0 { s.requestBytes = v << 10 }
         if let v = value("IMAGEMOUNT_RBD_TIMEOUT"), (1...3600).contains(v) { s.timeoutSeconds = v }
         if let v = value("IMAGEMOUNT_RBD_READAHEAD"), (0...64).contains(v) { s.readAheadBytes = v << 20 }
         if let v = value("IMAGEMOUNT_RBD_READAHEAD_REQUEST"), (64...8192).contains(v), v & (v - 1) == 0 { s.readAheadRequestBytes = v << 10 }
