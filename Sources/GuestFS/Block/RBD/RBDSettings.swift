@@ -55,7 +55,8 @@ package struct RBDSettings: Sendable {
     static let maxInFlight = 64
 
     /// The defaults, changed by `IMAGEMOUNT_RBD_IN_FLIGHT` (1…64; 1 forces one request at a
-    /// time, for bench/rbd-read.sh), `IMAGEMOUNT_RBD_TIMEOUT` (seconds, 1…3600) and
+    /// time, for bench/rbd-read.sh), `IMAGEMOUNT_RBD_REQUEST` (KiB, a power of two 64…8192),
+    /// `IMAGEMOUNT_RBD_TIMEOUT` (seconds, 1…3600) and
     /// `IMAGEMOUNT_RBD_READAHEAD` (MiB, 0…64; 0 turns read-ahead off) and
     /// `IMAGEMOUNT_RBD_READAHEAD_REQUEST` (KiB, a power of two 64…8192). Values out of range or
     /// not numbers are ignored.
