@@ -147,6 +147,23 @@ extension VHDImage: AppendingFormatWriter {
             try bits.withUnsafeBytes { b in try block.withUnsafeBytes { d in try footer.withUnsafeBytes { f in
                 try raw.writeExtending(gathering: [b, d, f], at: at)
             } } }
+        } else if let data, at + UInt64(bitmap + within + length) >= raw.size {
+            // The rest of the block lies past the end of the file: left a hole, it reads as
+            // zeros without being written, as QEMU's alloc_block leaves a new block (bitmap and
+            // footer written, the data in place after). A 1 MiB write into a 2 MiB block then
+            // writes 1 MiB, not 2. Only what lies below the old end is zeroed: the old footer
+            // the bitmap (512 bytes or more) covers, in practice.
+            let blockStart = at + UInt64(bitmap), oldEnd = raw.size
+            let headZeros = Int(min(UInt64(within), oldEnd > blockStart ? oldEnd - blockStart : 0))
+            try bits.withUnsafeBytes { b in
+                if headZeros == within {
+                    try raw.writeExtending(gathering: [b] + ZeroBytes.pieces(within) + [data], at: at)
+                } else {
+                    try raw.writeExtending(gathering: [b] + ZeroBytes.pieces(headZeros), at: at)
+                    try raw.writeExtending(data, at: blockStart + UInt64(within))
+                }
+            }
+            try footer.withUnsafeBytes { try raw.writeExtending($0, at: blockStart + UInt64(blockSize)) }
         } else {
             let middle = data.map { [$0] } ?? ZeroBytes.pieces(length)
             try bits.withUnsafeBytes { b in try footer.withUnsafeBytes { f in
