@@ -60,6 +60,8 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     let handles = HandleTable()
     /// One buffer per concurrently running read at most, kept between reads.
     let readBuffers = ReadBufferPool(keep: 8)
+    /// Which readdirplus chunks carry attributes (read-only mounts).
+    let plusHint = ReaddirPlusHint()
 
     /// Called once, from `init`, when the kernel and the server have agreed and requests flow.
     private let onReady: @Sendable () -> Void
@@ -173,6 +175,10 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
             UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_READDIRPLUS_AUTO) |
             UInt32(FUSE_CAP_POSIX_ACL) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
         conn.pointee.want |= wanted & c.capable
+        // Read-only, every listing chunk comes as readdirplus and `plusHint` decides which
+        // carry attributes (ReaddirPlusHint.swift). Writable mounts keep the kernel's choice:
+        // there each entry given attributes is a counted lookup in `inodes`.
+        if options.readOnly { conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO) }
         // open() truncates when O_TRUNC arrives (Handlers+File); with or without this
         // capability that is right, since the kernel sends O_TRUNC to open only with it.
         // The umask is ours to apply (InheritedACL): a directory's default ACL replaces it, as
