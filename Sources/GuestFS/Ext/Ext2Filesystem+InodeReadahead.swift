@@ -40,8 +40,9 @@ extension Ext2Filesystem {
         let (offset, o2) = first.multipliedReportingOverflow(by: size)
         guard !o1, !o2 else { return }
         // The run starts at the aligned block; the cache check is on the inode's own block.
-        let (own, o3) = (first + (blockInTable - start)).multipliedReportingOverflow(by: size)
-        guard !o3, !context.cache.contains(own, size: blockSize) else { return }
+        let (ownBlock, o3) = table.addingReportingOverflow(blockInTable)
+        let (own, o4) = ownBlock.multipliedReportingOverflow(by: size)
+        guard !o3, !o4, !context.cache.contains(own, size: blockSize) else { return }
         guard let seen = recentInodeTableMisses.firstIndex(of: first) else {
             if recentInodeTableMisses.count >= Self.recentInodeMissLimit { recentInodeTableMisses.removeFirst() }
             recentInodeTableMisses.append(first)
