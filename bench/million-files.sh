@@ -3,18 +3,19 @@
 # imagemount (FUSE), side by side in one run. For each: the time until the mount is ready,
 # a `find` walk of every name (`find MNT | wc -l`), `du -s` (a stat of every inode), each from
 # cold caches (drop_caches before every mount), and the mount server's peak RSS (VmHWM, taken
-# after the last step). Prints the ratios imagemount/kernel (the scale issue's target: within
-# 2x for each, RSS under 64 MiB) and checks that both walks count the same names.
+# after each `du -s`). Runs alternate kernel and imagemount; prints medians with their spread and
+# the ratios imagemount/kernel (the scale issue's target: within 2x for each, RSS under 64 MiB),
+# and checks that both walks count the same names.
 #   tree: 1000 directories of 1000 empty files each, plus the root: mke2fs -d from tmpfs
 # Usage: bench/million-files.sh [workdir]   (IMAGEMOUNT_BIN: a built imagemount, else a
-#        release build; FILES: default 1000000; RUNS: default 1, the best of RUNS is kept)
+#        release build; FILES: default 1000000; RUNS: default 3, the median of RUNS is kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-$(mktemp -d /tmp/imagemount-bench-million.XXXXXX)}
 keep=${1:-}
 mkdir -p "$work"
 files=${FILES:-1000000}
-runs=${RUNS:-1}
+runs=${RUNS:-3}
 MNT=$work/mnt; mkdir -p "$MNT"
 cleanup() {
   umount "$MNT" 2>/dev/null || fusermount3 -u -z "$MNT" 2>/dev/null || true
@@ -50,33 +51,40 @@ fi
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+spread() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s", lo, hi }'; }
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 mount_kernel()     { mount -t ext4 -o ro,loop,noload "$IMG" "$MNT"; }
 mount_imagemount() { "$bin" -a "$IMG" --ro --pid-file "$work/im.pid" "$MNT"; }
 unmount_tool()     { if [ "$1" = imagemount ]; then "$bin" unmount "$MNT"; else umount "$MNT"; fi; sleep 0.3; }
 
-declare -A READY WALK DU NAMES RSS
-for tool in kernel imagemount; do
-  ready= walk= du= rss=0
-  for _ in $(seq "$runs"); do
-    cold; t=$(now); mount_$tool; ready=$(min "$(since "$t")" "$ready")
-    t=$(now); names=$(find "$MNT" | wc -l); walk=$(min "$(since "$t")" "$walk")
+# Interleaved: each run times the kernel, then imagemount, so load from elsewhere on a shared
+# machine falls on both; medians over the runs, with the spread.
+declare -A READY WALK DU NAMES
+rss=0
+for run in $(seq "$runs"); do
+  for tool in kernel imagemount; do
+    cold; t=$(now); mount_$tool; READY[$tool]+=" $(since "$t")"
+    t=$(now); NAMES[$tool]=$(find "$MNT" | wc -l); WALK[$tool]+=" $(since "$t")"
     unmount_tool $tool
     cold; mount_$tool
-    t=$(now); du -s "$MNT" >/dev/null; du=$(min "$(since "$t")" "$du")
+    t=$(now); du -s "$MNT" >/dev/null; DU[$tool]+=" $(since "$t")"
     if [ $tool = imagemount ]; then
       r=$(awk '/VmHWM/ { print $2 }' "/proc/$(cat "$work/im.pid")/status")
       [ "$r" -gt "$rss" ] && rss=$r
     fi
     unmount_tool $tool
   done
-  READY[$tool]=$ready WALK[$tool]=$walk DU[$tool]=$du NAMES[$tool]=$names RSS[$tool]=$rss
-  printf '%-11s ready %7.3f s   find %7.3f s (%s names)   du -s %7.3f s\n' "$tool" "$ready" "$walk" "$names" "$du"
+  echo "run $run: kernel ready${READY[kernel]##* } find${WALK[kernel]##* } du${DU[kernel]##* }; imagemount ready${READY[imagemount]##* } find${WALK[imagemount]##* } du${DU[imagemount]##* }" >&2
+done
+for tool in kernel imagemount; do
+  printf '%-11s ready %7.3f s (%s)   find %7.3f s (%s; %s names)   du -s %7.3f s (%s)\n' "$tool" \
+    "$(median <<<"${READY[$tool]}")" "$(spread <<<"${READY[$tool]}")" "$(median <<<"${WALK[$tool]}")" \
+    "$(spread <<<"${WALK[$tool]}")" "${NAMES[$tool]}" "$(median <<<"${DU[$tool]}")" "$(spread <<<"${DU[$tool]}")"
 done
 [ "${NAMES[kernel]}" = "${NAMES[imagemount]}" ] || { echo "the walks differ: ${NAMES[kernel]} and ${NAMES[imagemount]} names" >&2; exit 1; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+ratio() { awk -v a="$(median <<<"$1")" -v b="$(median <<<"$2")" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
-echo "imagemount/kernel (target: at most 2.00 each): ready $(ratio "${READY[imagemount]}" "${READY[kernel]}")" \
+echo "imagemount/kernel, medians of $runs (target: at most 2.00 each): ready $(ratio "${READY[imagemount]}" "${READY[kernel]}")" \
      "  find $(ratio "${WALK[imagemount]}" "${WALK[kernel]}")   du -s $(ratio "${DU[imagemount]}" "${DU[kernel]}")"
-echo "mount server peak RSS: $((RSS[imagemount] / 1024)) MiB (target: under 64 MiB)"
+echo "mount server peak RSS: $((rss / 1024)) MiB (target: under 64 MiB)"

@@ -44,7 +44,7 @@ import TestSupport
                 offset = next
                 return entrySize
             }
-            #expect(try result.get() == packedThisCall * entrySize)
+            #expect(try result.get().used == packedThisCall * entrySize)
             #expect(packedThisCall == 2, "250 bytes hold two entries of 100")
             if packedThisCall == 0 { break }
         }

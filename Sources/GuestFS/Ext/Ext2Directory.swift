@@ -86,9 +86,13 @@ extension Ext2Filesystem {
             /// with DIRENT_FLAG_INCLUDE_EMPTY even a block of removed entries is visited.
             var block = -1
             var blocks: [[UInt8]: UInt32] = [:]
+            var wantsBlocks = false
         }
-        let collector = Collector()
         let withBlocks = !inode.hasInlineData
+        // Only writers use the blocks (to remove an entry); read-only, they are not collected.
+        let collectBlocks = withBlocks && isWritable
+        let collector = Collector()
+        collector.wantsBlocks = collectBlocks
         let rc = withExtendedLifetime(collector) {
             ext2fs_dir_iterate2(fs, dir, withBlocks ? Int32(DIRENT_FLAG_INCLUDE_EMPTY) : 0, nil, { _, kind, dirent, offset, _, _, priv in
                 guard let dirent, let priv else { return DIRENT_ABORT }
@@ -108,7 +112,7 @@ extension Ext2Filesystem {
                 if name == [0x2E] || name == [0x2E, 0x2E] { return 0 }
                 collector.entries.append(DirEntry(name: name, inode: dirent.pointee.inode,
                                                   fileType: UInt8(ext2fs_dirent_file_type(dirent))))
-                collector.blocks[name] = UInt32(max(collector.block, 0))
+                if collector.wantsBlocks { collector.blocks[name] = UInt32(max(collector.block, 0)) }
                 return 0
             }, Unmanaged.passUnretained(collector).toOpaque())
         }
@@ -123,7 +127,7 @@ extension Ext2Filesystem {
                              reason: "more than \(Ext2Filesystem.maxDirectoryEntries) entries; directory looks damaged",
                              errno: .ioError)
         }
-        return (collector.entries, withBlocks ? collector.blocks : nil)
+        return (collector.entries, collectBlocks ? collector.blocks : nil)
     }
 
     /// A hard cap on entries in one directory: ext4's own limit with large_dir is far above any

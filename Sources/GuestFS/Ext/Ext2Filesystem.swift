@@ -44,6 +44,9 @@ package final class Ext2Filesystem: @unchecked Sendable {
     private var closed = false
     /// Guarded by `lock`: what writing has set up and what it left to do at close.
     var writeState = WriteState()
+    /// Guarded by `lock`: the inode-table runs of the last inode blocks missed in the cache,
+    /// at most `recentInodeMissLimit` (Ext2Filesystem+InodeReadahead.swift).
+    var recentInodeTableMisses: [UInt64] = []
 
     /// The root directory's inode number (EXT2_ROOT_INO, ext4 disk layout "Special inodes").
     package static let rootInode: UInt32 = 2

@@ -110,6 +110,7 @@ extension Ext2Filesystem {
             throw ImageError(path: device.displayName, structure: "inode \(number)",
                              reason: "inode number out of range (1...\(superblock.inodesCount))", errno: .ioError)
         }
+        readAheadInodeTable(for: number, fs: fs)
         var large = ext2_inode_large()
         let rc = withUnsafeMutablePointer(to: &large) { p in
             p.withMemoryRebound(to: ext2_inode.self, capacity: 1) {

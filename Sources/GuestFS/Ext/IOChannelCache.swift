@@ -43,6 +43,9 @@ final class IOChannelCache {
         UnsafeMutableRawBufferPointer(rebasing: slab![(slot * entrySize)..<((slot + 1) * entrySize)])
     }
 
+    /// Whether a block of `size` bytes at `offset` is cached.
+    func contains(_ offset: UInt64, size: Int) -> Bool { size == entrySize && entries[offset] != nil }
+
     /// Copies the cached block at `offset` into `buffer` when there is one of that size.
     func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
         guard buffer.count == entrySize, let entry = entries[offset] else { return false }

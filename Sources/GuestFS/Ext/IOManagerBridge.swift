@@ -22,7 +22,11 @@ enum IOManagerBridge {
         /// Blocks written during the current write operation, not yet on the device (at most
         /// 2 048 blocks, 8 MiB at 4 KiB); guarded by the filesystem lock too.
         let gather = IOWriteGather(capacity: 2048)
+        /// Where `readAhead` reads a run (IOChannelReadahead.swift): one buffer, reused, at most
+        /// `maxReadaheadBlocks` blocks; guarded by the filesystem lock too.
+        var readaheadBuffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         init(device: any BlockDevice, writable: Bool) { self.device = device; self.writable = writable }
+        deinit { readaheadBuffer.deallocate() }
     }
 
     private static let registry = Mutex<(next: Int, devices: [String: any BlockDevice])>((0, [:]))

@@ -159,7 +159,7 @@ public final class MountTree: Sendable {
 
     /// Looks `name` up in directory `dir`, crossing onto a mounted filesystem where one covers it.
     public func lookup(_ dir: GuestNode, _ name: [UInt8]) throws -> GuestNode? {
-        if let mount = coverIndex[CoverKey(parent: dir, name: name)] {
+        if !coverIndex.isEmpty, let mount = coverIndex[CoverKey(parent: dir, name: name)] {
             return rootNode(of: mount)
         }
         guard let node = try filesystem(of: dir).lookup(dir.inode, name) else { return nil }
@@ -171,12 +171,16 @@ public final class MountTree: Sendable {
     /// (`GuestName`) are left out and handed to `rejected`, which reports them.
     public func entries(_ dir: GuestNode, rejected: (RejectedName) -> Void) throws -> [(name: [UInt8], node: GuestNode, type: NodeType)] {
         var out: [(name: [UInt8], node: GuestNode, type: NodeType)] = []
-        for entry in try filesystem(of: dir).entries(dir.inode) {
+        let listed = try filesystem(of: dir).entries(dir.inode)
+        out.reserveCapacity(listed.count)
+        // Most trees have no mount over anything: no name needs hashing to find out.
+        let mayCover = !coverIndex.isEmpty
+        for entry in listed {
             if let problem = GuestName.problem(entry.name) {
                 rejected(RejectedName(directory: dir, device: mounts[dir.mount].deviceName, name: entry.name, problem: problem))
                 continue
             }
-            if let mount = coverIndex[CoverKey(parent: dir, name: entry.name)] {
+            if mayCover, let mount = coverIndex[CoverKey(parent: dir, name: entry.name)] {
                 out.append((entry.name, rootNode(of: mount), .directory))
             } else {
                 out.append((entry.name, GuestNode(mount: dir.mount, inode: entry.node), entry.type))

@@ -60,6 +60,8 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
     let handles = HandleTable()
     /// One buffer per concurrently running read at most, kept between reads.
     let readBuffers = ReadBufferPool(keep: 8)
+    /// Which readdirplus chunks carry attributes (read-only mounts).
+    let plusHint = ReaddirPlusHint()
 
     /// Called once, from `init`, when the kernel and the server have agreed and requests flow.
     private let onReady: @Sendable () -> Void
@@ -173,18 +175,14 @@ final class FuseServer: FuseOperations, @unchecked Sendable {
             UInt32(FUSE_CAP_PARALLEL_DIROPS) | UInt32(FUSE_CAP_READDIRPLUS) | UInt32(FUSE_CAP_READDIRPLUS_AUTO) |
             UInt32(FUSE_CAP_POSIX_ACL) | UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
         conn.pointee.want |= wanted & c.capable
-        // On a read-only mount every listing is readdirplus. With READDIRPLUS_AUTO the kernel
-        // (fs/fuse/readdir.c fuse_use_readdirplus) asks for attributes only in the first reply
-        // of a directory and after a lookup in it; `find -ls` reads a whole directory before
-        // stating any entry, so every entry past the first reply (about 200 names) cost a
-        // lookup round trip of its own. Attributes cannot change under a read-only mount and
-        // the kernel caches them, so packing them in the listing is the cheaper way. The cost
-        // moves to walks that want names only (`find` with no test needing stat), which now
-        // get every entry's attributes too; IMAGEMOUNT_READDIRPLUS_AUTO=1 keeps the kernel's
-        // heuristic for those.
-        if options.readOnly, getenv("IMAGEMOUNT_READDIRPLUS_AUTO").map({ String(cString: $0) }) != "1" {
-            conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO)
-        }
+        // Read-only, every listing chunk comes as readdirplus and `plusHint` decides which
+        // carry attributes (ReaddirPlusHint.swift). With the kernel's READDIRPLUS_AUTO
+        // (fs/fuse/readdir.c fuse_use_readdirplus) only a directory's first reply and replies
+        // after a lookup in it carried them: `find -ls` and `du`, which read a whole directory
+        // before stating its entries, paid a lookup round trip for every name past the first
+        // reply (about 200). Writable mounts keep the kernel's choice: there each entry given
+        // attributes is a counted lookup in `inodes`.
+        if options.readOnly { conn.pointee.want &= ~UInt32(FUSE_CAP_READDIRPLUS_AUTO) }
         // open() truncates when O_TRUNC arrives (Handlers+File); with or without this
         // capability that is right, since the kernel sends O_TRUNC to open only with it.
         // The umask is ours to apply (InheritedACL): a directory's default ACL replaces it, as

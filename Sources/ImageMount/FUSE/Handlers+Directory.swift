@@ -15,7 +15,9 @@ extension FuseServer {
     func lookup(_ request: consuming Request, parent: UInt64, name: [UInt8]) {
         tuneReadaheadOnce()
         do throws(FuseError) {
-            request.reply(entry: try lookupEntry(parent: parent, name: name))
+            let e = try lookupEntry(parent: parent, name: name)
+            if e.ino != 0 { plusHint.noteLookup(isDirectory: e.attr.st_mode & S_IFMT == S_IFDIR) }
+            request.reply(entry: e)
         } catch {
             request.reply(error)
         }
@@ -100,7 +102,10 @@ extension FuseServer {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 8)
         defer { buffer.deallocate() }
         let raw = request.raw
-        let result = DirectoryPacker.pack(listing, from: Int(max(offset, 0)), into: buffer, plus: plus, server: self) { name, entry, next, room in
+        let start = Int(max(offset, 0))
+        // Read-only, a readdirplus chunk may go without attributes (ReaddirPlusHint.swift).
+        let attributes = plus && (!options.readOnly || plusHint.wantsAttributes(offset: start))
+        let result = DirectoryPacker.pack(listing, from: start, into: buffer, plus: attributes, server: self) { name, entry, next, room in
             name.withUnsafeBufferPointer { nameBuffer in
                 nameBuffer.withMemoryRebound(to: CChar.self) { cname in
                     var e = entry
@@ -111,7 +116,9 @@ extension FuseServer {
             }
         }
         switch result {
-        case .success(let used): request.reply(buffer: UnsafeRawBufferPointer(rebasing: buffer[..<used]))
+        case .success(let (used, looked)):
+            if attributes && options.readOnly { plusHint.servedAttributes(looked) }
+            request.reply(buffer: UnsafeRawBufferPointer(rebasing: buffer[..<used]))
         case .failure(let e): request.reply(e)
         }
     }
@@ -130,9 +137,12 @@ enum DirectoryPacker {
     /// "did not fit, nothing written"). Names passed are NUL-terminated.
     typealias Add = ([UInt8], fuse_entry_param, Int, UnsafeMutableRawBufferPointer) -> Int
 
+    /// `plus`: entries carry attributes (each takes a lookup). Returns the bytes used and how
+    /// many entries took a lookup.
     static func pack(_ listing: DirectoryListing, from start: Int, into buffer: UnsafeMutableRawBufferPointer,
-                     plus: Bool, server: FuseServer, add: Add) -> Result<Int, FuseError> {
+                     plus: Bool, server: FuseServer, add: Add) -> Result<(used: Int, looked: Int), FuseError> {
         var used = 0
+        var lookups = 0
         var index = start
         while index < listing.items.count {
             let item = listing.items[index]
@@ -143,10 +153,12 @@ enum DirectoryPacker {
                     e = try server.entry(for: item.node)
                     looked = true
                 } catch {
-                    return used == 0 ? .failure(error) : .success(used)
+                    return used == 0 ? .failure(error) : .success((used, lookups))
                 }
             } else {
-                // readdir and the dot entries: only d_ino and d_type are used, no lookup is taken.
+                // readdir, the dot entries and readdirplus without attributes: only d_ino and
+                // d_type are used (node id 0 in a readdirplus entry: "no attributes"), no lookup
+                // is taken.
                 e.attr.st_ino = ino_t(Attributes.inodeNumber(item.node))
                 e.attr.st_mode = Attributes.mode(type: item.type)
             }
@@ -158,7 +170,8 @@ enum DirectoryPacker {
             }
             used += needed
             index += 1
+            if looked { lookups += 1 }
         }
-        return .success(used)
+        return .success((used, lookups))
     }
 }
